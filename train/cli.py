@@ -1,0 +1,42 @@
+"""Subcommands `train` and `eval` (argument parsing only: PyTorch is imported when they run)."""
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train the VAE on Fashion-MNIST")
+    p.add_argument("--data-dir", help="folder with the four Fashion-MNIST IDX files (raw or .gz)")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoint.pt, config.json, metrics.json, grids")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--beta", type=float, help="KL weight in the optimised loss (default 1: the true ELBO)")
+    p.add_argument("--kl-warmup-epochs", type=float, help="ramp beta linearly from 0 over this many epochs")
+    p.add_argument("--binarize", action="store_true", help="dynamic binarization; fixed binarized test set")
+    p.add_argument("--latent-dim", type=int, default=64)
+    p.add_argument("--limit-train", type=int, help="train on the first N training images only")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--resume", action="store_true", help="continue after the last finished epoch in --out")
+    p.set_defaults(run=_train, extra="train")
+
+    p = sub.add_parser("eval", help="test -ELBO and IWAE NLL of a checkpoint, merged into its metrics.json")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--data-dir")
+    p.add_argument("--iwae-k", type=int, default=1000, help="importance samples per image (default 1000)")
+    p.add_argument("--limit-test", type=int, help="evaluate the first N test images only")
+    p.add_argument("--batch-size", type=int, default=20, help="images per IWAE batch")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.set_defaults(run=_eval, extra="train")
+
+
+def _train(args) -> None:
+    from .trainer import main
+
+    main(args)
+
+
+def _eval(args) -> None:
+    from .evaluate import main
+
+    main(args)

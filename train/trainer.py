@@ -1,0 +1,165 @@
+"""`edgevae train`: fit the VAE on the negative ELBO, checkpointing every epoch, resumable exactly."""
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from .checkpoint import atomic_write, load_model, read_checkpoint, save_checkpoint, write_json
+from .data import binarize_fixed, load_fashion_mnist
+from .loss import neg_elbo
+from .model import VAE, VAEConfig
+
+TEST_BINARIZE_SEED = 1234  # the fixed binarized test set; part of the protocol, not of a run
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    beta: float = 1.0  # weight of the KL term in the optimised loss (1 = the true ELBO)
+    kl_warmup_epochs: float = 0.0  # beta ramps linearly from 0 over this many epochs
+    binarize: bool = False  # dynamic binarization in training, fixed binarized test set
+    limit_train: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    data_dir: str | None = None
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.beta < 0 or self.kl_warmup_epochs < 0:
+            raise ValueError(f"lr must be > 0 and beta, kl_warmup_epochs >= 0 (got {self.lr}, {self.beta}, {self.kl_warmup_epochs})")
+        if self.limit_train is not None and self.limit_train < 1:
+            raise ValueError(f"limit_train must be >= 1, got {self.limit_train}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+
+
+def beta_at(cfg: TrainConfig, progress: float) -> float:
+    """KL weight after `progress` epochs (fractional), with linear warm-up."""
+    if cfg.kl_warmup_epochs == 0:
+        return cfg.beta
+    return cfg.beta * min(1.0, progress / cfg.kl_warmup_epochs)
+
+
+@torch.no_grad()
+def evaluate(model, images, batch_size=1000, seed=0, device="cpu") -> dict:
+    """Test -ELBO / BCE / KL in nats per image, one seeded posterior draw per image."""
+    model.eval()
+    torch.manual_seed(seed)
+    totals = {"test_neg_elbo": 0.0, "test_bce": 0.0, "test_kl": 0.0}
+    for i in range(0, len(images), batch_size):
+        xb = images[i : i + batch_size].to(device)
+        t = neg_elbo(model, xb)
+        for key, value in zip(totals, (t.neg_elbo, t.bce, t.kl)):
+            totals[key] += value.item() * len(xb)
+    return {k: v / len(images) for k, v in totals.items()}
+
+
+def train_epoch(model, opt, cfg: TrainConfig, images, epoch: int) -> float:
+    """One pass over images; returns the mean training -ELBO. Randomness is seeded by (seed, epoch)
+    alone, so a run resumed from epoch e's checkpoint replays epoch e+1 bit for bit."""
+    from tqdm import tqdm
+
+    model.train()
+    torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+    order = torch.randperm(len(images))
+    steps = range(0, len(images), cfg.batch_size)
+    total = 0.0
+    for step, i in enumerate(tqdm(steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0)):
+        xb = images[order[i : i + cfg.batch_size]].to(cfg.device, non_blocking=True)
+        if cfg.binarize:
+            xb = torch.bernoulli(xb)
+        terms = neg_elbo(model, xb, beta_at(cfg, epoch - 1 + step / len(steps)))
+        opt.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        opt.step()
+        total += terms.neg_elbo.item() * len(xb)
+    return total / len(images)
+
+
+def save_grids(model, test_images, out: Path, seed: int, device: str) -> None:
+    """reconstructions.png (top: inputs, bottom: posterior means decoded) and samples.png (prior draws)."""
+    from torchvision.utils import save_image
+
+    model.eval()
+    with torch.no_grad():
+        x = test_images[:32].to(device)
+        recon = model.decoder(model.encoder(x)[0])
+        z = torch.randn(64, model.config.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+        samples = model.decoder(z)
+    for name, grid, nrow in (("reconstructions.png", torch.cat([x, recon]), 16), ("samples.png", samples, 8)):
+        atomic_write(out / name, lambda f: save_image(grid.cpu(), f, nrow=nrow, format="png"))
+
+
+def train(cfg: TrainConfig, out, model_config: VAEConfig = VAEConfig(), resume: bool = False) -> dict:
+    """Train into the folder `out`; returns the metrics dict also written to out/metrics.json."""
+    out = Path(out)
+    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
+    (train_x, _), (test_x, _) = load_fashion_mnist(cfg.data_dir)
+    if cfg.limit_train:
+        train_x = train_x[: cfg.limit_train]
+    if cfg.binarize:
+        test_x = binarize_fixed(test_x, TEST_BINARIZE_SEED)
+    torch.set_num_threads(torch.get_num_threads())  # honours OMP_NUM_THREADS; default = all cores
+
+    out.mkdir(parents=True, exist_ok=True)
+    start_epoch, history = 1, []
+    if resume and ckpt_path.exists():
+        model, state = load_model(ckpt_path)
+        saved = TrainConfig(**state["train_config"])
+        if asdict(saved) | {"epochs": cfg.epochs} != asdict(cfg) | {"epochs": cfg.epochs}:
+            raise ValueError(f"--resume with other settings than {ckpt_path} was trained with: {state['train_config']}")
+        model_config, start_epoch = model.config, state["epoch"] + 1
+        history = [m for m in state["history"] if m["epoch"] < start_epoch]
+    else:
+        torch.manual_seed(cfg.seed)
+        model = VAE(model_config)
+    model.to(cfg.device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if start_epoch > 1:
+        opt.load_state_dict(state["optimizer"])
+    write_json(out / "config.json", {"model": asdict(model_config), "train": asdict(cfg)})
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        train_loss = train_epoch(model, opt, cfg, train_x, epoch)
+        seconds = time.perf_counter() - t0
+        row = {"epoch": epoch, "train_neg_elbo": train_loss, "epoch_seconds": seconds}
+        row |= evaluate(model, test_x, seed=cfg.seed, device=cfg.device)
+        history.append(row)
+        print(
+            f"epoch {epoch}: train -ELBO {train_loss:.2f}  test -ELBO {row['test_neg_elbo']:.2f} "
+            f"(BCE {row['test_bce']:.2f} + KL {row['test_kl']:.2f}) nats  {seconds:.1f} s",
+            flush=True,
+        )
+        save_checkpoint(ckpt_path, {
+            "epoch": epoch, "model_config": asdict(model_config), "train_config": asdict(cfg),
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "history": history,
+        })
+        write_json(metrics_path, merged_metrics(metrics_path, history))
+        save_grids(model, test_x, out, cfg.seed, cfg.device)
+    return json.loads(metrics_path.read_text())
+
+
+def merged_metrics(metrics_path: Path, history: list) -> dict:
+    """metrics.json content: per-epoch rows, the last one as "final", keeping what eval added."""
+    old = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    final = {k: v for k, v in history[-1].items() if k.startswith("test_")}
+    return old | {"epochs": history, "final": final | {"epoch": history[-1]["epoch"]}}
+
+
+def config_from_args(args) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+
+
+def main(args) -> None:
+    train(config_from_args(args), args.out, VAEConfig(latent_dim=args.latent_dim), resume=args.resume)
