@@ -11,7 +11,8 @@ from . import __version__
 
 PACKAGE_CLIS = ("edgevae.train.cli", "edgevae.export.cli", "edgevae.runtime.cli", "edgevae.benchmarks.cli")
 EXTRA_OF_MODULE = {"torch": "train", "torchvision": "train", "tqdm": "train", "onnx": "export", "onnxscript": "export",
-                   "onnxconverter_common": "export", "matplotlib": "dev"}
+                   "onnxconverter_common": "export", "matplotlib": "dev",
+                   "onnxruntime": None, "numpy": None}  # None: part of the base install
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +36,8 @@ def main(argv=None) -> int:
             raise
         root = (err.name or "").split(".")[0]
         extra = EXTRA_OF_MODULE.get(root, args.extra)
-        print(f"edgevae {args.command}: needs the '{root}' package: pip install 'edgevae[{extra}]'", file=sys.stderr)
+        install = f"pip install 'edgevae[{extra}]'" if extra else "pip install edgevae"
+        print(f"edgevae {args.command}: needs the '{root}' package: {install}", file=sys.stderr)
         return 2
     except Exception as err:  # one line, never a traceback; EDGEVAE_DEBUG=1 shows it
         if os.environ.get("EDGEVAE_DEBUG"):

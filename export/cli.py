@@ -1,2 +1,40 @@
+"""Subcommands of edgevae.export (argument parsing only: torch and onnx are imported when they run)."""
+
+from pathlib import Path
+
+
 def register(sub) -> None:
-    pass
+    """Add the export package's subcommands to the `edgevae` parser's subparsers."""
+    p = sub.add_parser("export", help="checkpoint -> model dir: fp32 encoder.onnx + decoder.onnx, validated, manifest.json")
+    p.add_argument("checkpoint", type=Path, help="RUN/checkpoint.pt written by `edgevae train`")
+    p.add_argument("--out", type=Path, required=True, help="model dir to create (built in a temporary folder, renamed into place)")
+    p.add_argument("--data-dir", help="Fashion-MNIST IDX folder for the parity check (default: the Debian folder if present, else seeded noise)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
+    p.add_argument("--ort-format", action="store_true", help="also write ORT-format .ort files and their required operators")
+    p.set_defaults(run=_export, extra="export")
+
+    # --- quantize (owned by export/quantize.py) ---
+    p = sub.add_parser("quantize", help="add int8 / int8-dynamic / fp16 variants to a model dir, with their quality vs fp32")
+    p.add_argument("model_dir", type=Path, help="model dir written by `edgevae export`")
+    p.add_argument("--data-dir", help="Fashion-MNIST IDX folder (calibration and test images; default: the Debian folder)")
+    p.add_argument("--variants", default="int8,int8-dynamic,fp16", help="comma-separated: int8, int8-dynamic, fp16")
+    p.add_argument("--calibration", choices=("minmax", "entropy", "percentile"), default="minmax", help="int8 calibration method")
+    p.add_argument("--per-channel", action="store_true", help="per-channel int8 weights (default per-tensor: as accurate here, and faster)")
+    p.add_argument("--calibration-images", type=int, default=1024, help="training images used to calibrate int8 (default 1024)")
+    p.add_argument("--test-images", type=int, default=2000, help="first N test images for the -ELBO comparison (default 2000)")
+    p.add_argument("--select", action="store_true", help="time every variant at batch 1, 8, 64, 256 and record the fastest within budget")
+    p.add_argument("--threads", type=int, help="intra-op threads for --select timings (default: the runtime's)")
+    p.set_defaults(run=_quantize, extra="export")
+    # --- end quantize ---
+
+
+def _export(args) -> None:
+    from .exporter import main
+
+    main(args)
+
+
+def _quantize(args) -> None:
+    from .quantize import main
+
+    main(args)

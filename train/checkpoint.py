@@ -17,6 +17,7 @@ def atomic_write(path: Path, write) -> None:
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the result private to this user
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -1,0 +1,123 @@
+"""The engines timed side by side on the same weights: every variant of a model dir through edgevae's
+runtime, PyTorch eager, and torch.compile. Each becomes a zero-argument callable on a fixed input, the
+form benchmarks.timing.interleave takes."""
+
+import time
+
+import numpy as np
+
+GRAPHS = ("encoder", "decoder")
+PARITY_TOLERANCE = 1e-3  # fp32 graph vs PyTorch on the same weights; export checks 1e-4 on its own inputs
+
+
+def inputs(graph: str, batch: int, latent_dim: int, image_shape: tuple, seed: int = 0) -> np.ndarray:
+    """A seeded float32 input of the graph: images in [0, 1] for the encoder, z ~ N(0, I) for the decoder."""
+    rng = np.random.default_rng(seed)
+    if graph == "encoder":
+        return rng.random((batch, *image_shape), dtype=np.float32)
+    return rng.standard_normal((batch, latent_dim), dtype=np.float32)
+
+
+def runtime_call(runtime, graph: str, array: np.ndarray):
+    """The runtime's public method for graph (encode / decode) on array, as users call it."""
+    method = runtime.encode if graph == "encoder" else runtime.decode
+    return lambda: method(array)
+
+
+def torch_modules(model, checkpoint) -> tuple:
+    """({"encoder": module, "decoder": module} in eval mode, where the weights came from).
+
+    model: the runtime's ModelDir. With a checkpoint, its weights; without one, the fp32 graphs'
+    initializers, which export names after the PyTorch parameters. Returns (None, reason) when neither
+    gives every parameter, so the caller records why the PyTorch side was skipped.
+    """
+    import torch
+
+    from edgevae.train.model import VAE, VAEConfig
+
+    if checkpoint is not None:
+        from edgevae.train.checkpoint import load_model
+
+        vae, _ = load_model(checkpoint)
+        source = f"checkpoint {checkpoint}"
+    else:
+        import onnx
+        from onnx import numpy_helper
+
+        vae = VAE(VAEConfig(latent_dim=model.latent_dim))
+        for graph in GRAPHS:
+            module = getattr(vae, graph)
+            proto = onnx.load_model_from_string(model.graph_bytes("fp32", graph))
+            weights = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+            wanted = module.state_dict()
+            bad = [k for k, v in wanted.items() if k not in weights or weights[k].shape != tuple(v.shape)]
+            if bad:
+                return None, (f"the fp32 {graph} graph has no initializer {bad[0]!r} of the PyTorch shape; "
+                              "pass --checkpoint")
+            module.load_state_dict({k: torch.from_numpy(weights[k].copy()) for k in wanted})
+        source = "the fp32 graphs' initializers"
+    return {"encoder": vae.encoder.eval(), "decoder": vae.decoder.eval()}, source
+
+
+def check_parity(runtime, modules: dict, source: str) -> dict:
+    """Max abs difference between PyTorch and the runtime's fp32 graphs on 8 seeded inputs per graph.
+
+    Raises ValueError when above PARITY_TOLERANCE: then the two sides do not hold the same weights and
+    comparing their speed would be meaningless.
+    """
+    import torch
+
+    diffs = {}
+    for graph in GRAPHS:
+        array = inputs(graph, 8, runtime.latent_dim, runtime.image_shape, seed=1)
+        ours = runtime.encode(array) if graph == "encoder" else (runtime.decode(array),)
+        with torch.inference_mode():
+            theirs = modules[graph](torch.from_numpy(array))
+        theirs = theirs if isinstance(theirs, tuple) else (theirs,)
+        diffs[graph] = max(float(np.abs(a - b.numpy()).max()) for a, b in zip(ours, theirs))
+        if diffs[graph] > PARITY_TOLERANCE:
+            raise ValueError(f"PyTorch weights from {source} differ from the model dir's fp32 {graph} "
+                             f"(max abs diff {diffs[graph]:.3g} > {PARITY_TOLERANCE:g}): not the same model")
+    return {"max_abs_diff": diffs, "tolerance": PARITY_TOLERANCE, "weights": source}
+
+
+def torch_call(module, array: np.ndarray):
+    """module on array as a tensor (shared memory); the caller holds torch.inference_mode()."""
+    import torch
+
+    tensor = torch.from_numpy(array)
+    return lambda: module(tensor)
+
+
+class Compiler:
+    """torch.compile for the PyTorch modules, given up (with the reason recorded) when it fails or when
+    compiling has taken more than budget_s in all. dynamic=False: one specialised graph per batch size,
+    torch.compile's fastest CPU code; each new batch size compiles once, outside the timed calls."""
+
+    def __init__(self, modules: dict | None, enabled: bool, budget_s: float, reason: str = "disabled"):
+        self.compiled = {}
+        self.modules = modules
+        self.budget_s = budget_s
+        self.compile_s = 0.0
+        self.skipped = None if enabled and modules else reason
+
+    def call(self, graph: str, array: np.ndarray):
+        """A callable running the compiled module on array (compiled now if needed), or None if skipped."""
+        if self.skipped:
+            return None
+        import torch
+
+        try:
+            if graph not in self.compiled:
+                self.compiled[graph] = torch.compile(self.modules[graph], dynamic=False)
+            fn = torch_call(self.compiled[graph], array)
+            t0 = time.perf_counter()
+            fn()  # compiles for this batch size
+            self.compile_s += time.perf_counter() - t0
+        except Exception as err:  # inductor raises many types (no compiler, codegen errors, ...)
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            self.skipped = f"failed: {type(err).__name__}: {first[:200]}"
+            return None
+        if self.compile_s > self.budget_s:
+            self.skipped = f"compiling took {self.compile_s:.0f} s, over the {self.budget_s:.0f} s budget"
+        return fn

@@ -1,0 +1,80 @@
+"""PyTorch Encoder / Decoder -> two checked, shape-inferred ONNX graphs with a dynamic batch dimension.
+
+Each half of the VAE is exported alone (torch.onnx.export with the dynamo exporter, onnxscript's
+optimizer), so the device can encode without the decoder and sample without the encoder.
+"""
+
+from dataclasses import dataclass
+
+import onnx
+import torch
+from torch import nn
+
+from edgevae import __version__
+from edgevae.train.model import IMAGE_SHAPE, VAE
+
+# Opset 20 is torch 2.14's default and is run by every onnxruntime >= 1.17; pinned so the exported
+# graphs (and the opset recorded in the manifest) do not change when torch's default moves.
+OPSET = 20
+BATCH = "batch"  # name of the dynamic batch dimension in every graph, as the model-dir contract says
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One graph of the model dir: its file name and boundary names (the contract's "io" entry)."""
+
+    name: str
+    file: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+ENCODER = GraphSpec("encoder", "encoder.onnx", ("x",), ("mu", "logvar"))
+DECODER = GraphSpec("decoder", "decoder.onnx", ("z",), ("x_hat",))
+GRAPHS = {spec.name: spec for spec in (ENCODER, DECODER)}
+
+
+def module_and_example(model: VAE, spec: GraphSpec) -> tuple[nn.Module, torch.Tensor]:
+    """The submodule that becomes graph `spec`, and an example input (batch 2, so batch is not specialised to 1)."""
+    if spec is ENCODER:
+        return model.encoder, torch.rand(2, *IMAGE_SHAPE)  # (2,1,28,28)
+    return model.decoder, torch.randn(2, model.config.latent_dim)  # (2,D)
+
+
+def export_graph(model: VAE, spec: GraphSpec, metadata: dict[str, str]) -> onnx.ModelProto:
+    """The ONNX graph of one half of `model` (fp32, opset OPSET, dynamic batch), checked and shape-inferred."""
+    module, example = module_and_example(model, spec)
+    batch = torch.export.Dim(BATCH, min=1)
+    program = torch.onnx.export(
+        module.eval(), (example,), dynamo=True, opset_version=OPSET, optimize=True, verbose=False,
+        input_names=list(spec.inputs), output_names=list(spec.outputs),
+        dynamic_shapes={spec.inputs[0]: {0: batch}},
+    )
+    proto = program.model_proto  # initializers are held in the proto: saved as one self-contained file
+    onnx.helper.set_model_props(proto, metadata | {"graph": spec.name})
+    proto.producer_name, proto.producer_version = "edgevae", __version__
+    # strict_mode turns a shape inference failure into an error instead of a silently unshaped graph
+    proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    onnx.checker.check_model(proto, full_check=True)
+    check_io(proto, spec, model.config.latent_dim)
+    return proto
+
+
+def check_io(proto: onnx.ModelProto, spec: GraphSpec, latent_dim: int) -> None:
+    """Raise ValueError unless the graph's boundary matches the contract: names, float32, [batch, ...] shapes."""
+    shapes = {spec.inputs[0]: [BATCH, *IMAGE_SHAPE] if spec is ENCODER else [BATCH, latent_dim]}
+    for name in spec.outputs:
+        shapes[name] = [BATCH, latent_dim] if spec is ENCODER else [BATCH, *IMAGE_SHAPE]
+    values = list(proto.graph.input) + list(proto.graph.output)
+    found = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+    if found != shapes:
+        raise ValueError(f"exported {spec.name} graph has I/O {found}, expected {shapes}")
+    for v in values:
+        if v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            raise ValueError(f"exported {spec.name} graph has non-float32 I/O {v.name}")
+
+
+def export_graphs(model: VAE, metadata: dict[str, str]) -> dict[str, onnx.ModelProto]:
+    """{"encoder": proto, "decoder": proto} for `model` (switched to eval mode)."""
+    model.eval()
+    return {name: export_graph(model, spec, metadata) for name, spec in GRAPHS.items()}

@@ -1,0 +1,75 @@
+"""Quality of a variant measured against the fp32 graphs, in onnxruntime (what quantize stores in
+the manifest's "quality" and prints as a table)."""
+
+import numpy as np
+import onnxruntime as ort
+
+DECODER_SAMPLES = 1024  # z ~ N(0, I) decoded by both graphs
+PROB_FLOOR = 1e-7  # p clipped to [floor, 1-floor] in the BCE: an fp32 sigmoid can round to exactly 1
+
+
+def session(path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_batched(sess: ort.InferenceSession, name: str, array: np.ndarray, batch: int = 256) -> list[np.ndarray]:
+    """sess's outputs for `array` fed in batches of `batch`, concatenated."""
+    parts = [sess.run(None, {name: array[i:i + batch]}) for i in range(0, len(array), batch)]
+    return [np.concatenate(outs) for outs in zip(*parts)]
+
+
+def psnr(reference: np.ndarray, other: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB for signals in [0, 1] (inf when identical)."""
+    mse = float(np.mean((reference.astype(np.float64) - other) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def neg_elbo(outputs: dict, images: np.ndarray) -> float:
+    """Mean -ELBO in nats per image from outputs {"mu", "logvar", "x_hat"} of one posterior draw per image:
+    BCE summed over pixels + analytic KL summed over latent dims."""
+    mu, logvar = outputs["mu"].astype(np.float64), outputs["logvar"].astype(np.float64)
+    p = np.clip(outputs["x_hat"].astype(np.float64), PROB_FLOOR, 1 - PROB_FLOOR)
+    x = images.astype(np.float64)
+    bce = -(x * np.log(p) + (1 - x) * np.log1p(-p)).reshape(len(x), -1).sum(axis=1)
+    kl = -0.5 * (1 + logvar - mu ** 2 - np.exp(logvar)).sum(axis=1)
+    return float(np.mean(bce + kl))
+
+
+def graph_outputs(paths: dict, test_images: np.ndarray, latent_dim: int, seed: int = 0) -> dict:
+    """What the quality figures compare, for the graphs {"encoder": path, "decoder": path}: decoded
+    DECODER_SAMPLES z ~ N(0, I) ("samples"), mu / logvar of test_images, and the decoding of one posterior
+    draw per image ("x_hat"; eps from numpy, seeded, so every variant sees the same noise)."""
+    encoder, decoder = session(paths["encoder"]), session(paths["decoder"])
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((DECODER_SAMPLES, latent_dim)).astype(np.float32)
+    mu, logvar = run_batched(encoder, "x", test_images)
+    eps = rng.standard_normal(mu.shape).astype(np.float32)
+    (x_hat,) = run_batched(decoder, "z", (mu + np.exp(0.5 * logvar) * eps).astype(np.float32))
+    (samples,) = run_batched(decoder, "z", z)
+    return {"samples": samples, "mu": mu, "logvar": logvar, "x_hat": x_hat}
+
+
+def measure(reference: dict, variant_paths: dict, test_images: np.ndarray, latent_dim: int, seed: int = 0) -> dict:
+    """Quality of the variant's graphs vs `reference` (graph_outputs of fp32 with the same images and seed):
+    decoder max abs diff and PSNR over the z ~ N(0, I) samples, encoder mu / logvar max abs diffs, and the
+    test -ELBO through each and its relative change."""
+    got = graph_outputs(variant_paths, test_images, latent_dim, seed)
+    elbo_ref, elbo_var = neg_elbo(reference, test_images), neg_elbo(got, test_images)
+    return {
+        "decoder_max_abs_diff": float(np.abs(reference["samples"] - got["samples"]).max()),
+        "decoder_psnr_db": round(psnr(reference["samples"], got["samples"]), 3),
+        "decoder_samples": DECODER_SAMPLES,
+        "encoder_mu_max_abs_diff": float(np.abs(reference["mu"] - got["mu"]).max()),
+        "encoder_logvar_max_abs_diff": float(np.abs(reference["logvar"] - got["logvar"]).max()),
+        "test_neg_elbo": round(elbo_var, 4),
+        "test_neg_elbo_fp32": round(elbo_ref, 4),
+        "neg_elbo_rel_change": round((elbo_var - elbo_ref) / elbo_ref, 6),
+        "test_images": len(test_images),
+    }
+
+
+def within_budget(quality: dict, min_psnr_db: float = 35.0, max_elbo_rel: float = 0.01) -> bool:
+    """The accuracy budget of --select: decoder PSNR >= min_psnr_db and -ELBO within max_elbo_rel of fp32."""
+    return quality["decoder_psnr_db"] >= min_psnr_db and abs(quality["neg_elbo_rel_change"]) <= max_elbo_rel

@@ -1,0 +1,153 @@
+"""`edgevae quantize`: add int8 / int8-dynamic / fp16 variants to a model dir, with their quality vs fp32
+measured and, with --select, the fastest variant per batch size inside the accuracy budget.
+
+The model dir is checked first (every file's sha256 against the manifest); new files are written under
+temporary names and renamed into place only when all were built and measured, the manifest last.
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .variants import VARIANTS, Int8Settings, variant_file
+
+GRAPH_NAMES = ("encoder", "decoder")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """What `edgevae quantize` builds and how."""
+
+    variants: tuple[str, ...] = ("int8", "int8-dynamic", "fp16")
+    int8: Int8Settings = field(default_factory=Int8Settings)
+    calibration_images: int = 1024  # training images (and their posterior z) fed to the calibrator
+    test_images: int = 2000  # first N test images for the -ELBO / encoder comparison
+    select: bool = False
+    min_psnr_db: float = 35.0
+    max_elbo_rel: float = 0.01
+    threads: int | None = None  # for --select timings; None: the runtime's default
+    seed: int = 0
+
+
+def check_config(config: QuantizeConfig) -> None:
+    unknown = [v for v in config.variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    for name in ("calibration_images", "test_images"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name.replace('_', '-')} {getattr(config, name)} must be >= 1")
+
+
+def verified_manifest(model_dir: Path) -> dict:
+    """The model dir's manifest once every file it names matches its sha256 (ValueError with one line if not)."""
+    from edgevae.runtime.model_dir import read_model_dir
+
+    model = read_model_dir(model_dir)
+    for variant, graphs in model.variants.items():
+        for graph in GRAPH_NAMES:
+            model.graph_bytes(variant, graph)  # raises ModelDirError (a ValueError) on a hash mismatch
+    return model.manifest
+
+
+def build_variants(model_dir: Path, manifest: dict, config: QuantizeConfig, data_dir) -> tuple[dict, dict]:
+    """Build every requested variant under temporary names: ({(variant, graph): temp path}, {variant: quality})."""
+    from . import calibrate, quality
+
+    fp32 = {g: model_dir / manifest["variants"]["fp32"][g]["file"] for g in GRAPH_NAMES}
+    calibration = {}
+    if any(VARIANTS[v][2] for v in config.variants):
+        images = calibrate.training_images(data_dir, config.calibration_images, config.seed)
+        calibration = {"encoder": images,
+                       "decoder": calibrate.posterior_latents(quality.session(fp32["encoder"]), images, config.seed)}
+    test = calibrate.test_images(data_dir, config.test_images)
+    reference = quality.graph_outputs(fp32, test, manifest["latent_dim"], config.seed)
+    built, report = {}, {}
+    for variant in config.variants:
+        _, build, _ = VARIANTS[variant]
+        for graph in GRAPH_NAMES:
+            fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=f".{variant_file(graph, variant)}.", suffix=".tmp")
+            os.close(fd)
+            built[(variant, graph)] = Path(tmp)
+            build(fp32[graph], Path(tmp), graph, calibration.get(graph), config.int8)
+        paths = {g: built[(variant, g)] for g in GRAPH_NAMES}
+        report[variant] = quality.measure(reference, paths, test, manifest["latent_dim"], config.seed)
+        report[variant]["settings"] = settings_record(variant, config)
+    return built, report
+
+
+def settings_record(variant: str, config: QuantizeConfig) -> dict:
+    if variant == "int8":
+        return {"format": "QDQ U8S8", "calibration": config.int8.calibration, "per_channel": config.int8.per_channel,
+                "calibration_images": config.calibration_images, "decoder_rewrite": "conv-transpose-as-conv",
+                "fp32_nodes": ["Sigmoid"]}
+    if variant == "int8-dynamic":
+        return {"format": "dynamic S8 weights", "per_channel": config.int8.per_channel}
+    return {"format": "fp16 weights, float32 I/O"}
+
+
+def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = QuantizeConfig()) -> dict:
+    """Add config.variants to model_dir (see module docstring); returns the new manifest."""
+    from .manifest import file_entry, write_manifest
+    from .quality import within_budget
+    from .selection import measure_latency, select
+
+    check_config(config)
+    model_dir = Path(model_dir)
+    manifest = verified_manifest(model_dir)
+    built = {}
+    try:
+        built, report = build_variants(model_dir, manifest, config, data_dir)
+        for (variant, graph), tmp in built.items():
+            final = model_dir / variant_file(graph, variant)
+            os.replace(tmp, final)
+            manifest["variants"].setdefault(variant, {})[graph] = file_entry(final)
+        for variant in report:
+            report[variant]["bytes"] = sum(manifest["variants"][variant][g]["bytes"] for g in GRAPH_NAMES)
+            report[variant]["size_vs_fp32"] = round(report[variant]["bytes"] / sum(manifest["variants"]["fp32"][g]["bytes"] for g in GRAPH_NAMES), 4)
+        manifest.setdefault("quality", {}).update(report)
+        if config.select:
+            variants = list(manifest["variants"])
+            latency = measure_latency(model_dir, manifest, variants, config.threads)
+            eligible = [v for v in variants if v in manifest["quality"]
+                        and within_budget(manifest["quality"][v], config.min_psnr_db, config.max_elbo_rel)]
+            manifest["selection"] = select(latency, eligible)
+            manifest["latency_ms"] = {"threads": config.threads, "eligible": ["fp32"] + eligible, "by_variant": latency}
+        write_manifest(model_dir, manifest)
+    finally:
+        for tmp in built.values():
+            Path(tmp).unlink(missing_ok=True)
+    return manifest
+
+
+def format_table(manifest: dict) -> str:
+    """The quality (and, when measured, latency) of every variant as a text table."""
+    lines = [f"{'variant':<13}{'MB':>7}{'size':>7}{'dec max|d|':>11}{'PSNR dB':>9}{'mu max|d|':>10}{'lv max|d|':>10}{'-ELBO':>10}{'vs fp32':>9}"]
+    fp32_bytes = sum(e["bytes"] for e in manifest["variants"]["fp32"].values())
+    lines.append(f"{'fp32':<13}{fp32_bytes / 1e6:>7.2f}{1:>7.2f}{'-':>11}{'-':>9}{'-':>10}{'-':>10}"
+                 f"{next(iter(manifest.get('quality', {}).values()), {}).get('test_neg_elbo_fp32', float('nan')):>10.2f}{'-':>9}")
+    for v, q in manifest.get("quality", {}).items():
+        lines.append(f"{v:<13}{q['bytes'] / 1e6:>7.2f}{q['size_vs_fp32']:>7.2f}{q['decoder_max_abs_diff']:>11.4f}{q['decoder_psnr_db']:>9.2f}"
+                     f"{q['encoder_mu_max_abs_diff']:>10.4f}{q['encoder_logvar_max_abs_diff']:>10.4f}{q['test_neg_elbo']:>10.2f}"
+                     f"{q['neg_elbo_rel_change'] * 100:>8.3f}%")
+    latency = manifest.get("latency_ms")
+    if latency:
+        sizes = list(manifest["selection"])
+        lines.append("\nlatency ms (encoder + decoder), threads=" + str(latency["threads"]) + ": " + "  ".join(f"batch {b}" for b in sizes))
+        for v, graphs in latency["by_variant"].items():
+            cells = "  ".join(f"{graphs['encoder'][b]:.3f}+{graphs['decoder'][b]:.3f}" for b in sizes)
+            lines.append(f"{v:<13}{cells}{'' if v in latency['eligible'] else '   (outside the accuracy budget)'}")
+        lines.append("selection: " + ", ".join(f"batch {b} -> {v}" for b, v in manifest["selection"].items()))
+    return "\n".join(lines)
+
+
+def main(args) -> None:
+    """Entry point of `edgevae quantize`."""
+    config = QuantizeConfig(
+        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+        int8=Int8Settings(calibration=args.calibration, per_channel=args.per_channel),
+        calibration_images=args.calibration_images, test_images=args.test_images, select=args.select, threads=args.threads,
+    )
+    manifest = quantize_model_dir(args.model_dir, args.data_dir, config)
+    print(f"test -ELBO over the first {config.test_images} test images (one seeded posterior draw each), nats/image")
+    print(format_table(manifest))

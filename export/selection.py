@@ -1,0 +1,59 @@
+"""`quantize --select`: time every variant here, with the runtime's own session options, and record per
+batch size the fastest variant inside the accuracy budget (the runtime's variant="auto" follows it)."""
+
+import time
+
+import numpy as np
+
+BATCH_SIZES = (1, 8, 64, 256)
+ROUNDS = 5  # interleaved rounds: every variant is timed once per round, so load drift hits all alike
+
+
+def _sessions(model_dir, manifest: dict, variant: str, threads: int | None) -> dict:
+    import onnxruntime as ort
+
+    from edgevae.runtime.sessions import SessionConfig, session_options
+
+    options = session_options(SessionConfig(threads=threads))
+    return {g: ort.InferenceSession(str(model_dir / e["file"]), options, providers=["CPUExecutionProvider"])
+            for g, e in manifest["variants"][variant].items()}
+
+
+def measure_latency(model_dir, manifest: dict, variants: list[str], threads: int | None = None,
+                    batch_sizes=BATCH_SIZES, budget_s: float = 0.05) -> dict:
+    """{variant: {"encoder": {batch: median ms}, "decoder": {...}}}, each figure the median over ROUNDS
+    interleaved rounds of the mean of repeated calls lasting about budget_s."""
+    latent_dim = manifest["latent_dim"]
+    sessions = {v: _sessions(model_dir, manifest, v, threads) for v in variants}
+    rng = np.random.default_rng(0)
+    result = {v: {"encoder": {}, "decoder": {}} for v in variants}
+    for batch in batch_sizes:
+        feeds = {"encoder": {"x": rng.random((batch, *manifest["image_shape"]), dtype=np.float32)},
+                 "decoder": {"z": rng.standard_normal((batch, latent_dim)).astype(np.float32)}}
+        for graph, feed in feeds.items():
+            reps = {}
+            for v in variants:  # warm up, and size the repeat count to about budget_s per timing
+                start = time.perf_counter()
+                sessions[v][graph].run(None, feed)
+                reps[v] = max(1, int(budget_s / max(time.perf_counter() - start, 1e-6)))
+            times = {v: [] for v in variants}
+            for _ in range(ROUNDS):
+                for v in variants:
+                    start = time.perf_counter()
+                    for _ in range(reps[v]):
+                        sessions[v][graph].run(None, feed)
+                    times[v].append((time.perf_counter() - start) / reps[v])
+            for v in variants:
+                result[v][graph][str(batch)] = round(float(np.median(times[v])) * 1e3, 4)
+    return result
+
+
+def select(latency: dict, eligible: list[str]) -> dict:
+    """{batch: variant}: per batch size, the eligible variant with the least encoder + decoder time.
+    fp32 is always eligible; a variant is only chosen where it measured faster."""
+    candidates = ["fp32"] + [v for v in eligible if v != "fp32" and v in latency]
+    selection = {}
+    for batch in latency["fp32"]["decoder"]:
+        total = {v: latency[v]["encoder"][batch] + latency[v]["decoder"][batch] for v in candidates}
+        selection[batch] = min(candidates, key=lambda v: (total[v], v != "fp32"))
+    return selection

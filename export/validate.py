@@ -1,0 +1,84 @@
+"""Parity of the exported graphs with PyTorch, measured in onnxruntime (as Optimum validates its exports).
+
+Both graphs run at several batch sizes: the encoder on images, the decoder on z ~ N(0, I). The largest
+absolute difference per graph, output and batch size goes into the manifest; past TOLERANCE the export
+is refused.
+"""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from edgevae.train.model import IMAGE_SHAPE, VAE
+
+from .graphs import GRAPHS
+
+BATCH_SIZES = (1, 3, 64)
+SEED = 0  # z ~ N(0, I), and the stand-in images when no dataset is at hand, come from this numpy seed
+
+# fp32 tolerance. PyTorch (oneDNN) and onnxruntime (MLAS) sum the same products in different orders, so
+# outputs differ by accumulated rounding (dot products of length <= 3136, fp32 eps 1.2e-7): we measure
+# 2e-7..1.7e-6 on a Fashion-MNIST-trained model. 1e-4 leaves ~60x margin for other CPUs' kernels, yet is 40x
+# below one grey level (1/255) of x_hat, and any real export fault (wrong padding, weights, a missing
+# sigmoid, a batch-1 specialisation) moves outputs by 1e-2 or more.
+TOLERANCE = 1e-4
+
+
+def session(proto: onnx.ModelProto) -> ort.InferenceSession:
+    """A CPU onnxruntime session with default (full) graph optimisations, as devices run it."""
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def stand_in_images(n: int, seed: int = SEED) -> np.ndarray:
+    """Uniform [0,1) float32 images [n,1,28,28]: the validation input when no dataset is available."""
+    return np.random.default_rng(seed).random((n, *IMAGE_SHAPE), dtype=np.float32)
+
+
+def max_abs_diffs(model: VAE, protos: dict[str, onnx.ModelProto], images: np.ndarray,
+                  batch_sizes=BATCH_SIZES) -> dict:
+    """{graph: {batch: {output: max |onnxruntime - PyTorch|}}} on images[:b] and z ~ N(0, I) [b, D]."""
+    model.eval()
+    z_all = np.random.default_rng(SEED).standard_normal((max(batch_sizes), model.config.latent_dim), dtype=np.float32)
+    inputs = {"encoder": images, "decoder": z_all}
+    modules = {"encoder": model.encoder, "decoder": model.decoder}
+    result = {}
+    for name, spec in GRAPHS.items():
+        sess, rows = session(protos[name]), {}
+        for b in batch_sizes:
+            feed = np.ascontiguousarray(inputs[name][:b])
+            got = sess.run(list(spec.outputs), {spec.inputs[0]: feed})
+            with torch.no_grad():
+                want = modules[name](torch.from_numpy(feed))
+            want = want if isinstance(want, tuple) else (want,)
+            rows[str(b)] = {out: float(np.max(np.abs(g - w.numpy()))) for out, g, w in zip(spec.outputs, got, want)}
+        result[name] = rows
+    return result
+
+
+def check_parity(model: VAE, protos: dict[str, onnx.ModelProto], images: np.ndarray | None = None,
+                 images_source: str | None = None, tolerance: float = TOLERANCE) -> dict:
+    """The manifest's "parity" entry; ValueError naming the graph, batch and output past `tolerance`.
+
+    images: float32 [N>=64,1,28,28] in [0,1] (e.g. test images, described by images_source); None
+    uses seeded uniform noise, and the manifest says so.
+    """
+    need = max(BATCH_SIZES)
+    if images is None:
+        images, images_source = stand_in_images(need), f"uniform random images (numpy seed {SEED}); no dataset given"
+    if images.dtype != np.float32 or images.shape[1:] != IMAGE_SHAPE or len(images) < need:
+        raise ValueError(f"validation images must be float32 [>={need},1,28,28], got {images.dtype} {images.shape}")
+    diffs = max_abs_diffs(model, protos, images[:need])
+    for graph, rows in diffs.items():
+        for b, outs in rows.items():
+            for out, d in outs.items():
+                if not d <= tolerance:  # also catches NaN
+                    raise ValueError(f"{graph} output {out} at batch {b} differs from PyTorch by {d:.3g} "
+                                     f"(tolerance {tolerance:g}); export refused")
+    return {
+        "tolerance": tolerance, "metric": "max abs difference, onnxruntime CPU vs PyTorch CPU, fp32",
+        "onnxruntime": ort.__version__, "torch": torch.__version__,
+        "encoder_inputs": images_source or "caller-supplied images",
+        "decoder_inputs": f"z ~ N(0, I), numpy default_rng({SEED}).standard_normal",
+        "max_abs_diff": diffs,
+    }

@@ -1,0 +1,57 @@
+"""Checks of what callers hand the runtime. Each returns a float32 C-contiguous array ready for
+onnxruntime, or raises InputError naming the argument and the bad value, so that no error surfaces
+from deep inside onnxruntime."""
+
+import numpy as np
+
+from .errors import InputError
+
+
+def _as_float32(name, value) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise InputError(f"{name} must be a numpy array, got {type(value).__name__}")
+    if not np.issubdtype(value.dtype, np.floating):
+        hint = " (divide uint8 pixels by 255)" if value.dtype == np.uint8 else ""
+        raise InputError(f"{name} must have a floating dtype, got {value.dtype}{hint}")
+    return np.ascontiguousarray(value, dtype=np.float32)
+
+
+def _check_finite(name, x):
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise InputError(f"{name} holds {int(bad.sum())} NaN/inf value(s), first at index {np.argwhere(bad)[0].tolist()}")
+
+
+def _check_batch(name, x, tail: tuple, tail_text: str):
+    if x.ndim != 1 + len(tail) or tuple(x.shape[1:]) != tail:
+        raise InputError(f"{name} must have shape {tail_text}, got {list(x.shape)}")
+    if x.shape[0] == 0:
+        raise InputError(f"{name} is an empty batch (shape {list(x.shape)})")
+
+
+def check_images(x, image_shape: tuple, name: str = "x") -> np.ndarray:
+    """x as float32 [N,C,H,W] with N >= 1, finite, every value in [0, 1]."""
+    x = _as_float32(name, x)
+    _check_batch(name, x, tuple(image_shape), "[N, " + ", ".join(map(str, image_shape)) + "]")
+    _check_finite(name, x)
+    low, high = float(x.min()), float(x.max())
+    if low < 0.0 or high > 1.0:
+        raise InputError(f"{name} must hold pixel values in [0, 1], got values in [{low:g}, {high:g}]")
+    return x
+
+
+def check_latents(z, latent_dim: int, name: str = "z") -> np.ndarray:
+    """z as float32 [N,D] with N >= 1 and D the model's latent size, finite."""
+    z = _as_float32(name, z)
+    _check_batch(name, z, (latent_dim,), f"[N, {latent_dim}] (the model's latent_dim is {latent_dim})")
+    _check_finite(name, z)
+    return z
+
+
+def check_count(name: str, value, minimum: int = 1) -> int:
+    """value as a Python int >= minimum (bools and floats refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)

@@ -1,0 +1,61 @@
+"""export/rewrite.py: every ConvTranspose -> Conv rewrite computes the same function (max diff <= 1e-5)."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgevae.export.rewrite import conv_transpose_as_conv
+
+TOL = 1e-5  # float32 summation order differs between ConvTranspose and Conv kernels; nothing else may
+
+
+def run(model: onnx.ModelProto, feed: dict) -> np.ndarray:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+
+
+def conv_transpose_graph(c_in, c_out, k, stride, pads, size, seed=0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.standard_normal((c_in, c_out, k, k)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(c_out).astype(np.float32), "b")
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="ct", strides=[stride, stride], pads=pads)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c_in, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, b])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+
+
+@pytest.mark.parametrize("c_in,c_out,k,stride,pads,size", [
+    (3, 4, 3, 1, [1, 1, 1, 1], 5), (2, 1, 4, 1, [1, 1, 1, 1], 6), (4, 5, 3, 2, [1, 1, 1, 1], 7),
+    (4, 3, 3, 2, [0, 0, 0, 0], 6), (2, 3, 4, 2, [1, 0, 2, 1], 5), (3, 2, 5, 3, [2, 1, 1, 2], 4),
+])
+def test_single_conv_transpose_rewrite_is_exact(c_in, c_out, k, stride, pads, size):
+    model = conv_transpose_graph(c_in, c_out, k, stride, pads, size)
+    x = np.random.default_rng(1).standard_normal((3, c_in, size, size)).astype(np.float32)
+    rewritten = conv_transpose_as_conv(model)
+    assert "ConvTranspose" not in {n.op_type for n in rewritten.graph.node}
+    expected, got = run(model, {"x": x}), run(rewritten, {"x": x})
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= TOL
+
+
+def test_decoder_rewrite_is_exact_and_drops_old_weights(tmp_path):
+    from helpers import make_model_dir
+
+    model_dir = make_model_dir(tmp_path / "m", seed=3)
+    decoder = onnx.load(model_dir / "decoder.onnx")
+    rewritten = conv_transpose_as_conv(decoder)
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert "ConvTranspose" not in ops and ops.count("Conv") == 4 and "DepthToSpace" not in ops
+    used = {name for n in rewritten.graph.node for name in n.input}
+    assert all(i.name in used for i in rewritten.graph.initializer)  # the replaced kernels are gone
+    for batch in (1, 5):
+        z = np.random.default_rng(batch).standard_normal((batch, 64)).astype(np.float32)
+        assert np.abs(run(rewritten, {"z": z}) - run(decoder, {"z": z})).max() <= TOL
+
+
+def test_unsupported_conv_transpose_is_refused_by_name():
+    model = conv_transpose_graph(2, 2, 3, 2, [1, 1, 1, 1], 4)
+    model.graph.node[0].attribute.append(helper.make_attribute("output_padding", [1, 1]))
+    with pytest.raises(ValueError, match="'ct' has output_padding"):
+        conv_transpose_as_conv(model)

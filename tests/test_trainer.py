@@ -1,0 +1,92 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from edgevae.train import checkpoint as checkpoint_module
+from edgevae.train.checkpoint import load_model
+from edgevae.train.evaluate import evaluate_checkpoint
+from edgevae.train.model import VAEConfig
+from edgevae.train.trainer import TrainConfig, train
+from synthetic_data import write_idx_dataset
+
+SMALL = VAEConfig(latent_dim=8)
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path / "cache"))
+    return str(write_idx_dataset(tmp_path / "idx", n_train=256, n_test=64))
+
+
+def test_training_lowers_the_loss_and_writes_the_run(tmp_path, data_dir):
+    metrics = train(TrainConfig(epochs=3, batch_size=32, data_dir=data_dir), tmp_path / "run", SMALL)
+    losses = [row["test_neg_elbo"] for row in metrics["epochs"]]
+    assert losses[-1] < losses[0] - 20  # nats per image
+    assert {"test_neg_elbo", "test_bce", "test_kl", "epoch"} <= metrics["final"].keys()
+    for name in ("checkpoint.pt", "config.json", "metrics.json", "reconstructions.png", "samples.png"):
+        assert (tmp_path / "run" / name).is_file()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["latent_dim"] == 8
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, data_dir):
+    cfg = TrainConfig(epochs=3, batch_size=64, data_dir=data_dir, seed=7, kl_warmup_epochs=2)
+    train(cfg, tmp_path / "straight", SMALL)
+    train(TrainConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "resumed", SMALL)
+    train(cfg, tmp_path / "resumed", SMALL, resume=True)
+    straight, _ = load_model(tmp_path / "straight" / "checkpoint.pt")
+    resumed, state = load_model(tmp_path / "resumed" / "checkpoint.pt")
+    assert state["epoch"] == 3 and [r["epoch"] for r in state["history"]] == [1, 2, 3]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_resume_refuses_other_settings(tmp_path, data_dir):
+    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), tmp_path / "run", SMALL)
+    with pytest.raises(ValueError, match="other settings"):
+        train(TrainConfig(epochs=2, batch_size=32, data_dir=data_dir), tmp_path / "run", SMALL, resume=True)
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, data_dir, monkeypatch):
+    run = tmp_path / "run"
+    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), run, SMALL)
+    before = (run / "checkpoint.pt").read_bytes()
+
+    def save_half_then_fail(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        train(TrainConfig(epochs=2, batch_size=64, data_dir=data_dir), run, SMALL, resume=True)
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+    load_model(run / "checkpoint.pt")
+
+
+def test_eval_merges_elbo_and_iwae_into_metrics(tmp_path, data_dir):
+    run = tmp_path / "run"
+    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), run, SMALL)
+    result = evaluate_checkpoint(run / "checkpoint.pt", data_dir, iwae_k=50, batch_size=16)
+    assert result["iwae_nll"] < result["test_neg_elbo"]
+    assert result["iwae_k"] == 50 and result["eval_images"] == 64
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, data_dir):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    for argv in (["eval", str(bad), "--data-dir", data_dir],
+                 ["train", "--epochs", "0", "--out", str(tmp_path / "r"), "--data-dir", data_dir],
+                 ["train", "--epochs", "1", "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path / "none")]):
+        proc = subprocess.run([sys.executable, "-m", "edgevae", *argv], capture_output=True, text=True)
+        assert proc.returncode == 2, argv
+        assert len(proc.stderr.strip().splitlines()) == 1 and "error" in proc.stderr, proc.stderr
+
+
+def test_train_without_torch_names_the_extra():
+    code = "import sys; sys.modules['torch'] = None; from edgevae.cli import main; sys.exit(main(['train', '--epochs', '1', '--out', 'x']))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "edgevae train: needs the 'torch' package: pip install 'edgevae[train]'"
