@@ -34,6 +34,14 @@ def _goal_rows(goals: dict) -> list:
     ]
 
 
+def _by_op(nodes: list) -> str:
+    """'ConvTranspose 71%, Gemm 8%, ...': the profile's shares summed per op type."""
+    shares = {}
+    for n in nodes:
+        shares[n["op"]] = shares.get(n["op"], 0.0) + n["share"]
+    return ", ".join(f"{op} {share:.0%}" for op, share in sorted(shares.items(), key=lambda kv: -kv[1]))
+
+
 def markdown(results: dict) -> str:
     """The run as Markdown: machine, goals, latency tables, overhead, cold start, sizes."""
     m, model, torch_info = results["machine"], results["model"], results["torch"]
@@ -48,7 +56,8 @@ def markdown(results: dict) -> str:
              f"- PyTorch weights: {torch_info['weights'] or 'none: ' + str(torch_info['skipped'])}; torch.compile: "
              f"{torch_info['compile']['skipped'] or 'ok, %.0f s compiling' % torch_info['compile']['compile_s']}",
              "- latencies are per call (one batch); every group's candidates ran interleaved, so compare "
-             "within a group; roofline = achieved GFLOP/s over the sgemm GFLOP/s measured in the same group", "",
+             "within a group; GFLOP/s counts the fp32 graph's multiply-adds for every variant, and roofline is that over "
+             "the fp32 sgemm GFLOP/s measured in the same group (so int8 can exceed 1)", "",
              "## Goals", ""]
     lines += _table(["goal", "target", "measured", "detail", "met"], _goal_rows(results["goals"]))
     for graph in ("encoder", "decoder"):
@@ -67,6 +76,10 @@ def markdown(results: dict) -> str:
                     [[name, s["p50_ms"], s["p90_ms"], s["p99_ms"]] for name, s in oh["stats"].items()])
     lines += ["", f"Python in the runtime around session.run: {_f(oh['python_overhead_ms'])} ms; onnxruntime "
               f"allocating the output (run vs run_with_iobinding): {_f(oh['output_alloc_ms'])} ms."]
+    lines += ["", "## Where the time goes (onnxruntime profiler, fp32, 1 thread)", ""]
+    lines += _table(["graph", "batch", "run us (profiled)", "outside kernels", "kernel time by op type"],
+                    [[p["graph"], p["batch"], p["run_us"], f"{p['outside_kernels']:.1%}", _by_op(p["nodes"])]
+                     for p in results["profile"]])
     cold = results["cold_start"]
     lines += ["", "## Cold start (process start to 64 samples in a PNG), medians", ""]
     cold_rows = [[name, c.get("seconds_median"), c.get("max_rss_mib_median"), len(c.get("runs", [])),

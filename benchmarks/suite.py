@@ -2,7 +2,7 @@
 
 For each graph (encoder, decoder), intra-op thread count and batch size, one interleaved group times
 every variant through the runtime, PyTorch eager, torch.compile and a large sgemm (the roofline) side
-by side; then the runtime's per-call overhead, the cold start of a runtime and a torch process, and the
+by side; then the runtime's per-call overhead, onnxruntime's per-node profile, the cold start of a runtime and a torch process, and the
 goals, each a ratio measured within this one run.
 """
 
@@ -41,7 +41,7 @@ class BenchConfig:
 
     def quickened(self) -> "BenchConfig":
         """The --quick version: batch 1 and 64, short groups, no torch.compile; under a minute."""
-        return replace(self, batch_sizes=(1, 64), schedule=QUICK_SCHEDULE, coldstart_runs=2, sgemm_n=768,
+        return replace(self, batch_sizes=(1, 64), schedule=QUICK_SCHEDULE, coldstart_runs=2, sgemm_n=1024,
                        torch_compile=False, quick=True)
 
 
@@ -148,6 +148,7 @@ def run_bench(config: BenchConfig) -> dict:
     from .coldstart import cold_start
     from .machine import describe
     from .overhead import measure_overhead
+    from .profile import profile_graph
 
     started = time.time()
     model = read_model_dir(config.model_dir)
@@ -164,12 +165,18 @@ def run_bench(config: BenchConfig) -> dict:
 
     print(f"edgevae bench: {len(runtimes)} runtimes, threads {threads}, batches {config.batch_sizes}",
           file=sys.stderr, flush=True)
-    with torch.inference_mode():  # PyTorch's fastest inference path, so the baseline is a fair one
-        rows, sgemm_rows = _time_groups(config, model, runtimes, modules, compiler, summary["flops_per_image"])
-        torch.set_num_threads(1)
-        overhead = measure_overhead(runtimes["fp32", 1], model.path, "fp32", config.schedule,
-                                    modules["decoder"] if modules else None)
+    torch_threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():  # PyTorch's fastest inference path, so the baseline is a fair one
+            rows, sgemm_rows = _time_groups(config, model, runtimes, modules, compiler, summary["flops_per_image"])
+            torch.set_num_threads(1)
+            overhead = measure_overhead(runtimes["fp32", 1], model.path, "fp32", config.schedule,
+                                        modules["decoder"] if modules else None)
+    finally:
+        torch.set_num_threads(torch_threads)  # the caller's setting (tests run this in-process)
     torch_info["compile"] = {"skipped": compiler.skipped, "compile_s": compiler.compile_s}
+    profile_runs = {1: 50, max(config.batch_sizes): 2} if config.quick else {1: 300, max(config.batch_sizes): 10}
+    profiles = [profile_graph(model, "fp32", g, b, runs) for g in ("encoder", "decoder") for b, runs in profile_runs.items()]
     cold = cold_start(model.path, modules["decoder"] if modules else None, model.latent_dim, config.coldstart_runs)
 
     sgemm = {t: float(np.median([r["gflops"] for r in sgemm_rows if r["threads"] == t])) for t in threads}
@@ -180,7 +187,7 @@ def run_bench(config: BenchConfig) -> dict:
         "command": config.command, "quick": config.quick, "started_unix": started,
         "elapsed_s": time.time() - started, "config": settings, "machine": describe(), "model": summary,
         "torch": torch_info, "latency": rows, "sgemm": {"gflops_by_threads": sgemm, "groups": sgemm_rows},
-        "overhead": overhead, "cold_start": cold, "goals": _goals(rows, cold),
+        "overhead": overhead, "profile": profiles, "cold_start": cold, "goals": _goals(rows, cold),
     }
 
 

@@ -15,8 +15,11 @@ class Schedule:
     """How long to time one group of candidates.
 
     At least min_rounds rounds; then more until budget_s has passed or max_rounds are done. In each
-    round every candidate runs back-to-back calls for about segment_s (at least one call), each call
-    timed on its own, so fast candidates give many samples and slow ones are not over-weighted.
+    round every candidate runs back-to-back calls for about segment_s (at least one), each timed on its
+    own, so fast candidates give many samples and slow ones are not over-weighted. Candidates faster
+    than segment_s first make one untimed settling call: with several intra-op threads, onnxruntime's
+    and OpenMP's idle workers spin for a while after a call, and slowed the next engine's first small
+    call by up to 30x on a loaded 2-core machine.
     """
 
     min_rounds: int = 10
@@ -33,11 +36,12 @@ def interleave(calls: dict[str, Callable[[], object]], schedule: Schedule, seed:
     reps = {}
     for name, fn in calls.items():
         fn()  # first call outside the clock: lazy session / kernel set-up
-        t0 = time.perf_counter()
+        warm = []
         for _ in range(schedule.warmup_calls):
+            t0 = time.perf_counter()
             fn()
-        per_call = (time.perf_counter() - t0) / schedule.warmup_calls
-        reps[name] = max(1, min(1000, int(schedule.segment_s / max(per_call, 1e-9))))
+            warm.append(time.perf_counter() - t0)
+        reps[name] = max(1, min(1000, int(schedule.segment_s / max(float(np.median(warm)), 1e-9))))
     samples = {name: [] for name in calls}
     names = list(calls)
     rng = np.random.default_rng(seed)
@@ -45,6 +49,8 @@ def interleave(calls: dict[str, Callable[[], object]], schedule: Schedule, seed:
     for done in range(1, schedule.max_rounds + 1):
         for i in rng.permutation(len(names)):
             name, fn, out = names[i], calls[names[i]], samples[names[i]]
+            if reps[name] > 1:  # settling call, untimed: it absorbs waking this engine's threads
+                fn()
             for _ in range(reps[name]):
                 t0 = time.perf_counter()
                 fn()
