@@ -1,19 +1,18 @@
 """manifest.json of a model dir (format "edgevae-model/1"): what export writes and quantize extends.
 
-The runtime reads it with its own code (it must not import export/); this module only writes it.
+The runtime reads and checks it (edgevae.runtime.model_dir, which owns the format name); this module writes it.
 """
 
 import hashlib
-import json
 from pathlib import Path
 
 from edgevae import __version__
+from edgevae.runtime.model_dir import FORMAT
 from edgevae.train.checkpoint import write_json
 from edgevae.train.model import IMAGE_SHAPE
 
 from .graphs import GRAPHS
 
-FORMAT = "edgevae-model/1"
 MANIFEST = "manifest.json"
 
 
@@ -52,20 +51,6 @@ def build_manifest(model_dir: Path, latent_dim: int, opset: int, parity: dict,
     }
     if ort is not None:
         manifest["ort"] = ort
-    return manifest
-
-
-def read_manifest(model_dir: Path) -> dict:
-    """model_dir's manifest as a dict; ValueError / FileNotFoundError with one line when unusable."""
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an {FORMAT} manifest")
     return manifest
 
 

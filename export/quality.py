@@ -9,9 +9,11 @@ PROB_FLOOR = 1e-7  # p clipped to [floor, 1-floor] in the BCE: an fp32 sigmoid c
 
 
 def session(path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """A CPU session of the graph at path with the runtime's session options (the code devices run;
+    its non-spinning threads also keep these measurements quick on a loaded machine)."""
+    from edgevae.runtime.sessions import SessionConfig, session_options
+
+    return ort.InferenceSession(str(path), session_options(SessionConfig()), providers=["CPUExecutionProvider"])
 
 
 def run_batched(sess: ort.InferenceSession, name: str, array: np.ndarray, batch: int = 256) -> list[np.ndarray]:

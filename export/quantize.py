@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .variants import VARIANTS, Int8Settings, variant_file
+from .variants import DEFAULT_CALIBRATION, INT8_REWRITES, VARIANTS, Int8Settings, variant_file
 
 GRAPH_NAMES = ("encoder", "decoder")
 
@@ -37,6 +37,8 @@ def check_config(config: QuantizeConfig) -> None:
     for name in ("calibration_images", "test_images"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name.replace('_', '-')} {getattr(config, name)} must be >= 1")
+    if config.threads is not None and config.threads < 1:
+        raise ValueError(f"--threads {config.threads} must be >= 1")
 
 
 def verified_manifest(model_dir: Path) -> dict:
@@ -78,11 +80,12 @@ def build_variants(model_dir: Path, manifest: dict, config: QuantizeConfig, data
 
 def settings_record(variant: str, config: QuantizeConfig) -> dict:
     if variant == "int8":
-        return {"format": "QDQ U8S8", "calibration": config.int8.calibration, "per_channel": config.int8.per_channel,
-                "calibration_images": config.calibration_images, "decoder_rewrite": "conv-transpose-as-conv",
+        return {"format": "QDQ U8S8", "calibration": {g: config.int8.calibration or DEFAULT_CALIBRATION[g] for g in GRAPH_NAMES},
+                "percentile": config.int8.percentile, "per_channel": config.int8.per_channel,
+                "calibration_images": config.calibration_images, "rewrites": {g: list(r) for g, r in INT8_REWRITES.items()},
                 "fp32_nodes": ["Sigmoid"]}
     if variant == "int8-dynamic":
-        return {"format": "dynamic S8 weights", "per_channel": config.int8.per_channel}
+        return {"format": "dynamic S8 weights", "per_channel": config.int8.per_channel, "quantized_ops": ["MatMul", "Gemm"]}
     return {"format": "fp16 weights, float32 I/O"}
 
 
@@ -98,6 +101,10 @@ def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = Quanti
     built = {}
     try:
         built, report = build_variants(model_dir, manifest, config, data_dir)
+        replaced = [v for v in report if v in manifest["variants"]]
+        if replaced:  # unlist them first: a kill after the renames below must not leave old hashes naming new files
+            write_manifest(model_dir, {k: v for k, v in manifest.items() if k != "selection"} | {
+                "variants": {v: g for v, g in manifest["variants"].items() if v not in replaced}})
         for (variant, graph), tmp in built.items():
             final = model_dir / variant_file(graph, variant)
             os.replace(tmp, final)

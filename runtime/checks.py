@@ -13,7 +13,8 @@ def _as_float32(name, value) -> np.ndarray:
     if not np.issubdtype(value.dtype, np.floating):
         hint = " (divide uint8 pixels by 255)" if value.dtype == np.uint8 else ""
         raise InputError(f"{name} must have a floating dtype, got {value.dtype}{hint}")
-    return np.ascontiguousarray(value, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # a float64 beyond float32 becomes inf: _check_finite names it
+        return np.ascontiguousarray(value, dtype=np.float32)
 
 
 def _check_finite(name, x):

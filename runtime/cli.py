@@ -49,6 +49,10 @@ def _load(args):
 
 
 def _sample(args) -> None:
+    import shutil
+
+    import numpy as np
+
     from .checks import check_count
     from .image_files import MAX_PNG_IMAGES, NpyWriter, check_output_path, write_images
 
@@ -60,6 +64,10 @@ def _sample(args) -> None:
     if out.suffix.lower() == ".png":
         write_images(out, rt.sample(n, args.seed))
         return
+    need = 128 + n * 4 * int(np.prod(rt.image_shape))  # .npy header + float32 pixels
+    free = shutil.disk_usage(out.parent).free
+    if need > free:  # refused now rather than after hours of decoding
+        raise ValueError(f"--n {n} needs {need / 1e9:.3g} GB for {out}; {out.parent} has {free / 1e9:.3g} GB free")
     with NpyWriter(out, (n, *rt.image_shape)) as npy:
         for chunk in rt.iter_samples(n, args.seed):
             npy.write(chunk)
@@ -96,10 +104,12 @@ def _reconstruct(args) -> None:
 
 def _interpolate(args) -> None:
     from .checks import check_count
-    from .image_files import check_output_path, write_images
+    from .image_files import MAX_PNG_IMAGES, check_output_path, write_images
 
     out = check_output_path(args.out)
     steps = check_count("--steps", args.steps, minimum=2)
+    if out.suffix.lower() == ".png" and steps > MAX_PNG_IMAGES:
+        raise ValueError(f"--steps {steps} is too many for a PNG row (at most {MAX_PNG_IMAGES}); write .npy")
     rt = _load(args)
     x = _read_input(args, rt)
     for flag, index in (("--a", args.a), ("--b", args.b)):

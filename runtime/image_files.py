@@ -26,6 +26,8 @@ def check_output_path(path) -> Path:
         raise ValueError(f"output {path} must end in .png or .npy")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output folder {path.parent} does not exist")
+    if path.is_dir():
+        raise ValueError(f"output {path} is a folder; name a file in it")
     return path
 
 
@@ -106,12 +108,12 @@ class NpyWriter:
 
     def __exit__(self, kind, value, traceback) -> None:
         self._file.close()
-        if kind is None and self.rows != self.shape[0]:
-            Path(self._tmp).unlink(missing_ok=True)
-            raise ValueError(f"{self.path}: {self.rows} rows written, {self.shape[0]} expected")
-        if kind is None:
-            os.replace(self._tmp, self.path)
-        else:
+        try:
+            if kind is None and self.rows != self.shape[0]:
+                raise ValueError(f"{self.path}: {self.rows} rows written, {self.shape[0]} expected")
+            if kind is None:
+                os.replace(self._tmp, self.path)
+        finally:  # a no-op after the rename; removes the temporary file on any failure, the rename's own included
             Path(self._tmp).unlink(missing_ok=True)
 
 

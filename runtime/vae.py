@@ -106,13 +106,21 @@ class VAERuntime:
         if mu.shape != logvar.shape:
             raise InputError(f"mu and logvar must have the same shape, got {list(mu.shape)} and {list(logvar.shape)}")
         eps = np.random.default_rng(seed).standard_normal(mu.shape, dtype=np.float32)
-        return mu + np.exp(0.5 * logvar) * eps
+        with np.errstate(over="ignore"):
+            z = mu + np.exp(0.5 * logvar) * eps
+        if not np.isfinite(z).all():  # finite inputs, yet exp(logvar/2) or the sum overflowed float32
+            raise InputError(f"z = mu + exp(logvar/2) * eps overflows float32: logvar up to {float(logvar.max()):g}, "
+                             f"|mu| up to {float(np.abs(mu).max()):g}")
+        return z
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """z float [N,D] -> x_hat float32 [N,1,28,28], Bernoulli means in [0,1]."""
         z = check_latents(z, self.latent_dim)
         x_hat = np.empty((len(z), *self.image_shape), np.float32)
         self._run("decoder", z, [x_hat])
+        if not np.isfinite(x_hat).all():  # a finite but huge z (~1e38) overflows inside the graph: NaN out
+            raise InputError(f"z holds values up to {float(np.abs(z).max()):g} in magnitude: too large for the decoder "
+                             "(its output overflowed to NaN)")
         return x_hat
 
     def iter_samples(self, n: int, seed=None):
@@ -129,8 +137,19 @@ class VAERuntime:
             yield session.run(None, {name: z})[0]
 
     def sample(self, n: int, seed=None) -> np.ndarray:
-        """n images decoded from z ~ N(0, I): float32 [n,1,28,28]. Same seed, same images."""
-        return np.concatenate(list(self.iter_samples(n, seed)))
+        """n images decoded from z ~ N(0, I): float32 [n,1,28,28]. Same seed, same images.
+        An n whose result cannot be allocated raises InputError at once, before any decoding."""
+        n = check_count("n", n)
+        try:
+            out = np.empty((n, *self.image_shape), np.float32)
+        except MemoryError:
+            raise InputError(f"n={n} samples need {n * 4 * int(np.prod(self.image_shape)) / 1e9:.3g} GB in one array; "
+                             "stream them with iter_samples()") from None
+        start = 0
+        for chunk in self.iter_samples(n, seed):
+            out[start:start + len(chunk)] = chunk
+            start += len(chunk)
+        return out
 
     def reconstruct(self, x: np.ndarray, seed=None) -> np.ndarray:
         """Decode x's posterior: its mean when seed is None, else one reparameterized draw."""

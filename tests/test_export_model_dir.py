@@ -10,8 +10,9 @@ import pytest
 from edgevae import __version__
 from edgevae.export import exporter
 from edgevae.export.graphs import export_graphs
-from edgevae.export.manifest import read_manifest, sha256
+from edgevae.export.manifest import sha256
 from edgevae.export.validate import TOLERANCE, check_parity
+from edgevae.runtime.model_dir import read_model_dir
 from helpers import make_model, make_model_dir
 
 
@@ -32,6 +33,11 @@ def quick_export(monkeypatch, graphs_of_seed1):
     return lambda out, **kw: exporter.export_model_dir(make_model(seed=1, latent_dim=8), out, **kw)
 
 
+def manifest_of(model_dir) -> dict:
+    """The manifest as the runtime reads and checks it: what export writes must pass its checks."""
+    return read_model_dir(model_dir).manifest
+
+
 def leftovers(folder):
     """Hidden temporary folders export may have left beside its destination."""
     return [p.name for p in folder.iterdir() if p.name.startswith(".")]
@@ -49,11 +55,11 @@ def test_manifest_follows_the_contract(model_dir):
         assert entry["file"] == f"{graph}.onnx" and entry["sha256"] == sha256(path)
         assert entry["bytes"] == path.stat().st_size
     assert sorted(p.name for p in model_dir.iterdir()) == ["decoder.onnx", "encoder.onnx", "manifest.json"]
-    assert read_manifest(model_dir) == manifest
+    assert manifest_of(model_dir) == manifest
 
 
 def test_manifest_records_parity_per_graph_output_and_batch(model_dir):
-    parity = read_manifest(model_dir)["parity"]
+    parity = manifest_of(model_dir)["parity"]
     assert parity["tolerance"] == TOLERANCE and "uniform random" in parity["encoder_inputs"]
     diffs = parity["max_abs_diff"]
     assert {g: {b: set(o) for b, o in rows.items()} for g, rows in diffs.items()} == {
@@ -64,7 +70,7 @@ def test_manifest_records_parity_per_graph_output_and_batch(model_dir):
 
 @pytest.mark.parametrize("graph", ["encoder", "decoder"])
 def test_graph_file_is_self_contained_checked_and_batch_dynamic(model_dir, graph):
-    manifest = read_manifest(model_dir)
+    manifest = manifest_of(model_dir)
     proto = onnx.load(model_dir / f"{graph}.onnx", load_external_data=False)
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
     onnx.checker.check_model(proto, full_check=True)
@@ -91,7 +97,7 @@ def test_graphs_run_at_any_batch_size_in_onnxruntime(model_dir):
 def test_training_metrics_go_into_manifest_and_metadata(tmp_path):
     training = {"epoch": 3, "final": {"test_neg_elbo": 250.5}}
     out = exporter.export_model_dir(make_model(seed=1, latent_dim=8), tmp_path / "m", training_metrics=training)
-    assert read_manifest(out)["training"] == training
+    assert manifest_of(out)["training"] == training
     props = {p.key: p.value for p in onnx.load(out / "decoder.onnx").metadata_props}
     assert json.loads(props["training"]) == training
 
@@ -117,7 +123,7 @@ def test_export_refuses_a_non_empty_destination_unless_forced(tmp_path, quick_ex
         quick_export(out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     quick_export(out, force=True)
-    assert not (out / "keep.txt").exists() and read_manifest(out)["latent_dim"] == 8
+    assert not (out / "keep.txt").exists() and manifest_of(out)["latent_dim"] == 8
     assert leftovers(tmp_path) == []
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is not a folder"):
@@ -132,14 +138,14 @@ def test_export_into_an_existing_empty_folder(tmp_path, quick_export):
 
 def test_ort_format_files_operators_and_outputs(tmp_path, quick_export):
     out = quick_export(tmp_path / "m", ort_format=True)
-    entry = read_manifest(out)["ort"]
+    entry = manifest_of(out)["ort"]
     ops = entry["required_operators"]["operators"]
     assert {"Conv", "ConvTranspose", "Gemm", "Sigmoid"} <= {op for names in ops.values() for op in names}
     assert entry["required_operators"]["sha256"] == sha256(out / "required_operators.config")
     z = np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32)
     outs = []
     for suffix in ("onnx", "ort"):
-        graph = entry["graphs"]["decoder"] if suffix == "ort" else read_manifest(out)["variants"]["fp32"]["decoder"]
+        graph = entry["graphs"]["decoder"] if suffix == "ort" else manifest_of(out)["variants"]["fp32"]["decoder"]
         assert graph["file"] == f"decoder.{suffix}" and graph["sha256"] == sha256(out / graph["file"])
         sess = ort.InferenceSession(out / graph["file"], providers=["CPUExecutionProvider"])
         outs.append(sess.run(None, {"z": z})[0])

@@ -1,4 +1,4 @@
-"""export/rewrite.py: every ConvTranspose -> Conv rewrite computes the same function (max diff <= 1e-5)."""
+"""export/rewrite.py: every rewrite (ConvTranspose -> Conv, padded input channels) computes the same function."""
 
 import numpy as np
 import onnx
@@ -6,9 +6,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgevae.export.rewrite import conv_transpose_as_conv
+from edgevae.export.rewrite import conv_transpose_as_conv, pad_input_channels
 
-TOL = 1e-5  # float32 summation order differs between ConvTranspose and Conv kernels; nothing else may
+TOL = 1e-5  # float32 summation order may differ between the kernels; nothing else may
 
 
 def run(model: onnx.ModelProto, feed: dict) -> np.ndarray:
@@ -42,7 +42,7 @@ def test_single_conv_transpose_rewrite_is_exact(c_in, c_out, k, stride, pads, si
 def test_decoder_rewrite_is_exact_and_drops_old_weights(tmp_path):
     from helpers import make_model_dir
 
-    model_dir = make_model_dir(tmp_path / "m", seed=3)
+    model_dir = make_model_dir(tmp_path / "m")  # seed 0: exported once per session, shared with other tests
     decoder = onnx.load(model_dir / "decoder.onnx")
     rewritten = conv_transpose_as_conv(decoder)
     ops = [n.op_type for n in rewritten.graph.node]
@@ -59,3 +59,43 @@ def test_unsupported_conv_transpose_is_refused_by_name():
     model.graph.node[0].attribute.append(helper.make_attribute("output_padding", [1, 1]))
     with pytest.raises(ValueError, match="'ct' has output_padding"):
         conv_transpose_as_conv(model)
+
+
+def conv_graph(c_in, c_out, group=1, seed=0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.standard_normal((c_out, c_in // group, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(c_out).astype(np.float32), "b")
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1], group=group)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c_in, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, b])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+
+
+@pytest.mark.parametrize("c_in,group,padded_to", [(1, 1, 4), (3, 1, 4), (5, 1, 8), (4, 1, None), (2, 2, None)])
+def test_pad_input_channels_is_exact_and_pads_only_what_it_should(c_in, group, padded_to):
+    model = conv_graph(c_in, 4, group)
+    x = np.random.default_rng(1).random((3, c_in, 6, 6)).astype(np.float32)
+    rewritten = pad_input_channels(model)
+    weights = {i.name: numpy_helper.to_array(i) for i in rewritten.graph.initializer}
+    conv = next(n for n in rewritten.graph.node if n.op_type == "Conv")
+    if padded_to is None:  # already a multiple of 4, or grouped: left alone
+        assert [n.op_type for n in rewritten.graph.node] == ["Conv"] and conv.input[1] == "w"
+    else:
+        assert [n.op_type for n in rewritten.graph.node] == ["Pad", "Conv"] and "w" not in weights
+        assert weights[conv.input[1]].shape == (4, padded_to, 3, 3) and not weights[conv.input[1]][:, c_in:].any()
+    assert np.abs(run(rewritten, {"x": x}) - run(model, {"x": x})).max() <= TOL
+
+
+def test_encoder_input_padding_is_exact(tmp_path):
+    from helpers import make_model_dir
+
+    encoder = onnx.load(make_model_dir(tmp_path / "m") / "encoder.onnx")
+    rewritten = pad_input_channels(encoder)
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert ops[:2] == ["Pad", "Conv"] and ops[2:] == [n.op_type for n in encoder.graph.node][1:]  # nothing else changed
+    session = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
+    reference = ort.InferenceSession(encoder.SerializeToString(), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        x = np.random.default_rng(batch).random((batch, 1, 28, 28), dtype=np.float32)
+        for got, expected in zip(session.run(None, {"x": x}), reference.run(None, {"x": x})):
+            assert got.shape == expected.shape and np.abs(got - expected).max() <= TOL

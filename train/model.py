@@ -15,6 +15,10 @@ class VAEConfig:
     latent_dim: int = 64
     negative_slope: float = 0.01  # LeakyReLU, as in the seed
 
+    def __post_init__(self):
+        if self.latent_dim < 1:  # 0 would build zero-element layers and train a VAE with no latent at all
+            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+
 
 class Encoder(nn.Module):
     """x [N,1,28,28] in [0,1] -> mu [N,D], logvar [N,D]."""
