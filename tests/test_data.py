@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from edgevae.train.data import binarize_fixed, load_fashion_mnist
-from synthetic_data import REAL_DATA, synthetic_images, write_idx_dataset
+from helpers import REAL_DATA, synthetic_images, write_idx_dataset
 
 
 @pytest.fixture(autouse=True)

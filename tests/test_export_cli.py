@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from edgevae.train.checkpoint import save_checkpoint
-from helpers import make_model, make_trained_model, save_test_checkpoint
-from synthetic_data import write_idx_dataset
+from helpers import make_model, make_trained_model, save_test_checkpoint, write_idx_dataset
 
 
 def edgevae(*args, env=None):

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_model, make_model_dir, save_test_checkpoint
-from synthetic_data import write_idx_dataset
+from helpers import make_model, make_model_dir, save_test_checkpoint, write_idx_dataset
 
 from edgevae.cli import main
 from edgevae.runtime import InputError, ModelDirError, VAERuntime

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_model_dir, make_trained_model, save_test_checkpoint
-from synthetic_data import write_idx_dataset
+from helpers import make_model_dir, make_trained_model, save_test_checkpoint, write_idx_dataset
 
 from edgevae.runtime import VAERuntime
 from edgevae.runtime.model_dir import read_model_dir

@@ -10,8 +10,7 @@ import threading
 import numpy as np
 import onnxruntime as ort
 import pytest
-from helpers import make_model_dir
-from synthetic_data import synthetic_images
+from helpers import make_model_dir, synthetic_images
 
 from edgevae.runtime import InputError, VAERuntime
 

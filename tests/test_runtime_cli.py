@@ -8,8 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import make_model_dir
-from synthetic_data import idx_bytes, synthetic_images
+from helpers import idx_bytes, make_model_dir, synthetic_images
 
 from edgevae.cli import main
 from edgevae.runtime import VAERuntime

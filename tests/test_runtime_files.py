@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
-from synthetic_data import idx_bytes, synthetic_images
+from helpers import idx_bytes, synthetic_images
 
 from edgevae.runtime.image_files import NpyWriter, grid, read_images, to_uint8, write_images
 from edgevae.runtime.png import decode_png, encode_png

@@ -10,7 +10,7 @@ from edgevae.train.checkpoint import load_model
 from edgevae.train.evaluate import evaluate_checkpoint
 from edgevae.train.model import VAEConfig
 from edgevae.train.trainer import TrainConfig, train
-from synthetic_data import write_idx_dataset
+from helpers import write_idx_dataset
 
 SMALL = VAEConfig(latent_dim=8)
 
