@@ -18,7 +18,8 @@ def register(sub) -> None:
     p.add_argument("model_dir", type=Path, help="model dir written by `edgevae export`")
     p.add_argument("--data-dir", help="Fashion-MNIST IDX folder (calibration and test images; default: the Debian folder)")
     p.add_argument("--variants", default="int8,int8-dynamic,fp16", help="comma-separated: int8, int8-dynamic, fp16")
-    p.add_argument("--calibration", choices=("minmax", "entropy", "percentile"), default="minmax", help="int8 calibration method")
+    p.add_argument("--calibration", choices=("minmax", "entropy", "percentile"),
+                   help="int8 calibration for both graphs (default: minmax for the encoder, percentile 99.9 for the decoder)")
     p.add_argument("--per-channel", action="store_true", help="per-channel int8 weights (default per-tensor: as accurate here, and faster)")
     p.add_argument("--calibration-images", type=int, default=1024, help="training images used to calibrate int8 (default 1024)")
     p.add_argument("--test-images", type=int, default=2000, help="first N test images for the -ELBO comparison (default 2000)")

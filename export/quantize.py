@@ -139,12 +139,13 @@ def format_table(manifest: dict) -> str:
                      f"{q['neg_elbo_rel_change'] * 100:>8.3f}%")
     latency = manifest.get("latency_ms")
     if latency:
-        sizes = list(manifest["selection"])
+        sizes = list(manifest["selection"]["decoder"])
         lines.append("\nlatency ms (encoder + decoder), threads=" + str(latency["threads"]) + ": " + "  ".join(f"batch {b}" for b in sizes))
         for v, graphs in latency["by_variant"].items():
             cells = "  ".join(f"{graphs['encoder'][b]:.3f}+{graphs['decoder'][b]:.3f}" for b in sizes)
             lines.append(f"{v:<13}{cells}{'' if v in latency['eligible'] else '   (outside the accuracy budget)'}")
-        lines.append("selection: " + ", ".join(f"batch {b} -> {v}" for b, v in manifest["selection"].items()))
+        for graph, choice in manifest["selection"].items():
+            lines.append(f"selection, {graph}: " + ", ".join(f"batch {b} -> {v}" for b, v in choice.items()))
     return "\n".join(lines)
 
 

@@ -54,12 +54,15 @@ def measure_latency(model_dir, manifest: dict, variants: list[str], threads: int
 
 
 def select(latency: dict, eligible: list[str]) -> dict:
-    """{batch: variant}: per batch size, the eligible variant with the least encoder + decoder time among
-    those at least MIN_GAIN faster than fp32; fp32 where none is."""
+    """{graph: {batch: variant}}: per graph and batch size, the fastest eligible variant among those at
+    least MIN_GAIN faster than fp32; fp32 where none is. Per graph, because `sample` runs the decoder
+    alone, and at batch 1 the int8 decoder can lose while the int8 encoder wins."""
     candidates = [v for v in eligible if v != "fp32" and v in latency]
     selection = {}
-    for batch in latency["fp32"]["decoder"]:
-        total = {v: latency[v]["encoder"][batch] + latency[v]["decoder"][batch] for v in ["fp32"] + candidates}
-        faster = [v for v in candidates if total[v] <= (1 - MIN_GAIN) * total["fp32"]]
-        selection[batch] = min(faster, key=total.get) if faster else "fp32"
+    for graph, fp32 in latency["fp32"].items():
+        selection[graph] = {}
+        for batch, fp32_ms in fp32.items():
+            ms = {v: latency[v][graph][batch] for v in candidates}
+            faster = [v for v in candidates if ms[v] <= (1 - MIN_GAIN) * fp32_ms]
+            selection[graph][batch] = min(faster, key=ms.get) if faster else "fp32"
     return selection

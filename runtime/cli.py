@@ -135,8 +135,8 @@ def _info(args) -> None:
         vs_fp32 = (f"  decoder PSNR {q['decoder_psnr_db']:.1f} dB, -ELBO {100 * q['neg_elbo_rel_change']:+.3f}% vs fp32"
                    if {"decoder_psnr_db", "neg_elbo_rel_change"} <= q.keys() else "")
         print(f"variant       {variant:<13} {size / 1e6:6.2f} MB  sha256 ok{vs_fp32}")
-    if model.selection:
-        print("selection     " + ", ".join(f"batch>={k}: {v}" for k, v in sorted(model.selection.items())))
+    for graph, choice in model.selection.items():
+        print(f"selection     {graph}: " + ", ".join(f"batch>={k}: {v}" for k, v in sorted(choice.items())))
     parity = m.get("parity", {})
     diffs = [d for rows in parity.get("max_abs_diff", {}).values() for outs in rows.values() for d in outs.values()]
     if diffs:

@@ -28,7 +28,7 @@ class ModelDir:
     image_shape: tuple  # (C, H, W)
     io: dict  # {"encoder": {"inputs": [...], "outputs": [...]}, "decoder": {...}}
     variants: dict  # {variant: {graph: {"file", "sha256", ...}}}
-    selection: dict  # {batch size (int): variant}, empty when quantize did not select
+    selection: dict  # {graph: {batch size (int): variant}}, empty when quantize did not select
     manifest: dict  # the whole manifest, for `edgevae info`
 
     def graph_bytes(self, variant: str, graph: str) -> bytes:
@@ -45,22 +45,23 @@ class ModelDir:
                                 f"says {entry['sha256'][:12]}... (file changed or corrupt)")
         return data
 
-    def variant_for(self, variant: str, batch: int) -> str:
-        """The concrete variant to run a batch of this size with; `auto` follows the selection: the entry
-        for the largest batch size <= batch (the smallest entry below all of them), fp32 without one."""
+    def variant_for(self, variant: str, batch: int, graph: str) -> str:
+        """The concrete variant to run graph on a batch of this size; `auto` follows the graph's selection:
+        the entry for the largest batch size <= batch (the smallest entry below all of them), fp32 without one."""
         if variant != AUTO:
             return variant
-        if not self.selection:
+        choice = self.selection.get(graph)
+        if not choice:
             return FALLBACK_VARIANT
-        sizes = sorted(self.selection)
+        sizes = sorted(choice)
         below = [s for s in sizes if s <= batch]
-        return self.selection[below[-1] if below else sizes[0]]
+        return choice[below[-1] if below else sizes[0]]
 
     def variants_needed(self, variant: str) -> list:
         """The concrete variants a runtime loaded with `variant` may run."""
         if variant != AUTO:
             return [variant]
-        return sorted(set(self.selection.values())) or [FALLBACK_VARIANT]
+        return sorted({v for choice in self.selection.values() for v in choice.values()}) or [FALLBACK_VARIANT]
 
 
 def _fail(path, what):
@@ -81,15 +82,17 @@ def _check_graph_entry(path, variant, graph, entry):
 def _parse_selection(path, raw, variants):
     if raw is None:
         return {}
-    if not isinstance(raw, dict):
-        _fail(path, "manifest 'selection' must map batch sizes to variants")
+    if not isinstance(raw, dict) or not set(raw) <= set(GRAPHS) or not all(isinstance(c, dict) for c in raw.values()):
+        _fail(path, "manifest 'selection' must map graphs (encoder, decoder) to {batch size: variant}")
     selection = {}
-    for size, variant in raw.items():
-        if not str(size).isdigit() or int(size) < 1:
-            _fail(path, f"manifest selection key {size!r} is not a positive batch size")
-        if variant not in variants:
-            _fail(path, f"manifest selection {size!r} names variant {variant!r}, which the manifest lacks")
-        selection[int(size)] = variant
+    for graph, choice in raw.items():
+        selection[graph] = {}
+        for size, variant in choice.items():
+            if not str(size).isdigit() or int(size) < 1:
+                _fail(path, f"manifest selection.{graph} key {size!r} is not a positive batch size")
+            if variant not in variants:
+                _fail(path, f"manifest selection.{graph} {size!r} names variant {variant!r}, which the manifest lacks")
+            selection[graph][int(size)] = variant
     return selection
 
 

@@ -83,7 +83,7 @@ class VAERuntime:
 
     def _run(self, graph: str, array: np.ndarray, outputs: list) -> None:
         """Run graph over array in chunks, writing into the preallocated outputs (one per graph output)."""
-        session = self._session(self.model.variant_for(self.variant, len(array)), graph)
+        session = self._session(self.model.variant_for(self.variant, len(array), graph), graph)
         name = self.model.io[graph]["inputs"][0]
         for start in range(0, len(array), self.chunk):
             stop = start + self.chunk
@@ -129,7 +129,7 @@ class VAERuntime:
         n = check_count("n", n)
         rng = np.random.default_rng(seed)
         # One variant for the whole request: `auto` selects by the total batch size, as sample() does.
-        session = self._session(self.model.variant_for(self.variant, n), "decoder")
+        session = self._session(self.model.variant_for(self.variant, n, "decoder"), "decoder")
         name = self.model.io["decoder"]["inputs"][0]
         for start in range(0, n, self.chunk):
             # Drawn chunk by chunk from one Generator: the same stream as one draw of all n rows.

@@ -69,9 +69,12 @@ def test_select_needs_a_clear_gain_over_fp32_and_stays_in_budget():
                "fp16": graphs({"1": within_noise, "64": 9.9, "256": 39.0}),
                "int8": graphs({"1": 0.8, "64": 5.0, "256": 20.0}),
                "int8-dynamic": graphs({"1": 0.1, "64": 1.0, "256": 1.0})}
-    assert select(latency, ["fp16", "int8"]) == {"1": "int8", "64": "int8", "256": "int8"}
-    assert select(latency, ["fp16"]) == {"1": "fp32", "64": "fp32", "256": "fp32"}  # within noise of fp32
-    assert select(latency, []) == {"1": "fp32", "64": "fp32", "256": "fp32"}  # int8-dynamic: outside budget
+    both = lambda choice: {"encoder": choice, "decoder": choice}  # noqa: E731
+    assert select(latency, ["fp16", "int8"]) == both({"1": "int8", "64": "int8", "256": "int8"})
+    assert select(latency, ["fp16"]) == both({"1": "fp32", "64": "fp32", "256": "fp32"})  # within noise of fp32
+    assert select(latency, []) == both({"1": "fp32", "64": "fp32", "256": "fp32"})  # int8-dynamic: outside budget
+    latency["int8"]["decoder"]["1"] = 0.6  # slower than fp32's 0.5: only the encoder takes int8 at batch 1
+    assert select(latency, ["int8"])["decoder"]["1"] == "fp32" and select(latency, ["int8"])["encoder"]["1"] == "int8"
 
 
 def briefly_trained_model_dir(path: Path) -> Path:

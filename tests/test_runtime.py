@@ -133,7 +133,7 @@ def test_auto_variant_follows_the_selection(tmp_path, model_dir):
         shutil.copy(other / f"{graph}.onnx", auto_dir / f"{graph}.int8.onnx")
         entry[graph] = dict(json.loads((other / "manifest.json").read_text())["variants"]["fp32"][graph], file=f"{graph}.int8.onnx")
     manifest["variants"]["int8"] = entry
-    manifest["selection"] = {"1": "fp32", "8": "int8"}
+    manifest["selection"] = {"encoder": {"1": "int8"}, "decoder": {"1": "fp32", "8": "int8"}}
     (auto_dir / "manifest.json").write_text(json.dumps(manifest))
 
     auto, fp32, int8 = (VAERuntime.load(auto_dir, variant=v) for v in ("auto", "fp32", "int8"))
@@ -141,9 +141,11 @@ def test_auto_variant_follows_the_selection(tmp_path, model_dir):
     assert np.array_equal(auto.sample(8, seed=0), int8.sample(8, seed=0))
     assert np.array_equal(auto.sample(300, seed=0)[:8], int8.sample(300, seed=0)[:8])
     assert not np.allclose(fp32.sample(8, seed=0), int8.sample(8, seed=0))
-    assert [auto.model.variant_for("auto", n) for n in (1, 7, 8, 1000)] == ["fp32", "fp32", "int8", "int8"]
+    assert [auto.model.variant_for("auto", n, "decoder") for n in (1, 7, 8, 1000)] == ["fp32", "fp32", "int8", "int8"]
+    x = auto.sample(4, seed=1)
+    assert np.array_equal(auto.encode(x)[0], int8.encode(x)[0])  # the encoder's own selection
     no_selection = VAERuntime.load(model_dir, variant="auto")
-    assert no_selection.model.variant_for("auto", 64) == "fp32"
+    assert no_selection.model.variant_for("auto", 64, "decoder") == "fp32"
 
 
 BAD_CALLS = [
