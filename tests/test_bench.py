@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import make_model, make_model_dir, save_test_checkpoint
+from helpers import make_model, save_test_checkpoint
 
 from edgevae.benchmarks.coldstart import run_process
 from edgevae.benchmarks.flops import graph_flops
@@ -26,11 +26,6 @@ def conv_flops(latent_dim: int) -> tuple[int, int]:
     decoder = 2 * (latent_dim * 3136 + 64 * 7 * 7 * 64 * 9 + 64 * 7 * 7 * 72 * 9 + 72 * 13 * 13 * 32 * 9
                    + 32 * 27 * 27 * 1 * 16)
     return encoder, decoder
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory.mktemp("bench") / "model")
 
 
 @pytest.fixture(scope="module")

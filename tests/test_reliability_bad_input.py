@@ -15,22 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_model, make_model_dir, save_test_checkpoint, write_idx_dataset
+from helpers import make_model, save_test_checkpoint, write_idx_dataset
 
 from edgevae.cli import main
 from edgevae.runtime import InputError, ModelDirError, VAERuntime
 
 QUICK_S = 5.0  # "refused at once": well under what any real attempt of these sizes would take
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory.mktemp("reliability") / "model")
-
-
-@pytest.fixture(scope="module")
-def rt(model_dir):
-    return VAERuntime.load(model_dir)
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,6 @@ from edgevae.runtime import InputError, VAERuntime
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory.mktemp("runtime") / "model")
-
-
-@pytest.fixture(scope="module")
-def rt(model_dir):
-    return VAERuntime.load(model_dir)
-
-
-@pytest.fixture(scope="module")
 def images():
     return synthetic_images(12, seed=1)[:, None].astype(np.float32) / 255.0
 

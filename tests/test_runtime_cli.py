@@ -8,22 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import idx_bytes, make_model_dir, synthetic_images
+from helpers import idx_bytes, synthetic_images
 
 from edgevae.cli import main
-from edgevae.runtime import VAERuntime
 from edgevae.runtime.image_files import grid, read_images
 from edgevae.runtime.png import decode_png
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory.mktemp("runtime_cli") / "model")
-
-
-@pytest.fixture(scope="module")
-def rt(model_dir):
-    return VAERuntime.load(model_dir)
 
 
 @pytest.fixture
