@@ -32,7 +32,7 @@ def make_trained_model(seed: int = 0, latent_dim: int = 64, steps: int = 3):
     import torch
 
     from edgevae.train.loss import neg_elbo
-    
+
     model = make_model(seed, latent_dim).train()
     x = torch.from_numpy(synthetic_images(16, seed)).float().div(255).unsqueeze(1)  # (16,1,28,28)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
