@@ -8,12 +8,13 @@ DECODER_SAMPLES = 1024  # z ~ N(0, I) decoded by both graphs
 PROB_FLOOR = 1e-7  # p clipped to [floor, 1-floor] in the BCE: an fp32 sigmoid can round to exactly 1
 
 
-def session(path) -> ort.InferenceSession:
+def session(path, threads: int | None = None) -> ort.InferenceSession:
     """A CPU session of the graph at path with the runtime's session options (the code devices run;
     its non-spinning threads also keep these measurements quick on a loaded machine)."""
     from edgevae.runtime.sessions import SessionConfig, session_options
 
-    return ort.InferenceSession(str(path), session_options(SessionConfig()), providers=["CPUExecutionProvider"])
+    options = session_options(SessionConfig(threads=threads))
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def run_batched(sess: ort.InferenceSession, name: str, array: np.ndarray, batch: int = 256) -> list[np.ndarray]:

@@ -15,13 +15,9 @@ MIN_GAIN = 0.10  # a variant must beat fp32 by this much to be selected: a margi
 
 
 def _sessions(model_dir, manifest: dict, variant: str, threads: int | None) -> dict:
-    import onnxruntime as ort
+    from .quality import session
 
-    from edgevae.runtime.sessions import SessionConfig, session_options
-
-    options = session_options(SessionConfig(threads=threads))
-    return {g: ort.InferenceSession(str(model_dir / e["file"]), options, providers=["CPUExecutionProvider"])
-            for g, e in manifest["variants"][variant].items()}
+    return {g: session(model_dir / e["file"], threads) for g, e in manifest["variants"][variant].items()}
 
 
 def measure_latency(model_dir, manifest: dict, variants: list[str], threads: int | None = None,
