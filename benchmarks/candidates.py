@@ -6,7 +6,8 @@ import time
 
 import numpy as np
 
-GRAPHS = ("encoder", "decoder")
+from edgevae.runtime.manifest import GRAPH_NAMES
+
 PARITY_TOLERANCE = 1e-3  # fp32 graph vs PyTorch on the same weights; export checks 1e-4 on its own inputs
 
 
@@ -44,8 +45,8 @@ def torch_modules(model, checkpoint) -> tuple:
         import onnx
         from onnx import numpy_helper
 
-        vae = VAE(VAEConfig(latent_dim=model.latent_dim))
-        for graph in GRAPHS:
+        vae = VAE(VAEConfig(latent_dim=model.latent_dim, image_shape=model.image_shape))
+        for graph in GRAPH_NAMES:
             module = getattr(vae, graph)
             proto = onnx.load_model_from_string(model.graph_bytes("fp32", graph))
             weights = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
@@ -68,7 +69,7 @@ def check_parity(runtime, modules: dict, source: str) -> dict:
     import torch
 
     diffs = {}
-    for graph in GRAPHS:
+    for graph in GRAPH_NAMES:
         array = inputs(graph, 8, runtime.latent_dim, runtime.image_shape, seed=1)
         ours = runtime.encode(array) if graph == "encoder" else (runtime.decode(array),)
         with torch.inference_mode():

@@ -6,7 +6,7 @@ MFLOP, so per-call overhead decides the ratio to PyTorch there."""
 import numpy as np
 import onnxruntime as ort
 
-from edgevae.runtime.model_dir import read_model_dir
+from edgevae.runtime.manifest import load
 from edgevae.runtime.sessions import SessionConfig, create_session
 
 from .timing import Schedule, interleave, summarize
@@ -14,9 +14,9 @@ from .timing import Schedule, interleave, summarize
 
 def overhead_calls(runtime, model_dir, variant: str, batch: int, threads: int) -> dict:
     """{name: callable} decoding the same z through three layers of the runtime's stack."""
-    model = read_model_dir(model_dir)
+    model = load(model_dir)
     session = create_session(model, variant, "decoder", SessionConfig(threads=threads))
-    name_in, name_out = model.io["decoder"]["inputs"][0], model.io["decoder"]["outputs"][0]
+    name_in, name_out = model.manifest.io["decoder"].inputs[0], model.manifest.io["decoder"].outputs[0]
     z = np.random.default_rng(0).standard_normal((batch, model.latent_dim), dtype=np.float32)
     out = np.empty((batch, *model.image_shape), np.float32)
     binding = session.io_binding()

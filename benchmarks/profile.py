@@ -24,7 +24,7 @@ def profile_graph(model, variant: str, graph: str, batch: int, runs: int, thread
     with tempfile.TemporaryDirectory(prefix="edgevae-profile-") as tmp:
         options.profile_file_prefix = os.path.join(tmp, "ort")
         session = ort.InferenceSession(model.graph_bytes(variant, graph), options, providers=["CPUExecutionProvider"])
-        feed = {model.io[graph]["inputs"][0]: inputs(graph, batch, model.latent_dim, model.image_shape)}
+        feed = {model.manifest.io[graph].inputs[0]: inputs(graph, batch, model.latent_dim, model.image_shape)}
         for _ in range(runs):
             session.run(None, feed)
         with open(session.end_profiling(), encoding="utf-8") as f:

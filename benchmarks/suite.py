@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevae.runtime.manifest import GRAPH_NAMES
+
 from .timing import Schedule, ratio, summarize
 
 QUICK_SCHEDULE = Schedule(min_rounds=3, max_rounds=50, budget_s=0.6, segment_s=0.01, warmup_calls=2)
@@ -54,31 +56,30 @@ def _thread_counts(config: BenchConfig) -> tuple:
 def _model_summary(model) -> dict:
     from .flops import graph_flops
 
-    sizes = {v: {g: (model.path / entry[g]["file"]).stat().st_size for g in ("encoder", "decoder")}
-             for v, entry in model.variants.items()}
+    sizes = {v: {g: entry[g].bytes for g in GRAPH_NAMES} for v, entry in model.manifest.variants.items()}
     for entry in sizes.values():
         entry["total"] = entry["encoder"] + entry["decoder"]
-    flops = {g: graph_flops(model.path / model.variants["fp32"][g]["file"]) for g in ("encoder", "decoder")}
+    flops = {g: graph_flops(model.path / model.manifest.variants["fp32"][g].file) for g in GRAPH_NAMES}
     return {"dir": str(model.path.resolve()), "latent_dim": model.latent_dim, "variants": _variants(model),
             "size_bytes": sizes, "flops_per_image": flops}
 
 
 def _variants(model) -> list:
-    return sorted(model.variants, key=lambda v: (v != "fp32", v))  # fp32 first
+    return sorted(model.manifest.variants, key=lambda v: (v != "fp32", v))  # fp32 first
 
 
 def _time_groups(config, model, runtimes, modules, compiler, flops) -> tuple[list, list]:
     """Every (graph, threads, batch) group, interleaved; (rows, sgemm rows)."""
     import torch
 
-    from .candidates import GRAPHS, inputs, runtime_call, torch_call
+    from .candidates import inputs, runtime_call, torch_call
     from .machine import sgemm_call
     from .timing import interleave
 
     sgemm, sgemm_flops = sgemm_call(config.sgemm_n)
     rows, sgemm_rows = [], []
     seed = 0
-    for graph in GRAPHS:
+    for graph in GRAPH_NAMES:
         for threads in _thread_counts(config):
             torch.set_num_threads(threads)
             for batch in config.batch_sizes:
@@ -142,7 +143,7 @@ def run_bench(config: BenchConfig) -> dict:
     import torch
 
     from edgevae.runtime import VAERuntime
-    from edgevae.runtime.model_dir import read_model_dir
+    from edgevae.runtime.manifest import load
 
     from .candidates import Compiler, check_parity, torch_modules
     from .coldstart import cold_start
@@ -151,7 +152,7 @@ def run_bench(config: BenchConfig) -> dict:
     from .profile import profile_graph
 
     started = time.time()
-    model = read_model_dir(config.model_dir)
+    model = load(config.model_dir)
     summary = _model_summary(model)
     threads = _thread_counts(config)
     runtimes = {(v, t): VAERuntime.load(model.path, variant=v, threads=t) for v in _variants(model) for t in threads}

@@ -1,65 +1,149 @@
-"""Training throughput of the seed VAE on this CPU: layouts and torch.compile side by side.
+"""Training throughput of the seed VAE on this CPU: precision, layout, batch size, threads, optimizer.
 
-    python -m edgevae.benchmarks.train_speed [--steps 20] [--batch-size 128]
+    python -m edgevae.benchmarks.train_speed [--steps 20] [--variants fp32,bf16,...] [--compile]
 
-Each configuration trains its own model on the same random batches; steps are interleaved round-robin
-so that load drift hits all alike, and the median step time is turned into seconds per 60k-image epoch.
+Each variant trains its own model on the same random images; steps are interleaved round-robin so
+that load from other processes hits all variants alike, and each median step time is turned into
+seconds per 60k-image epoch. Also measured: what one step's data handling costs (slice, layout,
+binarize) and test-set evaluation under no_grad vs inference_mode.
 """
 
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 
 from edgevae.train.loss import neg_elbo
 from edgevae.train.model import VAE
+from edgevae.train.precision import autocast, cpu_flags, native_bf16
 
 EPOCH_IMAGES = 60_000
+CL, NCHW = torch.channels_last, torch.contiguous_format
 
 
-def make_step(memory_format, compiled: bool, batch_size: int):
+@dataclass(frozen=True)
+class Variant:
+    batch: int = 128
+    memory_format: torch.memory_format = CL
+    precision: str = "fp32"
+    threads: int | None = None  # None: torch's default
+    adam: str = "default"  # "default" (foreach on CPU), "fused", "for-loop"
+    compiled: bool = False
+
+
+VARIANTS = {
+    "fp32": Variant(),  # what `edgevae train` does: channels_last, batch 128, fp32
+    "bf16": Variant(precision="bf16"),
+    "nchw": Variant(memory_format=NCHW),
+    "b64": Variant(batch=64),
+    "b256": Variant(batch=256),
+    "b512": Variant(batch=512),
+    "1thread": Variant(threads=1),
+    "adam-fused": Variant(adam="fused"),
+    "adam-for-loop": Variant(adam="for-loop"),
+    "compile": Variant(compiled=True),
+}
+DEFAULT = "fp32,bf16,nchw,b64,b256,b512,1thread,adam-fused"
+
+
+def make_step(v: Variant, device: str = "cpu"):
     torch.manual_seed(0)
-    model = VAE().to(memory_format=memory_format)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss = torch.compile(lambda x: neg_elbo(model, x).loss) if compiled else (lambda x: neg_elbo(model, x).loss)
+    model = VAE().to(device, memory_format=v.memory_format)
+    adam = {"default": {}, "fused": {"fused": True}, "for-loop": {"foreach": False}}[v.adam]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **adam)
+
+    def loss(x):
+        with autocast(v.precision, device):
+            return neg_elbo(model, x).loss
+
+    loss_fn = torch.compile(loss) if v.compiled else loss
 
     def step(x):
         opt.zero_grad(set_to_none=True)
-        loss(x.contiguous(memory_format=memory_format)).backward()
+        loss_fn(x.contiguous(memory_format=v.memory_format)).backward()
         opt.step()
 
     return step
 
 
+def time_data_handling(images, batch: int, n: int = 50) -> float:
+    """Median seconds to slice a shuffled batch, lay it out channels_last and binarize it."""
+    order = torch.randperm(len(images))
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        xb = images[order[i * batch : (i + 1) * batch]].to("cpu", memory_format=CL)
+        torch.bernoulli(xb)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_eval(images, rounds: int = 3) -> dict:
+    """Median seconds to evaluate -ELBO on images under no_grad and under inference_mode, interleaved."""
+    torch.manual_seed(0)
+    model = VAE().to(memory_format=CL).eval()
+    modes = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
+    times = {name: [] for name in modes}
+    for _ in range(rounds):
+        for name, mode in modes.items():
+            t0 = time.perf_counter()
+            with mode():
+                for i in range(0, len(images), 1000):
+                    neg_elbo(model, images[i : i + 1000].contiguous(memory_format=CL)).neg_elbo.item()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (after 2 warm-up steps)")
+    parser.add_argument("--variants", default=DEFAULT, help=f"comma-separated, of: {','.join(VARIANTS)}")
+    parser.add_argument("--compile", action="store_true", help="add the torch.compile variant (slow warm-up)")
     args = parser.parse_args(argv)
-    configs = {"contiguous": (torch.contiguous_format, False), "channels_last": (torch.channels_last, False)}
-    if not args.no_compile:
-        configs["channels_last + compile"] = (torch.channels_last, True)
-    batches = torch.rand(4, args.batch_size, 1, 28, 28)
+    names = args.variants.split(",") + (["compile"] if args.compile else [])
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    default_threads = torch.get_num_threads()
+    pool = torch.rand(2048, 1, 28, 28)
     steps = {}
-    for name, (fmt, compiled) in configs.items():
-        steps[name] = make_step(fmt, compiled, args.batch_size)
+    for name in names:
+        v = VARIANTS[name]
+        steps[name] = make_step(v)
+        torch.set_num_threads(v.threads or default_threads)
         t0 = time.perf_counter()
-        for x in batches[:2]:  # warm-up; compiles the compiled one
-            steps[name](x)
+        for i in range(2):  # warm-up; compiles the compiled one
+            steps[name](pool[i * v.batch : (i + 1) * v.batch])
         print(f"{name}: warm-up {time.perf_counter() - t0:.1f} s", flush=True)
-    times = {name: [] for name in configs}
+    times = {name: [] for name in names}
     for i in range(args.steps):
         for name, step in steps.items():
+            v = VARIANTS[name]
+            torch.set_num_threads(v.threads or default_threads)
+            start = (i * v.batch) % (len(pool) - v.batch)
             t0 = time.perf_counter()
-            step(batches[i % len(batches)])
+            step(pool[start : start + v.batch])
             times[name].append(time.perf_counter() - t0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, median of {args.steps} interleaved steps")
-    base = statistics.median(times["contiguous"])
+    torch.set_num_threads(default_threads)
+
+    flags = cpu_flags()
+    print(f"torch {torch.__version__}, {default_threads} threads, median of {args.steps} interleaved steps; "
+          f"native bf16 on this CPU: {native_bf16('cpu', flags)} "
+          f"(amx_bf16 {'amx_bf16' in flags}, avx512_bf16 {'avx512_bf16' in flags})")
+    epoch = {name: statistics.median(t) * EPOCH_IMAGES / VARIANTS[name].batch for name, t in times.items()}
+    base = epoch[names[0]]
+    print(f"{'variant':<14} {'batch':>5} {'ms/step':>8} {'s/epoch':>8} {'speed vs ' + names[0]:>14}")
     for name, t in times.items():
-        median = statistics.median(t)
-        print(f"{name:<26} {median * 1e3:7.1f} ms/step  {median * EPOCH_IMAGES / args.batch_size:6.1f} s/epoch  {base / median:4.2f}x")
+        print(f"{name:<14} {VARIANTS[name].batch:5d} {statistics.median(t) * 1e3:8.1f} {epoch[name]:8.1f} {base / epoch[name]:13.2f}x")
+
+    images = torch.rand(10_000, 1, 28, 28)
+    data = time_data_handling(images, 128)
+    print(f"data handling per batch of 128 (slice, channels_last, bernoulli): {data * 1e3:.2f} ms "
+          f"= {data * EPOCH_IMAGES / 128:.2f} s/epoch")
+    ev = time_eval(images)
+    print("evaluation of 10,000 test images: " + ", ".join(f"{k} {v:.2f} s" for k, v in ev.items()))
 
 
 if __name__ == "__main__":

@@ -5,27 +5,56 @@ extra to install instead of failing deep inside an import."""
 import argparse
 import os
 import sys
+import warnings
 from importlib import import_module
 
 from . import __version__
 
-PACKAGE_CLIS = ("edgevae.train.cli", "edgevae.export.cli", "edgevae.runtime.cli", "edgevae.benchmarks.cli")
+PACKAGE_CLIS = ("edgevae.train.cli", "edgevae.export.cli", "edgevae.runtime.cli", "edgevae.benchmarks.cli",
+                "edgevae.runtime.site_cli")
 EXTRA_OF_MODULE = {"torch": "train", "torchvision": "train", "tqdm": "train", "onnx": "export", "onnxscript": "export",
                    "onnxconverter_common": "export", "matplotlib": "dev",
                    "onnxruntime": None, "numpy": None}  # None: part of the base install
 
 
+def printable(text) -> str:
+    """text with control characters (terminal escapes, newlines) written as Python escapes, so that a
+    name taken from a file or an argument can neither drive the terminal nor add a line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error (2-4 lines); edgevae's contract is one line and exit 2.
+    Subparsers inherit the class (add_subparsers uses the parent's type), so every subcommand has it."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgevae", description="Train a convolutional VAE, export it to ONNX, run it without PyTorch.")
+    parser = OneLineParser(prog="edgevae", description="Train a convolutional VAE, export it to ONNX, run it without PyTorch.")
     parser.add_argument("--version", action="version", version=f"edgevae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in PACKAGE_CLIS:
         import_module(name).register(sub)
+    parser.commands = sub.choices  # {name: its parser}, for errors found after parsing
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the subcommand's parser, so the line names it: `edgevae info: error: ...`
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    with warnings.catch_warnings(record=True) as caught:  # the filters stay; shown ones are held until the end
+        status = _run(args)
+    if status == 0:  # a run that worked shows its warnings; a failure shows only its one line
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return status
+
+
+def _run(args) -> int:
     try:
         args.run(args)
     except KeyboardInterrupt:
@@ -43,7 +72,7 @@ def main(argv=None) -> int:
         if os.environ.get("EDGEVAE_DEBUG"):
             raise
         known = isinstance(err, (ValueError, TypeError, OSError))
-        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        message = printable(str(err).strip().splitlines()[0]) if str(err).strip() else ""
         print(f"edgevae {args.command}: error: {'' if known else type(err).__name__ + ': '}{message}", file=sys.stderr)
         return 2
     return 0

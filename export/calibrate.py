@@ -1,8 +1,10 @@
-"""Calibration data for static int8 quantization, from real Fashion-MNIST.
+"""Calibration data for static int8 quantization, from the images the model was trained on (its dataset spec).
 
 Encoder: training images. Decoder: z drawn from the encoder's posterior on those images (the latents the
 decoder sees when reconstructing), z = mu + exp(logvar/2) * eps with a seeded eps.
 """
+
+import functools
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
@@ -37,25 +39,49 @@ class ArrayReader(CalibrationDataReader):
         self.start, self.bar = 0, None
 
 
-def training_images(data_dir, count: int, seed: int = 0) -> np.ndarray:
-    """`count` training images (float32 [count,1,28,28] in [0,1]) picked by a seeded permutation."""
-    from edgevae.train.data import load_fashion_mnist
+def data_for(manifest, data_dir=None, data: str | None = None):
+    """The DataConfig of a model dir's calibration and test images: the dataset spec it was trained on (its
+    manifest's training.train_config; Fashion-MNIST when it has none), `data` / `data_dir` overriding it, and
+    every image cropped/resized and converted to the model's image_shape (a no-op for the training data)."""
+    from edgevae.train.data import DataConfig
 
-    (train_x, _), _ = load_fashion_mnist(data_dir)
+    if isinstance(data_dir, DataConfig):  # already resolved by an API caller
+        return data_dir
+    training = getattr(manifest, "training", None)
+    train_config = dict(getattr(training, "train_config", None) or {})
+    c, h, w = manifest.image_shape
+    return DataConfig.from_train_config(train_config, data=data, data_dir=data_dir, image_size=f"{h}x{w}", channels=c)
+
+
+def _images(data):
+    """ImageData of data: a DataConfig, or (as before dataset specs) a Fashion-MNIST IDX folder or None."""
+    from edgevae.train.data import DataConfig
+
+    return _load(data if isinstance(data, DataConfig) else DataConfig(data_dir=data))
+
+
+@functools.lru_cache(maxsize=1)  # quantize asks for training and test images of the same data
+def _load(config):
+    from edgevae.train.data import load_images
+
+    return load_images(config)
+
+
+def training_images(data, count: int, seed: int = 0) -> np.ndarray:
+    """`count` training images (float32 [count,C,H,W] in [0,1]) picked by a seeded permutation."""
+    train_x = _images(data).train
     pick = np.random.default_rng(seed).permutation(len(train_x))[:count]
     return train_x.numpy()[np.sort(pick)]
 
 
-def test_images(data_dir, count: int) -> np.ndarray:
+def test_images(data, count: int) -> np.ndarray:
     """The first `count` test images (all of them when count exceeds the test set)."""
-    from edgevae.train.data import load_fashion_mnist
-
-    _, (test_x, _) = load_fashion_mnist(data_dir)
-    return test_x.numpy()[:count]
+    return _images(data).test.numpy()[:count]
 
 
 def posterior_latents(encoder_session, images: np.ndarray, seed: int = 0) -> np.ndarray:
     """One posterior draw z [N,D] per image through an fp32 encoder session (inputs x -> mu, logvar)."""
+    from edgevae.runtime.latent import reparameterize, rng_of, standard_normal
+
     mu, logvar = encoder_session.run(["mu", "logvar"], {"x": np.ascontiguousarray(images, np.float32)})
-    eps = np.random.default_rng(seed).standard_normal(mu.shape).astype(np.float32)
-    return (mu + np.exp(0.5 * logvar) * eps).astype(np.float32)
+    return reparameterize(mu, logvar, standard_normal(rng_of(seed), mu.shape))

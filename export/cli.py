@@ -17,6 +17,8 @@ def register(sub) -> None:
     p = sub.add_parser("quantize", help="add int8 / int8-dynamic / fp16 variants to a model dir, with their quality vs fp32")
     p.add_argument("model_dir", type=Path, help="model dir written by `edgevae export`")
     p.add_argument("--data-dir", help="Fashion-MNIST IDX folder (calibration and test images; default: the Debian folder)")
+    p.add_argument("--data", metavar="SPEC", help="dataset spec for calibration and test images, as for train "
+                   "(default: the one the model was trained on; images are fitted to its image_shape)")
     p.add_argument("--variants", default="int8,int8-dynamic,fp16", help="comma-separated: int8, int8-dynamic, fp16")
     p.add_argument("--calibration", choices=("minmax", "entropy", "percentile"),
                    help="int8 calibration for both graphs (default: minmax for the encoder, percentile 99.9 for the decoder)")

@@ -15,12 +15,13 @@ import numpy as np
 import onnx
 
 from edgevae import __version__
+from edgevae.atomic import sweep_stale, temp_name, write_bytes
+from edgevae.runtime import manifest as contract
 from edgevae.train.checkpoint import load_model
 from edgevae.train.model import VAE
 
 from .graphs import GRAPHS, OPSET, export_graphs
-from .manifest import build_manifest, write_manifest
-from .validate import BATCH_SIZES, TOLERANCE, check_parity
+from .validate import PARITY_BATCH_SIZES, TOLERANCE, check_parity
 
 
 def check_destination(out: Path, force: bool) -> None:
@@ -31,17 +32,11 @@ def check_destination(out: Path, force: bool) -> None:
         raise ValueError(f"--out {out} exists and is not empty; pass --force to replace it")
 
 
-def make_readable(folder: Path) -> None:
-    """rwxr-xr-x / rw-r--r--: mkdtemp and atomic_write create owner-only modes, but a model dir is for sharing."""
-    folder.chmod(0o755)
-    for path in folder.iterdir():
-        path.chmod(0o644)
-
-
 def move_into_place(tmp: Path, out: Path) -> None:
     """Rename the finished folder tmp to out; an existing out is first moved aside, then deleted."""
     if out.is_dir() and any(out.iterdir()):
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+        old = temp_name(out)
+        old.mkdir()
         os.replace(out, old)  # onto the fresh empty folder: POSIX rename replaces an empty directory
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
@@ -49,12 +44,12 @@ def move_into_place(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
-def export_model_dir(model: VAE, out_dir, *, training_metrics: dict | None = None, images: np.ndarray | None = None,
+def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None = None, images: np.ndarray | None = None,
                      images_source: str | None = None, force: bool = False, ort_format: bool = False,
                      tolerance: float = TOLERANCE) -> Path:
     """Export model's encoder and decoder to out_dir as a validated fp32 model dir; returns out_dir.
 
-    training_metrics: stored as the manifest's "training" entry and in each graph's metadata_props.
+    training: stored as the manifest's "training" entry and in each graph's metadata_props.
     images: float32 [>=64,1,28,28] validation images (None: seeded uniform noise; the manifest says which).
     force: replace a non-empty out_dir. ort_format: also write .ort files (see ort_format.py).
     Raises ValueError, leaving out_dir untouched, when the graphs differ from PyTorch beyond tolerance.
@@ -63,22 +58,30 @@ def export_model_dir(model: VAE, out_dir, *, training_metrics: dict | None = Non
     check_destination(out, force)
     latent_dim = model.config.latent_dim
     metadata = {"edgevae_version": __version__, "latent_dim": str(latent_dim),
-                "training": json.dumps(training_metrics or {}, sort_keys=True)}
+                "training": json.dumps(contract.to_json(training) if training else {}, sort_keys=True)}
     protos = export_graphs(model, metadata)
     parity = check_parity(model, protos, images, images_source, tolerance)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    sweep_stale(out)
+    tmp = temp_name(out)
+    tmp.mkdir(mode=0o755)  # a model dir is for sharing: 0755, its files 0644
+    tmp.chmod(0o755)
     try:
         for name, proto in protos.items():
-            onnx.save_model(proto, tmp / GRAPHS[name].file)  # < 2 GB: one self-contained file, no .data
+            write_bytes(tmp / GRAPHS[name].file, proto.SerializeToString(), mode=0o644)  # one self-contained file, no .data
         ort = None
         if ort_format:
             from .ort_format import convert_to_ort
 
             ort = convert_to_ort(tmp, [spec.file for spec in GRAPHS.values()])
-        write_manifest(tmp, build_manifest(tmp, latent_dim, OPSET, parity, training_metrics, ort))
-        make_readable(tmp)
+        manifest = contract.Manifest(
+            format=contract.FORMAT, edgevae_version=__version__, latent_dim=latent_dim,
+            image_shape=tuple(model.config.image_shape), opset=OPSET,
+            io={name: contract.GraphIO(spec.inputs, spec.outputs) for name, spec in GRAPHS.items()},
+            variants={contract.FP32: {name: contract.file_entry(tmp / spec.file) for name, spec in GRAPHS.items()}},
+            parity=parity, training=training, ort=ort)
+        contract.write(tmp, manifest)
         move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -86,7 +89,7 @@ def export_model_dir(model: VAE, out_dir, *, training_metrics: dict | None = Non
     return out
 
 
-def training_summary(checkpoint: Path, state: dict) -> dict:
+def training_summary(checkpoint: Path, state: dict) -> contract.Training:
     """The manifest's "training" entry: epoch, final test metrics (merged with metrics.json's), train config."""
     history = state.get("history") or [{}]
     final = {k: v for k, v in history[-1].items() if k.startswith("test_")}
@@ -96,17 +99,30 @@ def training_summary(checkpoint: Path, state: dict) -> dict:
             final |= {k: v for k, v in json.loads(metrics_path.read_text()).get("final", {}).items() if k != "epoch"}
         except (json.JSONDecodeError, AttributeError):
             pass  # metrics.json is a convenience copy; the checkpoint's history is authoritative
-    return {"epoch": state["epoch"], "final": final, "train_config": state.get("train_config", {})}
+    final = {k: v for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return contract.Training(epoch=state["epoch"], final=final, train_config=state.get("train_config", {}))
 
 
-def validation_images(data_dir) -> tuple[np.ndarray | None, str | None]:
-    """The first 64 Fashion-MNIST test images from data_dir (or the Debian folder), and where from.
+def validation_images(data_dir, train_config: dict | None = None) -> tuple[np.ndarray | None, str | None]:
+    """64 validation images and where from: the first test images of the dataset spec the model was trained on
+    (train_config's data; training images after them when the test split is smaller), or of Fashion-MNIST from
+    data_dir (or the Debian folder).
 
-    (None, None) when data_dir was not given and the Debian folder is absent: export then validates on
-    seeded noise rather than downloading. A data_dir given but unusable is an error.
+    (None, None) when that data is not at hand (Fashion-MNIST: data_dir not given and the Debian folder absent;
+    another spec: its files are gone): export then validates on seeded noise rather than downloading.
+    A data_dir given but unusable is an error.
     """
-    from edgevae.train.data import DEBIAN_DIR, load_split, prepare_torchvision_root
+    from edgevae.train.data import DEBIAN_DIR, DataConfig, load_images, load_split, prepare_torchvision_root
 
+    config = DataConfig.from_train_config(train_config or {}, data_dir=data_dir)
+    if config.data != "fashion-mnist" or config.image_size or config.channels:
+        try:
+            data = load_images(config)
+        except FileNotFoundError:
+            return None, None
+        n = max(PARITY_BATCH_SIZES)
+        images = np.concatenate([data.test[:n].numpy(), data.train[:max(0, n - len(data.test))].numpy()])
+        return images, f"{data.source}: the first {min(n, len(data.test))} test images, then training images"
     folder = Path(data_dir) if data_dir else DEBIAN_DIR
     try:
         root = prepare_torchvision_root(folder)
@@ -115,7 +131,7 @@ def validation_images(data_dir) -> tuple[np.ndarray | None, str | None]:
             raise
         return None, None
     test_x, _ = load_split(root, train=False)
-    n = max(BATCH_SIZES)
+    n = max(PARITY_BATCH_SIZES)
     return test_x[:n].numpy(), f"Fashion-MNIST test images 0..{n - 1} from {folder}"
 
 
@@ -124,10 +140,10 @@ def main(args) -> None:
     t0 = time.perf_counter()
     check_destination(args.out, args.force)  # before the slow part
     model, state = load_model(args.checkpoint)
-    images, source = validation_images(args.data_dir)
-    out = export_model_dir(model, args.out, training_metrics=training_summary(args.checkpoint, state),
+    images, source = validation_images(args.data_dir, state.get("train_config"))
+    out = export_model_dir(model, args.out, training=training_summary(args.checkpoint, state),
                            images=images, images_source=source, force=args.force, ort_format=args.ort_format)
-    parity = json.loads((out / "manifest.json").read_text())["parity"]
-    worst = max(d for rows in parity["max_abs_diff"].values() for outs in rows.values() for d in outs.values())
+    parity = contract.load(out).manifest.parity
+    worst = max(d for rows in parity.max_abs_diff.values() for outs in rows.values() for d in outs.values())
     print(f"exported {args.checkpoint} -> {out} (max abs diff vs PyTorch {worst:.2g}, "
-          f"tolerance {parity['tolerance']:g}; {time.perf_counter() - t0:.1f} s)")
+          f"tolerance {parity.tolerance:g}; {time.perf_counter() - t0:.1f} s)")

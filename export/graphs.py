@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from edgevae import __version__
-from edgevae.train.model import IMAGE_SHAPE, VAE
+from edgevae.train.model import VAE
 
 # Opset 20 is torch 2.14's default and is run by every onnxruntime >= 1.17; pinned so the exported
 # graphs (and the opset recorded in the manifest) do not change when torch's default moves.
@@ -37,7 +37,7 @@ GRAPHS = {spec.name: spec for spec in (ENCODER, DECODER)}
 def module_and_example(model: VAE, spec: GraphSpec) -> tuple[nn.Module, torch.Tensor]:
     """The submodule that becomes graph `spec`, and an example input (batch 2, so batch is not specialised to 1)."""
     if spec is ENCODER:
-        return model.encoder, torch.rand(2, *IMAGE_SHAPE)  # (2,1,28,28)
+        return model.encoder, torch.rand(2, *model.config.image_shape)  # (2,C,H,W)
     return model.decoder, torch.randn(2, model.config.latent_dim)  # (2,D)
 
 
@@ -56,15 +56,15 @@ def export_graph(model: VAE, spec: GraphSpec, metadata: dict[str, str]) -> onnx.
     # strict_mode turns a shape inference failure into an error instead of a silently unshaped graph
     proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
     onnx.checker.check_model(proto, full_check=True)
-    check_io(proto, spec, model.config.latent_dim)
+    check_io(proto, spec, model.config.latent_dim, tuple(model.config.image_shape))
     return proto
 
 
-def check_io(proto: onnx.ModelProto, spec: GraphSpec, latent_dim: int) -> None:
+def check_io(proto: onnx.ModelProto, spec: GraphSpec, latent_dim: int, image_shape: tuple[int, int, int]) -> None:
     """Raise ValueError unless the graph's boundary matches the contract: names, float32, [batch, ...] shapes."""
-    shapes = {spec.inputs[0]: [BATCH, *IMAGE_SHAPE] if spec is ENCODER else [BATCH, latent_dim]}
+    shapes = {spec.inputs[0]: [BATCH, *image_shape] if spec is ENCODER else [BATCH, latent_dim]}
     for name in spec.outputs:
-        shapes[name] = [BATCH, latent_dim] if spec is ENCODER else [BATCH, *IMAGE_SHAPE]
+        shapes[name] = [BATCH, latent_dim] if spec is ENCODER else [BATCH, *image_shape]
     values = list(proto.graph.input) + list(proto.graph.output)
     found = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
     if found != shapes:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .manifest import file_entry
+from edgevae.runtime.manifest import OrtFormat, OrtGraph, file_entry, to_json
 
 CONFIG = "required_operators.config"
 
@@ -55,10 +55,8 @@ def convert_to_ort(model_dir: Path, onnx_files: list[str]) -> dict:
         ort_path = onnx_path.with_suffix(".ort")
         if not ort_path.is_file():
             raise RuntimeError(f"onnxruntime's converter wrote no {ort_path.name}")
-        graphs[onnx_path.stem] = file_entry(ort_path) | {
-            "max_abs_diff_vs_onnx": max_abs_diff_ort_vs_onnx(onnx_path, ort_path)}
-    return {
-        "onnxruntime": ort.__version__, "optimization_style": "Fixed", "optimization_level": "all",
-        "graphs": graphs, "required_operators": file_entry(model_dir / CONFIG) | {
-            "operators": required_operators(model_dir / CONFIG)},
-    }
+        entry = file_entry(ort_path)
+        graphs[onnx_path.stem] = OrtGraph(entry.file, entry.sha256, entry.bytes, max_abs_diff_ort_vs_onnx(onnx_path, ort_path))
+    return OrtFormat(onnxruntime=ort.__version__, optimization_style="Fixed", optimization_level="all", graphs=graphs,
+                     required_operators=to_json(file_entry(model_dir / CONFIG)) | {
+                         "operators": required_operators(model_dir / CONFIG)})

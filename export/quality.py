@@ -4,17 +4,20 @@ the manifest's "quality" and prints as a table)."""
 import numpy as np
 import onnxruntime as ort
 
+from edgevae.runtime.latent import reparameterize, rng_of, standard_normal
+
 DECODER_SAMPLES = 1024  # z ~ N(0, I) decoded by both graphs
 PROB_FLOOR = 1e-7  # p clipped to [floor, 1-floor] in the BCE: an fp32 sigmoid can round to exactly 1
 
 
-def session(path, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU session of the graph at path with the runtime's session options (the code devices run;
+def graph_session(path, threads: int | None = None) -> ort.InferenceSession:
+    """A session of the graph file at path with the runtime's session options (the code devices run;
     its non-spinning threads also keep these measurements quick on a loaded machine)."""
-    from edgevae.runtime.sessions import SessionConfig, session_options
+    from pathlib import Path
 
-    options = session_options(SessionConfig(threads=threads))
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from edgevae.runtime.sessions import SessionConfig, new_session
+
+    return new_session(Path(path).read_bytes(), SessionConfig(threads=threads))
 
 
 def run_batched(sess: ort.InferenceSession, name: str, array: np.ndarray, batch: int = 256) -> list[np.ndarray]:
@@ -29,7 +32,7 @@ def psnr(reference: np.ndarray, other: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
 
 
-def neg_elbo(outputs: dict, images: np.ndarray) -> float:
+def mean_neg_elbo(outputs: dict, images: np.ndarray) -> float:
     """Mean -ELBO in nats per image from outputs {"mu", "logvar", "x_hat"} of one posterior draw per image:
     BCE summed over pixels + analytic KL summed over latent dims."""
     mu, logvar = outputs["mu"].astype(np.float64), outputs["logvar"].astype(np.float64)
@@ -44,12 +47,11 @@ def graph_outputs(paths: dict, test_images: np.ndarray, latent_dim: int, seed: i
     """What the quality figures compare, for the graphs {"encoder": path, "decoder": path}: decoded
     DECODER_SAMPLES z ~ N(0, I) ("samples"), mu / logvar of test_images, and the decoding of one posterior
     draw per image ("x_hat"; eps from numpy, seeded, so every variant sees the same noise)."""
-    encoder, decoder = session(paths["encoder"]), session(paths["decoder"])
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((DECODER_SAMPLES, latent_dim)).astype(np.float32)
+    encoder, decoder = graph_session(paths["encoder"]), graph_session(paths["decoder"])
+    rng = rng_of(seed)
+    z = standard_normal(rng, (DECODER_SAMPLES, latent_dim))
     mu, logvar = run_batched(encoder, "x", test_images)
-    eps = rng.standard_normal(mu.shape).astype(np.float32)
-    (x_hat,) = run_batched(decoder, "z", (mu + np.exp(0.5 * logvar) * eps).astype(np.float32))
+    (x_hat,) = run_batched(decoder, "z", reparameterize(mu, logvar, standard_normal(rng, mu.shape)))
     (samples,) = run_batched(decoder, "z", z)
     return {"samples": samples, "mu": mu, "logvar": logvar, "x_hat": x_hat}
 
@@ -59,10 +61,10 @@ def measure(reference: dict, variant_paths: dict, test_images: np.ndarray, laten
     decoder max abs diff and PSNR over the z ~ N(0, I) samples, encoder mu / logvar max abs diffs, and the
     test -ELBO through each and its relative change."""
     got = graph_outputs(variant_paths, test_images, latent_dim, seed)
-    elbo_ref, elbo_var = neg_elbo(reference, test_images), neg_elbo(got, test_images)
+    elbo_ref, elbo_var = mean_neg_elbo(reference, test_images), mean_neg_elbo(got, test_images)
     return {
         "decoder_max_abs_diff": float(np.abs(reference["samples"] - got["samples"]).max()),
-        "decoder_psnr_db": round(psnr(reference["samples"], got["samples"]), 3),
+        "decoder_psnr_db": _finite_or_none(round(psnr(reference["samples"], got["samples"]), 3)),
         "decoder_samples": DECODER_SAMPLES,
         "encoder_mu_max_abs_diff": float(np.abs(reference["mu"] - got["mu"]).max()),
         "encoder_logvar_max_abs_diff": float(np.abs(reference["logvar"] - got["logvar"]).max()),
@@ -73,6 +75,12 @@ def measure(reference: dict, variant_paths: dict, test_images: np.ndarray, laten
     }
 
 
-def within_budget(quality: dict, min_psnr_db: float = 35.0, max_elbo_rel: float = 0.01) -> bool:
-    """The accuracy budget of --select: decoder PSNR >= min_psnr_db and -ELBO within max_elbo_rel of fp32."""
-    return quality["decoder_psnr_db"] >= min_psnr_db and abs(quality["neg_elbo_rel_change"]) <= max_elbo_rel
+def _finite_or_none(db: float) -> float | None:
+    return None if db == float("inf") else db  # identical outputs: JSON has no inf
+
+
+def within_budget(quality, min_psnr_db: float = 35.0, max_elbo_rel: float = 0.01) -> bool:
+    """The accuracy budget of --select for a manifest Quality: decoder PSNR >= min_psnr_db (None: identical)
+    and -ELBO within max_elbo_rel of fp32."""
+    psnr_ok = quality.decoder_psnr_db is None or quality.decoder_psnr_db >= min_psnr_db
+    return psnr_ok and abs(quality.neg_elbo_rel_change) <= max_elbo_rel

@@ -5,14 +5,16 @@ The model dir is checked first (every file's sha256 against the manifest); new f
 temporary names and renamed into place only when all were built and measured, the manifest last.
 """
 
+import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .variants import DEFAULT_CALIBRATION, INT8_REWRITES, VARIANTS, Int8Settings, variant_file
+from edgevae.atomic import temp_name
+from edgevae.runtime import manifest as contract
+from edgevae.runtime.manifest import FP32, GRAPH_NAMES
 
-GRAPH_NAMES = ("encoder", "decoder")
+from .variants import DEFAULT_CALIBRATION, INT8_REWRITES, VARIANTS, DynamicSettings, Fp16Settings, Int8Settings, variant_file
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class QuantizeConfig:
 
     variants: tuple[str, ...] = ("int8", "int8-dynamic", "fp16")
     int8: Int8Settings = field(default_factory=Int8Settings)
+    int8_dynamic: DynamicSettings = field(default_factory=DynamicSettings)
+    fp16: Fp16Settings = field(default_factory=Fp16Settings)
     calibration_images: int = 1024  # training images (and their posterior z) fed to the calibrator
     test_images: int = 2000  # first N test images for the -ELBO / encoder comparison
     select: bool = False
@@ -29,6 +33,10 @@ class QuantizeConfig:
     threads: int | None = None  # for --select timings; None: the runtime's default
     seed: int = 0
 
+    def settings_for(self, variant: str):
+        """The settings object of variant (of the type its VariantSpec names)."""
+        return getattr(self, variant.replace("-", "_"))
+
 
 def check_config(config: QuantizeConfig) -> None:
     unknown = [v for v in config.variants if v not in VARIANTS]
@@ -36,44 +44,33 @@ def check_config(config: QuantizeConfig) -> None:
         raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
     for name in ("calibration_images", "test_images"):
         if getattr(config, name) < 1:
-            raise ValueError(f"{name.replace('_', '-')} {getattr(config, name)} must be >= 1")
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(config, name)} must be >= 1")
     if config.threads is not None and config.threads < 1:
         raise ValueError(f"--threads {config.threads} must be >= 1")
 
 
-def verified_manifest(model_dir: Path) -> dict:
-    """The model dir's manifest once every file it names matches its sha256 (ValueError with one line if not)."""
-    from edgevae.runtime.model_dir import read_model_dir
-
-    model = read_model_dir(model_dir)
-    for variant, graphs in model.variants.items():
-        for graph in GRAPH_NAMES:
-            model.graph_bytes(variant, graph)  # raises ModelDirError (a ValueError) on a hash mismatch
-    return model.manifest
-
-
-def build_variants(model_dir: Path, manifest: dict, config: QuantizeConfig, data_dir) -> tuple[dict, dict]:
-    """Build every requested variant under temporary names: ({(variant, graph): temp path}, {variant: quality})."""
+def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, data: str | None = None) -> tuple[dict, dict]:
+    """Build every requested variant under temporary names: ({(variant, graph): temp path}, {variant: measured})."""
     from . import calibrate, quality
 
-    fp32 = {g: model_dir / manifest["variants"]["fp32"][g]["file"] for g in GRAPH_NAMES}
+    manifest = model.manifest
+    data_dir = calibrate.data_for(manifest, data_dir, data)  # the training run's dataset spec unless overridden
+    fp32 = {g: model.path / manifest.variants[FP32][g].file for g in GRAPH_NAMES}
     calibration = {}
-    if any(VARIANTS[v][2] for v in config.variants):
+    if any(VARIANTS[v].needs_calibration for v in config.variants):
         images = calibrate.training_images(data_dir, config.calibration_images, config.seed)
         calibration = {"encoder": images,
-                       "decoder": calibrate.posterior_latents(quality.session(fp32["encoder"]), images, config.seed)}
+                       "decoder": calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, config.seed)}
     test = calibrate.test_images(data_dir, config.test_images)
-    reference = quality.graph_outputs(fp32, test, manifest["latent_dim"], config.seed)
+    reference = quality.graph_outputs(fp32, test, manifest.latent_dim, config.seed)
     built, report = {}, {}
     for variant in config.variants:
-        _, build, _ = VARIANTS[variant]
+        spec = VARIANTS[variant]
         for graph in GRAPH_NAMES:
-            fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=f".{variant_file(graph, variant)}.", suffix=".tmp")
-            os.close(fd)
-            built[(variant, graph)] = Path(tmp)
-            build(fp32[graph], Path(tmp), graph, calibration.get(graph), config.int8)
+            built[(variant, graph)] = tmp = temp_name(model.path / variant_file(graph, variant))
+            spec.build(fp32[graph], tmp, graph, calibration.get(graph), config.settings_for(variant))
         paths = {g: built[(variant, g)] for g in GRAPH_NAMES}
-        report[variant] = quality.measure(reference, paths, test, manifest["latent_dim"], config.seed)
+        report[variant] = quality.measure(reference, paths, test, manifest.latent_dim, config.seed)
         report[variant]["settings"] = settings_record(variant, config)
     return built, report
 
@@ -85,66 +82,75 @@ def settings_record(variant: str, config: QuantizeConfig) -> dict:
                 "calibration_images": config.calibration_images, "rewrites": {g: list(r) for g, r in INT8_REWRITES.items()},
                 "fp32_nodes": ["Sigmoid"]}
     if variant == "int8-dynamic":
-        return {"format": "dynamic S8 weights", "per_channel": config.int8.per_channel, "quantized_ops": ["MatMul", "Gemm"]}
+        return {"format": "dynamic S8 weights", "per_channel": config.int8_dynamic.per_channel, "quantized_ops": ["MatMul", "Gemm"]}
     return {"format": "fp16 weights, float32 I/O"}
 
 
-def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = QuantizeConfig()) -> dict:
-    """Add config.variants to model_dir (see module docstring); returns the new manifest."""
-    from .manifest import file_entry, write_manifest
+def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = QuantizeConfig(), data: str | None = None) -> contract.Manifest:
+    """Add config.variants to model_dir (see module docstring); returns the new manifest.
+
+    Calibration and test images come from the dataset spec the model was trained on (train/data.py), shaped to
+    its image_shape; data (a spec) or data_dir (Fashion-MNIST's folder, or a DataConfig) override it."""
     from .quality import within_budget
     from .selection import measure_latency, select
 
     check_config(config)
-    model_dir = Path(model_dir)
-    manifest = verified_manifest(model_dir)
+    model = contract.load(model_dir)
+    model.verify()
+    manifest = model.manifest
     built = {}
     try:
-        built, report = build_variants(model_dir, manifest, config, data_dir)
-        replaced = [v for v in report if v in manifest["variants"]]
+        built, report = build_variants(model, config, data_dir, data)
+        replaced = [v for v in report if v in manifest.variants]
         if replaced:  # unlist them first: a kill after the renames below must not leave old hashes naming new files
-            write_manifest(model_dir, {k: v for k, v in manifest.items() if k != "selection"} | {
-                "variants": {v: g for v, g in manifest["variants"].items() if v not in replaced}})
+            contract.write(model.path, dataclasses.replace(
+                manifest, selection={}, latency_ms=None,
+                variants={v: g for v, g in manifest.variants.items() if v not in replaced}))
+        variants = {v: dict(graphs) for v, graphs in manifest.variants.items()}
         for (variant, graph), tmp in built.items():
-            final = model_dir / variant_file(graph, variant)
+            final = model.path / variant_file(graph, variant)
+            os.chmod(tmp, 0o644)  # a model dir is for sharing, whatever the umask
             os.replace(tmp, final)
-            manifest["variants"].setdefault(variant, {})[graph] = file_entry(final)
-        for variant in report:
-            report[variant]["bytes"] = sum(manifest["variants"][variant][g]["bytes"] for g in GRAPH_NAMES)
-            report[variant]["size_vs_fp32"] = round(report[variant]["bytes"] / sum(manifest["variants"]["fp32"][g]["bytes"] for g in GRAPH_NAMES), 4)
-        manifest.setdefault("quality", {}).update(report)
+            variants.setdefault(variant, {})[graph] = contract.file_entry(final)
+        fp32_bytes = sum(e.bytes for e in variants[FP32].values())
+        quality = dict(manifest.quality)
+        for variant, measured in report.items():
+            size = sum(variants[variant][g].bytes for g in GRAPH_NAMES)
+            quality[variant] = contract.Quality(**measured, bytes=size, size_vs_fp32=round(size / fp32_bytes, 4))
+        manifest = dataclasses.replace(manifest, variants=variants, quality=quality)
         if config.select:
-            variants = list(manifest["variants"])
-            latency = measure_latency(model_dir, manifest, variants, config.threads)
-            eligible = [v for v in variants if v in manifest["quality"]
-                        and within_budget(manifest["quality"][v], config.min_psnr_db, config.max_elbo_rel)]
-            manifest["selection"] = select(latency, eligible)
-            manifest["latency_ms"] = {"threads": config.threads, "eligible": ["fp32"] + eligible, "by_variant": latency}
-        write_manifest(model_dir, manifest)
+            names = list(variants)
+            latency = measure_latency(model.path, manifest, names, config.threads)
+            eligible = [v for v in names if v in quality and within_budget(quality[v], config.min_psnr_db, config.max_elbo_rel)]
+            manifest = dataclasses.replace(
+                manifest, selection=select(latency, eligible),
+                latency_ms=contract.Latency(threads=config.threads, eligible=(FP32, *eligible), by_variant=latency))
+        contract.write(model.path, manifest)
     finally:
         for tmp in built.values():
             Path(tmp).unlink(missing_ok=True)
     return manifest
 
 
-def format_table(manifest: dict) -> str:
+def format_table(manifest: contract.Manifest) -> str:
     """The quality (and, when measured, latency) of every variant as a text table."""
     lines = [f"{'variant':<13}{'MB':>7}{'size':>7}{'dec max|d|':>11}{'PSNR dB':>9}{'mu max|d|':>10}{'lv max|d|':>10}{'-ELBO':>10}{'vs fp32':>9}"]
-    fp32_bytes = sum(e["bytes"] for e in manifest["variants"]["fp32"].values())
-    lines.append(f"{'fp32':<13}{fp32_bytes / 1e6:>7.2f}{1:>7.2f}{'-':>11}{'-':>9}{'-':>10}{'-':>10}"
-                 f"{next(iter(manifest.get('quality', {}).values()), {}).get('test_neg_elbo_fp32', float('nan')):>10.2f}{'-':>9}")
-    for v, q in manifest.get("quality", {}).items():
-        lines.append(f"{v:<13}{q['bytes'] / 1e6:>7.2f}{q['size_vs_fp32']:>7.2f}{q['decoder_max_abs_diff']:>11.4f}{q['decoder_psnr_db']:>9.2f}"
-                     f"{q['encoder_mu_max_abs_diff']:>10.4f}{q['encoder_logvar_max_abs_diff']:>10.4f}{q['test_neg_elbo']:>10.2f}"
-                     f"{q['neg_elbo_rel_change'] * 100:>8.3f}%")
-    latency = manifest.get("latency_ms")
+    fp32_bytes = sum(e.bytes for e in manifest.variants[FP32].values())
+    fp32_elbo = next((q.test_neg_elbo_fp32 for q in manifest.quality.values()), float("nan"))
+    lines.append(f"{FP32:<13}{fp32_bytes / 1e6:>7.2f}{1:>7.2f}{'-':>11}{'-':>9}{'-':>10}{'-':>10}{fp32_elbo:>10.2f}{'-':>9}")
+    for v, q in manifest.quality.items():
+        psnr = float("inf") if q.decoder_psnr_db is None else q.decoder_psnr_db
+        lines.append(f"{v:<13}{q.bytes / 1e6:>7.2f}{q.size_vs_fp32:>7.2f}{q.decoder_max_abs_diff:>11.4f}{psnr:>9.2f}"
+                     f"{q.encoder_mu_max_abs_diff:>10.4f}{q.encoder_logvar_max_abs_diff:>10.4f}{q.test_neg_elbo:>10.2f}"
+                     f"{q.neg_elbo_rel_change * 100:>8.3f}%")
+    latency = manifest.latency_ms
     if latency:
-        sizes = list(manifest["selection"]["decoder"])
-        lines.append("\nlatency ms (encoder + decoder), threads=" + str(latency["threads"]) + ": " + "  ".join(f"batch {b}" for b in sizes))
-        for v, graphs in latency["by_variant"].items():
+        sizes = list(manifest.selection["decoder"])
+        lines.append(f"\nlatency ms (encoder + decoder), threads={latency.threads}: " + "  ".join(f"batch {b}" for b in sizes))
+        for v, graphs in latency.by_variant.items():
             cells = "  ".join(f"{graphs['encoder'][b]:.3f}+{graphs['decoder'][b]:.3f}" for b in sizes)
-            lines.append(f"{v:<13}{cells}{'' if v in latency['eligible'] else '   (outside the accuracy budget)'}")
-        for graph, choice in manifest["selection"].items():
+            lines.append(f"{v:<13}{cells}{'' if v in latency.eligible else '   (outside the accuracy budget)'}")
+        for graph, choice in manifest.selection.items():
             lines.append(f"selection, {graph}: " + ", ".join(f"batch {b} -> {v}" for b, v in choice.items()))
     return "\n".join(lines)
 
@@ -154,8 +160,9 @@ def main(args) -> None:
     config = QuantizeConfig(
         variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
         int8=Int8Settings(calibration=args.calibration, per_channel=args.per_channel),
+        int8_dynamic=DynamicSettings(per_channel=args.per_channel),
         calibration_images=args.calibration_images, test_images=args.test_images, select=args.select, threads=args.threads,
     )
-    manifest = quantize_model_dir(args.model_dir, args.data_dir, config)
+    manifest = quantize_model_dir(args.model_dir, args.data_dir, config, data=args.data)
     print(f"test -ELBO over the first {config.test_images} test images (one seeded posterior draw each), nats/image")
     print(format_table(manifest))

@@ -13,8 +13,11 @@ than fp32. Every ConvTranspose here becomes an ordinary Conv, which quantizes to
 - stride 1: a Conv with the kernel flipped and its in/out channels swapped, padding k-1-p.
 - stride s > 1: the sub-pixel form (Shi et al. 2016). Output phase (rh, rw) of a strided ConvTranspose
   is a stride-1 correlation of the input with the taps t = r + s*j of the kernel, so one Conv with
-  s*s*C_out channels and ceil(k/s) x ceil(k/s) kernels computes all phases at once; the phases are then
-  interleaved and the ConvTranspose's padding cropped.
+  sh*sw*C_out channels and ceil(kh/sh) x ceil(kw/sw) kernels computes all phases at once; the phases are
+  then interleaved and the ConvTranspose's padding cropped.
+Kernels, strides and pads may differ between the axes; output_padding (extra rows at the end, which hold
+only the bias) becomes extra end padding of the Conv. Groups, dilations, output_shape and auto_pad are
+not rewritten: such a node is left in place with a warning (see conv_transpose_as_conv).
 
 The interleave is written in channels-last order (Transpose to NHWC, Reshape, swap two axes, Reshape,
 Slice, Transpose back) rather than as DepthToSpace: at ORT_ENABLE_ALL onnxruntime runs QLinearConv in
@@ -23,9 +26,13 @@ DepthToSpace kernel took ~40% of the int8 decoder's time (measured, see the quan
 The rewritten graph computes the same function up to float summation order (tests: max diff <= 1e-5).
 """
 
+import logging
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+log = logging.getLogger(__name__)
 
 
 def _attr(node: onnx.NodeProto, name: str, default):
@@ -47,48 +54,65 @@ def _spatial_sizes(model: onnx.ModelProto) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def _check_supported(node: onnx.NodeProto, weight: np.ndarray) -> tuple[int, list[int]]:
-    """(stride, pads) of a 2-D ConvTranspose this module can rewrite; ValueError naming what it cannot."""
-    strides = _attr(node, "strides", [1, 1])
+def _plan(node: onnx.NodeProto, weights: dict, in_hw: dict):
+    """(weight [C_in,C_out,kh,kw], bias [C_out], strides, pads, output_padding) of a ConvTranspose this module can
+    rewrite, or a string naming why it cannot (the node then stays a ConvTranspose, in fp32)."""
+    if len(node.input) < 2 or node.input[1] not in weights:
+        return "a weight that is not an initializer"
+    weight = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
+    has_bias = len(node.input) > 2 and bool(node.input[2])
+    if has_bias and node.input[2] not in weights:
+        return "a bias that is not an initializer"
+    if weight.ndim != 4:
+        return f"a {weight.ndim - 2}-D kernel (only 2-D is rewritten)"
+    strides = list(_attr(node, "strides", [1, 1]))
+    pads = list(_attr(node, "pads", [0, 0, 0, 0]))
+    output_padding = list(_attr(node, "output_padding", [0, 0]))
     unsupported = {
         "group": _attr(node, "group", 1) != 1,
         "dilations": any(d != 1 for d in _attr(node, "dilations", [1, 1])),
-        "output_padding": any(_attr(node, "output_padding", [0, 0])),
         "output_shape": bool(_attr(node, "output_shape", [])),
         "auto_pad": _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"),
-        "non-square strides": strides[0] != strides[1],
-        "non-square kernel": weight.ndim != 4 or weight.shape[2] != weight.shape[3],
-        "missing bias": len(node.input) < 3 or not node.input[2],
+        "negative pads": min(pads) < 0 or min(output_padding) < 0,
+        "output_padding >= stride": any(o >= s for o, s in zip(output_padding, strides)),  # onnxruntime refuses it too
     }
+    if any(s > 1 for s in strides) and node.input[0] not in in_hw:
+        unsupported["an input without a static spatial size"] = True
+    if all(s == 1 for s in strides):  # the equivalent Conv's padding k-1-p must not be negative
+        k = weight.shape[2:]
+        unsupported["pads past the kernel"] = any(k[a] - 1 - pads[a] < 0 or k[a] - 1 - pads[a + 2] + output_padding[a] < 0 for a in (0, 1))
     bad = [name for name, flag in unsupported.items() if flag]
     if bad:
-        raise ValueError(f"ConvTranspose {node.name!r} has {', '.join(bad)}: not supported by the Conv rewrite")
-    return strides[0], list(_attr(node, "pads", [0, 0, 0, 0]))
+        return ", ".join(bad)
+    bias = numpy_helper.to_array(weights[node.input[2]]).astype(np.float32) if has_bias else np.zeros(weight.shape[1], np.float32)
+    return weight, bias, strides, pads, output_padding
 
 
 def stride1_kernel(weight: np.ndarray) -> np.ndarray:
-    """ConvTranspose kernel [C_in, C_out, k, k] -> the equivalent Conv kernel [C_out, C_in, k, k]."""
+    """ConvTranspose kernel [C_in, C_out, kh, kw] -> the equivalent Conv kernel [C_out, C_in, kh, kw]."""
     return np.ascontiguousarray(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
 
 
-def subpixel_kernel(weight: np.ndarray, bias: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stride-s ConvTranspose kernel [C_in, C_out, k, k] -> sub-pixel Conv kernel [s*s*C_out, C_in, J, J]
-    (J = ceil(k/s)) and bias, output channels ordered (rh, rw, c) for the channels-last interleave.
+def subpixel_kernel(weight: np.ndarray, bias: np.ndarray, strides) -> tuple[np.ndarray, np.ndarray]:
+    """ConvTranspose kernel [C_in, C_out, kh, kw] with strides (sh, sw) -> sub-pixel Conv kernel
+    [sh*sw*C_out, C_in, Jh, Jw] (J = ceil(k/s) per axis) and bias, output channels ordered (rh, rw, c) for the
+    channels-last interleave.
 
     Full output o = s*i + t, so phase r = o mod s at position m reads input m - j through tap t = r + s*j;
-    the Conv (padding J-1) reads input m - (J-1) + u, hence u = J-1-j.
+    the Conv (padding J-1 before) reads input m - (J-1) + u, hence u = J-1-j.
     """
-    c_in, c_out, k, _ = weight.shape
-    taps = -(-k // stride)
-    kernel = np.zeros((stride, stride, c_out, c_in, taps, taps), np.float32)
-    for rh in range(stride):
-        for rw in range(stride):
-            for uh in range(taps):
-                for uw in range(taps):
-                    th, tw = rh + stride * (taps - 1 - uh), rw + stride * (taps - 1 - uw)
-                    if th < k and tw < k:
+    c_in, c_out, kh, kw = weight.shape
+    sh, sw = strides
+    jh, jw = -(-kh // sh), -(-kw // sw)
+    kernel = np.zeros((sh, sw, c_out, c_in, jh, jw), np.float32)
+    for rh in range(sh):
+        for rw in range(sw):
+            for uh in range(jh):
+                for uw in range(jw):
+                    th, tw = rh + sh * (jh - 1 - uh), rw + sw * (jw - 1 - uw)
+                    if th < kh and tw < kw:
                         kernel[rh, rw, :, :, uh, uw] = weight[:, :, th, tw].T
-    return kernel.reshape(stride * stride * c_out, c_in, taps, taps), np.tile(bias, stride * stride).astype(np.float32)
+    return kernel.reshape(sh * sw * c_out, c_in, jh, jw), np.tile(bias, sh * sw).astype(np.float32)
 
 
 def _const(graph: onnx.GraphProto, name: str, value) -> str:
@@ -96,25 +120,38 @@ def _const(graph: onnx.GraphProto, name: str, value) -> str:
     return name
 
 
-def _subpixel_nodes(graph, node, weight, bias, stride, pads, in_hw) -> list[onnx.NodeProto]:
+def _stride1_nodes(graph, node, weight, bias, pads, output_padding) -> list[onnx.NodeProto]:
+    """One Conv: kernel flipped, channels swapped, padding k-1-p (plus output_padding at the end, whose extra
+    rows read only zero padding and so hold the bias, as a ConvTranspose's do)."""
+    p, (kh, kw) = node.name or node.output[0], weight.shape[2:]
+    conv_pads = [kh - 1 - pads[0], kw - 1 - pads[1], kh - 1 - pads[2] + output_padding[0], kw - 1 - pads[3] + output_padding[1]]
+    return [helper.make_node("Conv", [node.input[0], _const(graph, f"{p}/conv_w", stride1_kernel(weight)), _const(graph, f"{p}/conv_b", bias)],
+                             list(node.output), name=f"{p}/conv", kernel_shape=[kh, kw], pads=conv_pads)]
+
+
+def _subpixel_nodes(graph, node, weight, bias, strides, pads, output_padding, in_hw) -> list[onnx.NodeProto]:
     """Conv (all phases) + channels-last interleave + crop, producing node.output[0] in NCHW."""
-    c_out, k = weight.shape[1], weight.shape[2]
-    kernel, phase_bias = subpixel_kernel(weight, bias, stride)
-    taps = kernel.shape[2]
-    h, w = in_hw[0] + taps - 1, in_hw[1] + taps - 1  # phase grid of the padded Conv's output
-    out_h = (in_hw[0] - 1) * stride + k - pads[0] - pads[2]
-    out_w = (in_hw[1] - 1) * stride + k - pads[1] - pads[3]
+    c_out, (kh, kw), (sh, sw) = weight.shape[1], weight.shape[2:], strides
+    kernel, phase_bias = subpixel_kernel(weight, bias, strides)
+    jh, jw = kernel.shape[2:]
+    out_h = (in_hw[0] - 1) * sh + kh - pads[0] - pads[2] + output_padding[0]
+    out_w = (in_hw[1] - 1) * sw + kw - pads[1] - pads[3] + output_padding[1]
+    # phase grid of the Conv's output; output_padding can reach past the full ConvTranspose output, where
+    # only the bias lands: extra end padding (zeros in, bias out) covers those rows
+    extra_h = max(0, -(-(pads[0] + out_h - sh * (in_hw[0] + jh - 1)) // sh))
+    extra_w = max(0, -(-(pads[1] + out_w - sw * (in_hw[1] + jw - 1)) // sw))
+    h, w = in_hw[0] + jh - 1 + extra_h, in_hw[1] + jw - 1 + extra_w
     p = node.name or node.output[0]
     t = [f"{p}/subpixel_{i}" for i in range(6)]
     return [
         helper.make_node("Conv", [node.input[0], _const(graph, f"{p}/subpixel_w", kernel), _const(graph, f"{p}/subpixel_b", phase_bias)],
-                         [t[0]], name=f"{p}/subpixel_conv", kernel_shape=[taps, taps], pads=[taps - 1] * 4),
-        helper.make_node("Transpose", [t[0]], [t[1]], name=f"{p}/to_nhwc", perm=[0, 2, 3, 1]),  # (N,h,w,s*s*C)
-        helper.make_node("Reshape", [t[1], _const(graph, f"{p}/shape_phases", np.array([0, h, w, stride, stride * c_out], np.int64))],
+                         [t[0]], name=f"{p}/subpixel_conv", kernel_shape=[jh, jw], pads=[jh - 1, jw - 1, jh - 1 + extra_h, jw - 1 + extra_w]),
+        helper.make_node("Transpose", [t[0]], [t[1]], name=f"{p}/to_nhwc", perm=[0, 2, 3, 1]),  # (N,h,w,sh*sw*C)
+        helper.make_node("Reshape", [t[1], _const(graph, f"{p}/shape_phases", np.array([0, h, w, sh, sw * c_out], np.int64))],
                          [t[2]], name=f"{p}/split_rows"),  # (N,h,w,rh,rw*C)
         helper.make_node("Transpose", [t[2]], [t[3]], name=f"{p}/interleave", perm=[0, 1, 3, 2, 4]),  # (N,h,rh,w,rw*C)
-        helper.make_node("Reshape", [t[3], _const(graph, f"{p}/shape_image", np.array([0, h * stride, w * stride, c_out], np.int64))],
-                         [t[4]], name=f"{p}/merge"),  # (N,s*h,s*w,C)
+        helper.make_node("Reshape", [t[3], _const(graph, f"{p}/shape_image", np.array([0, h * sh, w * sw, c_out], np.int64))],
+                         [t[4]], name=f"{p}/merge"),  # (N,sh*h,sw*w,C)
         helper.make_node("Slice", [t[4], _const(graph, f"{p}/crop_start", np.array(pads[:2], np.int64)),
                                    _const(graph, f"{p}/crop_end", np.array([pads[0] + out_h, pads[1] + out_w], np.int64)),
                                    _const(graph, f"{p}/crop_axes", np.array([1, 2], np.int64))], [t[5]], name=f"{p}/crop"),
@@ -123,31 +160,29 @@ def _subpixel_nodes(graph, node, weight, bias, stride, pads, in_hw) -> list[onnx
 
 
 def conv_transpose_as_conv(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of model with every ConvTranspose replaced by an equivalent Conv (see module docstring)."""
+    """A copy of model with every ConvTranspose replaced by an equivalent Conv (see module docstring).
+
+    A ConvTranspose the rewrite cannot express (groups, dilations, an explicit output_shape, weights computed
+    in the graph...) is left as it is, with one warning line naming it: int8 then keeps it in fp32.
+    """
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
     in_hw = _spatial_sizes(model)
     weights = {i.name: i for i in graph.initializer}
     nodes, dropped = [], set()
     for node in graph.node:
-        if node.op_type != "ConvTranspose":
+        plan = _plan(node, weights, in_hw) if node.op_type == "ConvTranspose" else None
+        if plan is None or isinstance(plan, str):
+            if plan is not None:
+                log.warning("ConvTranspose %r has %s: not rewritten to Conv, it stays fp32 in int8 graphs", node.name, plan)
             nodes.append(node)
             continue
-        if node.input[1] not in weights or len(node.input) < 3 or node.input[2] not in weights:
-            raise ValueError(f"ConvTranspose {node.name!r}: weight and bias must be initializers")
-        weight = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
-        stride, pads = _check_supported(node, weight)
-        bias = numpy_helper.to_array(weights[node.input[2]]).astype(np.float32)
+        weight, bias, strides, pads, output_padding = plan
         dropped.update(node.input[1:3])
-        k, p = weight.shape[2], node.name or node.output[0]
-        if stride == 1:
-            nodes.append(helper.make_node(
-                "Conv", [node.input[0], _const(graph, f"{p}/conv_w", stride1_kernel(weight)), node.input[2]], list(node.output),
-                name=f"{p}/conv", kernel_shape=[k, k], pads=[k - 1 - pads[0], k - 1 - pads[1], k - 1 - pads[2], k - 1 - pads[3]]))
-            continue
-        if node.input[0] not in in_hw:
-            raise ValueError(f"ConvTranspose {node.name!r}: input {node.input[0]!r} has no static spatial size")
-        nodes.extend(_subpixel_nodes(graph, node, weight, bias, stride, pads, in_hw[node.input[0]]))
+        if all(s == 1 for s in strides):
+            nodes.extend(_stride1_nodes(graph, node, weight, bias, pads, output_padding))
+        else:
+            nodes.extend(_subpixel_nodes(graph, node, weight, bias, strides, pads, output_padding, in_hw[node.input[0]]))
     return _replace_nodes(model, nodes, dropped)
 
 

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-BATCH_SIZES = (1, 8, 64, 256)
+TIMING_BATCH_SIZES = (1, 8, 64, 256)
 # Interleaved rounds: every variant is timed once per round, so load drift hits all alike. fp16 runs fp32
 # kernels after a cast, so it times as fp32 does: on this 2-core machine shared with a training run, 5
 # rounds of ~50 ms put it 24% "faster" at batch 64 in one --select run; 15 rounds of ~20 ms (same
@@ -14,22 +14,22 @@ ROUNDS = 15
 MIN_GAIN = 0.10  # a variant must beat fp32 by this much to be selected: a margin over that noise
 
 
-def _sessions(model_dir, manifest: dict, variant: str, threads: int | None) -> dict:
-    from .quality import session
+def _sessions(model_dir, manifest, variant: str, threads: int | None) -> dict:
+    from .quality import graph_session
 
-    return {g: session(model_dir / e["file"], threads) for g, e in manifest["variants"][variant].items()}
+    return {g: graph_session(model_dir / e.file, threads) for g, e in manifest.variants[variant].items()}
 
 
-def measure_latency(model_dir, manifest: dict, variants: list[str], threads: int | None = None,
-                    batch_sizes=BATCH_SIZES, budget_s: float = 0.02) -> dict:
+def measure_latency(model_dir, manifest, variants: list[str], threads: int | None = None,
+                    batch_sizes=TIMING_BATCH_SIZES, budget_s: float = 0.02) -> dict:
     """{variant: {"encoder": {batch: median ms}, "decoder": {...}}}, each figure the median over ROUNDS
     interleaved rounds of the mean of repeated calls lasting about budget_s."""
-    latent_dim = manifest["latent_dim"]
+    latent_dim = manifest.latent_dim
     sessions = {v: _sessions(model_dir, manifest, v, threads) for v in variants}
     rng = np.random.default_rng(0)
     result = {v: {"encoder": {}, "decoder": {}} for v in variants}
     for batch in batch_sizes:
-        feeds = {"encoder": {"x": rng.random((batch, *manifest["image_shape"]), dtype=np.float32)},
+        feeds = {"encoder": {"x": rng.random((batch, *manifest.image_shape), dtype=np.float32)},
                  "decoder": {"z": rng.standard_normal((batch, latent_dim)).astype(np.float32)}}
         for graph, feed in feeds.items():
             reps = {}

@@ -10,11 +10,13 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from edgevae.train.model import IMAGE_SHAPE, VAE
+from edgevae.runtime.manifest import Parity
+from edgevae.runtime.sessions import new_session
+from edgevae.train.model import VAE
 
 from .graphs import GRAPHS
 
-BATCH_SIZES = (1, 3, 64)
+PARITY_BATCH_SIZES = (1, 3, 64)
 SEED = 0  # z ~ N(0, I), and the stand-in images when no dataset is at hand, come from this numpy seed
 
 # fp32 tolerance. PyTorch (oneDNN) and onnxruntime (MLAS) sum the same products in different orders, so
@@ -25,18 +27,13 @@ SEED = 0  # z ~ N(0, I), and the stand-in images when no dataset is at hand, com
 TOLERANCE = 1e-4
 
 
-def session(proto: onnx.ModelProto) -> ort.InferenceSession:
-    """A CPU onnxruntime session with default (full) graph optimisations, as devices run it."""
-    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
-def stand_in_images(n: int, seed: int = SEED) -> np.ndarray:
-    """Uniform [0,1) float32 images [n,1,28,28]: the validation input when no dataset is available."""
-    return np.random.default_rng(seed).random((n, *IMAGE_SHAPE), dtype=np.float32)
+def stand_in_images(n: int, image_shape: tuple, seed: int = SEED) -> np.ndarray:
+    """Uniform [0,1) float32 images [n,C,H,W]: the validation input when no dataset is available."""
+    return np.random.default_rng(seed).random((n, *image_shape), dtype=np.float32)
 
 
 def max_abs_diffs(model: VAE, protos: dict[str, onnx.ModelProto], images: np.ndarray,
-                  batch_sizes=BATCH_SIZES) -> dict:
+                  batch_sizes=PARITY_BATCH_SIZES) -> dict:
     """{graph: {batch: {output: max |onnxruntime - PyTorch|}}} on images[:b] and z ~ N(0, I) [b, D]."""
     model.eval()
     z_all = np.random.default_rng(SEED).standard_normal((max(batch_sizes), model.config.latent_dim), dtype=np.float32)
@@ -44,7 +41,7 @@ def max_abs_diffs(model: VAE, protos: dict[str, onnx.ModelProto], images: np.nda
     modules = {"encoder": model.encoder, "decoder": model.decoder}
     result = {}
     for name, spec in GRAPHS.items():
-        sess, rows = session(protos[name]), {}
+        sess, rows = new_session(protos[name].SerializeToString()), {}  # the session options devices run
         for b in batch_sizes:
             feed = np.ascontiguousarray(inputs[name][:b])
             got = sess.run(list(spec.outputs), {spec.inputs[0]: feed})
@@ -60,14 +57,15 @@ def check_parity(model: VAE, protos: dict[str, onnx.ModelProto], images: np.ndar
                  images_source: str | None = None, tolerance: float = TOLERANCE) -> dict:
     """The manifest's "parity" entry; ValueError naming the graph, batch and output past `tolerance`.
 
-    images: float32 [N>=64,1,28,28] in [0,1] (e.g. test images, described by images_source); None
+    images: float32 [N>=64,C,H,W] in [0,1] (e.g. test images, described by images_source); None
     uses seeded uniform noise, and the manifest says so.
     """
-    need = max(BATCH_SIZES)
+    need, shape = max(PARITY_BATCH_SIZES), tuple(model.config.image_shape)
     if images is None:
-        images, images_source = stand_in_images(need), f"uniform random images (numpy seed {SEED}); no dataset given"
-    if images.dtype != np.float32 or images.shape[1:] != IMAGE_SHAPE or len(images) < need:
-        raise ValueError(f"validation images must be float32 [>={need},1,28,28], got {images.dtype} {images.shape}")
+        images, images_source = stand_in_images(need, shape), f"uniform random images (numpy seed {SEED}); no dataset given"
+    if images.dtype != np.float32 or images.shape[1:] != shape or len(images) < need:
+        raise ValueError(f"validation images must be float32 [>={need},{','.join(map(str, shape))}], "
+                         f"got {images.dtype} {list(images.shape)}")
     diffs = max_abs_diffs(model, protos, images[:need])
     for graph, rows in diffs.items():
         for b, outs in rows.items():
@@ -75,10 +73,7 @@ def check_parity(model: VAE, protos: dict[str, onnx.ModelProto], images: np.ndar
                 if not d <= tolerance:  # also catches NaN
                     raise ValueError(f"{graph} output {out} at batch {b} differs from PyTorch by {d:.3g} "
                                      f"(tolerance {tolerance:g}); export refused")
-    return {
-        "tolerance": tolerance, "metric": "max abs difference, onnxruntime CPU vs PyTorch CPU, fp32",
-        "onnxruntime": ort.__version__, "torch": torch.__version__,
-        "encoder_inputs": images_source or "caller-supplied images",
-        "decoder_inputs": f"z ~ N(0, I), numpy default_rng({SEED}).standard_normal",
-        "max_abs_diff": diffs,
-    }
+    return Parity(
+        tolerance=tolerance, metric="max abs difference, onnxruntime CPU (the runtime's session options) vs PyTorch CPU, fp32",
+        onnxruntime=ort.__version__, torch=torch.__version__, encoder_inputs=images_source or "caller-supplied images",
+        decoder_inputs=f"z ~ N(0, I), numpy default_rng({SEED}).standard_normal", max_abs_diff=diffs)

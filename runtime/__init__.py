@@ -13,7 +13,7 @@ _EXPORTS = {
     "VAERuntime": "edgevae.runtime.vae",
     "ModelDirError": "edgevae.runtime.errors",
     "InputError": "edgevae.runtime.errors",
-    "DEFAULT_MODEL_DIR": "edgevae.runtime.model_dir",
+    "DEFAULT_MODEL_DIR": "edgevae.runtime.manifest",
 }
 __all__ = list(_EXPORTS)
 

@@ -2,6 +2,8 @@
 onnxruntime, or raises InputError naming the argument and the bad value, so that no error surfaces
 from deep inside onnxruntime."""
 
+import os
+
 import numpy as np
 
 from .errors import InputError
@@ -56,3 +58,24 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     if value < minimum:
         raise InputError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: what taskset, cgroups' cpusets or a
+    container leave it), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity call on this platform (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def check_threads(value, name: str = "threads") -> int:
+    """value as an int from 1 to usable_cores(). onnxruntime starts every intra-op thread it is asked
+    for: 1000000 of them exhaust memory (SIGSEGV) or block, and more threads than usable cores only
+    time-slice. name: how the caller knows the argument (the CLI passes "--threads")."""
+    value = check_count(name, value)
+    cores = usable_cores()
+    if value > cores:
+        raise InputError(f"{name} {value} is more than the {cores} CPU core(s) this process may use; "
+                         f"pass {name} {cores} or fewer")
+    return value

@@ -4,11 +4,12 @@ onnxruntime are imported when one of them runs)."""
 from pathlib import Path
 
 
-def _model_args(p, variant: bool = True) -> None:
+def _model_args(p, threads: bool = True) -> None:
     p.add_argument("--model", type=Path, help="model dir made by `edgevae export` (default: the model shipped in the package)")
-    if variant:
-        p.add_argument("--variant", default="auto",
-                       help="fp32, int8, int8-dynamic, fp16, or auto: the manifest's choice for the batch size (default)")
+    p.add_argument("--variant", default="auto",
+                   help="fp32, int8, int8-dynamic, fp16, or auto: the manifest's choice per graph and batch size (default, "
+                        "as in VAERuntime.load)")
+    if threads:
         p.add_argument("--threads", type=int, help="intra-op threads per session (default: one per physical core)")
 
 
@@ -38,21 +39,21 @@ def register(sub) -> None:
     p.set_defaults(run=_interpolate, extra=None)
 
     p = sub.add_parser("info", help="check a model dir's files and print its manifest summary")
-    _model_args(p, variant=False)
+    _model_args(p, threads=False)
     p.set_defaults(run=_info, extra=None)
 
 
 def _load(args):
+    from .checks import check_count, check_threads
     from .vae import VAERuntime
 
-    return VAERuntime.load(args.model, variant=args.variant, threads=args.threads)
+    threads = None if args.threads is None else check_threads(args.threads, "--threads")  # named as typed, not blamed on the model
+    if getattr(args, "seed", None) is not None:
+        check_count("--seed", args.seed, minimum=0)  # numpy's seeds are non-negative
+    return VAERuntime.load(args.model, variant=args.variant, threads=threads)
 
 
 def _sample(args) -> None:
-    import shutil
-
-    import numpy as np
-
     from .checks import check_count
     from .image_files import MAX_PNG_IMAGES, NpyWriter, check_output_path, write_images
 
@@ -64,31 +65,44 @@ def _sample(args) -> None:
     if out.suffix.lower() == ".png":
         write_images(out, rt.sample(n, args.seed))
         return
-    need = 128 + n * 4 * int(np.prod(rt.image_shape))  # .npy header + float32 pixels
-    free = shutil.disk_usage(out.parent).free
-    if need > free:  # refused now rather than after hours of decoding
-        raise ValueError(f"--n {n} needs {need / 1e9:.3g} GB for {out}; {out.parent} has {free / 1e9:.3g} GB free")
+    _check_disk(out, n, rt.image_shape, "--n")
     with NpyWriter(out, (n, *rt.image_shape)) as npy:
         for chunk in rt.iter_samples(n, args.seed):
             npy.write(chunk)
 
 
-def _read_input(args, rt):
+def _check_disk(out, n: int, image_shape: tuple, flag: str) -> None:
+    """Refuse now, rather than after hours of decoding, a .npy of n images that cannot fit on out's disk."""
+    import shutil
+
+    import numpy as np
+
+    need = 128 + n * 4 * int(np.prod(image_shape))  # .npy header + float32 pixels
+    free = shutil.disk_usage(out.parent).free
+    if need > free:
+        raise ValueError(f"{flag} {n} needs {need / 1e9:.3g} GB for {out}; {out.parent} has {free / 1e9:.3g} GB free")
+
+
+def _read_input(args, rt, count: int):
+    """The first `count` images of --input: only those are read (a .gz inflated only that far)."""
     from .image_files import read_images
 
-    return read_images(args.input, size=rt.image_shape[1:])
+    return read_images(args.input, size=rt.image_shape[1:], count=count)
 
 
 def _reconstruct(args) -> None:
     import numpy as np
 
     from .checks import check_count
-    from .image_files import check_output_path, write_images
+    from .image_files import MAX_PNG_IMAGES, check_output_path, write_images
 
     out = check_output_path(args.out)
     limit = check_count("--limit", args.limit)
     rt = _load(args)
-    x = _read_input(args, rt)[:limit]
+    x = _read_input(args, rt, count=limit)
+    if out.suffix.lower() == ".png" and 2 * len(x) > MAX_PNG_IMAGES:  # refused before any reconstruction runs
+        raise ValueError(f"{len(x)} images and their reconstructions are too many for a PNG grid "
+                         f"(at most {MAX_PNG_IMAGES // 2} images); pass --limit {MAX_PNG_IMAGES // 2} or write .npy")
     x_hat = rt.reconstruct(x, seed=args.seed)
     if out.suffix.lower() == ".npy":
         write_images(out, x_hat)
@@ -104,44 +118,56 @@ def _reconstruct(args) -> None:
 
 def _interpolate(args) -> None:
     from .checks import check_count
-    from .image_files import MAX_PNG_IMAGES, check_output_path, write_images
+    from .image_files import MAX_PNG_IMAGES, NpyWriter, check_output_path, write_images
 
     out = check_output_path(args.out)
     steps = check_count("--steps", args.steps, minimum=2)
     if out.suffix.lower() == ".png" and steps > MAX_PNG_IMAGES:
         raise ValueError(f"--steps {steps} is too many for a PNG row (at most {MAX_PNG_IMAGES}); write .npy")
-    rt = _load(args)
-    x = _read_input(args, rt)
     for flag, index in (("--a", args.a), ("--b", args.b)):
-        if not 0 <= index < len(x):
+        check_count(flag, index, minimum=0)
+    rt = _load(args)
+    x = _read_input(args, rt, count=max(args.a, args.b) + 1)
+    for flag, index in (("--a", args.a), ("--b", args.b)):
+        if index >= len(x):
             raise ValueError(f"{flag} {index} is out of range: {args.input} holds {len(x)} images")
-    write_images(out, rt.interpolate(x[args.a], x[args.b], steps=steps), columns=steps)
+    if out.suffix.lower() == ".png":
+        write_images(out, rt.interpolate(x[args.a], x[args.b], steps=steps), columns=steps)
+        return
+    _check_disk(out, steps, rt.image_shape, "--steps")
+    with NpyWriter(out, (steps, *rt.image_shape)) as npy:  # streamed: any --steps in bounded memory
+        for chunk in rt.iter_interpolate(x[args.a], x[args.b], steps):
+            npy.write(chunk)
 
 
 def _info(args) -> None:
-    from .model_dir import read_model_dir
+    from .manifest import FP32, GRAPH_NAMES, escape, load
 
-    model = read_model_dir(args.model)
+    model = load(args.model)
+    model.verify()  # every file hashed before a line is printed: no half report
+    variant = model.check_variant(args.variant)
     m = model.manifest
-    print(f"model dir     {model.path.resolve()}")
-    print(f"format        {m['format']}  (edgevae {m.get('edgevae_version', '?')}, opset {m.get('opset', '?')})")
-    print(f"latent_dim    {model.latent_dim}   image_shape {list(model.image_shape)}")
-    quality = m.get("quality", {})
-    for variant, graphs in sorted(model.variants.items()):
-        for graph in ("encoder", "decoder"):
-            model.graph_bytes(variant, graph)  # raises on a sha256 mismatch
-        size = sum((model.path / graphs[g]["file"]).stat().st_size for g in ("encoder", "decoder"))
-        q = quality.get(variant, {})
-        vs_fp32 = (f"  decoder PSNR {q['decoder_psnr_db']:.1f} dB, -ELBO {100 * q['neg_elbo_rel_change']:+.3f}% vs fp32"
-                   if {"decoder_psnr_db", "neg_elbo_rel_change"} <= q.keys() else "")
-        print(f"variant       {variant:<13} {size / 1e6:6.2f} MB  sha256 ok{vs_fp32}")
-    for graph, choice in model.selection.items():
-        print(f"selection     {graph}: " + ", ".join(f"batch>={k}: {v}" for k, v in sorted(choice.items())))
-    parity = m.get("parity", {})
-    diffs = [d for rows in parity.get("max_abs_diff", {}).values() for outs in rows.values() for d in outs.values()]
-    if diffs:
-        print(f"parity        max abs diff vs PyTorch {max(diffs):.2g} (tolerance {parity.get('tolerance', '?')})")
-    final = m.get("training", {}).get("final", {})
-    if final:
-        metrics = ", ".join(f"{k} {v:.2f}" for k, v in sorted(final.items()) if isinstance(v, (int, float)))
-        print(f"training      epoch {m['training'].get('epoch', '?')}: {metrics}")
+    lines = [f"model dir     {escape(model.path.resolve())}",
+             f"format        {escape(m.format)}  (edgevae {escape(m.edgevae_version)}, opset {m.opset})",
+             f"latent_dim    {m.latent_dim}   image_shape {list(m.image_shape)}"]
+    for name, graphs in sorted(m.variants.items()):
+        size = sum(graphs[g].bytes for g in GRAPH_NAMES)
+        q = m.quality.get(name)
+        vs_fp32 = ""
+        if q is not None:
+            psnr = "identical" if q.decoder_psnr_db is None else f"{q.decoder_psnr_db:.1f} dB"
+            vs_fp32 = f"  decoder PSNR {psnr}, -ELBO {100 * q.neg_elbo_rel_change:+.3f}% vs fp32"
+        lines.append(f"variant       {escape(name):<13} {size / 1e6:6.2f} MB  sha256 ok{vs_fp32}")
+    for graph in GRAPH_NAMES:
+        runs = ", ".join(f"batch {b}: {escape(model.variant_for(variant, b, graph))}" for b in (1, 8, 64, 256))
+        why = ("quantize --select's measured choice" if variant == "auto" and m.selection.get(graph)
+               else f"no selection in the manifest: {FP32}" if variant == "auto" else "asked for")
+        lines.append(f"runs          {graph} with --variant {escape(variant)}: {runs} ({why})")
+    if m.parity is not None:
+        diffs = [d for rows in m.parity.max_abs_diff.values() for outs in rows.values() for d in outs.values()]
+        if diffs:
+            lines.append(f"parity        max abs diff vs PyTorch {max(diffs):.2g} (tolerance {m.parity.tolerance:g})")
+    if m.training is not None and m.training.final:
+        metrics = ", ".join(f"{escape(k)} {v:.2f}" for k, v in sorted(m.training.final.items()))
+        lines.append(f"training      epoch {m.training.epoch}: {metrics}")
+    print("\n".join(lines))

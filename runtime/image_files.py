@@ -1,20 +1,20 @@
-"""Images in and out of the runtime's CLI: reading IDX (raw or .gz), .npy and .png files as float32
-[N,1,H,W] in [0,1]; writing .png grids and .npy arrays atomically (temporary name, then rename).
+"""Images out of the runtime's CLI: .png grids and .npy arrays written atomically (temporary name, then
+rename). Reading (IDX, .npy, .png, each checked before it is read) is in image_input; read_images is
+re-exported here.
 
 .npy output can be written chunk by chunk (NpyWriter), so `edgevae sample --n 100000` never holds all
 samples in memory.
 """
 
-import gzip
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .png import decode_png, encode_png
+from .image_input import read_images  # noqa: F401  (re-exported: callers import it from here)
+from .png import encode_png
 
-IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 MAX_PNG_IMAGES = 4096  # a grid of more than this is unreadable; write .npy instead
 OUTPUT_SUFFIXES = (".png", ".npy")
 
@@ -115,58 +115,3 @@ class NpyWriter:
                 os.replace(self._tmp, self.path)
         finally:  # a no-op after the rename; removes the temporary file on any failure, the rename's own included
             Path(self._tmp).unlink(missing_ok=True)
-
-
-def _read_idx(path: Path, data: bytes) -> np.ndarray:
-    if len(data) < 16 or int.from_bytes(data[:4], "big") != IDX_IMAGES_MAGIC:
-        raise ValueError(f"{path} is not an IDX image file (magic {data[:4].hex()}, want {IDX_IMAGES_MAGIC:08x})")
-    n, h, w = (int.from_bytes(data[i:i + 4], "big") for i in (4, 8, 12))
-    if len(data) != 16 + n * h * w:
-        raise ValueError(f"{path} holds {len(data) - 16} pixel bytes, its header says {n}x{h}x{w}")
-    return np.frombuffer(data, np.uint8, offset=16).reshape(n, 1, h, w)
-
-
-def _tiles(path: Path, gray: np.ndarray, size: tuple) -> np.ndarray:
-    """A PNG of one image, or a grid of size-d tiles (as `grid` writes them), as [N,1,H,W]."""
-    (gh, gw), (h, w) = gray.shape, size
-    if gh % h or gw % w:
-        raise ValueError(f"{path} is {gw}x{gh} pixels: not a {w}x{h} image or a grid of them")
-    return gray.reshape(gh // h, h, gw // w, w).transpose(0, 2, 1, 3).reshape(-1, 1, h, w)
-
-
-def read_images(path, size: tuple = (28, 28)) -> np.ndarray:
-    """Images from an IDX (raw or .gz), .npy or .png file as float32 [N,1,H,W] in [0,1].
-
-    uint8 pixels are divided by 255; float arrays are taken as they are (the runtime checks their range).
-    .npy may be [H,W], [N,H,W] or [N,1,H,W]. ValueError / FileNotFoundError name the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"input {path} does not exist or is not a file")
-    name = path.name.lower()
-    if name.endswith(".npy"):
-        try:
-            images = np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise ValueError(f"{path} is not a readable .npy file ({err})") from None
-        if images.ndim == 2:
-            images = images[None]
-        if images.ndim == 3:
-            images = images[:, None]
-    elif name.endswith(".png"):
-        try:
-            gray = decode_png(path.read_bytes())
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
-        images = _tiles(path, gray, size)
-    else:  # IDX, as Fashion-MNIST ships it: raw or gzipped
-        try:
-            data = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
-        except (OSError, EOFError) as err:
-            raise ValueError(f"{path} is not a readable gzip file ({err})") from None
-        images = _read_idx(path, data)
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / 255.0
-    if not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(f"{path} holds {images.dtype} values; want uint8 pixels or floats in [0, 1]")
-    return images.astype(np.float32)

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import onnxruntime as ort
 
-from .errors import ModelDirError
-from .model_dir import ModelDir
+from .manifest import ModelDir, escape
+from .onnx_scan import GraphRefused, check_self_contained
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
@@ -37,28 +37,40 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
 
 
 def _check_io(model: ModelDir, variant: str, graph: str, session) -> None:
-    """The graph's input/output names and latent size must be the manifest's."""
-    names = model.io[graph]
-    inputs = [i.name for i in session.get_inputs()]
-    outputs = [o.name for o in session.get_outputs()]
-    if inputs != names["inputs"] or outputs != names["outputs"]:
-        raise ModelDirError(f"model dir {model.path}: {model.variants[variant][graph]['file']} has inputs {inputs} "
-                            f"and outputs {outputs}, the manifest says {names['inputs']} and {names['outputs']}")
-    latent_arg = session.get_inputs()[0] if graph == "decoder" else session.get_outputs()[0]
+    """The graph's boundary must be the manifest's: names, float32 tensors, and the latent size."""
+    names = model.manifest.io[graph]
+    file = escape(model.manifest.variants[variant][graph].file)
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [i.name for i in inputs] != list(names.inputs) or [o.name for o in outputs] != list(names.outputs):
+        raise model.fail(f"{file} has inputs {escape([i.name for i in inputs])} and outputs "
+                         f"{escape([o.name for o in outputs])}, the manifest says {escape(list(names.inputs))} "
+                         f"and {escape(list(names.outputs))}")
+    wrong = [arg.name for arg in inputs + outputs if arg.type != "tensor(float)"]
+    if wrong:
+        raise model.fail(f"{file}: {escape(wrong[0])} is not a float32 tensor (the contract's boundary type)")
+    latent_arg = inputs[0] if graph == "decoder" else outputs[0]
     width = latent_arg.shape[-1] if latent_arg.shape else None
     if isinstance(width, int) and width != model.latent_dim:
-        raise ModelDirError(f"model dir {model.path}: {model.variants[variant][graph]['file']} has latent size "
-                            f"{width}, the manifest says latent_dim {model.latent_dim}")
+        raise model.fail(f"{file} has latent size {width}, the manifest says latent_dim {model.latent_dim}")
+
+
+def new_session(data: bytes, config: SessionConfig = SessionConfig()) -> ort.InferenceSession:
+    """A session of the ONNX graph `data` with the options devices run (export measures parity and quality
+    with it too); GraphRefused for a graph that refers to external data, onnxruntime's error otherwise."""
+    check_self_contained(data)
+    return ort.InferenceSession(data, sess_options=session_options(config), providers=list(config.providers))
 
 
 def create_session(model: ModelDir, variant: str, graph: str, config: SessionConfig) -> ort.InferenceSession:
     """A checked session for (variant, graph): sha256 verified on the bytes that onnxruntime then loads."""
     data = model.graph_bytes(variant, graph)
+    file = escape(model.manifest.variants[variant][graph].file)
     try:
-        session = ort.InferenceSession(data, sess_options=session_options(config), providers=list(config.providers))
+        session = new_session(data, config)
+    except GraphRefused as err:
+        raise model.fail(f"{file} {err}") from None
     except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ModelDirError(f"model dir {model.path}: onnxruntime cannot load "
-                            f"{model.variants[variant][graph]['file']}: {first}") from None
+        raise model.fail(f"onnxruntime cannot load {file}: {escape(first)}") from None
     _check_io(model, variant, graph, session)
     return session

@@ -13,13 +13,33 @@ import onnxruntime as ort
 
 from .checks import check_count, check_images, check_latents
 from .errors import InputError
-from .model_dir import ModelDir, check_variant, read_model_dir
+from .latent import reparameterize, rng_of, standard_normal
+from .manifest import AUTO, GRAPH_NAMES, ModelDir, escape, load
 from .sessions import SessionConfig, create_session
 
 # Images per onnxruntime call: bounds the graphs' intermediate tensors. Measured for 4096 samples
 # (fp32 decoder, 2 shared cores): 460-550 us/image at every chunk size from 32 to 256 (per-call overhead
 # is ~0.25 ms against ~15 ms of compute), while peak RSS grew 79 / 89 / 111 / 153 MiB for 32 / 64 / 128 / 256.
 CHUNK = 32
+DEFAULT_VARIANT = AUTO  # the CLI's default too: one seed gives the same images through both
+MAX_RESULT_BYTES = 1 << 32  # one result array; more is refused up front (stream with iter_samples instead)
+HUGE_LATENT = 1e4  # |z| beyond this is the caller's doing when the decoder overflows; below it, the model's
+
+
+def _seeded(seed) -> np.random.Generator:
+    try:
+        return rng_of(seed)
+    except (TypeError, ValueError) as err:
+        raise InputError(str(err)) from None
+
+
+def _allocate(shape: tuple, what: str) -> np.ndarray:
+    """An empty float32 array of shape, or InputError when it would exceed MAX_RESULT_BYTES."""
+    size = 4 * int(np.prod(shape, dtype=object))
+    if size > MAX_RESULT_BYTES:
+        raise InputError(f"{what} would need {size / 1e9:.3g} GB in one array (at most {MAX_RESULT_BYTES / 1e9:.3g}); "
+                         "ask for fewer or stream them (iter_samples, or --out FILE.npy on the CLI)")
+    return np.empty(shape, np.float32)
 
 
 class VAERuntime:
@@ -34,30 +54,32 @@ class VAERuntime:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model_dir=None, variant: str = "fp32", threads: int | None = None, providers=None) -> "VAERuntime":
+    def load(cls, model_dir=None, variant: str = DEFAULT_VARIANT, threads: int | None = None,
+             providers=None) -> "VAERuntime":
         """Check model_dir (None: the default model shipped in the package) and its files.
 
-        variant: a variant in the manifest, or "auto" to follow the manifest's per-batch-size selection
-        (fp32 when there is none). threads: intra-op threads per session (None: onnxruntime's default,
-        one per physical core). providers: onnxruntime execution providers (default CPU).
-        Raises ModelDirError for an unusable model dir (every file the variant may use is hashed here),
-        InputError for bad threads/providers.
+        variant: a variant in the manifest, or "auto" (the default, as on the CLI) to follow the manifest's
+        per-graph, per-batch-size selection (fp32 where there is none). threads: intra-op threads per session
+        (None: onnxruntime's default, one per physical core). providers: onnxruntime execution providers
+        (default CPU). Raises ModelDirError for an unusable model dir (every file the variant may use is
+        hashed here), InputError for a bad variant, threads or providers.
 
         Each session is built on first use (then ModelDirError if onnxruntime refuses the graph or its
-        I/O differs from the manifest): `sample` never needs the encoder, and `auto` needs one decoder
-        per batch size; a session costs 12-29 ms of a cold `edgevae sample` here.
+        boundary differs from the manifest): `sample` never needs the encoder.
         """
         if threads is not None:
             threads = check_count("threads", threads)
+        if providers is not None and (isinstance(providers, str) or not all(isinstance(p, str) for p in providers)):
+            raise InputError(f"providers must be a list of provider names, got {escape(repr(providers))[:60]}")
         providers = tuple(providers) if providers is not None else SessionConfig.providers
         unknown = [p for p in providers if p not in ort.get_available_providers()]
         if unknown or not providers:
-            raise InputError(f"providers {list(providers)} are not available (onnxruntime has {ort.get_available_providers()})")
-        model = read_model_dir(model_dir)
-        check_variant(model, variant)
+            raise InputError(f"providers {escape(list(providers))} are not available (onnxruntime has {ort.get_available_providers()})")
+        model = load(model_dir)
+        model.check_variant(variant)
         runtime = cls(model, variant, SessionConfig(threads=threads, providers=providers))
         for v in model.variants_needed(variant):
-            for graph in ("encoder", "decoder"):
+            for graph in GRAPH_NAMES:
                 model.graph_bytes(v, graph)  # hash check now, so a changed file fails load, not a later call
         return runtime
 
@@ -81,70 +103,90 @@ class VAERuntime:
     def image_shape(self) -> tuple:
         return self.model.image_shape
 
+    def _output_shapes(self, graph: str, n: int) -> list:
+        if graph == "encoder":
+            return [(n, self.latent_dim), (n, self.latent_dim)]
+        return [(n, *self.image_shape)]
+
+    def _checked(self, variant: str, graph: str, values: list, feed: np.ndarray) -> list:
+        """The graph's outputs once each has the contract's shape and dtype, is finite, and (x_hat) lies in
+        [0, 1]: a hostile or broken graph whose hashes match must not hand garbage to the user. A decoder
+        that overflows on a huge z is the caller's fault (InputError); anything else is the model's."""
+        names = self.model.manifest.io[graph].outputs
+        file = escape(self.model.manifest.variants[variant][graph].file)
+        for name, value, shape in zip(names, values, self._output_shapes(graph, len(feed))):
+            if not isinstance(value, np.ndarray) or value.dtype != np.float32 or value.shape != shape:
+                got = f"{value.dtype} {list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
+                raise self.model.fail(f"{file} returned {escape(name)} as {got} for a batch of {len(feed)}, "
+                                      f"expected float32 {list(shape)}")
+            if not np.isfinite(value).all():
+                if graph == "decoder" and float(np.abs(feed).max()) > HUGE_LATENT:
+                    raise InputError(f"z holds values up to {float(np.abs(feed).max()):g} in magnitude: too large "
+                                     "for the decoder (its output overflowed to NaN)")
+                raise self.model.fail(f"{file} returned NaN or inf in {escape(name)} for finite input")
+            if graph == "decoder" and (float(value.min()) < 0.0 or float(value.max()) > 1.0):
+                raise self.model.fail(f"{file} returned {escape(name)} values in [{float(value.min()):g}, "
+                                      f"{float(value.max()):g}], outside the [0, 1] of Bernoulli means")
+        return values
+
+    def _run_chunk(self, variant: str, graph: str, feed: np.ndarray) -> list:
+        session = self._session(variant, graph)
+        name = self.model.manifest.io[graph].inputs[0]
+        return self._checked(variant, graph, session.run(None, {name: feed}), feed)
+
     def _run(self, graph: str, array: np.ndarray, outputs: list) -> None:
         """Run graph over array in chunks, writing into the preallocated outputs (one per graph output)."""
-        session = self._session(self.model.variant_for(self.variant, len(array), graph), graph)
-        name = self.model.io[graph]["inputs"][0]
+        variant = self.model.variant_for(self.variant, len(array), graph)
         for start in range(0, len(array), self.chunk):
             stop = start + self.chunk
-            for out, value in zip(outputs, session.run(None, {name: array[start:stop]})):
+            for out, value in zip(outputs, self._run_chunk(variant, graph, array[start:stop])):
                 out[start:stop] = value
 
     def encode(self, x: np.ndarray) -> tuple:
-        """x float [N,1,28,28] in [0,1] -> (mu, logvar), each float32 [N,D]."""
+        """x float [N,C,H,W] in [0,1] -> (mu, logvar), each float32 [N,D]."""
         x = check_images(x, self.image_shape)
-        mu = np.empty((len(x), self.latent_dim), np.float32)
+        mu = _allocate((len(x), self.latent_dim), "mu")
         logvar = np.empty_like(mu)
         self._run("encoder", x, [mu, logvar])
         return mu, logvar
 
     def reparameterize(self, mu: np.ndarray, logvar: np.ndarray, seed=None) -> np.ndarray:
         """z = mu + exp(logvar/2) * eps, eps ~ N(0, I) from numpy.random.default_rng(seed)
-        (Kingma & Welling 2014, eq. 10). seed: int, None (fresh entropy) or a numpy Generator."""
+        (Kingma & Welling 2014, eq. 10). seed: int >= 0, None (fresh entropy) or a numpy Generator."""
+        rng = _seeded(seed)
         mu = check_latents(mu, self.latent_dim, "mu")
         logvar = check_latents(logvar, self.latent_dim, "logvar")
         if mu.shape != logvar.shape:
             raise InputError(f"mu and logvar must have the same shape, got {list(mu.shape)} and {list(logvar.shape)}")
-        eps = np.random.default_rng(seed).standard_normal(mu.shape, dtype=np.float32)
-        with np.errstate(over="ignore"):
-            z = mu + np.exp(0.5 * logvar) * eps
+        z = reparameterize(mu, logvar, standard_normal(rng, mu.shape))
         if not np.isfinite(z).all():  # finite inputs, yet exp(logvar/2) or the sum overflowed float32
             raise InputError(f"z = mu + exp(logvar/2) * eps overflows float32: logvar up to {float(logvar.max()):g}, "
                              f"|mu| up to {float(np.abs(mu).max()):g}")
         return z
 
     def decode(self, z: np.ndarray) -> np.ndarray:
-        """z float [N,D] -> x_hat float32 [N,1,28,28], Bernoulli means in [0,1]."""
+        """z float [N,D] -> x_hat float32 [N,C,H,W], Bernoulli means in [0,1]."""
         z = check_latents(z, self.latent_dim)
-        x_hat = np.empty((len(z), *self.image_shape), np.float32)
+        x_hat = _allocate((len(z), *self.image_shape), "x_hat")
         self._run("decoder", z, [x_hat])
-        if not np.isfinite(x_hat).all():  # a finite but huge z (~1e38) overflows inside the graph: NaN out
-            raise InputError(f"z holds values up to {float(np.abs(z).max()):g} in magnitude: too large for the decoder "
-                             "(its output overflowed to NaN)")
         return x_hat
 
     def iter_samples(self, n: int, seed=None):
-        """Yield n samples (z ~ N(0, I), decoded) as float32 [k,1,28,28] chunks of at most self.chunk,
+        """Yield n samples (z ~ N(0, I), decoded) as float32 [k,C,H,W] chunks of at most self.chunk,
         so any n runs in bounded memory. The concatenated chunks equal sample(n, seed)."""
         n = check_count("n", n)
-        rng = np.random.default_rng(seed)
+        rng = _seeded(seed)
         # One variant for the whole request: `auto` selects by the total batch size, as sample() does.
-        session = self._session(self.model.variant_for(self.variant, n, "decoder"), "decoder")
-        name = self.model.io["decoder"]["inputs"][0]
+        variant = self.model.variant_for(self.variant, n, "decoder")
         for start in range(0, n, self.chunk):
-            # Drawn chunk by chunk from one Generator: the same stream as one draw of all n rows.
-            z = rng.standard_normal((min(self.chunk, n - start), self.latent_dim), dtype=np.float32)
-            yield session.run(None, {name: z})[0]
+            z = standard_normal(rng, (min(self.chunk, n - start), self.latent_dim))
+            yield self._run_chunk(variant, "decoder", z)[0]
 
     def sample(self, n: int, seed=None) -> np.ndarray:
-        """n images decoded from z ~ N(0, I): float32 [n,1,28,28]. Same seed, same images.
-        An n whose result cannot be allocated raises InputError at once, before any decoding."""
+        """n images decoded from z ~ N(0, I): float32 [n,C,H,W]. Same seed, same images.
+        An n whose result is too large raises InputError at once, before any decoding."""
         n = check_count("n", n)
-        try:
-            out = np.empty((n, *self.image_shape), np.float32)
-        except MemoryError:
-            raise InputError(f"n={n} samples need {n * 4 * int(np.prod(self.image_shape)) / 1e9:.3g} GB in one array; "
-                             "stream them with iter_samples()") from None
+        out = _allocate((n, *self.image_shape), f"n={n} samples")
         start = 0
         for chunk in self.iter_samples(n, seed):
             out[start:start + len(chunk)] = chunk
@@ -153,13 +195,13 @@ class VAERuntime:
 
     def reconstruct(self, x: np.ndarray, seed=None) -> np.ndarray:
         """Decode x's posterior: its mean when seed is None, else one reparameterized draw."""
+        if seed is not None:
+            _seeded(seed)  # a bad seed is refused before any work
         mu, logvar = self.encode(x)
         return self.decode(mu if seed is None else self.reparameterize(mu, logvar, seed))
 
-    def interpolate(self, x_a: np.ndarray, x_b: np.ndarray, steps: int = 8) -> np.ndarray:
-        """Decode `steps` points on the straight line from mu(x_a) to mu(x_b), ends included:
-        float32 [steps,1,28,28]. x_a, x_b: one image each, [1,28,28] or [1,1,28,28]."""
-        steps = check_count("steps", steps, minimum=2)
+    def _line_ends(self, x_a: np.ndarray, x_b: np.ndarray) -> np.ndarray:
+        """mu of x_a and x_b: float32 [2,D]."""
         pair = []
         for name, x in (("x_a", x_a), ("x_b", x_b)):
             if isinstance(x, np.ndarray) and x.ndim == len(self.image_shape):
@@ -169,5 +211,25 @@ class VAERuntime:
                 raise InputError(f"{name} must be one image, got a batch of {len(x)}")
             pair.append(x)
         mu, _ = self.encode(np.concatenate(pair))
-        t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]  # [steps,1]
-        return self.decode((1.0 - t) * mu[0] + t * mu[1])
+        return mu
+
+    def iter_interpolate(self, x_a: np.ndarray, x_b: np.ndarray, steps: int = 8):
+        """interpolate() chunk by chunk (float32 [k,C,H,W] each), for any number of steps in bounded memory."""
+        steps = check_count("steps", steps, minimum=2)
+        mu = self._line_ends(x_a, x_b)
+        variant = self.model.variant_for(self.variant, steps, "decoder")
+        for start in range(0, steps, self.chunk):
+            t = (np.arange(start, min(start + self.chunk, steps), dtype=np.float64) / (steps - 1))[:, None]
+            z = ((1.0 - t) * mu[0] + t * mu[1]).astype(np.float32)
+            yield self._run_chunk(variant, "decoder", z)[0]
+
+    def interpolate(self, x_a: np.ndarray, x_b: np.ndarray, steps: int = 8) -> np.ndarray:
+        """Decode `steps` points on the straight line from mu(x_a) to mu(x_b), ends included:
+        float32 [steps,C,H,W]. x_a, x_b: one image each, [C,H,W] or [1,C,H,W]."""
+        steps = check_count("steps", steps, minimum=2)
+        out = _allocate((steps, *self.image_shape), f"steps={steps} frames")
+        start = 0
+        for chunk in self.iter_interpolate(x_a, x_b, steps):
+            out[start:start + len(chunk)] = chunk
+            start += len(chunk)
+        return out

@@ -57,6 +57,33 @@ def save_test_checkpoint(path, model, epoch: int = 1) -> Path:
     return Path(path)
 
 
+def sha256_of(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def resign(model_dir, name: str) -> None:
+    """Rewrite model_dir's manifest so the file `name` passes its size and sha256 checks again: what an
+    attacker who can edit the whole dir does."""
+    import json
+
+    manifest_path = Path(model_dir) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for graphs in manifest["variants"].values():
+        for entry in graphs.values():
+            if entry["file"] == name:
+                entry["sha256"], entry["bytes"] = sha256_of(Path(model_dir) / name), (Path(model_dir) / name).stat().st_size
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def flip_byte(path, offset: int | None = None) -> None:
+    """Invert one byte of the file at path (the middle one by default)."""
+    data = bytearray(Path(path).read_bytes())
+    data[len(data) // 2 if offset is None else offset] ^= 0xFF
+    Path(path).write_bytes(bytes(data))
+
+
 def make_model_dir(path, seed: int = 0, latent_dim: int = 64) -> Path:
     """A validated fp32 model dir of make_model(seed, latent_dim) at path (which must not exist or be empty).
 

@@ -10,10 +10,9 @@ import pytest
 from edgevae import __version__
 from edgevae.export import exporter
 from edgevae.export.graphs import export_graphs
-from edgevae.export.manifest import sha256
 from edgevae.export.validate import TOLERANCE, check_parity
-from edgevae.runtime.model_dir import read_model_dir
-from helpers import make_model, make_model_dir
+from edgevae.runtime.manifest import Training, load
+from helpers import make_model, make_model_dir, sha256_of
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def quick_export(monkeypatch, graphs_of_seed1):
 
 def manifest_of(model_dir) -> dict:
     """The manifest as the runtime reads and checks it: what export writes must pass its checks."""
-    return read_model_dir(model_dir).manifest
+    return load(model_dir).manifest.to_json()
 
 
 def leftovers(folder):
@@ -52,7 +51,7 @@ def test_manifest_follows_the_contract(model_dir):
     assert set(manifest["variants"]) == {"fp32"}
     for graph, entry in manifest["variants"]["fp32"].items():
         path = model_dir / entry["file"]
-        assert entry["file"] == f"{graph}.onnx" and entry["sha256"] == sha256(path)
+        assert entry["file"] == f"{graph}.onnx" and entry["sha256"] == sha256_of(path)
         assert entry["bytes"] == path.stat().st_size
     assert sorted(p.name for p in model_dir.iterdir()) == ["decoder.onnx", "encoder.onnx", "manifest.json"]
     assert manifest_of(model_dir) == manifest
@@ -95,8 +94,8 @@ def test_graphs_run_at_any_batch_size_in_onnxruntime(model_dir):
 
 
 def test_training_metrics_go_into_manifest_and_metadata(tmp_path):
-    training = {"epoch": 3, "final": {"test_neg_elbo": 250.5}}
-    out = exporter.export_model_dir(make_model(seed=1, latent_dim=8), tmp_path / "m", training_metrics=training)
+    training = {"epoch": 3, "final": {"test_neg_elbo": 250.5}, "train_config": {"epochs": 3}}
+    out = exporter.export_model_dir(make_model(seed=1, latent_dim=8), tmp_path / "m", training=Training(**training))
     assert manifest_of(out)["training"] == training
     props = {p.key: p.value for p in onnx.load(out / "decoder.onnx").metadata_props}
     assert json.loads(props["training"]) == training
@@ -141,12 +140,12 @@ def test_ort_format_files_operators_and_outputs(tmp_path, quick_export):
     entry = manifest_of(out)["ort"]
     ops = entry["required_operators"]["operators"]
     assert {"Conv", "ConvTranspose", "Gemm", "Sigmoid"} <= {op for names in ops.values() for op in names}
-    assert entry["required_operators"]["sha256"] == sha256(out / "required_operators.config")
+    assert entry["required_operators"]["sha256"] == sha256_of(out / "required_operators.config")
     z = np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32)
     outs = []
     for suffix in ("onnx", "ort"):
         graph = entry["graphs"]["decoder"] if suffix == "ort" else manifest_of(out)["variants"]["fp32"]["decoder"]
-        assert graph["file"] == f"decoder.{suffix}" and graph["sha256"] == sha256(out / graph["file"])
+        assert graph["file"] == f"decoder.{suffix}" and graph["sha256"] == sha256_of(out / graph["file"])
         sess = ort.InferenceSession(out / graph["file"], providers=["CPUExecutionProvider"])
         outs.append(sess.run(None, {"z": z})[0])
     assert np.max(np.abs(outs[0] - outs[1])) < 1e-5  # the same model, optimised ahead of time

@@ -18,7 +18,7 @@ import torch
 from onnx.reference import ReferenceEvaluator
 
 from edgevae.export.graphs import export_graphs
-from edgevae.export.validate import session
+from edgevae.runtime.sessions import new_session
 from helpers import make_model, make_trained_model
 
 ATOL = 1e-5
@@ -30,7 +30,7 @@ def exported(request):
     """(PyTorch model, {"encoder": ORT session, "decoder": ...}, {"encoder": proto, ...}, kind) per model kind."""
     model = make_model(seed=0) if request.param == "fresh" else make_trained_model(seed=0)
     protos = export_graphs(model, {})
-    return model, {name: session(p) for name, p in protos.items()}, protos, request.param
+    return model, {name: new_session(p.SerializeToString()) for name, p in protos.items()}, protos, request.param
 
 
 def images(n: int, seed: int = 1) -> np.ndarray:

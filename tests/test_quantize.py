@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from edgevae.export.calibrate import ArrayReader
+from helpers import sha256_of
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
 STEPS = 40  # Adam steps on batches of 64 real training images
@@ -116,27 +117,27 @@ def quantized(tmp_path_factory) -> tuple[Path, dict]:
     from edgevae.export.quantize import QuantizeConfig, quantize_model_dir
 
     model_dir = briefly_trained_model_dir(tmp_path_factory.mktemp("quantize") / "m")
-    return model_dir, quantize_model_dir(model_dir, DATA, QuantizeConfig(calibration_images=128, test_images=200))
+    return model_dir, quantize_model_dir(model_dir, DATA, QuantizeConfig(calibration_images=128, test_images=200)).to_json()
 
 
 @needs_data
 def test_quantize_records_every_variant_with_its_hash(quantized):
-    from edgevae.export.manifest import sha256
     from edgevae.export.quantize import format_table
+    from edgevae.runtime.manifest import parse_manifest
 
     model_dir, manifest = quantized
     assert set(manifest["variants"]) == {"fp32", "int8", "int8-dynamic", "fp16"}
     for variant, graphs in manifest["variants"].items():
         assert set(graphs) == {"encoder", "decoder"}
         for graph, entry in graphs.items():
-            assert entry["sha256"] == sha256(model_dir / entry["file"])
+            assert entry["sha256"] == sha256_of(model_dir / entry["file"])
             assert entry["bytes"] == (model_dir / entry["file"]).stat().st_size
     assert not [p for p in model_dir.iterdir() if p.name.startswith(".")]  # no temporary files left
     assert set(manifest["quality"]) == {"int8", "int8-dynamic", "fp16"}
     settings = manifest["quality"]["int8"]["settings"]
     assert settings["rewrites"] == {"encoder": ["pad-input-channels"], "decoder": ["conv-transpose-as-conv"]}
     assert settings["calibration"] == {"encoder": "minmax", "decoder": "percentile"} and settings["percentile"] == 99.9
-    table = format_table(manifest)
+    table = format_table(parse_manifest(manifest))
     assert all(v in table for v in manifest["variants"])
 
 

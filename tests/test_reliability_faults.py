@@ -19,7 +19,7 @@ import torch
 from helpers import make_model_dir, make_trained_model, save_test_checkpoint, write_idx_dataset
 
 from edgevae.runtime import VAERuntime
-from edgevae.runtime.model_dir import read_model_dir
+from edgevae.runtime.manifest import load
 from edgevae.train.checkpoint import load_model, read_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -127,10 +127,9 @@ def check_model_dir(out: Path) -> str:
     """'absent' or 'complete' (every variant's files hash and load); anything else fails the test."""
     if not out.exists():
         return "absent"
-    model = read_model_dir(out)
-    for variant in model.variants:
-        for graph in ("encoder", "decoder"):
-            model.graph_bytes(variant, graph)
+    model = load(out)
+    model.verify()
+    for variant in model.manifest.variants:
         rt = VAERuntime.load(out, variant=variant)
         rt.reconstruct(rt.sample(2, seed=0))  # both sessions build
     return "complete"
@@ -175,18 +174,18 @@ def test_quantize_killed_midway_leaves_a_valid_model_dir(tmp_path, data):
     states = []
     for delay in (2.0, 4.0, 6.0, 8.0):
         killed = kill_after(start(argv, tmp_path), delay)
-        states.append((delay, killed, check_model_dir(model), sorted(read_model_dir(model).variants)))
+        states.append((delay, killed, check_model_dir(model), sorted(load(model).manifest.variants)))
     finish(start(argv, tmp_path))
-    assert sorted(read_model_dir(model).variants) == ["fp16", "fp32", "int8-dynamic"]
+    assert sorted(load(model).manifest.variants) == ["fp16", "fp32", "int8-dynamic"]
     # Quantizing again with other settings replaces existing variants by files with other hashes, and
     # --select times every variant (seconds) before the final manifest is written: kills land in that window.
     rng = random.Random(1)
     for _ in range(4):
         killed = kill_after(start(argv + ["--per-channel", "--select"], tmp_path), rng.uniform(4.0, 12.0))
-        states.append(("again", killed, check_model_dir(model), sorted(read_model_dir(model).variants)))
+        states.append(("again", killed, check_model_dir(model), sorted(load(model).manifest.variants)))
         finish(start(argv, tmp_path))  # back to per-tensor weights: the retry works, and the next kill replaces again
     finish(start(argv + ["--per-channel", "--select"], tmp_path))
-    assert check_model_dir(model) == "complete" and read_model_dir(model).selection
+    assert check_model_dir(model) == "complete" and load(model).manifest.selection
     leftovers = temp_names(model)
     print(f"\nquantize: {sum(s[1] for s in states)} SIGKILLs; states after each: {states}; "
           f"temporary files left in the model dir: {len(leftovers)}")

@@ -15,28 +15,71 @@ def run(model: onnx.ModelProto, feed: dict) -> np.ndarray:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
 
 
-def conv_transpose_graph(c_in, c_out, k, stride, pads, size, seed=0) -> onnx.ModelProto:
+def conv_transpose_graph(c_in, c_out, k, stride, pads, size, seed=0, output_padding=None, bias=True) -> onnx.ModelProto:
+    """One ConvTranspose; k, stride and size may be ints (square) or (h, w) pairs."""
+    pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]  # noqa: E731
+    (kh, kw), strides, (h, w) = pair(k), pair(stride), pair(size)
     rng = np.random.default_rng(seed)
-    w = numpy_helper.from_array(rng.standard_normal((c_in, c_out, k, k)).astype(np.float32), "w")
-    b = numpy_helper.from_array(rng.standard_normal(c_out).astype(np.float32), "b")
-    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="ct", strides=[stride, stride], pads=pads)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c_in, size, size])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, b])
+    inits = [numpy_helper.from_array(rng.standard_normal((c_in, c_out, kh, kw)).astype(np.float32), "w")]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(c_out).astype(np.float32), "b"))
+    extra = {"output_padding": list(output_padding)} if output_padding else {}
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"] if bias else ["x", "w"], ["y"], name="ct",
+                            strides=strides, pads=pads, **extra)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c_in, h, w])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
 
 
-@pytest.mark.parametrize("c_in,c_out,k,stride,pads,size", [
-    (3, 4, 3, 1, [1, 1, 1, 1], 5), (2, 1, 4, 1, [1, 1, 1, 1], 6), (4, 5, 3, 2, [1, 1, 1, 1], 7),
-    (4, 3, 3, 2, [0, 0, 0, 0], 6), (2, 3, 4, 2, [1, 0, 2, 1], 5), (3, 2, 5, 3, [2, 1, 1, 2], 4),
-])
-def test_single_conv_transpose_rewrite_is_exact(c_in, c_out, k, stride, pads, size):
-    model = conv_transpose_graph(c_in, c_out, k, stride, pads, size)
-    x = np.random.default_rng(1).standard_normal((3, c_in, size, size)).astype(np.float32)
+def assert_rewrite_exact(model, c_in, size):
+    h, w = size if isinstance(size, tuple) else (size, size)
+    x = np.random.default_rng(1).standard_normal((3, c_in, h, w)).astype(np.float32)
     rewritten = conv_transpose_as_conv(model)
     assert "ConvTranspose" not in {n.op_type for n in rewritten.graph.node}
     expected, got = run(model, {"x": x}), run(rewritten, {"x": x})
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= TOL
+
+
+@pytest.mark.parametrize("c_in,c_out,k,stride,pads,size", [
+    (3, 4, 3, 1, [1, 1, 1, 1], 5), (2, 1, 4, 1, [1, 1, 1, 1], 6), (4, 5, 3, 2, [1, 1, 1, 1], 7),
+    (4, 3, 3, 2, [0, 0, 0, 0], 6), (2, 3, 4, 2, [1, 0, 2, 1], 5), (3, 2, 5, 3, [2, 1, 1, 2], 4),
+    # non-square kernels, strides, pads and inputs, as model.py's rule and other exporters produce them
+    (3, 2, (3, 4), 1, [1, 1, 1, 1], (5, 7)), (2, 3, (2, 4), 1, [1, 0, 1, 2], 6), (2, 3, 3, (2, 1), [1, 1, 1, 1], (4, 6)),
+    (3, 2, (3, 2), (2, 3), [0, 1, 1, 0], (5, 3)), (2, 2, 3, 2, [1, 0, 1, 0], (3, 5)), (2, 2, 1, 2, [0, 0, 0, 0], 4),
+])
+def test_single_conv_transpose_rewrite_is_exact(c_in, c_out, k, stride, pads, size):
+    assert_rewrite_exact(conv_transpose_graph(c_in, c_out, k, stride, pads, size), c_in, size)
+
+
+@pytest.mark.parametrize("k,stride,pads,output_padding,size", [
+    (3, 2, [1, 1, 1, 1], [1, 1], 4), (4, 2, [1, 1, 1, 1], [1, 0], (3, 5)), (3, 2, [0, 0, 0, 0], [1, 1], 3),
+    (2, 2, [0, 0, 0, 0], [1, 1], 3), ((3, 5), (3, 2), [1, 2, 0, 1], [2, 1], (4, 3)), (4, (2, 3), [0, 1, 0, 1], [1, 2], 3),
+])
+def test_output_padding_is_rewritten_exactly(k, stride, pads, output_padding, size):
+    assert_rewrite_exact(conv_transpose_graph(2, 3, k, stride, pads, size, output_padding=output_padding), 2, size)
+
+
+def test_conv_transpose_without_bias_is_rewritten():
+    assert_rewrite_exact(conv_transpose_graph(2, 3, 3, 2, [1, 1, 1, 1], 4, bias=False), 2, 4)
+
+
+def test_builtin_configs_decoders_rewrite_exactly():
+    """Every ConvTranspose model.py's rule builds, odd and non-square sizes included, rewrites exactly."""
+    import torch
+
+    from edgevae.export.graphs import DECODER, export_graph
+    from edgevae.train.model import VAE, VAEConfig
+
+    for shape in [(1, 8, 8), (3, 29, 30), (1, 31, 18)]:
+        torch.manual_seed(0)
+        model = VAE(VAEConfig(latent_dim=4, image_shape=shape)).eval()
+        decoder = export_graph(model, DECODER, {})
+        rewritten = conv_transpose_as_conv(decoder)
+        assert "ConvTranspose" not in {n.op_type for n in rewritten.graph.node}
+        z = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+        got, expected = run(rewritten, {"z": z}), run(decoder, {"z": z})
+        assert got.shape == (3, *shape) and np.abs(got - expected).max() <= TOL
 
 
 def test_decoder_rewrite_is_exact_and_drops_old_weights(tmp_path):
@@ -54,11 +97,19 @@ def test_decoder_rewrite_is_exact_and_drops_old_weights(tmp_path):
         assert np.abs(run(rewritten, {"z": z}) - run(decoder, {"z": z})).max() <= TOL
 
 
-def test_unsupported_conv_transpose_is_refused_by_name():
+@pytest.mark.parametrize("attribute,value,named", [("dilations", [2, 2], "dilations"), ("group", 2, "group")])
+def test_unsupported_conv_transpose_stays_with_one_warning(caplog, attribute, value, named):
     model = conv_transpose_graph(2, 2, 3, 2, [1, 1, 1, 1], 4)
-    model.graph.node[0].attribute.append(helper.make_attribute("output_padding", [1, 1]))
-    with pytest.raises(ValueError, match="'ct' has output_padding"):
-        conv_transpose_as_conv(model)
+    model.graph.node[0].attribute.append(helper.make_attribute(attribute, value))
+    if attribute == "group":  # a grouped kernel is [C_in, C_out/group, k, k]
+        model.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.ones((2, 1, 3, 3), np.float32), "w"))
+    with caplog.at_level("WARNING", logger="edgevae.export.rewrite"):
+        rewritten = conv_transpose_as_conv(model)
+    assert [n.op_type for n in rewritten.graph.node] == ["ConvTranspose"]
+    assert len(caplog.records) == 1 and "'ct'" in caplog.text and named in caplog.text
+    assert "\n" not in caplog.records[0].getMessage()
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    assert np.array_equal(run(rewritten, {"x": x}), run(model, {"x": x}))
 
 
 def conv_graph(c_in, c_out, group=1, seed=0) -> onnx.ModelProto:

@@ -4,8 +4,9 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train the VAE on Fashion-MNIST")
+    p = sub.add_parser("train", help="train the VAE on Fashion-MNIST or another image set (--data)")
     p.add_argument("--data-dir", help="folder with the four Fashion-MNIST IDX files (raw or .gz)")
+    _data_arguments(p)
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoint.pt, config.json, metrics.json, grids")
     p.add_argument("--batch-size", type=int)
@@ -17,17 +18,29 @@ def register(sub) -> None:
     p.add_argument("--limit-train", type=int, help="train on the first N training images only")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="bf16 autocast for the network (loss and optimizer stay fp32); auto (default): bf16 where the "
+                        "CPU has amx_bf16/avx512_bf16 or the GPU supports bf16, else fp32")
     p.add_argument("--resume", action="store_true", help="continue after the last finished epoch in --out")
     p.set_defaults(run=_train, extra="train")
 
     p = sub.add_parser("eval", help="test -ELBO and IWAE NLL of a checkpoint, merged into its metrics.json")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--data-dir")
+    _data_arguments(p, "(default: what the checkpoint was trained on)")
     p.add_argument("--iwae-k", type=int, default=1000, help="importance samples per image (default 1000)")
     p.add_argument("--limit-test", type=int, help="evaluate the first N test images only")
     p.add_argument("--batch-size", type=int, default=20, help="images per IWAE batch")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.set_defaults(run=_eval, extra="train")
+
+
+def _data_arguments(p, default: str = "(default fashion-mnist)") -> None:
+    """--data, --image-size, --channels: the dataset spec of train/data.py (train, eval)."""
+    p.add_argument("--data", metavar="SPEC", help="fashion-mnist, sklearn-digits, sklearn-patches, idx:TRAIN[,TEST], "
+                   f"npy:TRAIN[,TEST], folder:DIR, or a path {default}")
+    p.add_argument("--image-size", metavar="HxW", help="center-crop and resize every image to H x W (sklearn-patches: the patch size)")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="convert images to gray (1) or RGB (3); default: as stored")
 
 
 def _train(args) -> None:

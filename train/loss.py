@@ -32,11 +32,17 @@ def bernoulli_nll(logits, x):
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
 
 
-def neg_elbo(model, x, beta: float = 1.0) -> ELBOTerms:
-    """One-sample estimate of the negative ELBO for a batch x [N,1,28,28]."""
-    mu, logvar = model.encoder(x)
-    z = model.reparameterize(mu, logvar)
-    bce = bernoulli_nll(model.decoder.logits(z), x).mean()
+def neg_elbo(model, x, beta: float = 1.0, eps=None) -> ELBOTerms:
+    """One-sample estimate of the negative ELBO for a batch x [N,C,H,W].
+
+    eps [N,D]: the posterior noise to use (z = mu + exp(logvar/2) * eps); None draws it from torch's
+    global generator. Data-parallel training passes slices of one global draw.
+    """
+    # .float(): under bf16 autocast the network's outputs are bf16; the sampling, the 784-term BCE sum and
+    # the KL stay fp32 (no-ops in fp32 training)
+    mu, logvar = (t.float() for t in model.encoder(x))
+    z = model.reparameterize(mu, logvar) if eps is None else mu + torch.exp(0.5 * logvar) * eps
+    bce = bernoulli_nll(model.decoder.logits(z).float(), x).mean()
     kl = gaussian_kl(mu, logvar).mean()
     return ELBOTerms(neg_elbo=bce + kl, bce=bce, kl=kl, loss=bce + beta * kl)
 

@@ -2,15 +2,19 @@
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from . import distributed
 from .checkpoint import atomic_write, load_model, save_checkpoint, write_json
-from .data import binarize_fixed, load_fashion_mnist
+from .data import DataConfig, binarize_fixed, load_images
 from .loss import neg_elbo
 from .model import VAE, VAEConfig
+from .plot import write_neg_elbo_plot
+from .precision import PRECISIONS, autocast, resolve
 
 TEST_BINARIZE_SEED = 1234  # the fixed binarized test set; part of the protocol, not of a run
 
@@ -27,6 +31,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     data_dir: str | None = None
+    data: str = "fashion-mnist"  # dataset spec (train/data.py); the network is built for its image shape
+    image_size: str | None = None  # "HxW": crop + resize every image to it
+    channels: int | None = None  # 1 or 3: convert the images to gray or RGB
+    precision: str = "auto"  # fp32, bf16 (autocast), or auto: bf16 where the hardware has it (train/precision.py)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -40,6 +48,8 @@ class TrainConfig:
             raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def beta_at(cfg: TrainConfig, progress: float) -> float:
@@ -63,26 +73,52 @@ def evaluate(model, images, batch_size=1000, seed=0, device="cpu") -> dict:
     return {k: v / len(images) for k, v in totals.items()}
 
 
-def train_epoch(model, opt, cfg: TrainConfig, images, epoch: int) -> float:
-    """One pass over images; returns the mean training -ELBO. Randomness is seeded by (seed, epoch)
-    alone, so a run resumed from epoch e's checkpoint replays epoch e+1 bit for bit."""
+class Objective(nn.Module):
+    """The training loss as one module, so that DistributedDataParallel sees the whole forward pass."""
+
+    def __init__(self, model: VAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, eps, beta: float, scale: float = 1.0):
+        """(loss * scale to backpropagate, the batch's -ELBO); scale: see train/distributed.py."""
+        terms = neg_elbo(self.model, x, beta, eps)
+        return terms.loss * scale, terms.neg_elbo.detach()
+
+
+def train_epoch(objective, opt, cfg: TrainConfig, images, epoch: int, latent_dim: int,
+                precision: str = "fp32", world: distributed.World = distributed.World()) -> float:
+    """One pass over images; returns the mean training -ELBO (over all ranks).
+
+    The permutation and the noise of every global batch come from a generator seeded by (seed, epoch)
+    alone, so a run resumed from epoch e's checkpoint replays epoch e+1 bit for bit, and N ranks, each
+    taking its slice of every global batch, train the model one process would (train/distributed.py).
+    """
     from tqdm import tqdm
 
-    model.train()
-    torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-    order = torch.randperm(len(images))
+    objective.train()
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1_009 + world.rank)  # per rank: other draws differ
+    order = torch.randperm(len(images), generator=gen)
     steps = range(0, len(images), cfg.batch_size)
     total = 0.0
-    for step, i in enumerate(tqdm(steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0)):
-        xb = images[order[i : i + cfg.batch_size]].to(cfg.device, memory_format=torch.channels_last)
+    for step, i in enumerate(tqdm(steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0, disable=not world.is_main)):
+        xb = images[order[i : i + cfg.batch_size]]  # the global batch (slicing is ~1% of a step)
         if cfg.binarize:
-            xb = torch.bernoulli(xb)
-        terms = neg_elbo(model, xb, beta_at(cfg, epoch - 1 + step / len(steps)))
+            xb = torch.bernoulli(xb, generator=gen)
+        eps = torch.randn(len(xb), latent_dim, generator=gen)
+        if len(xb) < world.size:  # a last global batch too small to give every rank an image: skipped by all
+            continue
+        part = distributed.local_slice(len(xb), world)
+        scale = (part.stop - part.start) * world.size / len(xb)  # 1.0 in a single process
+        x_local = xb[part].to(cfg.device, memory_format=torch.channels_last)
+        with autocast(precision, cfg.device):
+            loss, value = objective(x_local, eps[part].to(cfg.device), beta_at(cfg, epoch - 1 + step / len(steps)), scale)
         opt.zero_grad(set_to_none=True)
-        terms.loss.backward()
+        loss.backward()
         opt.step()
-        total += terms.neg_elbo.item() * len(xb)
-    return total / len(images)
+        total += value.item() * len(x_local)
+    return distributed.sum_across(total, world, cfg.device) / len(images)
 
 
 def save_grids(model, test_images, out: Path, seed: int, device: str) -> None:
@@ -100,10 +136,26 @@ def save_grids(model, test_images, out: Path, seed: int, device: str) -> None:
 
 
 def train(cfg: TrainConfig, out, model_config: VAEConfig = VAEConfig(), resume: bool = False) -> dict:
-    """Train into the folder `out`; returns the metrics dict also written to out/metrics.json."""
+    """Train into the folder `out`; returns the metrics dict also written to out/metrics.json.
+
+    Under torchrun, one of N data-parallel ranks (train/distributed.py); ranks other than 0 return {}.
+    """
+    world = distributed.world_from_env()
+    if cfg.batch_size < world.size:
+        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch; it must be >= the {world.size} processes")
+    distributed.init(world, cfg.device)
+    try:
+        return _train(cfg, out, model_config, resume, world)
+    finally:
+        distributed.shutdown(world)
+
+
+def _train(cfg: TrainConfig, out, model_config: VAEConfig, resume: bool, world: distributed.World) -> dict:
     out = Path(out)
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
-    (train_x, _), (test_x, _) = load_fashion_mnist(cfg.data_dir)
+    data = load_images(DataConfig.from_train_config(asdict(cfg)))
+    train_x, test_x = data.train, data.test
+    model_config = replace(model_config, image_shape=data.image_shape)  # the network is built for the data's shape
     if cfg.limit_train:
         train_x = train_x[: cfg.limit_train]
     if cfg.binarize:
@@ -118,22 +170,30 @@ def train(cfg: TrainConfig, out, model_config: VAEConfig = VAEConfig(), resume: 
             raise ValueError(f"--resume with other settings than {ckpt_path} was trained with: {state['train_config']}")
         model_config, start_epoch = model.config, state["epoch"] + 1
         history = [m for m in state["history"] if m["epoch"] < start_epoch]
+        precision = state.get("precision", resolve(cfg.precision, cfg.device))  # auto stays what it chose
     else:
         torch.manual_seed(cfg.seed)
         model = VAE(model_config)
+        precision = resolve(cfg.precision, cfg.device)
     # channels_last lets oneDNN skip layout reorders in every (transposed) convolution: 1.22x faster per
     # step on this CPU; torch.compile was 0.84x (python -m edgevae.benchmarks.train_speed)
     model.to(cfg.device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if start_epoch > 1:
         opt.load_state_dict(state["optimizer"])
-    write_json(out / "config.json", {"model": asdict(model_config), "train": asdict(cfg)})
+    objective = distributed.wrap(Objective(model), world, cfg.device)
+    if world.is_main:
+        write_json(out / "config.json", {"model": asdict(model_config), "train": asdict(cfg)})
+        print(f"precision {precision} ({cfg.precision}), {world.size} process(es), {torch.get_num_threads()} threads each", flush=True)
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        train_loss = train_epoch(model, opt, cfg, train_x, epoch)
+        train_loss = train_epoch(objective, opt, cfg, train_x, epoch, model_config.latent_dim, precision, world)
         seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, "train_neg_elbo": train_loss, "epoch_seconds": seconds}
+        if not world.is_main:  # rank 0 alone evaluates and writes; the others go on to the next epoch
+            continue
+        row = {"epoch": epoch, "train_neg_elbo": train_loss, "epoch_seconds": seconds,
+               "precision": precision, "processes": world.size}
         row |= evaluate(model, test_x, seed=cfg.seed, device=cfg.device)
         history.append(row)
         print(
@@ -144,10 +204,12 @@ def train(cfg: TrainConfig, out, model_config: VAEConfig = VAEConfig(), resume: 
         save_checkpoint(ckpt_path, {
             "epoch": epoch, "model_config": asdict(model_config), "train_config": asdict(cfg),
             "model": model.state_dict(), "optimizer": opt.state_dict(), "history": history,
+            "precision": precision,
         })
         write_json(metrics_path, merged_metrics(metrics_path, history))
         save_grids(model, test_x, out, cfg.seed, cfg.device)
-    return json.loads(metrics_path.read_text())
+        write_neg_elbo_plot(history, out)
+    return json.loads(metrics_path.read_text()) if world.is_main else {}
 
 
 def merged_metrics(metrics_path: Path, history: list) -> dict:

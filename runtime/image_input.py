@@ -1,0 +1,194 @@
+"""Images into the runtime's CLI: IDX (raw or .gz), .npy and .png files read as float32 [N,1,H,W] in
+[0,1], with every size the file declares checked before anything is read or inflated.
+
+An input file is untrusted: a small PNG can declare 10000x10000 pixels, a 2 MB .gz can inflate to 2 GB,
+a sparse file can claim 20 GiB. So headers come first (PNG IHDR, IDX dims, .npy header) and are checked
+against what the call can use, then only the images asked for are read: `count` images from IDX and
+.npy (a .gz is inflated only that far), and PNGs only up to MAX_INPUT_TILES tiles.
+
+PNGs are decoded by Pillow when it is installed (a well-kept decoder that also reads 16-bit, palette
+and interlaced files), otherwise by edgevae.runtime.png (8-bit gray/RGB(A)); both give the same pixels.
+"""
+
+import gzip
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .png import HEADER_BYTES, decode_png, png_header, raw_size, to_gray
+
+IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+IDX_HEADER_BYTES = 16
+MAX_INPUT_TILES = 4096  # a PNG input may hold at most this many tiles (the most a grid we write holds)
+MAX_PNG_EXTRA_BYTES = 16 << 20  # metadata (ICC profile, text) a PNG may carry beyond its image data
+MAX_READ_BYTES = 1 << 30  # float32 images one call may return (all 60000 Fashion-MNIST images: 188 MB)
+
+
+def _check_read(path: Path, k: int, size: tuple) -> None:
+    """Refuse, before reading, k images whose float32 copy would pass MAX_READ_BYTES."""
+    need = k * size[0] * size[1] * 4
+    if need > MAX_READ_BYTES:
+        most = MAX_READ_BYTES // (size[0] * size[1] * 4)
+        raise ValueError(f"{path}: {k} images would take {need / 1e9:.3g} GB as float32; read at most {most} at a time "
+                         "(--limit / count)")
+
+
+def _png_pixels_allowed(size: tuple) -> int:
+    return MAX_INPUT_TILES * size[0] * size[1]
+
+
+def _pillow_gray(path: Path, max_pixels: int) -> np.ndarray:
+    """Decode with Pillow, then reduce to gray with png.to_gray, as the fallback decoder does."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        # The size was checked against max_pixels already; Pillow's own, larger bomb limit must not print.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path, formats=["PNG"]) as im:
+            if im.width * im.height > max_pixels:
+                raise ValueError(f"declares {im.width}x{im.height} pixels")
+            if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit gray: keep the high byte
+                return (np.asarray(im, np.uint32) >> 8).astype(np.uint8)
+            if im.mode not in ("L", "LA", "RGB", "RGBA"):
+                im = im.convert("RGBA" if "transparency" in im.info or im.mode in ("PA", "P") else "RGB")
+            pixels = np.asarray(im)
+    return to_gray(pixels if pixels.ndim == 3 else pixels[..., None])
+
+
+def read_png(path: Path, size: tuple) -> np.ndarray:
+    """A PNG of one H x W image or a grid of them (as write_images writes it) as uint8 [H', W'] gray.
+    Its IHDR is checked first: at most MAX_INPUT_TILES tiles of `size`, and a file size to match."""
+    max_pixels = _png_pixels_allowed(size)
+    with open(path, "rb") as f:
+        start = f.read(HEADER_BYTES)
+        try:
+            header = png_header(start)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        if header.width * header.height > max_pixels:
+            raise ValueError(f"{path} declares {header.width}x{header.height} pixels: more than a grid of "
+                             f"{MAX_INPUT_TILES} {size[1]}x{size[0]} tiles ({max_pixels} pixels)")
+        file_size = f.seek(0, 2)
+        # Compressed image data is never much larger than raw (deflate's stored blocks: 5 bytes per 64 KiB).
+        allowed = raw_size(header) * 1.01 + MAX_PNG_EXTRA_BYTES
+        if file_size > allowed:
+            raise ValueError(f"{path} is {file_size} bytes: too large for the {header.width}x{header.height} "
+                             f"image its header declares (at most {int(allowed)})")
+        try:
+            import PIL  # noqa: F401  (optional: the base install decodes 8-bit PNGs itself)
+        except ImportError:
+            f.seek(0)
+            data = f.read()
+        else:
+            data = None
+    try:
+        return decode_png(data, max_pixels) if data is not None else _pillow_gray(path, max_pixels)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    except Exception as err:  # Pillow: OSError, SyntaxError ("broken PNG file"), zlib.error, ...
+        raise ValueError(f"{path} is not a readable PNG file ({type(err).__name__}: {err})") from None
+
+
+def _tiles(path: Path, gray: np.ndarray, size: tuple) -> np.ndarray:
+    """A PNG of one image, or a grid of size-d tiles (as `grid` writes them), as [N,1,H,W]."""
+    (gh, gw), (h, w) = gray.shape, size
+    if gh % h or gw % w:
+        raise ValueError(f"{path} is {gw}x{gh} pixels: not a {w}x{h} image or a grid of them")
+    return gray.reshape(gh // h, h, gw // w, w).transpose(0, 2, 1, 3).reshape(-1, 1, h, w)
+
+
+def _open_idx(path: Path):
+    """The IDX file opened for reading: gzip when its name ends in .gz (inflated only as far as read)."""
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def read_idx(path: Path, size: tuple, count: int | None) -> np.ndarray:
+    """The first `count` (None: all) images of an IDX image file as uint8 [N,1,H,W]."""
+    try:
+        with _open_idx(path) as f:
+            header = f.read(IDX_HEADER_BYTES)
+            if len(header) < IDX_HEADER_BYTES:
+                raise ValueError(f"{path} is {len(header)} bytes long: too short for an IDX header ({IDX_HEADER_BYTES} bytes)")
+            magic, n, h, w = (int.from_bytes(header[i:i + 4], "big") for i in (0, 4, 8, 12))
+            if magic != IDX_IMAGES_MAGIC:
+                raise ValueError(f"{path} is not an IDX image file (magic {magic:08x}, want {IDX_IMAGES_MAGIC:08x})")
+            if (h, w) != tuple(size):
+                raise ValueError(f"{path} holds {h}x{w} images; the model takes {size[0]}x{size[1]}")
+            if not path.name.lower().endswith(".gz"):  # a raw file's length can be checked without reading it
+                have = f.seek(0, 2) - IDX_HEADER_BYTES
+                if have != n * h * w:
+                    raise ValueError(f"{path} holds {have} pixel bytes, its header says {n}x{h}x{w}")
+                f.seek(IDX_HEADER_BYTES)
+            k = n if count is None else min(n, count)
+            _check_read(path, k, size)
+            data = f.read(k * h * w)
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path} is not a readable {'gzip' if path.name.lower().endswith('.gz') else 'IDX'} file ({err})") from None
+    if len(data) != k * h * w:
+        raise ValueError(f"{path} ends after {len(data) // (h * w)} images; its header says {n}")
+    return np.frombuffer(data, np.uint8).reshape(k, 1, h, w)
+
+
+def read_npy(path: Path, size: tuple, count: int | None) -> np.ndarray:
+    """The first `count` images of a .npy of uint8 or floats shaped [H,W], [N,H,W] or [N,1,H,W]. The
+    header (dtype, shape) is checked first; pickled objects are never loaded; only the rows used are read."""
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        try:
+            version = fmt.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"version {version} is not supported")
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(f)
+        except (ValueError, OSError, SyntaxError) as err:
+            raise ValueError(f"{path} is not a readable .npy file ({err})") from None
+        if dtype.hasobject or dtype.fields is not None or not (dtype == np.uint8 or dtype.kind == "f"):
+            raise ValueError(f"{path} holds {dtype} values; want uint8 pixels or floats in [0, 1]")
+        image = tuple(size)
+        if len(shape) == 2:
+            shape = (1, *shape)
+        if len(shape) == 4 and shape[1] == 1:
+            shape = (shape[0], *shape[2:])
+        if len(shape) != 3 or shape[1:] != image:
+            raise ValueError(f"{path} holds an array of shape {list(shape)}; want [N, {image[0]}, {image[1]}], "
+                             f"[N, 1, {image[0]}, {image[1]}] or [{image[0]}, {image[1]}]")
+        n = shape[0]
+        offset, per_image = f.tell(), dtype.itemsize * image[0] * image[1]
+        have = f.seek(0, 2) - offset
+        if have < n * per_image:
+            raise ValueError(f"{path} is truncated: its header says shape {list(shape)} ({n * per_image} bytes), "
+                             f"it holds {have}")
+        k = n if count is None else min(n, count)
+        _check_read(path, k, image)
+        if fortran_order and n > 1:  # column-major: the first images are spread over the file; map it
+            images = np.load(path, mmap_mode="r", allow_pickle=False).reshape(shape, order="F")[:k]
+        else:
+            f.seek(offset)
+            images = np.frombuffer(f.read(k * per_image), dtype).reshape(k, *image)
+    return np.ascontiguousarray(images)[:, None]
+
+
+def read_images(path, size: tuple = (28, 28), count: int | None = None) -> np.ndarray:
+    """Images from an IDX (raw or .gz), .npy or .png file as float32 [N,1,H,W] in [0,1], N <= count.
+
+    size: the model's (H, W); a file of other images is refused before its pixels are read.
+    count: read at most this many images (None: all); a PNG is decoded whole but may hold at most
+    MAX_INPUT_TILES tiles. uint8 pixels are divided by 255; float arrays are taken as they are (the
+    runtime checks their range). ValueError / FileNotFoundError name the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input {path} does not exist or is not a file")
+    name = path.name.lower()
+    if name.endswith(".npy"):
+        images = read_npy(path, tuple(size), count)
+    elif name.endswith(".png"):
+        images = _tiles(path, read_png(path, tuple(size)), tuple(size))[:count]
+    else:  # IDX, as Fashion-MNIST ships it: raw or gzipped
+        images = read_idx(path, tuple(size), count)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    with np.errstate(over="ignore", invalid="ignore"):  # a float64 beyond float32 becomes inf: the runtime names it
+        return images.astype(np.float32)

@@ -1,0 +1,441 @@
+"""The model dir contract: manifest.json as frozen dataclasses, read safely, checked, hashed and written.
+
+This module is the one owner of the format. export and quantize build a Manifest and `write` it; the
+runtime, `info`, `verify` and bench `load` it and read attributes. docs/model-dir.schema.json is generated
+from these classes (`python -m edgevae.runtime.schema`), and a test fails when the two drift, so a program in
+another language can consume a model dir from that schema and docs/model-dir.md alone.
+
+A model dir is untrusted input. Only regular files directly inside it are opened (O_NOFOLLOW under the dir's
+own descriptor, O_NONBLOCK so a FIFO cannot hang the open), their sizes are checked against the manifest (and
+the manifest against MAX_MANIFEST_BYTES) before a byte is read, and every graph is hashed before onnxruntime
+sees it. Every problem raises ModelDirError with one line naming the dir and the file or field.
+"""
+
+import dataclasses
+import errno
+import hashlib
+import json
+import os
+import re
+import stat
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError, ModelDirError
+
+FORMAT = "edgevae-model/1"
+MANIFEST = "manifest.json"
+GRAPH_NAMES = ("encoder", "decoder")
+FP32 = "fp32"  # the variant every model dir has
+AUTO = "auto"  # per graph and batch size, the variant chosen by measurement (see ModelDir.variant_for)
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+MAX_MANIFEST_BYTES = 1 << 20  # ours are ~5 KB
+MAX_GRAPH_BYTES = 1 << 30  # a VAE for the edge is a few MB; 1 GiB bounds what a hostile manifest can make us read
+SHA256 = re.compile(r"[0-9a-f]{64}")
+BATCH_KEY = re.compile(r"[1-9][0-9]{0,8}")  # ASCII digits only ('²'.isdigit() is True)
+
+
+def doc(text: str, **kwargs):
+    """A dataclass field carrying its description into the JSON Schema."""
+    return field(metadata={"doc": text}, **kwargs)
+
+
+def _graph_map(value, what: str) -> None:
+    if set(value) != set(GRAPH_NAMES):
+        raise ValueError(f"{what} must have exactly the graphs {', '.join(GRAPH_NAMES)}, got {sorted(value)}")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of the model dir."""
+
+    file: str = doc("plain file name inside the model dir (no folders, no links)")
+    sha256: str = doc("lower-case hex sha256 of the file's bytes")
+    bytes: int = doc("the file's size in bytes; checked before the file is read")
+
+    def __post_init__(self):
+        if not self.file or self.file in (".", "..") or "/" in self.file or "\\" in self.file or "\0" in self.file:
+            raise ValueError(f"file {self.file!r} is not a plain file name inside the dir")
+        if not SHA256.fullmatch(self.sha256):
+            raise ValueError(f"sha256 of {self.file!r} is not 64 lower-case hex digits")
+        if not 0 < self.bytes <= MAX_GRAPH_BYTES:
+            raise ValueError(f"bytes of {self.file!r} is {self.bytes}, outside 1..{MAX_GRAPH_BYTES}")
+
+
+@dataclass(frozen=True)
+class GraphIO:
+    """Boundary names of one graph (float32 tensors, batch dimension first)."""
+
+    inputs: tuple[str, ...] = doc("input names; the first is the one fed")
+    outputs: tuple[str, ...] = doc("output names, in the order the graph returns them")
+
+
+@dataclass(frozen=True)
+class Parity:
+    """fp32 graphs in onnxruntime (the runtime's session options) against PyTorch, measured by export."""
+
+    tolerance: float = doc("export refuses graphs whose max abs difference exceeds this")
+    metric: str = doc("what max_abs_diff measures")
+    onnxruntime: str = doc("onnxruntime version that measured it")
+    torch: str = doc("PyTorch version that measured it")
+    encoder_inputs: str = doc("which images fed the encoder")
+    decoder_inputs: str = doc("which latents fed the decoder")
+    max_abs_diff: dict[str, dict[str, dict[str, float]]] = doc("{graph: {batch size: {output: max abs difference}}}")
+
+
+@dataclass(frozen=True)
+class Training:
+    """Where the weights came from (copied from the training run)."""
+
+    epoch: int = doc("epochs trained")
+    final: dict[str, float] = doc("final test metrics in nats per image (test_neg_elbo, test_bce, test_kl, iwae_nll, ...)")
+    train_config: dict = doc("the training run's settings, as `edgevae train` saved them")
+
+
+@dataclass(frozen=True)
+class Quality:
+    """A variant measured against the fp32 graphs by quantize (onnxruntime, same inputs and seeded noise)."""
+
+    decoder_max_abs_diff: float = doc("max |x_hat - x_hat_fp32| over decoder_samples draws of z ~ N(0, I)")
+    decoder_psnr_db: float | None = doc("PSNR of those x_hat against fp32 in dB; null when identical")
+    decoder_samples: int = doc("number of z decoded")
+    encoder_mu_max_abs_diff: float = doc("max |mu - mu_fp32| over the test images")
+    encoder_logvar_max_abs_diff: float = doc("max |logvar - logvar_fp32| over the test images")
+    test_neg_elbo: float = doc("-ELBO in nats per image through this variant (one seeded posterior draw per image)")
+    test_neg_elbo_fp32: float = doc("the same through fp32")
+    neg_elbo_rel_change: float = doc("(test_neg_elbo - test_neg_elbo_fp32) / test_neg_elbo_fp32")
+    test_images: int = doc("number of test images")
+    bytes: int = doc("encoder + decoder file sizes")
+    size_vs_fp32: float = doc("bytes / fp32 bytes")
+    settings: dict = doc("how the variant was built (quantization format, calibration, rewrites, fp32 nodes)")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Timings behind the selection, taken by `quantize --select` on the machine that ran it."""
+
+    threads: int | None = doc("intra-op threads used; null: onnxruntime's default")
+    eligible: tuple[str, ...] = doc("variants inside the accuracy budget")
+    by_variant: dict[str, dict[str, dict[str, float]]] = doc("{variant: {graph: {batch size: median ms}}}")
+
+
+@dataclass(frozen=True)
+class OrtGraph:
+    """A graph also saved in onnxruntime's .ort format (for minimal builds)."""
+
+    file: str = doc("plain file name")
+    sha256: str = doc("hex sha256")
+    bytes: int = doc("size in bytes")
+    max_abs_diff_vs_onnx: float = doc("max abs difference of its outputs against the .onnx graph")
+
+
+@dataclass(frozen=True)
+class OrtFormat:
+    """The optional .ort copies of the fp32 graphs (`export --ort-format`)."""
+
+    onnxruntime: str = doc("onnxruntime version that converted them")
+    optimization_style: str = doc("onnxruntime optimization style")
+    optimization_level: str = doc("graph optimization level baked in")
+    graphs: dict[str, OrtGraph] = doc("{graph: .ort file}")
+    required_operators: dict = doc("required_operators.config for a reduced onnxruntime build: file entry and operators")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json of a model dir."""
+
+    format: str = doc(f'always "{FORMAT}"')
+    edgevae_version: str = doc("edgevae version that wrote it")
+    latent_dim: int = doc("D: the decoder's input is [N, D]; the encoder's outputs are [N, D]")
+    image_shape: tuple[int, int, int] = doc("[C, H, W] of every image in and out, pixel values in [0, 1]")
+    opset: int = doc("ONNX opset of the graphs")
+    io: dict[str, GraphIO] = doc("{graph: boundary names}; graphs are encoder (x -> mu, logvar) and decoder (z -> x_hat)")
+    variants: dict[str, dict[str, FileEntry]] = doc(f'{{variant: {{graph: file}}}}; "{FP32}" is always present')
+    parity: Parity | None = doc("fp32 parity with PyTorch", default=None)
+    training: Training | None = doc("training summary", default=None)
+    quality: dict[str, Quality] = doc("{variant: quality vs fp32} for the non-fp32 variants", default_factory=dict)
+    selection: dict[str, dict[str, str]] = doc(
+        "{graph: {min batch size: variant}}: the variant `auto` runs at batch sizes from that key up to the next",
+        default_factory=dict)
+    latency_ms: Latency | None = doc("timings behind `selection`", default=None)
+    ort: OrtFormat | None = doc("the optional .ort copies", default=None)
+
+    def __post_init__(self):
+        if self.format != FORMAT:
+            raise ValueError(f"format {self.format!r} is not {FORMAT!r} (re-export it with this edgevae: "
+                             "edgevae export CHECKPOINT --out DIR)")
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim {self.latent_dim} is not a positive integer")
+        if min(self.image_shape) < 1:
+            raise ValueError(f"image_shape {list(self.image_shape)} is not [C, H, W] of positive sizes")
+        _graph_map(self.io, "io")
+        for graph, names in self.io.items():
+            if len(names.inputs) != 1 or len(names.outputs) != (2 if graph == "encoder" else 1):
+                raise ValueError(f"io.{graph} must have 1 input and {2 if graph == 'encoder' else 1} output(s)")
+        if FP32 not in self.variants:
+            raise ValueError(f"variants must include {FP32!r}")
+        for variant, graphs in self.variants.items():
+            if variant == AUTO or not variant:
+                raise ValueError(f"variant name {variant!r} is reserved")
+            _graph_map(graphs, f"variants.{variant}")
+        for graph, choice in self.selection.items():
+            if graph not in GRAPH_NAMES:
+                raise ValueError(f"selection names graph {graph!r}, not one of {', '.join(GRAPH_NAMES)}")
+            for size, variant in choice.items():
+                if not BATCH_KEY.fullmatch(size):
+                    raise ValueError(f"selection.{graph} key {size!r} is not a positive batch size")
+                if variant not in self.variants:
+                    raise ValueError(f"selection.{graph}.{size} names variant {variant!r}, which the manifest lacks")
+
+    def file_entries(self) -> list[FileEntry]:
+        """Every graph file the manifest names."""
+        return [entry for graphs in self.variants.values() for entry in graphs.values()]
+
+    def to_json(self) -> dict:
+        return to_json(self)
+
+
+def to_json(value):
+    """A manifest (or part) as plain JSON values: tuples as lists, absent optional parts left out."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not (getattr(value, f.name) is None and f.default is None)}  # absent optional parts left out
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    return value
+
+
+def _parse(hint, value, where: str):
+    """value (from JSON) checked against the type hint and converted (lists to tuples, objects to dataclasses).
+    Free-form `dict` fields are taken as they are: JSON nesting was already bounded by json.loads."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _parse(inner, value, where)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be an object" if where else "is not a JSON object")
+        hints = typing.get_type_hints(hint)
+        kwargs = {}
+        for f in dataclasses.fields(hint):
+            if f.name in value:
+                kwargs[f.name] = _parse(hints[f.name], value[f.name], f"{where}.{f.name}".lstrip("."))
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{where or 'manifest'} lacks field {f.name!r}")
+        try:
+            return hint(**kwargs)
+        except ValueError as err:
+            raise ValueError(f"{where + ': ' if where else ''}{err}") from None
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be an object")
+        if hint is dict:
+            return value
+        return {k: _parse(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ValueError(f"{where} must be a list")
+        if args[-1] is Ellipsis:
+            return tuple(_parse(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ValueError(f"{where} must be a list of {len(args)} values, got {len(value)}")
+        return tuple(_parse(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{where} must be a finite number, got {_short(value)}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer, got {_short(value)}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, got {_short(value)}")
+        return value
+    raise TypeError(f"manifest type {hint!r} has no parser")  # a bug in this module, not in the file
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse(cls, obj):
+    """An instance of the manifest class cls (Manifest or one of its parts) from decoded JSON; ValueError
+    naming the field on any problem."""
+    return _parse(cls, obj, "")
+
+
+def parse_manifest(obj) -> Manifest:
+    return parse(Manifest, obj)
+
+
+def escape(text) -> str:
+    """text made safe for a terminal: control characters (escape sequences, newlines) shown as \\x.. codes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def read_regular_file(folder: Path, name: str, max_bytes: int, exact: int | None = None) -> bytes:
+    """The bytes of `name`, a regular file directly in folder (no links, FIFOs or devices), at most max_bytes
+    (or exactly `exact`) long, checked before reading. OSError/ValueError with a message naming the file."""
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+            raise ValueError(f"{escape(name)} is a symbolic link; only regular files inside the dir are read") from None
+        raise
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{escape(name)} is not a regular file")
+        if exact is not None and info.st_size != exact:
+            raise ValueError(f"{escape(name)} is {info.st_size} bytes, the manifest says {exact}")
+        if info.st_size > max_bytes:
+            raise ValueError(f"{escape(name)} is {info.st_size} bytes, more than the {max_bytes} allowed")
+        data = f.read(info.st_size + 1)
+    if len(data) != info.st_size:
+        raise ValueError(f"{escape(name)} changed size while being read")
+    return data
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_entry(path) -> FileEntry:
+    """The FileEntry of a file just written (by export or quantize)."""
+    path = Path(path)
+    return FileEntry(file=path.name, sha256=sha256_hex(path.read_bytes()), bytes=path.stat().st_size)
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """A model dir whose manifest passed every check: its path and Manifest, and its files read safely."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def latent_dim(self) -> int:
+        return self.manifest.latent_dim
+
+    @property
+    def image_shape(self) -> tuple:
+        return self.manifest.image_shape
+
+    def fail(self, what: str) -> ModelDirError:
+        return ModelDirError(f"model dir {escape(self.path)}: {what}")
+
+    def check_variant(self, variant) -> str:
+        """variant if it is `auto` or one the manifest lists; InputError for a non-string, ModelDirError
+        naming the choices for a variant the dir lacks."""
+        if not isinstance(variant, str):
+            raise InputError(f"variant must be a string, got {type(variant).__name__}")
+        if variant != AUTO and variant not in self.manifest.variants:
+            raise self.fail(f"has no variant {escape(_short(variant))} (has: "
+                            f"{', '.join(escape(v) for v in sorted(self.manifest.variants))}, or '{AUTO}')")
+        return variant
+
+    def read(self, entry: FileEntry) -> bytes:
+        """The bytes of a file the manifest lists, checked for size, type and sha256."""
+        try:
+            data = read_regular_file(self.path, entry.file, MAX_GRAPH_BYTES, exact=entry.bytes)
+        except FileNotFoundError:
+            raise self.fail(f"{escape(entry.file)} is missing") from None
+        except OSError as err:
+            raise self.fail(f"cannot read {escape(entry.file)}: {err.strerror or err}") from None
+        except ValueError as err:  # not a regular file, a link, or of the wrong size: the message names it
+            raise self.fail(str(err)) from None
+        if sha256_hex(data) != entry.sha256:
+            raise self.fail(f"{escape(entry.file)} does not match its sha256 in the manifest (file changed or corrupt)")
+        return data
+
+    def graph_bytes(self, variant: str, graph: str) -> bytes:
+        """The ONNX file of (variant, graph), read once and checked."""
+        return self.read(self.manifest.variants[variant][graph])
+
+    def verify(self) -> None:
+        """Hash every file the manifest lists (ModelDirError on the first that does not match)."""
+        for entry in self.manifest.file_entries():
+            self.read(entry)
+
+    def variant_for(self, variant: str, batch: int, graph: str) -> str:
+        """The concrete variant to run graph on a batch of this size. `auto` follows the graph's selection:
+        the entry for the largest batch size <= batch (the smallest entry when batch is below all of them);
+        fp32 when the manifest has no selection for the graph."""
+        if variant != AUTO:
+            return variant
+        choice = {int(size): v for size, v in self.manifest.selection.get(graph, {}).items()}
+        if not choice:
+            return FP32
+        below = [size for size in sorted(choice) if size <= batch]
+        return choice[below[-1] if below else min(choice)]
+
+    def variants_needed(self, variant: str) -> list:
+        """The concrete variants a runtime loaded with `variant` may run."""
+        if variant != AUTO:
+            return [variant]
+        chosen = {v for choice in self.manifest.selection.values() for v in choice.values()}
+        missing = [g for g in GRAPH_NAMES if not self.manifest.selection.get(g)]
+        return sorted(chosen | ({FP32} if missing else set()))
+
+
+def resolve_path(model_dir) -> Path:
+    """model_dir as a Path (None: the default model shipped in the package); InputError for other types."""
+    if model_dir is None:
+        return DEFAULT_MODEL_DIR
+    if not isinstance(model_dir, (str, os.PathLike)):
+        raise InputError(f"model_dir must be a path or None, got {type(model_dir).__name__}")
+    return Path(model_dir)
+
+
+def load(model_dir=None) -> ModelDir:
+    """The checked model dir at model_dir (None: the default model shipped in the package).
+
+    ModelDirError when the dir or its manifest is missing, unreadable, too large, not JSON, of another format,
+    lacks or mistypes a field, or names a file that is not a regular file inside the dir. File hashes are
+    checked when a file is read (ModelDir.read), or all at once by ModelDir.verify.
+    """
+    path = resolve_path(model_dir)
+    where = f"model dir {escape(path)}"
+    if model_dir is None and not (path / MANIFEST).is_file():
+        raise ModelDirError(f"no default model in this install ({escape(path)} has no {MANIFEST}); "
+                            "pass a model dir (--model DIR) made by `edgevae export`")
+    if not path.is_dir():
+        raise ModelDirError(f"{where}: does not exist or is not a folder")
+    try:
+        data = read_regular_file(path, MANIFEST, MAX_MANIFEST_BYTES)
+    except FileNotFoundError:
+        raise ModelDirError(f"{where}: has no {MANIFEST} (not an edgevae model dir)") from None
+    except (OSError, ValueError) as err:
+        raise ModelDirError(f"{where}: cannot read {MANIFEST}: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelDirError(f"{where}: {MANIFEST} is not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise ModelDirError(f"{where}: {MANIFEST} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise ModelDirError(f"{where}: {MANIFEST} is nested too deeply") from None
+    try:
+        manifest = parse_manifest(obj)
+    except ValueError as err:
+        raise ModelDirError(f"{where}: {MANIFEST}: {escape(err)}") from None
+    return ModelDir(path, manifest)
+
+
+def write(model_dir, manifest: Manifest) -> None:
+    """Write model_dir/manifest.json atomically, mode 0644 like every file of a model dir."""
+    from edgevae.atomic import write_json
+
+    parse_manifest(manifest.to_json())  # what we write must be what we would accept
+    write_json(Path(model_dir) / MANIFEST, manifest.to_json(), mode=0o644)

@@ -1,0 +1,88 @@
+// Checks of what callers hand the runtime, the same as the Python runtime's (runtime/checks.py): each
+// returns a Float32Array ready for onnxruntime or throws InputError naming the argument and the bad value.
+// A batch is {data, dims}: data a Float32Array, Float64Array or Array of numbers in row-major order, dims
+// its shape (an onnxruntime Tensor qualifies).
+
+import { InputError } from "./manifest.js";
+
+const FLOAT_ARRAYS = [Float32Array, Float64Array];
+
+/** A {data, dims} batch (the shape every method takes and returns). */
+export function tensor(data, dims) { return { data, dims: [...dims] }; }
+
+function asFloat32(name, value) {
+  if (value === null || typeof value !== "object" || !("data" in value) || !Array.isArray(value.dims)) {
+    throw new InputError(`${name} must be a {data, dims} batch, got ${value === null ? "null" : typeof value}`);
+  }
+  const { data, dims } = value;
+  if (!dims.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new InputError(`${name}.dims must be non-negative integers, got ${JSON.stringify(dims).slice(0, 60)}`);
+  }
+  if (ArrayBuffer.isView(data) && !FLOAT_ARRAYS.some((T) => data instanceof T)) {
+    const hint = data instanceof Uint8Array || data instanceof Uint8ClampedArray ? " (divide uint8 pixels by 255)" : "";
+    throw new InputError(`${name} must hold floating point numbers, got ${data.constructor.name}${hint}`);
+  }
+  if (!ArrayBuffer.isView(data) && !Array.isArray(data)) {
+    throw new InputError(`${name}.data must be a Float32Array, Float64Array or Array of numbers, got ${typeof data}`);
+  }
+  const size = dims.reduce((a, b) => a * b, 1);
+  if (data.length !== size) {
+    throw new InputError(`${name} has ${data.length} values but dims ${JSON.stringify(dims)} need ${size}`);
+  }
+  if (Array.isArray(data)) {
+    const bad = data.findIndex((v) => typeof v !== "number");
+    if (bad >= 0) throw new InputError(`${name} must hold numbers, got ${typeof data[bad]} at flat index ${bad}`);
+  }
+  // A float64 beyond float32's range becomes inf here, and checkFinite names it (as numpy's cast does).
+  return data instanceof Float32Array ? data : Float32Array.from(data);
+}
+
+function unravel(index, dims) {
+  const out = [];
+  for (let i = dims.length - 1; i >= 0; i--) { out.unshift(index % dims[i]); index = Math.floor(index / dims[i]); }
+  return out;
+}
+
+/** InputError unless every value of data is finite. */
+export function checkFinite(name, data, dims) {
+  let count = 0, first = -1;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) { count++; if (first < 0) first = i; }
+  }
+  if (count) throw new InputError(`${name} holds ${count} NaN/inf value(s), first at index ${JSON.stringify(unravel(first, dims))}`);
+}
+
+function checkBatch(name, dims, tail, tailText) {
+  if (dims.length !== 1 + tail.length || dims.slice(1).some((d, i) => d !== tail[i])) {
+    throw new InputError(`${name} must have shape ${tailText}, got ${JSON.stringify(dims)}`);
+  }
+  if (dims[0] === 0) throw new InputError(`${name} is an empty batch (shape ${JSON.stringify(dims)})`);
+}
+
+/** x as {data: Float32Array, dims: [N,C,H,W]} with N >= 1, finite, every value in [0, 1]. */
+export function checkImages(x, imageShape, name = "x") {
+  const data = asFloat32(name, x);
+  checkBatch(name, x.dims, imageShape, `[N, ${imageShape.join(", ")}]`);
+  checkFinite(name, data, x.dims);
+  let low = Infinity, high = -Infinity;
+  for (const v of data) { if (v < low) low = v; if (v > high) high = v; }
+  if (low < 0 || high > 1) throw new InputError(`${name} must hold pixel values in [0, 1], got values in [${low}, ${high}]`);
+  return { data, dims: [...x.dims] };
+}
+
+/** z as {data: Float32Array, dims: [N,D]} with N >= 1 and D the model's latent size, finite. */
+export function checkLatents(z, latentDim, name = "z") {
+  const data = asFloat32(name, z);
+  checkBatch(name, z.dims, [latentDim], `[N, ${latentDim}] (the model's latent_dim is ${latentDim})`);
+  checkFinite(name, data, z.dims);
+  return { data, dims: [...z.dims] };
+}
+
+/** value as an integer >= minimum (booleans, floats and strings refused). */
+export function checkCount(name, value, minimum = 1) {
+  if (typeof value !== "number" || !Number.isSafeInteger(value)) {
+    throw new InputError(`${name} must be an integer, got ${String(value).slice(0, 40)}`);
+  }
+  if (value < minimum) throw new InputError(`${name} must be >= ${minimum}, got ${value}`);
+  return value;
+}

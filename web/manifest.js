@@ -1,0 +1,133 @@
+// manifest.json of an edgevae model dir, checked the way the Python runtime checks it
+// (runtime/manifest.py, docs/model-dir.schema.json). Pure functions: no I/O, so browser and Node share it.
+// Only the fields the JS runtime needs are typed here; the optional reports (parity, training, quality,
+// latency_ms, ort) are kept as they are. Every problem throws ModelDirError with one line naming the field.
+
+export const FORMAT = "edgevae-model/1";
+export const GRAPHS = ["encoder", "decoder"];
+export const FP32 = "fp32"; // the variant every model dir has
+export const AUTO = "auto"; // chosen by measurement in THIS runtime (see edgevae.js selectVariants)
+export const MAX_MANIFEST_BYTES = 1 << 20;
+export const MAX_GRAPH_BYTES = 1 << 30;
+const SHA256 = /^[0-9a-f]{64}$/;
+const BATCH_KEY = /^[1-9][0-9]{0,8}$/;
+
+/** A model dir that cannot be used (bad manifest, missing or changed file, unknown variant, graph I/O). */
+export class ModelDirError extends Error {
+  constructor(message) { super(oneLine(message)); this.name = "ModelDirError"; }
+}
+
+/** An argument the runtime refuses (shape, NaN/inf, range, count). */
+export class InputError extends Error {
+  constructor(message) { super(oneLine(message)); this.name = "InputError"; }
+}
+
+/** text with control characters shown as \x.. codes, so names from an untrusted manifest print on one line. */
+export function escape(text) {
+  return String(text).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => "\\x" + c.charCodeAt(0).toString(16).padStart(2, "0"));
+}
+
+function oneLine(message) { return escape(message); }
+
+function short(value) {
+  let text;
+  try { text = JSON.stringify(value); } catch { text = String(value); }
+  if (text === undefined) text = String(value);
+  return text.length <= 40 ? text : text.slice(0, 37) + "...";
+}
+
+/** True for a plain file name inside the dir: no folders, no "." / "..", no NUL, no URL syntax. */
+export function isPlainName(name) {
+  return typeof name === "string" && name.length > 0 && name.length <= 255 && name !== "." && name !== ".."
+    && !/[\/\\\u0000?#%:]/.test(name);
+}
+
+const isInt = (v) => Number.isInteger(v) && typeof v === "number";
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+
+function fileEntry(value, where, fail) {
+  if (!isObject(value)) fail(`${where} must be an object with file, sha256 and bytes`);
+  const { file, sha256, bytes } = value;
+  if (!isPlainName(file)) fail(`${where}.file ${short(file)} is not a plain file name inside the dir`);
+  if (typeof sha256 !== "string" || !SHA256.test(sha256)) fail(`${where}.sha256 of ${short(file)} is not 64 lower-case hex digits`);
+  if (!isInt(bytes) || bytes < 1 || bytes > MAX_GRAPH_BYTES) fail(`${where}.bytes of ${short(file)} is ${short(bytes)}, outside 1..${MAX_GRAPH_BYTES}`);
+  return { file, sha256, bytes };
+}
+
+function graphMap(value, where, fail) {
+  if (!isObject(value)) fail(`${where} must be an object`);
+  const keys = Object.keys(value).sort();
+  if (keys.join(",") !== [...GRAPHS].sort().join(",")) fail(`${where} must have exactly the graphs ${GRAPHS.join(", ")}, got ${short(keys)}`);
+}
+
+/**
+ * The checked manifest of a decoded manifest.json: {latentDim, imageShape, io, variants, selection, raw}.
+ * `where` names the dir in messages. Throws ModelDirError naming the first bad field.
+ */
+export function parseManifest(obj, where = "model dir") {
+  const fail = (what) => { throw new ModelDirError(`${where}: manifest.json: ${what}`); };
+  if (!isObject(obj)) fail("is not a JSON object");
+  if (obj.format !== FORMAT) fail(`format ${short(obj.format)} is not "${FORMAT}"`);
+  for (const key of ["edgevae_version", "latent_dim", "image_shape", "opset", "io", "variants"]) {
+    if (!(key in obj)) fail(`lacks field "${key}"`);
+  }
+  if (typeof obj.edgevae_version !== "string") fail(`edgevae_version must be a string, got ${short(obj.edgevae_version)}`);
+  if (!isInt(obj.opset)) fail(`opset must be an integer, got ${short(obj.opset)}`);
+  if (!isInt(obj.latent_dim) || obj.latent_dim < 1) fail(`latent_dim ${short(obj.latent_dim)} is not a positive integer`);
+  const shape = obj.image_shape;
+  if (!Array.isArray(shape) || shape.length !== 3 || !shape.every((s) => isInt(s) && s > 0)) {
+    fail(`image_shape ${short(shape)} is not [C, H, W] of positive sizes`);
+  }
+  graphMap(obj.io, "io", fail);
+  const io = {};
+  for (const graph of GRAPHS) {
+    const names = obj.io[graph];
+    const want = graph === "encoder" ? 2 : 1;
+    if (!isObject(names) || !Array.isArray(names.inputs) || !Array.isArray(names.outputs)
+        || ![...names.inputs, ...names.outputs].every((n) => typeof n === "string")) {
+      fail(`io.${graph} needs "inputs" and "outputs" lists of names`);
+    }
+    if (names.inputs.length !== 1 || names.outputs.length !== want) fail(`io.${graph} must have 1 input and ${want} output(s)`);
+    io[graph] = { inputs: [...names.inputs], outputs: [...names.outputs] };
+  }
+  if (!isObject(obj.variants) || !(FP32 in obj.variants)) fail(`variants must include "${FP32}"`);
+  const variants = {};
+  for (const [variant, graphs] of Object.entries(obj.variants)) {
+    if (!variant || variant === AUTO) fail(`variant name ${short(variant)} is reserved`);
+    graphMap(graphs, `variants.${variant}`, fail);
+    variants[variant] = {};
+    for (const graph of GRAPHS) variants[variant][graph] = fileEntry(graphs[graph], `variants.${variant}.${graph}`, fail);
+  }
+  const selection = {};
+  if (obj.selection !== undefined && obj.selection !== null) {
+    if (!isObject(obj.selection)) fail("selection must map graphs to {batch size: variant}");
+    for (const [graph, choice] of Object.entries(obj.selection)) {
+      if (!GRAPHS.includes(graph)) fail(`selection names graph ${short(graph)}, not one of ${GRAPHS.join(", ")}`);
+      if (!isObject(choice)) fail(`selection.${graph} must be an object`);
+      selection[graph] = {};
+      for (const [size, variant] of Object.entries(choice)) {
+        if (!BATCH_KEY.test(size)) fail(`selection.${graph} key ${short(size)} is not a positive batch size`);
+        if (!(variant in variants)) fail(`selection.${graph}.${size} names variant ${short(variant)}, which the manifest lacks`);
+        selection[graph][Number(size)] = variant;
+      }
+    }
+  }
+  return { latentDim: obj.latent_dim, imageShape: [...shape], io, variants, selection, raw: obj };
+}
+
+/** The manifest from its bytes (Uint8Array): size, UTF-8 and JSON checked, then parseManifest. */
+export function parseManifestBytes(bytes, where = "model dir") {
+  if (bytes.byteLength > MAX_MANIFEST_BYTES) {
+    throw new ModelDirError(`${where}: manifest.json is ${bytes.byteLength} bytes, more than the ${MAX_MANIFEST_BYTES} allowed`);
+  }
+  let text;
+  try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); } catch {
+    throw new ModelDirError(`${where}: manifest.json is not UTF-8 text`);
+  }
+  let obj;
+  try { obj = JSON.parse(text); } catch (err) {
+    throw new ModelDirError(`${where}: manifest.json is not valid JSON (${err.message})`);
+  }
+  return parseManifest(obj, where);
+}

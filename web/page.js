@@ -1,0 +1,109 @@
+// The sampling page: a grid of 64 samples, a latent walk between two of them, the variant in use and the
+// measured decode times. Query parameters: ?variant=auto|fp32|int8|...&threads=N&model=URL&fresh=1
+// (fresh: re-measure `auto` instead of using the choice cached in localStorage).
+// Tests and benchmarks drive it through window.edgevae = {ready, vae, state, draw}.
+
+import { EdgeVAE, tensor } from "./edgevae.js";
+
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+const COLUMNS = 8, ROWS = 8, WALK = 10;
+const state = { grid: null, latents: null, ends: [0, 1], timings: {}, firstGridMs: null, error: null };
+
+function fail(err) {
+  // A clear message instead of a blank or wrong image: the grid is hidden and nothing else is drawn.
+  state.error = String(err?.message ?? err);
+  $("error").textContent = `The model could not be used: ${state.error}`;
+  document.body.classList.add("failed");
+  document.body.dataset.state = "failed";
+}
+
+function localCache() {
+  if (params.get("fresh")) return null;
+  try {
+    const store = window.localStorage;
+    return { get: (k) => JSON.parse(store.getItem(k) ?? "null"), set: (k, v) => store.setItem(k, JSON.stringify(v)) };
+  } catch { return null; } // storage disabled: measure on every load
+}
+
+/** Draw images {data, dims [N,C,H,W]} (C 1 or 3) into canvas as a grid of `columns`. */
+function draw(canvas, images, columns) {
+  const [n, C, H, W] = images.dims;
+  const rows = Math.ceil(n / columns);
+  canvas.width = columns * W; canvas.height = rows * H;
+  const ctx = canvas.getContext("2d");
+  const pixels = ctx.createImageData(canvas.width, canvas.height);
+  for (let i = 0; i < n; i++) {
+    const x0 = (i % columns) * W, y0 = Math.floor(i / columns) * H;
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      const at = 4 * ((y0 + y) * canvas.width + x0 + x);
+      for (let c = 0; c < 3; c++) {
+        pixels.data[at + c] = Math.round(255 * images.data[((i * C + (C === 3 ? c : 0)) * H + y) * W + x]);
+      }
+      pixels.data[at + 3] = 255;
+    }
+  }
+  ctx.putImageData(pixels, 0, 0);
+}
+
+async function timed(label, call) {
+  const t0 = performance.now();
+  const result = await call();
+  state.timings[label] = performance.now() - t0;
+  return result;
+}
+
+async function newSamples(vae) {
+  const seed = Number($("seed").value);
+  $("status").textContent = "decoding...";
+  state.latents = vae.sampleLatents(ROWS * COLUMNS, seed); // throws InputError for a bad seed
+  state.grid = await timed("decode64", () => vae.decode(state.latents));
+  draw($("grid"), state.grid, COLUMNS);
+  await walk(vae);
+  $("status").textContent = `seed ${seed}`;
+}
+
+async function walk(vae) {
+  const D = vae.latentDim, z = state.latents.data;
+  const [a, b] = state.ends.map((i) => tensor(z.slice(i * D, (i + 1) * D), [D]));
+  draw($("walk"), await timed("walk", () => vae.walk(a, b, WALK)), WALK);
+}
+
+async function info(vae) {
+  const variant = vae.variant === "auto"
+    ? `auto -> decoder ${JSON.stringify((await vae.choose("decoder")).choice)} (batch: variant, measured here)`
+    : vae.variant;
+  const t = state.timings;
+  $("info").textContent = [
+    `runtime: ${vae.runtime}, cross-origin isolated: ${self.crossOriginIsolated}`,
+    `variant: ${variant}`,
+    `decode 64: ${t.decode64?.toFixed(1)} ms   decode 1 (median of 9): ${t.decode1?.toFixed(2)} ms   walk of ${WALK}: ${t.walk?.toFixed(1)} ms`,
+    `load (fetch + sha256): ${t.load?.toFixed(0)} ms   first grid drawn ${state.firstGridMs?.toFixed(0)} ms after navigation`,
+  ].join("\n");
+}
+
+async function main() {
+  const options = { variant: params.get("variant") ?? "auto", cache: localCache() };
+  if (params.get("threads")) options.threads = Number(params.get("threads"));
+  const vae = await timed("load", () => EdgeVAE.load(params.get("model") ?? "model/", options));
+  window.edgevae.vae = vae;
+  await newSamples(vae);
+  state.firstGridMs = performance.now(); // performance.now() counts from navigation start
+  document.body.dataset.state = "ready";
+  const one = vae.sampleLatents(1, 0), times = [];
+  for (let i = 0; i < 9; i++) { const t0 = performance.now(); await vae.decode(one); times.push(performance.now() - t0); }
+  state.timings.decode1 = times.sort((a, b) => a - b)[4];
+  await info(vae);
+  const guard = (call) => () => call().then(() => info(vae)).catch(fail);
+  $("new").onclick = guard(() => newSamples(vae));
+  $("seed").onchange = guard(() => newSamples(vae));
+  $("grid").onclick = guard(async (event) => {
+    const box = event.target.getBoundingClientRect();
+    const i = Math.floor((event.clientY - box.top) / box.height * ROWS) * COLUMNS + Math.floor((event.clientX - box.left) / box.width * COLUMNS);
+    state.ends = [state.ends[1], i];
+    await walk(vae);
+  });
+}
+
+window.edgevae = { state, draw, vae: null };
+window.edgevae.ready = main().catch((err) => { fail(err); });

@@ -1,0 +1,107 @@
+// Where a model dir's files come from: a folder (Node, fs) or a URL (browser and Node, fetch). Either way
+// only plain names the manifest lists are read, the size is checked against the manifest before the body
+// is taken, and the sha256 (WebCrypto) is checked before the bytes go anywhere else.
+
+import { ModelDirError, escape, isPlainName } from "./manifest.js";
+
+export const IS_NODE = typeof process === "object" && !!process.versions?.node && typeof window === "undefined";
+
+/** Lower-case hex sha256 of bytes, with WebCrypto (browsers in a secure context, Node >= 19). */
+export async function sha256Hex(bytes, where) {
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) {
+    throw new ModelDirError(`${where}: cannot check the model's sha256 here: WebCrypto needs a secure context (https or localhost)`);
+  }
+  const digest = new Uint8Array(await subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function isUrl(dir) {
+  return dir instanceof URL || (typeof dir === "string" && /^(https?|file|blob):/i.test(dir)) || (!IS_NODE && typeof dir === "string");
+}
+
+/**
+ * A reader for the model dir `dir`: {where, read(name, {maxBytes, exact})} returning a Uint8Array.
+ * `dir`: a URL (string or URL; relative strings resolve against the page in a browser) or, in Node, a path.
+ */
+export async function openSource(dir) {
+  if (isUrl(dir)) return urlSource(dir);
+  if (typeof dir !== "string") throw new ModelDirError(`model dir must be a path or URL string, got ${typeof dir}`);
+  return fsSource(dir);
+}
+
+function checkName(where, name) {
+  if (!isPlainName(name)) throw new ModelDirError(`${where}: ${escape(JSON.stringify(name))} is not a plain file name inside the dir`);
+}
+
+function checkSize(where, name, size, maxBytes, exact) {
+  if (exact !== undefined && size !== exact) throw new ModelDirError(`${where}: ${escape(name)} is ${size} bytes, the manifest says ${exact}`);
+  if (size > maxBytes) throw new ModelDirError(`${where}: ${escape(name)} is ${size} bytes, more than the ${maxBytes} allowed`);
+}
+
+function urlSource(dir) {
+  const base = new URL(String(dir).endsWith("/") ? String(dir) : String(dir) + "/",
+    typeof document !== "undefined" ? document.baseURI : undefined);
+  const where = `model dir ${escape(base.href)}`;
+  return {
+    where,
+    async read(name, { maxBytes, exact } = {}) {
+      checkName(where, name);
+      const url = new URL(encodeURIComponent(name), base);
+      let response;
+      try {
+        response = await fetch(url, { redirect: "error", credentials: "same-origin" });
+      } catch (err) {
+        throw new ModelDirError(`${where}: cannot reach ${escape(url.href)} (${err?.message ?? err})`);
+      }
+      if (!response.ok) {
+        throw new ModelDirError(`${where}: cannot fetch ${escape(name)} (HTTP ${response.status}${name === "manifest.json" ? ": not an edgevae model dir?" : ""})`);
+      }
+      const declared = response.headers.get("content-length");
+      if (declared !== null && !response.headers.get("content-encoding")) checkSize(where, name, Number(declared), maxBytes, exact);
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      checkSize(where, name, bytes.byteLength, maxBytes, exact);
+      return bytes;
+    },
+  };
+}
+
+async function fsSource(dir) {
+  const fs = await import("node:fs");
+  const path = await import("node:path");
+  const where = `model dir ${escape(dir)}`;
+  let info;
+  try { info = await fs.promises.stat(dir); } catch { info = null; }
+  if (!info?.isDirectory()) throw new ModelDirError(`${where}: does not exist or is not a folder`);
+  const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+  return {
+    where,
+    async read(name, { maxBytes, exact } = {}) {
+      checkName(where, name);
+      let handle;
+      try {
+        // O_NOFOLLOW: a symbolic link is refused (ELOOP); O_NONBLOCK: a FIFO cannot hang the open.
+        handle = await fs.promises.open(path.join(dir, name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+      } catch (err) {
+        if (err.code === "ENOENT") throw new ModelDirError(`${where}: ${escape(name)} is missing${name === "manifest.json" ? " (not an edgevae model dir)" : ""}`);
+        if (err.code === "ELOOP") throw new ModelDirError(`${where}: ${escape(name)} is a symbolic link; only regular files inside the dir are read`);
+        throw new ModelDirError(`${where}: cannot read ${escape(name)} (${err.code ?? err.message})`);
+      }
+      try {
+        const stat = await handle.stat();
+        if (!stat.isFile()) throw new ModelDirError(`${where}: ${escape(name)} is not a regular file`);
+        checkSize(where, name, stat.size, maxBytes, exact);
+        const bytes = new Uint8Array(stat.size);
+        let done = 0;
+        while (done < stat.size) {
+          const { bytesRead } = await handle.read(bytes, done, stat.size - done, done);
+          if (bytesRead === 0) throw new ModelDirError(`${where}: ${escape(name)} changed size while being read`);
+          done += bytesRead;
+        }
+        return bytes;
+      } finally {
+        await handle.close();
+      }
+    },
+  };
+}
