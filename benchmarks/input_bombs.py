@@ -2,7 +2,7 @@
 `edgevae` process with the shipped model, and the table reports its exit status, the first stderr line,
 wall time, peak RSS and any file left beside the output.
 
-    python -m edgevae.benchmarks.input_bombs [--only NAME,...] [--json FILE]
+    python -m edgevae.benchmarks.input_bombs [--only NAME,...] [--without-pillow] [--json FILE]
 
 The cases are built in a temporary folder: PNGs whose header declares a huge image (10000x10000) or
 whose rows all use the Paeth filter (5600x5600, and a 1792x1792 grid of 4096 tiles that is allowed),
@@ -127,14 +127,50 @@ def measure(argv: list, tmp: Path, limit: int) -> dict:
     return result
 
 
+def decode_timing(repeats: int = 5) -> dict:
+    """Median seconds to decode the 1792x1792 all-Paeth grid in this process: edgevae.runtime.png's
+    decode_png (whichever copy is first on sys.path) and, when installed, Pillow."""
+    import time
+
+    from edgevae.runtime.png import decode_png
+
+    rng = np.random.default_rng(0)
+    data = png_bytes(1792, 1792, 4, rng.integers(0, 8, (1792, 1792), dtype=np.uint8))
+    decoders = {"edgevae decode_png": lambda: decode_png(data)}
+    try:
+        import io
+
+        from PIL import Image
+
+        decoders["Pillow"] = lambda: np.asarray(Image.open(io.BytesIO(data)))
+    except ImportError:
+        pass
+    times = {name: [] for name in decoders}
+    for _ in range(repeats):  # interleaved, so a busy moment hits both
+        for name, decode in decoders.items():
+            t0 = time.perf_counter()
+            decode()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="comma-separated substrings of case names")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--address-limit-gib", type=float, default=ADDRESS_LIMIT / (1 << 30))
+    parser.add_argument("--without-pillow", action="store_true", help="hide Pillow from the children (edgevae's own PNG decoder)")
+    parser.add_argument("--decode-timing", action="store_true", help="only time PNG decoders on the Paeth grid, in-process")
     args = parser.parse_args(argv)
+    if args.decode_timing:
+        print({name: f"{t:.3f} s" for name, t in decode_timing().items()})
+        return
     results = {}
     with tempfile.TemporaryDirectory(prefix="edgevae-bombs-") as tmp:
+        if args.without_pillow:  # a PIL package that cannot be imported, first on the children's path
+            (Path(tmp) / "hide" / "PIL").mkdir(parents=True)
+            (Path(tmp) / "hide" / "PIL" / "__init__.py").write_text("raise ImportError('hidden by input_bombs')\n")
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(tmp) / "hide"), os.environ.get("PYTHONPATH")]))
         cases = build_cases(Path(tmp))
         for name, case in cases.items():
             if args.only and not any(s in name for s in args.only.split(",")):

@@ -7,6 +7,7 @@ Temporary names are `.NAME.PID.RANDOM.tmp`, so a later write to the same folder 
 process that no longer exists (SIGKILL cannot be caught) without touching those of a live writer.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -69,8 +70,11 @@ def _mode_for(path: Path, mode: int | None) -> int | None:
         return None
 
 
-def atomic_write(path, write, mode: int | None = None) -> None:
-    """Call write(binary file) on a temporary file beside path, fsync it, then rename it over path.
+@contextlib.contextmanager
+def atomic_open(path, mode: int | None = None):
+    """A binary file open for writing under a temporary name beside path; renamed over path (after fsync)
+    when the block ends normally, deleted when it raises -- KeyboardInterrupt and SystemExit included, which
+    the CLI raises for SIGINT, SIGTERM and SIGHUP.
 
     mode: the new file's permission bits (e.g. 0o644 for a model dir's files); None keeps an existing
     file's mode, or gives what a plain open() would (0666 less the umask; the umask is never changed).
@@ -89,13 +93,19 @@ def atomic_write(path, write, mode: int | None = None) -> None:
         if keep is not None:
             os.fchmod(fd, keep)
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path, write, mode: int | None = None) -> None:
+    """Call write(binary file) on a temporary file beside path, then rename it over path (see atomic_open)."""
+    with atomic_open(path, mode) as f:
+        write(f)
 
 
 def write_bytes(path, data: bytes, mode: int | None = None) -> None:

@@ -15,6 +15,9 @@ PACKAGE_CLIS = ("edgevae.train.cli", "edgevae.export.cli", "edgevae.runtime.cli"
 EXTRA_OF_MODULE = {"torch": "train", "torchvision": "train", "tqdm": "train", "onnx": "export", "onnxscript": "export",
                    "onnxconverter_common": "export", "matplotlib": "dev",
                    "onnxruntime": None, "numpy": None}  # None: part of the base install
+# Commands that run for hours or until stopped show warnings as they come; the others hold them until
+# the end, so that a failure prints its one line and nothing else (numpy's RuntimeWarnings included).
+LIVE_WARNINGS = ("train", "serve")
 
 
 def printable(text) -> str:
@@ -46,6 +49,8 @@ def main(argv=None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # reported by the subcommand's parser, so the line names it: `edgevae info: error: ...`
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command in LIVE_WARNINGS:
+        return _run(args)
     with warnings.catch_warnings(record=True) as caught:  # the filters stay; shown ones are held until the end
         status = _run(args)
     if status == 0:  # a run that worked shows its warnings; a failure shows only its one line
@@ -54,12 +59,32 @@ def main(argv=None) -> int:
     return status
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread like KeyboardInterrupt for SIGINT, so that every
+    `except BaseException` cleanup (temporary files, folders) runs before the process ends."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
 def _run(args) -> int:
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_terminated)
     try:
-        args.run(args)
+        status = args.run(args)  # None, or an exit status of its own (verify: 1 when a check fails)
     except KeyboardInterrupt:
         print(f"edgevae {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as err:
+        print(f"edgevae {args.command}: terminated by {signal.Signals(err.signum).name}", file=sys.stderr)
+        return 128 + err.signum
     except ModuleNotFoundError as err:
         if os.environ.get("EDGEVAE_DEBUG"):
             raise
@@ -75,7 +100,7 @@ def _run(args) -> int:
         message = printable(str(err).strip().splitlines()[0]) if str(err).strip() else ""
         print(f"edgevae {args.command}: error: {'' if known else type(err).__name__ + ': '}{message}", file=sys.stderr)
         return 2
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -81,12 +81,26 @@ def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None 
             io={name: contract.GraphIO(spec.inputs, spec.outputs) for name, spec in GRAPHS.items()},
             variants={contract.FP32: {name: contract.file_entry(tmp / spec.file) for name, spec in GRAPHS.items()}},
             parity=parity, training=training, ort=ort)
+        manifest = _with_goldens(tmp, manifest, images)
         contract.write(tmp, manifest)
         move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _with_goldens(folder: Path, manifest: contract.Manifest, images: np.ndarray | None) -> contract.Manifest:
+    """manifest with the fp32 goldens (runtime/golden.py): their .npy files written into folder, the
+    first validation images (seeded noise without them) and seeded latents through the exported graphs."""
+    import dataclasses
+
+    from edgevae.runtime import golden as goldens
+
+    staged = contract.ModelDir(folder, manifest)
+    golden, files = goldens.build(staged, [contract.FP32], goldens.default_inputs(staged, images), source="edgevae export")
+    goldens.write_files(folder, files)
+    return dataclasses.replace(manifest, golden=golden)
 
 
 def training_summary(checkpoint: Path, state: dict) -> contract.Training:

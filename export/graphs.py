@@ -48,7 +48,7 @@ def export_graph(model: VAE, spec: GraphSpec, metadata: dict[str, str]) -> onnx.
     program = torch.onnx.export(
         module.eval(), (example,), dynamo=True, opset_version=OPSET, optimize=True, verbose=False,
         input_names=list(spec.inputs), output_names=list(spec.outputs),
-        dynamic_shapes={spec.inputs[0]: {0: batch}},
+        dynamic_shapes=({0: batch},),  # by position: a user's module may name its argument anything (export/custom.py)
     )
     proto = program.model_proto  # initializers are held in the proto: saved as one self-contained file
     onnx.helper.set_model_props(proto, metadata | {"graph": spec.name})

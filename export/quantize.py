@@ -104,7 +104,7 @@ def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = Quanti
         replaced = [v for v in report if v in manifest.variants]
         if replaced:  # unlist them first: a kill after the renames below must not leave old hashes naming new files
             contract.write(model.path, dataclasses.replace(
-                manifest, selection={}, latency_ms=None,
+                manifest, selection={}, latency_ms=None, golden=_without(manifest.golden, replaced),
                 variants={v: g for v, g in manifest.variants.items() if v not in replaced}))
         variants = {v: dict(graphs) for v, graphs in manifest.variants.items()}
         for (variant, graph), tmp in built.items():
@@ -125,11 +125,36 @@ def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = Quanti
             manifest = dataclasses.replace(
                 manifest, selection=select(latency, eligible),
                 latency_ms=contract.Latency(threads=config.threads, eligible=(FP32, *eligible), by_variant=latency))
+        manifest = _with_goldens(model, manifest, list(report))
         contract.write(model.path, manifest)
     finally:
         for tmp in built.values():
             Path(tmp).unlink(missing_ok=True)
     return manifest
+
+
+def _without(golden: contract.Golden | None, variants: list) -> contract.Golden | None:
+    """golden with the variants' expected outputs unlisted (their files are about to be replaced)."""
+    if golden is None:
+        return None
+    drop = lambda table: {v: x for v, x in table.items() if v not in variants}  # noqa: E731
+    return dataclasses.replace(golden, outputs=drop(golden.outputs), tolerance=drop(golden.tolerance),
+                               measured=drop(golden.measured))
+
+
+def _with_goldens(model: contract.ModelDir, manifest: contract.Manifest, variants: list) -> contract.Manifest:
+    """manifest with goldens for the new variants (runtime/golden.py), on the dir's golden inputs (a dir
+    exported before goldens existed gets seeded ones, and fp32 goldens too); their files written now."""
+    from edgevae.runtime import golden as goldens
+
+    staged = contract.ModelDir(model.path, manifest)
+    previous = model.manifest.golden
+    inputs = goldens.read_inputs(model) if previous is not None else goldens.default_inputs(staged)
+    if previous is None or FP32 not in previous.outputs:
+        variants = [FP32, *variants]
+    golden, files = goldens.build(staged, variants, inputs, previous=previous, source="edgevae quantize")
+    goldens.write_files(model.path, files)
+    return dataclasses.replace(manifest, golden=golden)
 
 
 def format_table(manifest: contract.Manifest) -> str:

@@ -24,21 +24,28 @@ def measure_latency(model_dir, manifest, variants: list[str], threads: int | Non
                     batch_sizes=TIMING_BATCH_SIZES, budget_s: float = 0.02) -> dict:
     """{variant: {"encoder": {batch: median ms}, "decoder": {...}}}, each figure the median over ROUNDS
     interleaved rounds of the mean of repeated calls lasting about budget_s."""
-    latent_dim = manifest.latent_dim
     sessions = {v: _sessions(model_dir, manifest, v, threads) for v in variants}
+    return time_sessions(sessions, manifest.image_shape, manifest.latent_dim, batch_sizes, budget_s)
+
+
+def time_sessions(sessions: dict, image_shape, latent_dim: int, batch_sizes=TIMING_BATCH_SIZES,
+                  budget_s: float = 0.02, rounds: int = ROUNDS) -> dict:
+    """measure_latency's timing of ready sessions {name: {graph: session}} (each graph optional):
+    {name: {graph: {batch: median ms}}}, every name timed once per round, rounds interleaved."""
     rng = np.random.default_rng(0)
-    result = {v: {"encoder": {}, "decoder": {}} for v in variants}
+    result = {v: {g: {} for g in graphs} for v, graphs in sessions.items()}
     for batch in batch_sizes:
-        feeds = {"encoder": {"x": rng.random((batch, *manifest.image_shape), dtype=np.float32)},
+        feeds = {"encoder": {"x": rng.random((batch, *image_shape), dtype=np.float32)},
                  "decoder": {"z": rng.standard_normal((batch, latent_dim)).astype(np.float32)}}
         for graph, feed in feeds.items():
+            variants = [v for v in sessions if graph in sessions[v]]
             reps = {}
             for v in variants:  # warm up, and size the repeat count to about budget_s per timing
                 start = time.perf_counter()
                 sessions[v][graph].run(None, feed)
                 reps[v] = max(1, int(budget_s / max(time.perf_counter() - start, 1e-6)))
             times = {v: [] for v in variants}
-            for _ in range(ROUNDS):
+            for _ in range(rounds):
                 for v in variants:
                     start = time.perf_counter()
                     for _ in range(reps[v]):

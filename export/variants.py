@@ -9,6 +9,8 @@
 - int8-dynamic: Gemm/MatMul weights int8, activations quantized at run time. Convs stay fp32: dynamic int8
   Convs run as ConvInteger, several times slower than fp32 here.
 - fp16: weights and compute in fp16 with float32 I/O kept (a size win; the CPU provider computes fp32).
+- int8-mixed: int8 with chosen layers kept fp32 and settings per graph, found by `quantize --search`
+  (export/mixed.py: measured sensitivity, greedy under the user's budget).
 
 The measurements behind each decision, with the commands that reproduce them: docs/measurements.md.
 """
@@ -41,6 +43,8 @@ class Int8Settings:
     percentile: float = 99.9  # share of activation values inside the range "percentile" calibration keeps
     per_channel: bool = False  # per-tensor measured as fast or faster on this CPU
     batch_size: int = 64  # calibration batch
+    activation_symmetric: bool = False  # onnxruntime's ActivationSymmetric: zero point 128 for uint8 activations
+    fp32_nodes: tuple[str, ...] = ()  # nodes of the rewritten graph kept fp32 besides Sigmoid (export/mixed.py)
 
 
 def _calibration_method(name: str):
@@ -68,27 +72,59 @@ class Fp16Settings:
 
 def build_int8(src: Path, dst: Path, graph: str, calibration, settings: Int8Settings) -> None:
     """Static QDQ int8 of src (an fp32 graph) at dst, calibrated on `calibration` (the graph's input array)."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        prepare_int8(src, prepared, graph)
+        quantize_prepared(prepared, dst, graph, calibration, settings)
+
+
+def prepare_int8(src: Path, dst: Path, graph: str) -> None:
+    """src with the graph's INT8_REWRITES applied and onnxruntime's pre-processing, at dst: the fp32 graph whose
+    node names Int8Settings.fp32_nodes refers to."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    method = _calibration_method(settings.calibration or DEFAULT_CALIBRATION[graph])
     model = onnx.load(src)
     for name in INT8_REWRITES[graph]:
         model = REWRITES[name](model)
-    # ConvTransposes left by the rewrite (it warned, naming them) stay fp32 too: ORT has no int8 kernel for them
-    keep_fp32 = [n.name for n in model.graph.node if n.op_type in ("Sigmoid", "ConvTranspose")]
-    input_name = model.graph.input[0].name
-    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as tmp:
-        rewritten, prepared = Path(tmp) / "rewritten.onnx", Path(tmp) / "prepared.onnx"
+    rewritten = Path(dst).with_suffix(".rewritten.onnx")
+    try:
         onnx.save(model, rewritten)
-        quant_pre_process(str(rewritten), str(prepared), skip_symbolic_shape=True)
-        with quiet_quantizer(graph):
-            quantize_static(
-                str(prepared), str(dst), ArrayReader(input_name, calibration, settings.batch_size, f"calibrating {graph}"),
-                quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                per_channel=settings.per_channel, reduce_range=False, calibrate_method=method, nodes_to_exclude=keep_fp32,
-                extra_options={"CalibPercentile": settings.percentile},
-            )
+        quant_pre_process(str(rewritten), str(dst), skip_symbolic_shape=True)
+    finally:
+        rewritten.unlink(missing_ok=True)
+
+
+def quantize_prepared(prepared: Path, dst: Path, graph: str, calibration, settings: Int8Settings, cache: Path | None = None) -> None:
+    """Static QDQ int8 of a prepare_int8 graph at dst. cache: onnxruntime's calibration cache file (the ranges of
+    every tensor for this graph, data and method; computed on first use), so a search calibrates once per method."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    method = _calibration_method(settings.calibration or DEFAULT_CALIBRATION[graph])
+    model = onnx.load(prepared)
+    # ConvTransposes left by the rewrite (it warned, naming them) stay fp32 too: ORT has no int8 kernel for them
+    keep_fp32 = [n.name for n in model.graph.node if n.op_type in ("Sigmoid", "ConvTranspose")] + list(settings.fp32_nodes)
+    input_name = model.graph.input[0].name
+    with quiet_quantizer(graph):
+        quantize_static(
+            str(prepared), str(dst), ArrayReader(input_name, calibration, settings.batch_size, f"calibrating {graph}"),
+            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            per_channel=settings.per_channel, reduce_range=False, calibrate_method=method, nodes_to_exclude=keep_fp32,
+            extra_options={"CalibPercentile": settings.percentile, "ActivationSymmetric": settings.activation_symmetric},
+            calibration_cache_path=cache,
+        )
+
+
+@dataclass(frozen=True)
+class MixedSettings:
+    """Options of the int8-mixed variant: int8 settings per graph (fp32_nodes among them), found by
+    `quantize --search` (export/mixed.py)."""
+
+    encoder: Int8Settings = Int8Settings()
+    decoder: Int8Settings = Int8Settings()
+
+
+def build_int8_mixed(src: Path, dst: Path, graph: str, calibration, settings: MixedSettings) -> None:
+    build_int8(src, dst, graph, calibration, getattr(settings, graph))
 
 
 def build_int8_dynamic(src: Path, dst: Path, graph: str, calibration, settings: DynamicSettings) -> None:
@@ -148,6 +184,7 @@ VARIANTS = {
     "int8": VariantSpec(".int8.onnx", build_int8, Int8Settings, needs_calibration=True),
     "int8-dynamic": VariantSpec(".int8-dynamic.onnx", build_int8_dynamic, DynamicSettings, needs_calibration=False),
     "fp16": VariantSpec(".fp16.onnx", build_fp16, Fp16Settings, needs_calibration=False),
+    "int8-mixed": VariantSpec(".int8-mixed.onnx", build_int8_mixed, MixedSettings, needs_calibration=True),  # by --search
 }
 
 

@@ -34,7 +34,8 @@ def check_output_path(path) -> Path:
 def _temp_beside(path: Path) -> tuple:
     """(fd, name) of a new temporary file beside path, with the permissions a plain open() would give
     (mkstemp makes it 0600)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The name is cut so the temporary one (mkstemp adds 8 random characters) stays under NAME_MAX (255).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
@@ -58,14 +59,15 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
-    """float [N,1,H,W] -> uint8 [rows*H, columns*W], row-major, no padding, so that a grid of
-    H x W tiles reads back with read_images. columns: default ceil(sqrt(N))."""
-    n, _, h, w = images.shape
+    """float [N,1,H,W] -> uint8 [rows*H, columns*W] (or [N,3,H,W] -> RGB [rows*H, columns*W, 3]), row-major,
+    no padding, so that a grid of H x W tiles reads back with read_images. columns: default ceil(sqrt(N))."""
+    n, c, h, w = images.shape
     columns = columns or int(np.ceil(np.sqrt(n)))
     rows = -(-n // columns)
-    tiles = np.zeros((rows * columns, h, w), np.uint8)
-    tiles[:n] = to_uint8(images[:, 0])
-    return tiles.reshape(rows, columns, h, w).transpose(0, 2, 1, 3).reshape(rows * h, columns * w)
+    tiles = np.zeros((rows * columns, h, w, c), np.uint8)
+    tiles[:n] = to_uint8(images.transpose(0, 2, 3, 1))
+    out = tiles.reshape(rows, columns, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, columns * w, c)
+    return out[..., 0] if c == 1 else out
 
 
 def write_images(path: Path, images: np.ndarray, columns: int | None = None) -> None:

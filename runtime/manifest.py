@@ -143,6 +143,40 @@ class OrtFormat:
 
 
 @dataclass(frozen=True)
+class Golden:
+    """Golden inputs and the expected outputs of every variant, stored as .npy files (float32, no pickle), so a
+    device can prove with `edgevae verify` that the copy it holds computes what was exported
+    (runtime/golden.py writes them and documents the tolerance rule)."""
+
+    inputs: dict[str, FileEntry] = doc("{graph: .npy of the batch fed}: encoder images float32 [N, C, H, W] in [0, 1], "
+                                       "decoder latents float32 [N, D]")
+    outputs: dict[str, dict[str, dict[str, FileEntry]]] = doc(
+        "{variant: {graph: {output name: .npy of the expected output, float32}}}")
+    tolerance: dict[str, dict[str, float]] = doc("{variant: {graph: the max abs difference verify accepts}}")
+    measured: dict[str, dict[str, float]] = doc("{variant: {graph: the largest difference measured when the goldens "
+                                                "were made (the rule's input)}}")
+    safety_factor: float = doc("tolerance = safety_factor x max(measured of the variant, measured of fp32)")
+    rule: str = doc("how measured was taken and tolerance derived, in words")
+    threads: tuple[int, ...] = doc("intra-op thread counts whose outputs were compared")
+    onnxruntime: str = doc("onnxruntime version that computed the expected outputs")
+    source: str = doc("where the expected outputs came from (export, quantize, or the runtime for the shipped model)")
+
+    def __post_init__(self):
+        _graph_map(self.inputs, "golden.inputs")
+        for variant, graphs in self.outputs.items():
+            _graph_map(graphs, f"golden.outputs.{variant}")
+            if set(self.tolerance.get(variant, {})) != set(GRAPH_NAMES):
+                raise ValueError(f"golden.tolerance must give every graph of variant {variant!r}")
+        for variant, graphs in self.tolerance.items():
+            if any(not 0 <= t < float("inf") for t in graphs.values()):
+                raise ValueError(f"golden.tolerance.{variant} must be finite and >= 0")
+
+    def file_entries(self) -> list[FileEntry]:
+        return [*self.inputs.values(), *(e for graphs in self.outputs.values() for outs in graphs.values()
+                                         for e in outs.values())]
+
+
+@dataclass(frozen=True)
 class Manifest:
     """manifest.json of a model dir."""
 
@@ -161,6 +195,7 @@ class Manifest:
         default_factory=dict)
     latency_ms: Latency | None = doc("timings behind `selection`", default=None)
     ort: OrtFormat | None = doc("the optional .ort copies", default=None)
+    golden: Golden | None = doc("golden inputs and expected outputs per variant, for `edgevae verify`", default=None)
 
     def __post_init__(self):
         if self.format != FORMAT:
@@ -188,10 +223,14 @@ class Manifest:
                     raise ValueError(f"selection.{graph} key {size!r} is not a positive batch size")
                 if variant not in self.variants:
                     raise ValueError(f"selection.{graph}.{size} names variant {variant!r}, which the manifest lacks")
+        unknown = [v for v in (self.golden.outputs if self.golden else ()) if v not in self.variants]
+        if unknown:
+            raise ValueError(f"golden.outputs names variant {unknown[0]!r}, which the manifest lacks")
 
     def file_entries(self) -> list[FileEntry]:
-        """Every graph file the manifest names."""
-        return [entry for graphs in self.variants.values() for entry in graphs.values()]
+        """Every file the manifest names: graphs, then golden arrays."""
+        graphs = [entry for graphs in self.variants.values() for entry in graphs.values()]
+        return graphs + (self.golden.file_entries() if self.golden else [])
 
     def to_json(self) -> dict:
         return to_json(self)

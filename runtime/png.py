@@ -1,7 +1,10 @@
 """A minimal PNG codec with zlib + struct, so the runtime needs no Pillow (PNG spec, W3C 2003).
 
 encode_png writes 8-bit grayscale. decode_png reads the 8-bit non-interlaced PNGs that common tools
-write (grayscale, gray+alpha, RGB, RGBA; all five row filters) and returns grayscale.
+write (grayscale, gray+alpha, RGB, RGBA; all five row filters) and returns grayscale. It is the
+fallback of image_input, which prefers Pillow when installed. A PNG is untrusted input: its declared
+size is checked (png_header, max_pixels) before anything is inflated, inflation stops at the size the
+header declares, and the row filters are undone in numpy steps, never a per-byte Python loop.
 """
 
 import struct
@@ -20,12 +23,13 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def encode_png(gray: np.ndarray) -> bytes:
-    """gray uint8 [H,W] -> PNG file bytes (colour type 0, every row with filter 0)."""
-    if gray.dtype != np.uint8 or gray.ndim != 2 or 0 in gray.shape:
-        raise ValueError(f"encode_png needs a non-empty uint8 [H,W] array, got {gray.dtype} {list(gray.shape)}")
-    height, width = gray.shape
-    rows = np.hstack([np.zeros((height, 1), np.uint8), gray])  # filter byte 0 before each row
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    """uint8 [H,W] (gray, colour type 0) or [H,W,3] (RGB, colour type 2) -> PNG file bytes, every row with filter 0."""
+    rgb = gray.ndim == 3 and gray.shape[2] == 3
+    if gray.dtype != np.uint8 or not (gray.ndim == 2 or rgb) or 0 in gray.shape:
+        raise ValueError(f"encode_png needs a non-empty uint8 [H,W] or [H,W,3] array, got {gray.dtype} {list(gray.shape)}")
+    height, width = gray.shape[:2]
+    rows = np.hstack([np.zeros((height, 1), np.uint8), gray.reshape(height, -1)])  # filter byte 0 before each row
+    header = struct.pack(">IIBBBBB", width, height, 8, 2 if rgb else 0, 0, 0, 0)
     return SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + _chunk(b"IEND", b"")
 
 
@@ -51,8 +55,10 @@ def png_header(data: bytes) -> PngHeader:
 
 
 def raw_size(header: PngHeader) -> int:
-    """Bytes the image data inflates to: one filter byte plus width * samples bytes per row (8-bit)."""
-    return header.height * (header.width * CHANNELS.get(header.colour, 4) + 1)
+    """Bytes the (non-interlaced) image data inflates to: one filter byte plus the row's samples per row.
+    An unknown colour type counts as 4 samples, so the figure is an upper bound for a size check."""
+    row_bits = header.width * CHANNELS.get(header.colour, 4) * max(header.depth, 8)
+    return header.height * (-(-row_bits // 8) + 1)
 
 
 def _inflate(idat: list, expected: int) -> bytes:

@@ -57,6 +57,15 @@ def save_test_checkpoint(path, model, epoch: int = 1) -> Path:
     return Path(path)
 
 
+def run_cli(*args, timeout: float = 300, **kwargs):
+    """`python -m edgevae ARGS` in a fresh interpreter: CompletedProcess with text stdout and stderr."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "edgevae", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
 def sha256_of(path) -> str:
     import hashlib
 

@@ -125,7 +125,7 @@ CLI_CASES = {
     # unreadable inputs
     "npy of random bytes": (lambda s, t: ["reconstruct", "--model", s["model"], "--input", garbage(t, "in.npy", b"\x93NUMPY garbage" * 9), "--out", t / "o.png"],
                             "not a readable .npy"),
-    "npy of pickled objects": (lambda s, t: ["reconstruct", "--model", s["model"], "--input", pickled_npy(t), "--out", t / "o.png"], "not a readable .npy"),
+    "npy of pickled objects": (lambda s, t: ["reconstruct", "--model", s["model"], "--input", pickled_npy(t), "--out", t / "o.png"], "objects.npy holds object values"),
     # counts so large they must be refused before any work
     "sample n 10**12 to npy": (lambda s, t: ["sample", "--model", s["model"], "--n", 10**12, "--out", t / "o.npy"], "GB free"),
     "sample n 10**12 to png": (lambda s, t: ["sample", "--model", s["model"], "--n", 10**12, "--out", t / "o.png"], "too many for a PNG grid"),

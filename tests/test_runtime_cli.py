@@ -97,7 +97,7 @@ BAD = {
     "range": (lambda m, t, i: ["reconstruct", "--model", m, "--input", _npy(t, np.full((2, 28, 28), 255.0)),
                                "--out", t / "o.npy"], "[0, 1], got values in [255, 255]"),
     "shape": (lambda m, t, i: ["reconstruct", "--model", m, "--input", _npy(t, np.zeros((2, 28, 27), np.float32)),
-                               "--out", t / "o.npy"], "got [2, 1, 28, 27]"),
+                               "--out", t / "o.npy"], "bad.npy holds an array of shape [2, 28, 27]; want [N, 28, 28]"),
     "empty": (lambda m, t, i: ["reconstruct", "--model", m, "--input", _npy(t, np.zeros((0, 28, 28), np.float32)),
                                "--out", t / "o.npy"], "empty batch"),
     "int dtype": (lambda m, t, i: ["reconstruct", "--model", m, "--input", _npy(t, np.zeros((2, 28, 28), np.int64)),

@@ -1,36 +1,12 @@
 """Checkpoints and JSON files written atomically, and checkpoints read back with one-line errors."""
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from edgevae.atomic import atomic_write, write_json  # noqa: F401 (trainer writes its JSON through here)
+
 from .model import VAE, VAEConfig
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(file_object) on a temporary file beside path, fsync it, then rename it over path.
-
-    A crash at any point leaves either the old file or the new one, never a half-written one.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the result private to this user
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -24,8 +24,13 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue after the last finished epoch in --out")
     p.set_defaults(run=_train, extra="train")
 
-    p = sub.add_parser("eval", help="test -ELBO and IWAE NLL of a checkpoint, merged into its metrics.json")
-    p.add_argument("checkpoint", type=Path)
+    p = sub.add_parser("eval", help="test -ELBO and IWAE NLL of a checkpoint (merged into its metrics.json) or a model dir")
+    p.add_argument("target", metavar="CHECKPOINT|MODEL_DIR", type=Path,
+                   help="RUN/checkpoint.pt, or a model dir (evaluated with onnxruntime + numpy, as devices run it)")
+    p.add_argument("--variant", default="fp32", help="model dir variant to evaluate (fp32, int8, ...; default fp32)")
+    p.add_argument("--engine", choices=("onnx", "torch"), default="onnx",
+                   help="for a checkpoint: onnxruntime on a temporary fp32 export (default, faster) or PyTorch eager")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: one per core)")
     p.add_argument("--data-dir")
     _data_arguments(p, "(default: what the checkpoint was trained on)")
     p.add_argument("--iwae-k", type=int, default=1000, help="importance samples per image (default 1000)")

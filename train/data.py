@@ -245,9 +245,9 @@ def _prepare(images: np.ndarray, name: str, channels: int | None, size) -> torch
     if len(images) == 0:
         raise ValueError(f"the {name} split has no images")
     if images.dtype == np.uint8:
-        x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+        x = torch.from_numpy(images.astype(np.float32)).div_(255.0)  # astype copies: IDX arrays are read-only views
     elif images.dtype == np.bool_ or np.issubdtype(images.dtype, np.floating):
-        x = torch.from_numpy(np.ascontiguousarray(images, np.float32))
+        x = torch.from_numpy(np.array(images, np.float32))
         if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
             raise ValueError(f"{name} images hold values outside [0, 1] (min {x.min().item():.4g}, max {x.max().item():.4g}); "
                              "scale floats to [0, 1] or save uint8 pixels")

@@ -53,19 +53,20 @@ def _log_normal(z, mu, logvar):
 
 
 @torch.no_grad()
-def iwae_nll(model, x, k: int, chunk: int = 500):
+def iwae_nll(model, x, k: int, chunk: int = 500, eps=None):
     """IWAE estimate of -log p(x) per image (Burda et al. 2016, eq. 8): [N,...] -> [N].
 
     -log p(x) ~= -(logsumexp_i log w_i - log k), w_i = p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x).
     An upper bound on the NLL that tightens as k grows; k = 1 gives the ELBO. Samples are drawn `chunk`
-    at a time so memory stays bounded for any k.
+    at a time so memory stays bounded for any k. eps [k,N,D]: given noise instead of torch.randn (to
+    compare engines on the same draws).
     """
     mu, logvar = model.encoder(x)  # (N,D)
     log_w = []
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
-        eps = torch.randn((n, *mu.shape), device=mu.device)  # (n,N,D)
-        z = mu + torch.exp(0.5 * logvar) * eps
+        noise = torch.randn((n, *mu.shape), device=mu.device) if eps is None else eps[start : start + n].to(mu.device)
+        z = mu + torch.exp(0.5 * logvar) * noise  # (n,N,D)
         logits = model.decoder.logits(z.flatten(0, 1))  # (n*N,1,28,28)
         log_px = -bernoulli_nll(logits, x.repeat(n, 1, 1, 1)).view(n, -1)  # (n,N)
         log_w.append(log_px + _log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - _log_normal(z, mu, logvar))

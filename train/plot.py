@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from .checkpoint import atomic_write
+from edgevae.atomic import atomic_write
 
 PLOT_NAME = "neg_elbo.png"
 

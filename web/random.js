@@ -22,9 +22,8 @@ function splitmix64(state) {
 /** A seed as a non-negative safe integer, or a fresh one from crypto when seed is undefined/null. */
 export function checkSeed(seed) {
   if (seed === undefined || seed === null) {
-    const words = new Uint32Array(2);
-    globalThis.crypto.getRandomValues(words);
-    return (words[0] & 0x1fffff) * 2 ** 32 + words[1];
+    // Math.random: seeds fresh draws only (no secret rides on them), and exists in every engine
+    return Math.floor(Math.random() * 2 ** 53);
   }
   if (typeof seed !== "number" || !Number.isSafeInteger(seed) || seed < 0) {
     throw new InputError(`seed must be an integer in [0, 2^53), got ${String(seed).slice(0, 40)}`);

@@ -6,9 +6,10 @@ import { ModelDirError, escape, isPlainName } from "./manifest.js";
 
 export const IS_NODE = typeof process === "object" && !!process.versions?.node && typeof window === "undefined";
 
-/** Lower-case hex sha256 of bytes, with WebCrypto (browsers in a secure context, Node >= 19). */
+/** Lower-case hex sha256 of bytes, with WebCrypto (browsers in a secure context; Node). */
 export async function sha256Hex(bytes, where) {
-  const subtle = globalThis.crypto?.subtle;
+  // Node 18 has WebCrypto only as node:crypto's webcrypto (global from Node 19)
+  const subtle = globalThis.crypto?.subtle ?? (IS_NODE ? (await import("node:crypto")).webcrypto.subtle : undefined);
   if (!subtle) {
     throw new ModelDirError(`${where}: cannot check the model's sha256 here: WebCrypto needs a secure context (https or localhost)`);
   }

@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readGolden } from "./helpers.mjs";
+import { Generator } from "../random.js";
 
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 export const FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -70,8 +71,16 @@ async function parity(page, golden) {
       out.pixelDiff[variant] = pix;
       await vae.release();
     }
+    const first = await EdgeVAE.load("model/", { variant: variants[0] });
+    out.latents = Array.from(first.sampleLatents(8, 123).data);
     return out;
-  }, payload);
+  }, payload).then((out) => {
+    // the page's seeded latents against Node's: the generator is the same in both engines
+    const node = new Generator(123).normals(out.latents.length);
+    out.latentsEqualNode = out.latents.every((v, i) => v === node[i]);
+    delete out.latents;
+    return out;
+  });
 }
 
 // In the page: median decode ms at batch 1 and 64 per variant (same seeded z), after a warm-up.

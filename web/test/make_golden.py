@@ -4,7 +4,7 @@
 
 OUT_DIR gets golden.json ({"model", "variants", "arrays": {name: {"file", "dims"}}}) and one raw
 little-endian float32 file per array: z (seeded numpy normals, plus a row scaled x4 to reach the sigmoid's
-flat ends), x (images to encode), and per variant decode_<v>, mu_<v>, logvar_<v> from VAERuntime, and decode_<v>_qdq: the same graph
+flat ends), x (images to encode), and per variant decode_<v>, mu_<v>, logvar_<v>, interpolate_<v> (x[0] to x[1], 5 steps) from VAERuntime, and decode_<v>_qdq: the same graph
 run unfused (see _unfused_decode).
 """
 
@@ -46,6 +46,7 @@ def write_golden(out: Path, model_dir=None) -> Path:
             arrays["x"] = arrays[f"decode_{variant}"][:8].copy()  # images in [0, 1] the model can encode
         arrays[f"mu_{variant}"], arrays[f"logvar_{variant}"] = rt.encode(arrays["x"])
         arrays[f"decode_{variant}_qdq"] = _unfused_decode(model, variant, z)
+        arrays[f"interpolate_{variant}"] = rt.interpolate(arrays["x"][0], arrays["x"][1], steps=5)
     meta = {"model": str(model_path.resolve()), "variants": sorted(model.manifest.variants), "arrays": {}}
     for name, array in arrays.items():
         array = np.ascontiguousarray(array, dtype="<f4")

@@ -19,7 +19,11 @@ test("JS decode and encode match the Python runtime per variant", { skip: !GOLDE
     const x = await vae.decode(arrays.z);
     assert.deepEqual(x.dims, arrays[`decode_${variant}`].dims);
     const { mu, logvar } = await vae.encode(arrays.x);
+    const w = arrays.x.data.length / arrays.x.dims[0];
+    const image = (i) => ({ data: arrays.x.data.subarray(i * w, (i + 1) * w), dims: arrays.x.dims.slice(1) });
+    const frames = await vae.interpolate(image(0), image(1), 5);
     report[variant] = {
+      interpolate: maxAbsDiff(frames.data, arrays[`interpolate_${variant}`].data),
       decode: maxAbsDiff(x.data, arrays[`decode_${variant}`].data),
       mu: maxAbsDiff(mu.data, arrays[`mu_${variant}`].data),
       logvar: maxAbsDiff(logvar.data, arrays[`logvar_${variant}`].data),

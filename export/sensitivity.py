@@ -1,0 +1,229 @@
+"""Per-layer sensitivity of static int8: what each layer costs in quality when it alone is int8, and what
+share of the graph's time it takes, so that export/mixed.py knows which layers are worth keeping fp32.
+
+A *group* is one compute node (Conv, Gemm, MatMul) of the graph int8 is built from (prepare_int8's rewritten,
+pre-processed fp32 graph) together with the nodes after it, in topological order, up to the next compute node:
+its activation (LeakyRelu) and, in the rewritten decoder, the sub-pixel interleave. The nodes before the first
+compute node (the encoder's channel Pad) join the first group. Sigmoid and ConvTranspose are never quantized
+(see export/variants.py), so they belong to no group.
+
+Quality is measured as in export/quality.py, against the fp32 graphs on the same images and seeded noise:
+decoder PSNR over z ~ N(0, I) samples (the manifest's figure), PSNR of the reconstructions (which an encoder
+layer moves too), and the -ELBO cost in nats per image. Time comes from onnxruntime's profiler (the kernels
+attributed to a group by node and tensor names; what matches no group, such as layout Transposes that
+onnxruntime inserts, is "other"), in the fp32 graph and in the all-int8 graph.
+"""
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .variants import Int8Settings, prepare_int8, quantize_prepared
+
+COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
+ALWAYS_FP32 = ("Sigmoid", "ConvTranspose")
+KERNEL_SUFFIX = "_kernel_time"
+
+
+@dataclass(frozen=True)
+class Group:
+    """One quantizable layer: its compute node (name, op) and every node kept fp32 or int8 with it."""
+
+    name: str
+    op: str
+    nodes: tuple[str, ...]
+    outputs: tuple[str, ...]  # tensors its nodes produce: onnxruntime names fused kernels after them
+
+
+def node_groups(model: onnx.ModelProto) -> list[Group]:
+    """The groups of model (see the module docstring), in graph order."""
+    groups, pending = [], []  # pending: nodes before the first compute node
+    for node in model.graph.node:
+        if not node.name:
+            raise ValueError(f"a {node.op_type} node has no name: groups are named after nodes")
+        if node.op_type in ALWAYS_FP32:
+            continue
+        if node.op_type in COMPUTE_OPS:
+            groups.append({"name": node.name, "op": node.op_type, "nodes": [*pending, node.name], "outputs": list(node.output)})
+            pending = []
+        elif groups:
+            groups[-1]["nodes"].append(node.name)
+            groups[-1]["outputs"].extend(node.output)
+        else:
+            pending.append(node.name)
+    return [Group(g["name"], g["op"], tuple(g["nodes"]), tuple(g["outputs"])) for g in groups]
+
+
+def fp32_nodes_of(groups: list[Group], names) -> tuple[str, ...]:
+    """Every node of the groups named in `names` (Int8Settings.fp32_nodes)."""
+    chosen = set(names)
+    unknown = chosen - {g.name for g in groups}
+    if unknown:
+        raise ValueError(f"no group named {sorted(unknown)[0]!r}; groups: {', '.join(g.name for g in groups)}")
+    return tuple(n for g in groups if g.name in chosen for n in g.nodes)
+
+
+def fp32_compute_nodes(model: onnx.ModelProto) -> list[str]:
+    """Compute nodes of a QDQ graph that run in fp32: their weight is not the output of a DequantizeLinear."""
+    dequantized = {out for n in model.graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS and n.input[1] not in dequantized]
+
+
+@dataclass(frozen=True)
+class PreparedGraph:
+    """One graph ready to be quantized many ways: the fp32 source, its prepared form, groups and calibration
+    data, and a work folder where each calibration method's ranges are cached after their first use."""
+
+    graph: str
+    source: Path  # the model dir's fp32 graph
+    prepared: Path
+    groups: tuple[Group, ...]
+    calibration: np.ndarray
+    work: Path
+
+    def build(self, dst: Path, settings: Int8Settings) -> Path:
+        """The int8 graph of `settings` at dst (settings.fp32_nodes name nodes of self.prepared)."""
+        method = settings.calibration or "default"
+        cache = self.work / f"{self.graph}.{method}.{settings.percentile}.calibration.json"
+        quantize_prepared(self.prepared, Path(dst), self.graph, self.calibration, settings, cache=cache)
+        return Path(dst)
+
+
+def prepare(graph: str, source: Path, calibration: np.ndarray, work: Path) -> PreparedGraph:
+    """A PreparedGraph of the fp32 graph at source, its files in work."""
+    prepared = Path(work) / f"{graph}.prepared.onnx"
+    prepare_int8(Path(source), prepared, graph)
+    groups = tuple(node_groups(onnx.load(prepared)))
+    if not groups:
+        raise ValueError(f"the {graph} has no {'/'.join(COMPUTE_OPS)} node to quantize")
+    return PreparedGraph(graph, Path(source), prepared, groups, calibration, Path(work))
+
+
+def attribute(kernel: str, groups) -> str | None:
+    """The group a profiled kernel belongs to: the one with the longest node or output-tensor name that
+    starts the kernel's name (onnxruntime names fused kernels "<node>_token_N" or "<output tensor>_nchwc")."""
+    best, length = None, 0
+    for g in groups:
+        for name in (*g.nodes, *g.outputs):
+            if len(name) > length and kernel.startswith(name):
+                best, length = g.name, len(name)
+    return best
+
+
+def profile_groups(path, groups, feed: dict, runs: int = 10, threads: int | None = 1) -> dict:
+    """{"run_us": median per run, "by_group": {group: us per run}, "other_us": kernels of no group}, from
+    onnxruntime's profiler with the runtime's session options (threads=1 by default: shares, not speed)."""
+    import onnxruntime as ort
+
+    from edgevae.runtime.sessions import SessionConfig, session_options
+
+    options = session_options(SessionConfig(threads=threads))
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory(prefix="edgevae-profile-") as tmp:
+        options.profile_file_prefix = os.path.join(tmp, "ort")
+        session = ort.InferenceSession(Path(path).read_bytes(), options, providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            session.run(None, feed)
+        with open(session.end_profiling(), encoding="utf-8") as f:
+            events = json.load(f)
+    by_group, run_us = defaultdict(float), []
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith(KERNEL_SUFFIX):
+            by_group[attribute(e["name"][: -len(KERNEL_SUFFIX)], groups)] += e["dur"]
+        elif e.get("cat") == "Session" and e["name"] == "model_run":
+            run_us.append(e["dur"])
+    n = max(len(run_us), 1)
+    return {"run_us": float(np.median(run_us)) if run_us else 0.0,
+            "by_group": {g.name: by_group.get(g.name, 0.0) / n for g in groups}, "other_us": by_group.get(None, 0.0) / n}
+
+
+def quality_of(reference: dict, paths: dict, test_images: np.ndarray, latent_dim: int, seed: int = 0) -> dict:
+    """Quality of the graphs {"encoder": path, "decoder": path} against `reference` (quality.graph_outputs of
+    fp32): {"psnr_db": decoder samples, "recon_psnr_db": reconstructions, "nats": -ELBO cost per image,
+    "neg_elbo": -ELBO}; PSNR of identical outputs is reported as None (JSON has no inf)."""
+    from .quality import graph_outputs, mean_neg_elbo, psnr
+
+    got = graph_outputs(paths, test_images, latent_dim, seed)
+    elbo = mean_neg_elbo(got, test_images)
+    finite = lambda db: None if db == float("inf") else round(db, 3)  # noqa: E731
+    return {"psnr_db": finite(psnr(reference["samples"], got["samples"])),
+            "recon_psnr_db": finite(psnr(reference["x_hat"], got["x_hat"])),
+            "nats": round(elbo - mean_neg_elbo(reference, test_images), 4), "neg_elbo": round(elbo, 4)}
+
+
+def group_sensitivity(prepared: dict, settings: dict, reference: dict, test_images: np.ndarray, latent_dim: int,
+                      feeds: dict, seed: int = 0, profile_runs: int = 10, deadline: float | None = None) -> list[dict]:
+    """One row per group of every graph in `prepared` ({graph: PreparedGraph}): its quality cost when it alone
+    is int8 (the other graph fp32; settings[graph] the Int8Settings), and its kernel time in the fp32 and the
+    all-int8 graph at the batch of feeds[graph]. Rows not measured before `deadline` (time.monotonic) are left out."""
+    import dataclasses
+    import time
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgevae-sensitivity-") as tmp:
+        for graph, prep in prepared.items():
+            base = settings[graph]
+            whole = prep.build(Path(tmp) / f"{graph}.all.onnx", dataclasses.replace(base, fp32_nodes=()))
+            fp32_time = profile_groups(prep.prepared, prep.groups, feeds[graph], profile_runs)
+            int8_time = profile_groups(whole, prep.groups, feeds[graph], profile_runs)
+            for group in prep.groups:
+                if deadline is not None and time.monotonic() > deadline:
+                    return rows
+                others = [g.name for g in prep.groups if g is not group]
+                one = prep.build(Path(tmp) / f"{graph}.one.onnx",
+                                 dataclasses.replace(base, fp32_nodes=fp32_nodes_of(prep.groups, others)))
+                paths = {g: p.source for g, p in prepared.items()} | {graph: one}
+                rows.append({"graph": graph, "group": group.name, "op": group.op, "nodes": list(group.nodes),
+                             **quality_of(reference, paths, test_images, latent_dim, seed),
+                             "fp32_us": round(fp32_time["by_group"][group.name], 1),
+                             "int8_us": round(int8_time["by_group"][group.name], 1),
+                             "share_fp32": round(fp32_time["by_group"][group.name] / max(fp32_time["run_us"], 1e-9), 4),
+                             "share_int8": round(int8_time["by_group"][group.name] / max(int8_time["run_us"], 1e-9), 4)})
+    return rows
+
+
+def format_table(rows: list[dict], graph: str) -> str:
+    """The sensitivity rows of one graph as a markdown table."""
+    fmt = lambda db: "identical" if db is None else f"{db:.2f}"  # noqa: E731
+    lines = [f"| {graph} group | op | PSNR dB (samples) | PSNR dB (recon) | +nats/image | fp32 us (share) | int8 us (share) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["graph"] == graph:
+            lines.append(f"| {r['group']} | {r['op']} | {fmt(r['psnr_db'])} | {fmt(r['recon_psnr_db'])} | {r['nats']:+.3f} | "
+                         f"{r['fp32_us']:.0f} ({r['share_fp32']:.0%}) | {r['int8_us']:.0f} ({r['share_int8']:.0%}) |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    """One panel per graph: each group's -ELBO cost alone in int8 (bars) and its share of the int8 graph's
+    time (dots, right axis), as a PNG at path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    graphs = list(dict.fromkeys(r["graph"] for r in rows))
+    fig, axes = plt.subplots(1, max(len(graphs), 1), figsize=(6 * max(len(graphs), 1), 4), squeeze=False)
+    for ax, graph in zip(axes[0], graphs):
+        mine = [r for r in rows if r["graph"] == graph]
+        x = np.arange(len(mine))
+        ax.bar(x, [r["nats"] for r in mine], color="tab:blue", label="+nats/image, this group alone int8")
+        ax.set_xticks(x, [r["group"].removeprefix("node_") for r in mine], rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel("-ELBO cost, nats/image")
+        ax.set_title(f"{graph}: int8 sensitivity per group")
+        twin = ax.twinx()
+        twin.plot(x, [r["share_int8"] for r in mine], "o", color="tab:red", label="share of int8 graph time")
+        twin.plot(x, [r["share_fp32"] for r in mine], "x", color="tab:gray", label="share of fp32 graph time")
+        twin.set_ylabel("share of graph time")
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

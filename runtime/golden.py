@@ -1,0 +1,249 @@
+"""Golden inputs and expected outputs: what lets a device prove that its copy of a model dir computes what
+was exported (`edgevae verify`), in the spirit of ExecuTorch's BundledProgram.
+
+A model dir carries a few images and latents (GOLDEN_N of each) as .npy files, and for every variant the
+outputs of both graphs on them, each listed in the manifest's `golden` entry with its sha256 and size and
+read back with ModelDir.read (the same safe reader as the graphs), then np.load(allow_pickle=False).
+
+Tolerance rule (the manifest's `golden.rule` says it in short; docs/model-dir.md repeats it):
+    measured[v][g] = the largest max-abs difference, over every output of graph g in variant v, between the
+                     expected output (onnxruntime, 1 intra-op thread, the whole batch) and
+                       - the same batch at every other thread count in THREADS (1 .. the usable cores, >= 2),
+                       - a second run at 1 thread (run to run),
+                       - the inputs fed one at a time (batch 1 takes other kernel paths than batch N),
+                       - for fp32 only: the export's parity figure against PyTorch for g (two independent
+                         implementations, oneDNN and MLAS, summing in other orders: the best stand-in we have
+                         for another CPU's kernels), when the manifest has one.
+    tolerance[v][g] = SAFETY_FACTOR x max(measured[v][g], measured[fp32][g], FLOOR)
+Taking fp32's figure as a floor for every variant covers the float parts every variant keeps (Sigmoid,
+dequantization, casts); FLOOR (8 float32 ulps of 1.0) keeps a tolerance from being 0 when every run agreed
+bit for bit. With SAFETY_FACTOR 10, fp32 tolerances land near 1e-5: 400x below one grey level (1/255), while
+a corrupt weight or another model's graphs move outputs by 1e-2 and more.
+
+Limit, stated rather than hidden: int8 kernels differ by instruction set (AVX2's VPMADDUBSW can saturate
+U8S8 sums where AVX-512 VNNI does not), which no measurement on one machine can see. An int8 golden made on
+one instruction set may fail on another; verify names the variant, and fp32 is the reference to trust.
+
+For the shipped default model (no checkpoint, no PyTorch at hand) `python -m edgevae.runtime.golden [DIR]`
+computes the goldens with onnxruntime from the dir's own graphs: the fp32 expected outputs are then the
+runtime's outputs on the machine that ran it, and the same rule applies (without the PyTorch term when the
+manifest has no parity figure).
+"""
+
+import dataclasses
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .latent import rng_of, standard_normal
+from .manifest import FP32, GRAPH_NAMES, FileEntry, Golden, ModelDir, escape, sha256_hex
+from .sessions import SessionConfig, create_session
+
+GOLDEN_N = 8  # images and latents: enough to exercise every kernel, small (~25 KB per decoder output)
+SAFETY_FACTOR = 10.0
+FLOOR = 8 * float(np.finfo(np.float32).eps)  # 9.5e-7
+SEED = 0  # the golden latents: z ~ N(0, I) from runtime.latent's stream
+MAX_GOLDEN_BYTES = 16 << 20  # per file; refused before reading (a golden batch is tens of KB)
+MAX_GOLDEN_N = 4096
+NPY_MAGIC = b"\x93NUMPY"
+RULE = ("tolerance = safety_factor x max(measured[variant][graph], measured[fp32][graph], 8 float32 ulps of 1.0); "
+        "measured = max abs diff of the expected outputs (1 thread, whole batch) against other thread counts, a "
+        "second run, batch-1 runs and, for fp32, the export's parity against PyTorch")
+
+
+def input_file(graph: str) -> str:
+    return f"golden.{graph}.input.npy"
+
+
+def output_file(variant: str, graph: str, output: str) -> str:
+    return f"golden.{variant}.{graph}.{output}.npy"
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, np.float32), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _entry(name: str, data: bytes) -> FileEntry:
+    return FileEntry(file=name, sha256=sha256_hex(data), bytes=len(data))
+
+
+def read_array(model: ModelDir, entry: FileEntry) -> np.ndarray:
+    """A golden .npy of model: size bounded, sha256 checked, no pickle, float32. ModelDirError otherwise."""
+    if entry.bytes > MAX_GOLDEN_BYTES:
+        raise model.fail(f"{escape(entry.file)} is {entry.bytes} bytes, more than the {MAX_GOLDEN_BYTES} a golden may be")
+    data = model.read(entry)
+    if not data.startswith(NPY_MAGIC):  # not .npy: no .npz archive or pickle ever reaches np.load
+        raise model.fail(f"{escape(entry.file)} is not a .npy array")
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise model.fail(f"{escape(entry.file)} is not a readable .npy array ({escape(str(err)[:80])})") from None
+    if not isinstance(array, np.ndarray) or array.dtype != np.float32:
+        raise model.fail(f"{escape(entry.file)} holds {getattr(array, 'dtype', type(array).__name__)}, not float32")
+    return array
+
+
+def _shapes(model: ModelDir, n: int) -> dict:
+    """{graph: (input shape, [output shapes])} for a golden batch of n."""
+    d, image = model.latent_dim, tuple(model.image_shape)
+    return {"encoder": ((n, *image), [(n, d), (n, d)]), "decoder": ((n, d), [(n, *image)])}
+
+
+def read_inputs(model: ModelDir) -> dict:
+    """{graph: golden input array}, shapes checked against the manifest."""
+    golden = model.manifest.golden
+    arrays = {g: read_array(model, golden.inputs[g]) for g in GRAPH_NAMES}
+    for graph, array in arrays.items():
+        n = len(array) if array.ndim else 0
+        if not 1 <= n <= MAX_GOLDEN_N or array.shape != _shapes(model, n)[graph][0]:
+            raise model.fail(f"{escape(golden.inputs[graph].file)} has shape {list(array.shape)}, not the {graph}'s input")
+    return arrays
+
+
+def read_expected(model: ModelDir, variant: str, graph: str, n: int) -> list:
+    """The expected outputs of (variant, graph), in the graph's output order, shapes checked."""
+    entries = model.manifest.golden.outputs[variant][graph]
+    names = model.manifest.io[graph].outputs
+    if set(entries) != set(names):
+        raise model.fail(f"golden.outputs.{escape(variant)}.{graph} names outputs {escape(sorted(entries))}, "
+                         f"the graph has {escape(list(names))}")
+    arrays = [read_array(model, entries[name]) for name in names]
+    for name, array, shape in zip(names, arrays, _shapes(model, n)[graph][1]):
+        if array.shape != shape:
+            raise model.fail(f"{escape(entries[name].file)} has shape {list(array.shape)}, expected {list(shape)}")
+    return arrays
+
+
+def run_graph(model: ModelDir, variant: str, graph: str, feed: np.ndarray, threads: int | None = None,
+              one_at_a_time: bool = False) -> list:
+    """The outputs of (variant, graph) on feed, through a fresh session with the runtime's options."""
+    session = create_session(model, variant, graph, SessionConfig(threads=threads))
+    name = model.manifest.io[graph].inputs[0]
+    if not one_at_a_time:
+        return session.run(None, {name: feed})
+    parts = [session.run(None, {name: feed[i:i + 1]}) for i in range(len(feed))]
+    return [np.concatenate(outs) for outs in zip(*parts)]
+
+
+def max_abs_diff(a: list, b: list) -> float:
+    return max(float(np.max(np.abs(x.astype(np.float64) - y))) for x, y in zip(a, b))
+
+
+def measurement_threads() -> tuple:
+    from .checks import usable_cores
+
+    return tuple(sorted({1, max(2, usable_cores())}))
+
+
+def parity_of(manifest, graph: str) -> float:
+    """The export's worst fp32-vs-PyTorch difference for graph (0 when the manifest has none)."""
+    if manifest.parity is None:
+        return 0.0
+    rows = manifest.parity.max_abs_diff.get(graph, {})
+    return max((d for outs in rows.values() for d in outs.values()), default=0.0)
+
+
+def build(model: ModelDir, variants, inputs: dict | None = None, previous: Golden | None = None,
+          source: str = "export") -> tuple[Golden, dict]:
+    """(the manifest's Golden entry, {file name: .npy bytes to write}) for model's graphs.
+
+    variants: those to compute; the variants in `previous` not listed here keep their files and figures.
+    inputs: {graph: float32 batch} (None: previous's inputs must be passed instead, read by the caller).
+    The files are not written here: the caller writes them (edgevae.atomic) inside its own transaction.
+    """
+    import onnxruntime as ort
+
+    names = model.manifest.io
+    files = {input_file(g): npy_bytes(inputs[g]) for g in GRAPH_NAMES}
+    entries = {g: _entry(input_file(g), files[input_file(g)]) for g in GRAPH_NAMES}
+    outputs, measured = {}, {}
+    if previous is not None:
+        keep = [v for v in previous.outputs if v not in variants and v in model.manifest.variants]
+        outputs = {v: previous.outputs[v] for v in keep}
+        measured = {v: dict(previous.measured[v]) for v in keep if v in previous.measured}
+    threads = measurement_threads()
+    for variant in variants:
+        outputs[variant], measured[variant] = {}, {}
+        for graph in GRAPH_NAMES:
+            feed = np.ascontiguousarray(inputs[graph], np.float32)
+            expected = run_graph(model, variant, graph, feed, threads=1)
+            others = [run_graph(model, variant, graph, feed, threads=t) for t in threads]  # t=1 again: run to run
+            others.append(run_graph(model, variant, graph, feed, threads=1, one_at_a_time=True))
+            spread = max(max_abs_diff(expected, other) for other in others)
+            if variant == FP32:
+                spread = max(spread, parity_of(model.manifest, graph))
+            measured[variant][graph] = spread
+            outputs[variant][graph] = {}
+            for name, value in zip(names[graph].outputs, expected):
+                file = output_file(variant, graph, name)
+                files[file] = npy_bytes(value)
+                outputs[variant][graph][name] = _entry(file, files[file])
+    base = measured.get(FP32, {})
+    tolerance = {v: {g: SAFETY_FACTOR * max(measured[v][g], base.get(g, 0.0), FLOOR) for g in GRAPH_NAMES}
+                 for v in outputs}
+    golden = Golden(inputs=entries, outputs=outputs, tolerance=tolerance, measured=measured, safety_factor=SAFETY_FACTOR,
+                    rule=RULE, threads=threads, onnxruntime=ort.__version__, source=source)
+    return golden, files
+
+
+def default_inputs(model: ModelDir, images: np.ndarray | None = None) -> dict:
+    """{graph: golden input}: the first GOLDEN_N of images (None: seeded uniform noise) and GOLDEN_N latents
+    z ~ N(0, I) from runtime.latent's stream with SEED."""
+    if images is None:
+        images = np.random.default_rng(SEED).random((GOLDEN_N, *model.image_shape), dtype=np.float32)
+    return {"encoder": np.ascontiguousarray(images[:GOLDEN_N], np.float32),
+            "decoder": standard_normal(rng_of(SEED), (GOLDEN_N, model.latent_dim))}
+
+
+def write_files(folder: Path, files: dict) -> None:
+    from edgevae.atomic import write_bytes
+
+    for name, data in files.items():
+        write_bytes(Path(folder) / name, data, mode=0o644)  # a model dir is for sharing, whatever the umask
+
+
+def add_to_model_dir(model_dir=None, images: np.ndarray | None = None, source: str = "runtime") -> Golden:
+    """Compute goldens for every variant of an existing model dir from its own graphs (torch-free) and
+    record them in its manifest. images: None keeps the dir's golden images if it has some, else noise."""
+    from .manifest import load, write
+
+    model = load(model_dir)
+    model.verify()
+    inputs = default_inputs(model, images)
+    if images is None and model.manifest.golden is not None:
+        inputs = read_inputs(model)
+    golden, files = build(model, list(model.manifest.variants), inputs, source=source)
+    write_files(model.path, files)
+    write(model.path, dataclasses.replace(model.manifest, golden=golden))
+    return golden
+
+
+def main(argv=None) -> None:
+    """python -m edgevae.runtime.golden [MODEL_DIR] [--images IDX]: add goldens to a model dir (default:
+    the shipped one), with the first GOLDEN_N images of an IDX/.npy/.png file when given."""
+    import argparse
+
+    from .image_input import read_images
+
+    parser = argparse.ArgumentParser(prog="python -m edgevae.runtime.golden", description=main.__doc__)
+    parser.add_argument("model_dir", nargs="?", type=Path, help="model dir (default: the shipped model)")
+    parser.add_argument("--images", type=Path, help="images for the encoder goldens (IDX, .npy or .png)")
+    args = parser.parse_args(argv)
+    model = load_dir = args.model_dir
+    images = None
+    if args.images is not None:
+        from .manifest import load
+
+        shape = load(load_dir).image_shape
+        images = read_images(args.images, size=shape[1:], count=GOLDEN_N)
+    source = f"the runtime's own outputs (onnxruntime, this machine), images {args.images or 'seeded uniform noise'}"
+    golden = add_to_model_dir(model, images, source=source)
+    for variant, graphs in golden.tolerance.items():
+        print(variant, {g: f"{t:.3g}" for g, t in graphs.items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""`edgevae verify`: run a model dir's golden inputs through its graphs on this device and compare the
+outputs with the expected ones stored beside them, within each variant's recorded tolerance (runtime/golden.py
+says how the tolerance was derived). Torch-free: the base install runs it."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .golden import max_abs_diff, read_expected, read_inputs, run_graph
+from .manifest import AUTO, GRAPH_NAMES, ModelDir, escape
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One (graph, variant) compared with its goldens."""
+
+    graph: str
+    variant: str
+    max_abs_diff: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.tolerance  # NaN fails
+
+
+def variants_to_check(model: ModelDir, variant: str) -> list:
+    """The variants `--variant` names: all (every variant with goldens), auto (those auto may run), or one."""
+    golden = model.manifest.golden
+    if variant == ALL:
+        return sorted(golden.outputs, key=lambda v: (v != "fp32", v))
+    concrete = model.variants_needed(model.check_variant(variant)) if variant == AUTO else [model.check_variant(variant)]
+    missing = [v for v in concrete if v not in golden.outputs]
+    if missing:
+        raise model.fail(f"has no goldens for variant {escape(missing[0])} (quantized before goldens existed? "
+                         "re-run edgevae quantize)")
+    return concrete
+
+
+def verify(model: ModelDir, variant: str = ALL, threads: int | None = None) -> list[Check]:
+    """A Check per graph and variant. ModelDirError when the dir has no goldens or they are unreadable."""
+    if model.manifest.golden is None:
+        raise model.fail("has no goldens (made before edgevae stored them; re-export it, or add them with "
+                         "python -m edgevae.runtime.golden DIR)")
+    inputs = read_inputs(model)
+    checks = []
+    for v in variants_to_check(model, variant):
+        for graph in GRAPH_NAMES:
+            expected = read_expected(model, v, graph, len(inputs[graph]))
+            with np.errstate(invalid="ignore", over="ignore"):
+                got = run_graph(model, v, graph, inputs[graph], threads=threads)
+            checks.append(Check(graph, v, max_abs_diff(got, expected), model.manifest.golden.tolerance[v][graph]))
+    return checks
+
+
+def format_table(checks: list[Check]) -> str:
+    lines = [f"{'graph':<9}{'variant':<14}{'max abs diff':>14}{'tolerance':>12}  pass"]
+    for c in checks:
+        lines.append(f"{c.graph:<9}{escape(c.variant):<14}{c.max_abs_diff:>14.3g}{c.tolerance:>12.3g}  "
+                     f"{'yes' if c.passed else 'NO'}")
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        worst = max(failed, key=lambda c: c.max_abs_diff / max(c.tolerance, 1e-30) if c.max_abs_diff == c.max_abs_diff else float("inf"))
+        lines.append(f"FAIL: {len(failed)} of {len(checks)} differ beyond tolerance; worst: {worst.graph} "
+                     f"{escape(worst.variant)} ({worst.max_abs_diff:.3g} > {worst.tolerance:.3g})")
+    else:
+        lines.append(f"ok: all {len(checks)} graph x variant outputs match their goldens")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    """CLI entry: 0 when every check passes, 1 when any fails (table on stdout, the summary names it);
+    bad input (a missing or corrupt dir, an unknown variant) raises for the dispatcher's exit 2."""
+    from .checks import check_threads
+    from .manifest import load
+
+    threads = None if args.threads is None else check_threads(args.threads, "--threads")
+    model = load(args.model)
+    model.verify()  # every file hashed first: a changed file is bad input (exit 2), not a failed check
+    checks = verify(model, args.variant, threads)
+    print(format_table(checks))
+    return 0 if all(c.passed for c in checks) else 1

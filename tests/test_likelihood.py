@@ -1,0 +1,99 @@
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgevae.runtime import VAERuntime, likelihood
+from edgevae.train.loss import iwae_nll, neg_elbo
+from helpers import make_trained_model, save_test_checkpoint, synthetic_images, write_idx_dataset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(torch model, VAERuntime of its fp32 export, 24 test-like images [24,1,28,28])."""
+    from edgevae.export.exporter import export_model_dir
+
+    model = make_trained_model(seed=1, latent_dim=16, steps=5)
+    rt = VAERuntime.load(export_model_dir(model, tmp_path_factory.mktemp("m") / "model"), variant="fp32")
+    x = synthetic_images(24, seed=5).astype(np.float32)[:, None] / 255
+    return model, rt, x
+
+
+def test_bernoulli_log_prob_matches_torch_bce_on_logits():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 6, (3, 1, 28, 28)).astype(np.float32)  # up to ~|25|: past fp32 sigmoid's 16.6
+    x = rng.random((3, 1, 28, 28)).astype(np.float32)
+    probs = torch.sigmoid(torch.from_numpy(logits)).numpy()
+    ref = -F.binary_cross_entropy_with_logits(torch.from_numpy(logits).double(), torch.from_numpy(x).double(),
+                                              reduction="none").flatten(1).sum(1).numpy()
+    got = likelihood.bernoulli_log_prob(x, probs)
+    # the floor undercounts pixels past logit 16.6 by (|logit| - 16.6) * (1 - x) or * x: bounded here
+    lost = (np.maximum(np.abs(logits) - 16.6, 0)).reshape(3, -1).sum(1)
+    assert np.all(np.abs(got - ref) <= lost + 1e-3)
+    mild = np.clip(logits, -15, 15)  # where fp32 probabilities are exact enough, agreement is tight
+    ref_mild = -F.binary_cross_entropy_with_logits(torch.from_numpy(mild).double(), torch.from_numpy(x).double(),
+                                                   reduction="none").flatten(1).sum(1).numpy()
+    assert np.allclose(likelihood.bernoulli_log_prob(x, torch.sigmoid(torch.from_numpy(mild)).numpy()), ref_mild, atol=2e-3)
+
+
+def test_probability_floor_keeps_saturated_pixels_finite():
+    x = np.array([0.0, 1.0, 0.0, 1.0], np.float32).reshape(1, 1, 2, 2)
+    p = np.array([1.0, 0.0, 0.0, 1.0], np.float32).reshape(1, 1, 2, 2)
+    got = likelihood.bernoulli_log_prob(x, p)[0]
+    assert got == pytest.approx(math.log(2.0 ** -24) + math.log(np.finfo(np.float32).tiny), rel=1e-5)
+
+
+def test_logsumexp_is_stable_and_exact():
+    a = np.array([[1000.0, -1000.0], [1000.0, -999.0]])
+    assert np.allclose(likelihood.logsumexp(a, axis=0), [1000.0 + math.log(2), -999.0 + math.log1p(math.exp(-1))])
+
+
+def test_numpy_elbo_and_iwae_match_torch_within_a_hundredth_of_a_nat(trained):
+    model, rt, x = trained
+    rng = np.random.default_rng(0)
+    eps = rng.standard_normal((len(x), rt.latent_dim), dtype=np.float32)
+    ours = likelihood.neg_elbo(rt, x, eps)["neg_elbo"]
+    with torch.no_grad():  # image by image: the torch loss averages over its batch
+        ref = np.array([neg_elbo(model, torch.from_numpy(x[i : i + 1]), eps=torch.from_numpy(eps[i : i + 1])).neg_elbo.item()
+                        for i in range(len(x))])
+    assert np.abs(ours - ref).max() < 0.01
+
+    k = 50
+    iwae_ours = likelihood.iwae_nll(rt, x, k, np.random.default_rng(1), chunk=64)
+    noise = np.random.default_rng(1)  # the same stream, drawn in the same slices (64 // 24 = 2 samples per call)
+    eps_k = np.concatenate([noise.standard_normal((min(2, k - s), len(x), rt.latent_dim), dtype=np.float32)
+                            for s in range(0, k, 2)])
+    iwae_ref = iwae_nll(model, torch.from_numpy(x), k, eps=torch.from_numpy(eps_k)).numpy()
+    assert np.abs(iwae_ours - iwae_ref).max() < 0.01
+    assert np.all(iwae_ours < ours + 5)  # a tighter bound than one-sample ELBO, up to its noise
+
+
+def test_eval_of_a_model_dir_reports_nats_with_standard_errors(tmp_path, monkeypatch):
+    from edgevae.export.exporter import export_model_dir
+    from edgevae.train.evaluate import evaluate_checkpoint, evaluate_model_dir
+
+    monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path / "cache"))
+    data = str(write_idx_dataset(tmp_path / "idx", n_train=32, n_test=12))
+    model = make_trained_model(seed=2, latent_dim=8)
+    model_dir = export_model_dir(model, tmp_path / "model")
+    result = evaluate_model_dir(model_dir, "fp32", data, iwae_k=20, batch_size=5)
+    assert result["eval_images"] == 12 and result["iwae_nll_stderr"] > 0
+    assert result["iwae_nll"] < result["test_neg_elbo"]
+
+    ckpt = save_test_checkpoint(tmp_path / "run" / "checkpoint.pt", model)
+    via_onnx = evaluate_checkpoint(ckpt, data, iwae_k=20, batch_size=5, engine="onnx")
+    assert via_onnx["iwae_nll"] == pytest.approx(result["iwae_nll"], abs=1e-3)  # same export, same noise
+    via_torch = evaluate_checkpoint(ckpt, data, iwae_k=20, batch_size=5, engine="torch")
+    assert via_torch["iwae_nll"] == pytest.approx(result["iwae_nll"], abs=3 * result["iwae_nll_stderr"] + 1)
+
+    proc = subprocess.run([sys.executable, "-m", "edgevae", "eval", str(model_dir), "--variant", "fp32", "--data-dir", data,
+                           "--iwae-k", "10"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "IWAE NLL (k=10)" in proc.stdout and "+-" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "edgevae", "eval", str(model_dir), "--variant", "int9", "--data-dir", data],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
