@@ -4,7 +4,7 @@ import json
 import time
 from pathlib import Path
 
-from edgevae.runtime.image_files import atomic_write_bytes
+from edgevae.atomic import write_bytes
 
 
 def _f(value, digits: int = 3) -> str:
@@ -100,11 +100,11 @@ def write_results(results: dict, out) -> list:
     written = []
     for name, text in (("results.json", json.dumps(results, indent=2, allow_nan=False) + "\n"),
                        ("results.md", markdown(results))):
-        atomic_write_bytes(out / name, text.encode())
+        write_bytes(out / name, text.encode())
         written.append(out / name)
     from .plots import plot_all
 
     for name, data in plot_all(results).items():
-        atomic_write_bytes(out / name, data)
+        write_bytes(out / name, data)
         written.append(out / name)
     return written

@@ -11,7 +11,7 @@ from importlib import import_module
 from . import __version__
 
 PACKAGE_CLIS = ("edgevae.train.cli", "edgevae.export.cli", "edgevae.runtime.cli", "edgevae.benchmarks.cli",
-                "edgevae.runtime.site_cli")
+                "edgevae.runtime.site_cli", "edgevae.runtime.device_cli")
 EXTRA_OF_MODULE = {"torch": "train", "torchvision": "train", "tqdm": "train", "onnx": "export", "onnxscript": "export",
                    "onnxconverter_common": "export", "matplotlib": "dev",
                    "onnxruntime": None, "numpy": None}  # None: part of the base install

@@ -27,6 +27,15 @@ def register(sub) -> None:
     p.add_argument("--test-images", type=int, default=2000, help="first N test images for the -ELBO comparison (default 2000)")
     p.add_argument("--select", action="store_true", help="time every variant at batch 1, 8, 64, 256 and record the fastest within budget")
     p.add_argument("--threads", type=int, help="intra-op threads for --select timings (default: the runtime's)")
+    p.add_argument("--search", action="store_true", help="also search mixed precision (layers kept fp32, calibration, "
+                   "per-channel, symmetric) and add the fastest candidate inside the budget as variant int8-mixed; "
+                   "report: MODEL_DIR/quant-search.{json,md,png}")
+    p.add_argument("--budget-psnr", type=float, metavar="DB", help="--search: decoder PSNR vs fp32 at least DB")
+    p.add_argument("--budget-nats", type=float, metavar="N", help="--search: -ELBO at most N nats/image above fp32 "
+                   "(with neither budget: --select's, 35 dB and 1%% of fp32 -ELBO)")
+    p.add_argument("--min-speedup", type=float, default=2.0, metavar="X", help="--search: at least X times fp32's speed, "
+                   "encoder + decoder at batch 64 (default 2)")
+    p.add_argument("--search-budget-s", type=float, default=600.0, metavar="S", help="--search: wall-time bound (default 600)")
     p.set_defaults(run=_quantize, extra="export")
     # --- end quantize ---
 

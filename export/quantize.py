@@ -14,6 +14,7 @@ from edgevae.atomic import temp_name
 from edgevae.runtime import manifest as contract
 from edgevae.runtime.manifest import FP32, GRAPH_NAMES
 
+from .mixed import SearchConfig
 from .variants import DEFAULT_CALIBRATION, INT8_REWRITES, VARIANTS, DynamicSettings, Fp16Settings, Int8Settings, variant_file
 
 
@@ -32,6 +33,7 @@ class QuantizeConfig:
     max_elbo_rel: float = 0.01
     threads: int | None = None  # for --select timings; None: the runtime's default
     seed: int = 0
+    search: SearchConfig | None = None  # --search: also find the int8-mixed variant (export/mixed.py)
 
     def settings_for(self, variant: str):
         """The settings object of variant (of the type its VariantSpec names)."""
@@ -42,6 +44,8 @@ def check_config(config: QuantizeConfig) -> None:
     unknown = [v for v in config.variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    if "int8-mixed" in config.variants:
+        raise ValueError("variant 'int8-mixed' is found by --search, not built from --variants")
     for name in ("calibration_images", "test_images"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(config, name)} must be >= 1")
@@ -57,7 +61,7 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
     data_dir = calibrate.data_for(manifest, data_dir, data)  # the training run's dataset spec unless overridden
     fp32 = {g: model.path / manifest.variants[FP32][g].file for g in GRAPH_NAMES}
     calibration = {}
-    if any(VARIANTS[v].needs_calibration for v in config.variants):
+    if config.search or any(VARIANTS[v].needs_calibration for v in config.variants):
         images = calibrate.training_images(data_dir, config.calibration_images, config.seed)
         calibration = {"encoder": images,
                        "decoder": calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, config.seed)}
@@ -72,6 +76,15 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
         paths = {g: built[(variant, g)] for g in GRAPH_NAMES}
         report[variant] = quality.measure(reference, paths, test, manifest.latent_dim, config.seed)
         report[variant]["settings"] = settings_record(variant, config)
+    if config.search:  # int8-mixed, when a candidate meets the search's budget; its report is written beside the manifest
+        from .mixed import search
+
+        found = search(model, calibration, test, reference, config.search, config.seed, config.threads)
+        built.update({("int8-mixed", g): path for g, path in found.paths.items()})
+        if found.paths:
+            report["int8-mixed"] = quality.measure(reference, found.paths, test, manifest.latent_dim, config.seed)
+            report["int8-mixed"]["settings"] = found.settings
+        print(f"search: {found.settings['search']['why']}")
     return built, report
 
 
@@ -122,6 +135,10 @@ def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = Quanti
             names = list(variants)
             latency = measure_latency(model.path, manifest, names, config.threads)
             eligible = [v for v in names if v in quality and within_budget(quality[v], config.min_psnr_db, config.max_elbo_rel)]
+            if config.search:  # and the user's budget, as the search applied it
+                from .mixed import meets_quality
+
+                eligible = [v for v in eligible if meets_quality(quality[v], config.search)]
             manifest = dataclasses.replace(
                 manifest, selection=select(latency, eligible),
                 latency_ms=contract.Latency(threads=config.threads, eligible=(FP32, *eligible), by_variant=latency))
@@ -187,6 +204,8 @@ def main(args) -> None:
         int8=Int8Settings(calibration=args.calibration, per_channel=args.per_channel),
         int8_dynamic=DynamicSettings(per_channel=args.per_channel),
         calibration_images=args.calibration_images, test_images=args.test_images, select=args.select, threads=args.threads,
+        search=SearchConfig(budget_psnr=args.budget_psnr, budget_nats=args.budget_nats, min_speedup=args.min_speedup,
+                            budget_s=args.search_budget_s) if args.search else None,
     )
     manifest = quantize_model_dir(args.model_dir, args.data_dir, config, data=args.data)
     print(f"test -ELBO over the first {config.test_images} test images (one seeded posterior draw each), nats/image")

@@ -48,6 +48,8 @@ def node_groups(model: onnx.ModelProto) -> list[Group]:
         if not node.name:
             raise ValueError(f"a {node.op_type} node has no name: groups are named after nodes")
         if node.op_type in ALWAYS_FP32:
+            if groups:  # fp32 fuses Conv + Sigmoid into one kernel named after the Sigmoid's output
+                groups[-1]["outputs"].extend(node.output)
             continue
         if node.op_type in COMPUTE_OPS:
             groups.append({"name": node.name, "op": node.op_type, "nodes": [*pending, node.name], "outputs": list(node.output)})

@@ -10,7 +10,21 @@ def _model_args(p, threads: bool = True) -> None:
                    help="fp32, int8, int8-dynamic, fp16, or auto: the manifest's choice per graph and batch size (default, "
                         "as in VAERuntime.load)")
     if threads:
-        p.add_argument("--threads", type=int, help="intra-op threads per session (default: one per physical core)")
+        p.add_argument("--threads", type=_threads_arg, default="auto",
+                       help="intra-op threads per session, or auto (default): this device's profile from `edgevae tune`, "
+                            "else the manifest's, else onnxruntime's default")
+
+
+def _threads_arg(text: str):
+    """--threads: "auto" or an integer (its range is checked against the usable cores when the command runs)."""
+    if text == "auto":
+        return text
+    from argparse import ArgumentTypeError
+
+    try:
+        return int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"must be an integer or auto, got {text!r}") from None
 
 
 def register(sub) -> None:
@@ -47,7 +61,7 @@ def _load(args):
     from .checks import check_count, check_threads
     from .vae import VAERuntime
 
-    threads = None if args.threads is None else check_threads(args.threads, "--threads")  # named as typed, not blamed on the model
+    threads = args.threads if args.threads == "auto" else check_threads(args.threads, "--threads")  # named as typed
     if getattr(args, "seed", None) is not None:
         check_count("--seed", args.seed, minimum=0)  # numpy's seeds are non-negative
     return VAERuntime.load(args.model, variant=args.variant, threads=threads)

@@ -6,11 +6,11 @@ re-exported here.
 samples in memory.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from edgevae.atomic import atomic_open, write_bytes
 
 from .image_input import read_images  # noqa: F401  (re-exported: callers import it from here)
 from .png import encode_png
@@ -29,29 +29,6 @@ def check_output_path(path) -> Path:
     if path.is_dir():
         raise ValueError(f"output {path} is a folder; name a file in it")
     return path
-
-
-def _temp_beside(path: Path) -> tuple:
-    """(fd, name) of a new temporary file beside path, with the permissions a plain open() would give
-    (mkstemp makes it 0600)."""
-    # The name is cut so the temporary one (mkstemp adds 8 random characters) stays under NAME_MAX (255).
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return fd, tmp
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write data to a temporary file beside path and rename it over path."""
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -75,7 +52,7 @@ def write_images(path: Path, images: np.ndarray, columns: int | None = None) -> 
     if path.suffix.lower() == ".png":
         if len(images) > MAX_PNG_IMAGES:
             raise ValueError(f"{len(images)} images are too many for a PNG grid (at most {MAX_PNG_IMAGES}); write .npy")
-        atomic_write_bytes(path, encode_png(grid(images, columns)))
+        write_bytes(path, encode_png(grid(images, columns)))
     else:
         with NpyWriter(path, images.shape) as out:
             out.write(images)
@@ -94,8 +71,8 @@ class NpyWriter:
         self.rows = 0
 
     def __enter__(self) -> "NpyWriter":
-        fd, self._tmp = _temp_beside(self.path)
-        self._file = os.fdopen(fd, "wb")
+        self._open = atomic_open(self.path)
+        self._file = self._open.__enter__()
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
         np.lib.format.write_array_header_1_0(self._file, header)
         return self
@@ -109,11 +86,8 @@ class NpyWriter:
         self.rows += len(chunk)
 
     def __exit__(self, kind, value, traceback) -> None:
-        self._file.close()
-        try:
-            if kind is None and self.rows != self.shape[0]:
-                raise ValueError(f"{self.path}: {self.rows} rows written, {self.shape[0]} expected")
-            if kind is None:
-                os.replace(self._tmp, self.path)
-        finally:  # a no-op after the rename; removes the temporary file on any failure, the rename's own included
-            Path(self._tmp).unlink(missing_ok=True)
+        if kind is None and self.rows != self.shape[0]:
+            error = ValueError(f"{self.path}: {self.rows} rows written, {self.shape[0]} expected")
+            self._open.__exit__(ValueError, error, None)  # removes the temporary file
+            raise error
+        self._open.__exit__(kind, value, traceback)  # renamed into place, or removed on an exception

@@ -6,12 +6,14 @@ built once; every method is a pure function of its arguments plus those sessions
 InferenceSession.run is thread-safe, so one runtime can serve many threads.
 """
 
+import dataclasses
 import threading
 
 import numpy as np
 import onnxruntime as ort
 
 from .checks import check_count, check_images, check_latents
+from .device_profile import Choice, Plan, plan as make_plan
 from .errors import InputError
 from .latent import reparameterize, rng_of, standard_normal
 from .manifest import AUTO, GRAPH_NAMES, ModelDir, escape, load
@@ -22,6 +24,7 @@ from .sessions import SessionConfig, create_session
 # is ~0.25 ms against ~15 ms of compute), while peak RSS grew 79 / 89 / 111 / 153 MiB for 32 / 64 / 128 / 256.
 CHUNK = 32
 DEFAULT_VARIANT = AUTO  # the CLI's default too: one seed gives the same images through both
+DEFAULT_THREADS = AUTO  # the device profile's choice, else the manifest's, else onnxruntime's (device_profile.py)
 MAX_RESULT_BYTES = 1 << 32  # one result array; more is refused up front (stream with iter_samples instead)
 HUGE_LATENT = 1e4  # |z| beyond this is the caller's doing when the decoder overflows; below it, the model's
 
@@ -45,29 +48,35 @@ def _allocate(shape: tuple, what: str) -> np.ndarray:
 class VAERuntime:
     """An exported edgevae model ready to run. Build it with VAERuntime.load()."""
 
-    def __init__(self, model: ModelDir, variant: str, config: SessionConfig = SessionConfig(), chunk: int = CHUNK):
+    def __init__(self, model: ModelDir, variant: str, config: SessionConfig = SessionConfig(), chunk: int = CHUNK,
+                 plan: Plan | None = None):
         self.model = model
         self.variant = variant
         self.config = config
         self.chunk = chunk
-        self._sessions = {}  # {(concrete variant, graph): InferenceSession}, each built once
+        self.plan = plan or Plan(variant, config.threads)  # (variant, threads) per graph and batch size
+        # {(concrete variant, graph, threads): InferenceSession}, each built once. A device profile may pick other
+        # threads (or variants) per batch size, so one runtime can hold a few sessions per graph, built on first use.
+        self._sessions = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model_dir=None, variant: str = DEFAULT_VARIANT, threads: int | None = None,
+    def load(cls, model_dir=None, variant: str = DEFAULT_VARIANT, threads: int | str | None = DEFAULT_THREADS,
              providers=None) -> "VAERuntime":
         """Check model_dir (None: the default model shipped in the package) and its files.
 
         variant: a variant in the manifest, or "auto" (the default, as on the CLI) to follow the manifest's
         per-graph, per-batch-size selection (fp32 where there is none). threads: intra-op threads per session
-        (None: onnxruntime's default, one per physical core). providers: onnxruntime execution providers
+        (None: onnxruntime's default, one per physical core), or "auto" (the default): both "auto"s follow this
+        device's profile from `edgevae tune` first, then the manifest, then fp32 with onnxruntime's default
+        (runtime/device_profile.py); explicit values always win. providers: onnxruntime execution providers
         (default CPU). Raises ModelDirError for an unusable model dir (every file the variant may use is
         hashed here), InputError for a bad variant, threads or providers.
 
         Each session is built on first use (then ModelDirError if onnxruntime refuses the graph or its
         boundary differs from the manifest): `sample` never needs the encoder.
         """
-        if threads is not None:
+        if threads is not None and threads != AUTO:
             threads = check_count("threads", threads)
         if providers is not None and (isinstance(providers, str) or not all(isinstance(p, str) for p in providers)):
             raise InputError(f"providers must be a list of provider names, got {escape(repr(providers))[:60]}")
@@ -77,23 +86,29 @@ class VAERuntime:
             raise InputError(f"providers {escape(list(providers))} are not available (onnxruntime has {ort.get_available_providers()})")
         model = load(model_dir)
         model.check_variant(variant)
-        runtime = cls(model, variant, SessionConfig(threads=threads, providers=providers))
-        for v in model.variants_needed(variant):
+        config = SessionConfig(threads=None if threads == AUTO else threads, providers=providers)
+        runtime = cls(model, variant, config, plan=make_plan(model, variant, threads))
+        for v in runtime.plan.variants_needed(model):
             for graph in GRAPH_NAMES:
                 model.graph_bytes(v, graph)  # hash check now, so a changed file fails load, not a later call
         return runtime
 
-    def _session(self, variant: str, graph: str):
-        """The session of (variant, graph), built on first use; the lock makes that happen once even
+    def _session(self, choice: Choice, graph: str):
+        """The session of (variant, graph, threads), built on first use; the lock makes that happen once even
         when several threads ask at the same moment."""
-        key = (variant, graph)
+        key = (choice.variant, graph, choice.threads)
         session = self._sessions.get(key)
         if session is None:
             with self._lock:
                 session = self._sessions.get(key)
                 if session is None:
-                    session = self._sessions[key] = create_session(self.model, variant, graph, self.config)
+                    config = dataclasses.replace(self.config, threads=choice.threads)
+                    session = self._sessions[key] = create_session(self.model, choice.variant, graph, config)
         return session
+
+    def choice(self, graph: str, batch: int) -> Choice:
+        """The (variant, threads) this runtime runs graph with on a batch of this size."""
+        return self.plan.choose(self.model, graph, batch)
 
     @property
     def latent_dim(self) -> int:
@@ -129,17 +144,17 @@ class VAERuntime:
                                       f"{float(value.max()):g}], outside the [0, 1] of Bernoulli means")
         return values
 
-    def _run_chunk(self, variant: str, graph: str, feed: np.ndarray) -> list:
-        session = self._session(variant, graph)
+    def _run_chunk(self, choice: Choice, graph: str, feed: np.ndarray) -> list:
+        session = self._session(choice, graph)
         name = self.model.manifest.io[graph].inputs[0]
-        return self._checked(variant, graph, session.run(None, {name: feed}), feed)
+        return self._checked(choice.variant, graph, session.run(None, {name: feed}), feed)
 
     def _run(self, graph: str, array: np.ndarray, outputs: list) -> None:
         """Run graph over array in chunks, writing into the preallocated outputs (one per graph output)."""
-        variant = self.model.variant_for(self.variant, len(array), graph)
+        choice = self.choice(graph, len(array))
         for start in range(0, len(array), self.chunk):
             stop = start + self.chunk
-            for out, value in zip(outputs, self._run_chunk(variant, graph, array[start:stop])):
+            for out, value in zip(outputs, self._run_chunk(choice, graph, array[start:stop])):
                 out[start:stop] = value
 
     def encode(self, x: np.ndarray) -> tuple:
@@ -177,10 +192,10 @@ class VAERuntime:
         n = check_count("n", n)
         rng = _seeded(seed)
         # One variant for the whole request: `auto` selects by the total batch size, as sample() does.
-        variant = self.model.variant_for(self.variant, n, "decoder")
+        choice = self.choice("decoder", n)
         for start in range(0, n, self.chunk):
             z = standard_normal(rng, (min(self.chunk, n - start), self.latent_dim))
-            yield self._run_chunk(variant, "decoder", z)[0]
+            yield self._run_chunk(choice, "decoder", z)[0]
 
     def sample(self, n: int, seed=None) -> np.ndarray:
         """n images decoded from z ~ N(0, I): float32 [n,C,H,W]. Same seed, same images.
@@ -217,11 +232,11 @@ class VAERuntime:
         """interpolate() chunk by chunk (float32 [k,C,H,W] each), for any number of steps in bounded memory."""
         steps = check_count("steps", steps, minimum=2)
         mu = self._line_ends(x_a, x_b)
-        variant = self.model.variant_for(self.variant, steps, "decoder")
+        choice = self.choice("decoder", steps)
         for start in range(0, steps, self.chunk):
             t = (np.arange(start, min(start + self.chunk, steps), dtype=np.float64) / (steps - 1))[:, None]
             z = ((1.0 - t) * mu[0] + t * mu[1]).astype(np.float32)
-            yield self._run_chunk(variant, "decoder", z)[0]
+            yield self._run_chunk(choice, "decoder", z)[0]
 
     def interpolate(self, x_a: np.ndarray, x_b: np.ndarray, steps: int = 8) -> np.ndarray:
         """Decode `steps` points on the straight line from mu(x_a) to mu(x_b), ends included:

@@ -40,6 +40,7 @@ def test_train_export_quantize_run(tmp_path, monkeypatch, case):
             pytest.skip("real Fashion-MNIST absent (apt-get install dataset-fashion-mnist)")
         spec = fashion_subset(tmp_path / "fashion")
     monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("edgevae.export.quality.DECODER_SAMPLES", 64)  # quantize's PSNR sample count: 1024 is for real runs
     torch.set_num_threads(1)  # 2 shared cores: one thread is as fast here and leaves the other free
     run, model_dir = tmp_path / "run", tmp_path / "model"
     assert main(["train", "--epochs", "1", "--out", str(run), "--data", spec, *flags, "--latent-dim", str(latent_dim),

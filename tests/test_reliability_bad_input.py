@@ -111,15 +111,15 @@ CLI_CASES = {
     "export checkpoint is a folder": (lambda s, t: ["export", a_folder(t, "c.pt"), "--out", t / "m"], "not a file"),
     "train data-dir is a file": (lambda s, t: ["train", "--epochs", 1, "--data-dir", s["checkpoint"], "--out", t / "run"], "no Fashion-MNIST found"),
     "quantize model dir is a file": (lambda s, t: ["quantize", s["checkpoint"], "--data-dir", s["data"]], "is not a folder"),
-    "graph is a folder": (lambda s, t: ["info", "--model", damaged_copy(s["model"], t, graph_is_a_folder)], "encoder.onnx (variant fp32, encoder) is missing"),
+    "graph is a folder": (lambda s, t: ["info", "--model", damaged_copy(s["model"], t, graph_is_a_folder)], "cannot read encoder.onnx: Is a directory"),
     "manifest is a folder": (lambda s, t: ["info", "--model", damaged_copy(s["model"], t, manifest_is_a_folder)], "cannot read manifest.json"),
     # damaged graphs with a matching hash: onnxruntime must refuse them, in one line
     "truncated decoder": (lambda s, t: ["sample", "--model", damaged_copy(s["model"], t, truncated_graph("decoder.onnx")), "--n", 2, "--out", t / "o.png"],
-                          "onnxruntime cannot load decoder.onnx"),
+                          "decoder.onnx is not a valid ONNX graph"),
     "random-byte decoder": (lambda s, t: ["sample", "--model", damaged_copy(s["model"], t, random_graph("decoder.onnx")), "--n", 2, "--out", t / "o.npy"],
-                            "onnxruntime cannot load decoder.onnx"),
+                            "decoder.onnx is not a valid ONNX graph"),
     "truncated encoder": (lambda s, t: ["reconstruct", "--model", damaged_copy(s["model"], t, truncated_graph("encoder.onnx")), "--input", s["x"],
-                                        "--out", t / "o.png"], "onnxruntime cannot load encoder.onnx"),
+                                        "--out", t / "o.png"], "encoder.onnx is not a valid ONNX graph"),
     "unknown format version": (lambda s, t: ["info", "--model", damaged_copy(s["model"], t, format_version)], "'edgevae-model/2'"),
     "quantize unknown format version": (lambda s, t: ["quantize", damaged_copy(s["model"], t, format_version), "--data-dir", s["data"]], "'edgevae-model/2'"),
     # unreadable inputs
@@ -191,7 +191,7 @@ def test_the_process_prints_exactly_one_line(tmp_path, shared, case):
 
 def test_huge_sample_count_is_refused_at_once(rt):
     start = time.perf_counter()
-    with pytest.raises(InputError, match=r"n=1000000000000 samples need 3\.14e\+06 GB"):
+    with pytest.raises(InputError, match=r"n=1000000000000 samples would need 3\.14e\+06 GB"):
         rt.sample(10**12)
     assert time.perf_counter() - start < QUICK_S
 
@@ -213,9 +213,9 @@ def test_reparameterize_refuses_an_overflowing_draw(rt):
 
 
 @pytest.mark.parametrize("damage,message", [
-    (truncated_graph("encoder.onnx"), "onnxruntime cannot load encoder.onnx"),
-    (random_graph("encoder.onnx"), "onnxruntime cannot load encoder.onnx"),
-    (graph_is_a_folder, "is missing"),
+    (truncated_graph("encoder.onnx"), "encoder.onnx is not a valid ONNX graph"),
+    (random_graph("encoder.onnx"), "encoder.onnx is not a valid ONNX graph"),
+    (graph_is_a_folder, "cannot read encoder.onnx: Is a directory"),
     (manifest_is_a_folder, "cannot read manifest.json"),
 ], ids=["truncated", "random bytes", "graph is a folder", "manifest is a folder"])
 def test_damaged_model_dir_raises_model_dir_error(tmp_path, model_dir, damage, message):

@@ -90,7 +90,7 @@ BAD = {
     "no model": (lambda m, t, i: ["sample", "--model", t / "nomodel", "--n", 4, "--out", t / "o.png"], "does not exist or is not a folder"),
     "variant": (lambda m, t, i: ["sample", "--model", m, "--variant", "int4", "--n", 4, "--out", t / "o.png"], "has no variant 'int4'"),
     "threads": (lambda m, t, i: ["sample", "--model", m, "--threads", 0, "--n", 4, "--out", t / "o.png"], "threads must be >= 1"),
-    "sha256": (lambda m, t, i: ["sample", "--model", _corrupt_model(m, t), "--n", 4, "--out", t / "o.png"], "decoder.onnx has sha256"),
+    "sha256": (lambda m, t, i: ["sample", "--model", _corrupt_model(m, t), "--n", 4, "--out", t / "o.png"], "decoder.onnx does not match its sha256"),
     "no input": (lambda m, t, i: ["reconstruct", "--model", m, "--input", t / "none.npy", "--out", t / "o.npy"], "does not exist"),
     "nan input": (lambda m, t, i: ["reconstruct", "--model", m, "--input", _npy(t, np.full((2, 28, 28), np.nan, np.float32)),
                                    "--out", t / "o.npy"], "NaN/inf"),
@@ -104,7 +104,7 @@ BAD = {
                                    "--out", t / "o.npy"], "int64"),
     "index": (lambda m, t, i: ["interpolate", "--model", m, "--input", i, "--b", 99, "--out", t / "o.png"], "--b 99 is out of range"),
     "steps": (lambda m, t, i: ["interpolate", "--model", m, "--input", i, "--steps", 1, "--out", t / "o.png"], "--steps must be >= 2"),
-    "info": (lambda m, t, i: ["info", "--model", _corrupt_model(m, t)], "decoder.onnx has sha256"),
+    "info": (lambda m, t, i: ["info", "--model", _corrupt_model(m, t)], "decoder.onnx does not match its sha256"),
 }
 
 

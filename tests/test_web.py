@@ -141,7 +141,7 @@ def _browse(url, *args):
 def test_page_draws_64_samples_equal_to_python(served, golden, tmp_path):
     shot = Path(os.environ.get("EDGEVAE_TEST_ARTIFACTS", tmp_path)) / "page.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
-    report = _browse(served["good"].url + "?fresh=1", "--golden", str(golden), "--screenshot", str(shot))
+    report = _browse(served["good"].url + "?fresh=1", "--golden", str(golden), "--screenshot", str(shot), "--interact")
     assert report["state"] == "ready" and report["error"] is None and not report["errorVisible"], report
     assert report["tiles"] == 64 and report["gridPixels"] == [1, 28, 28]
     assert report["crossOriginIsolated"] is True and report["logs"] == []
@@ -152,6 +152,9 @@ def test_page_draws_64_samples_equal_to_python(served, golden, tmp_path):
     assert report["parityUnfused"]["int8"] <= 1e-4
     assert report["pixelDiff"]["fp32"] <= 1 and report["latentsEqualNode"] is True
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    interact = report["interact"]  # a new seed redraws sample(64, seed); a bad seed is reported, the grid stays
+    assert interact["redrawn"] and interact["equalsSample"] and interact["gridStillVisible"], interact
+    assert "seed must be an integer in [0, 2^53)" in interact["badSeedStatus"], interact
     print(f"\nweb parity {json.dumps({k: report[k] for k in ('parity', 'parityUnfused', 'pixelDiff', 'firstGridMs')})} screenshot {shot}")
 
 

@@ -44,9 +44,11 @@ export class EdgeVAE {
    * options.threads: intra-op threads (Node per session; web: ort.env.wasm.numThreads, set before the
    * first session). options.ort: the onnxruntime module (default: imported by name). options.cache:
    * {get(key), set(key, value)} to keep measured choices across page loads (e.g. over localStorage).
+   * options.untilMeasured: a variant `auto` runs until choose() has measured (default null: measure on
+   * first use); the page uses "fp32" so a first visit draws at once and measures after.
    */
   static async load(dir, options = {}) {
-    const { variant = AUTO, threads, ort: given, chunk = CHUNK, cache = null } = options;
+    const { variant = AUTO, threads, ort: given, chunk = CHUNK, cache = null, untilMeasured = null } = options;
     if (typeof variant !== "string") throw new InputError(`variant must be a string, got ${typeof variant}`);
     if (threads !== undefined) checkCount("threads", threads);
     checkCount("chunk", chunk);
@@ -54,29 +56,29 @@ export class EdgeVAE {
     const source = await openSource(dir);
     const model = parseManifestBytes(await source.read("manifest.json", { maxBytes: MAX_MANIFEST_BYTES }), source.where);
     const names = Object.keys(model.variants);
-    if (variant !== AUTO && !names.includes(variant)) {
-      throw new InputError(`variant ${escape(JSON.stringify(variant))} is not in ${source.where} (has: ${names.map(escape).join(", ")}, or 'auto')`);
-    }
-    // Every file this runtime may run is hashed now, so a changed file fails load, not a later call.
-    const bytes = new Map();
-    for (const v of variant === AUTO ? names : [variant]) {
-      for (const graph of GRAPHS) {
-        const entry = model.variants[v][graph];
-        const data = await source.read(entry.file, { maxBytes: MAX_GRAPH_BYTES, exact: entry.bytes });
-        if (await sha256Hex(data, source.where) !== entry.sha256) {
-          throw new ModelDirError(`${source.where}: ${escape(entry.file)} does not match its sha256 in the manifest (file changed or corrupt)`);
-        }
-        bytes.set(`${v}/${graph}`, data);
+    for (const v of [variant, untilMeasured]) {
+      if (v !== null && v !== AUTO && !names.includes(v)) {
+        throw new InputError(`variant ${escape(JSON.stringify(v))} is not in ${source.where} (has: ${names.map(escape).join(", ")}, or 'auto')`);
       }
     }
+    // Every file this runtime may run is hashed now (fetched in parallel), so a changed file fails load.
+    const bytes = new Map();
+    await Promise.all((variant === AUTO ? names : [variant]).flatMap((v) => GRAPHS.map(async (graph) => {
+      const entry = model.variants[v][graph];
+      const data = await source.read(entry.file, { maxBytes: MAX_GRAPH_BYTES, exact: entry.bytes });
+      if (await sha256Hex(data, source.where) !== entry.sha256) {
+        throw new ModelDirError(`${source.where}: ${escape(entry.file)} does not match its sha256 in the manifest (file changed or corrupt)`);
+      }
+      bytes.set(`${v}/${graph}`, data);
+    })));
     if (!IS_NODE) {
       ort.env.logLevel = "error";
       if (threads !== undefined) ort.env.wasm.numThreads = threads; // read once, when the first session starts wasm
     }
-    return new EdgeVAE(ort, source.where, model, variant, { threads, chunk, cache, bytes });
+    return new EdgeVAE(ort, source.where, model, variant, { threads, chunk, cache, bytes, untilMeasured });
   }
 
-  constructor(ort, where, model, variant, { threads, chunk, cache, bytes }) {
+  constructor(ort, where, model, variant, { threads, chunk, cache, bytes, untilMeasured = null }) {
     this.ort = ort;
     this.where = where;
     this.model = model;
@@ -84,8 +86,10 @@ export class EdgeVAE {
     this.threads = threads;
     this.chunk = chunk;
     this.cache = cache;
+    this.untilMeasured = untilMeasured;
     this._bytes = bytes;
     this._sessions = new Map(); // "variant/graph" -> Promise<InferenceSession>, each built once
+    this._measuring = new Map(); // choice key -> Promise of the measurement in progress
   }
 
   get latentDim() { return this.model.latentDim; }
@@ -155,6 +159,7 @@ export class EdgeVAE {
   /** The concrete variant that runs graph on a batch of n (measured here when variant is "auto"). */
   async variantFor(graph, n) {
     if (this.variant !== AUTO) return this.variant;
+    if (this.untilMeasured && !this.measured(graph)) return this.untilMeasured;
     const { choice } = await this.choose(graph);
     const sizes = Object.keys(choice).map(Number).sort((a, b) => a - b);
     const below = sizes.filter((s) => s <= n);
@@ -164,15 +169,34 @@ export class EdgeVAE {
   /** `auto`'s choice for graph: {choice: {batch: variant}, timings: {variant: {batch: median ms}}, runtime}.
    * Measured once per runtime and file set (cached in-process and in options.cache). */
   async choose(graph) {
-    const candidates = Object.keys(this.model.variants);
-    const key = ["edgevae-choice", this.runtime, graph, ...candidates.map((v) => this.model.variants[v][graph].sha256.slice(0, 16))].join("|");
-    let found = choices.get(key) ?? this.cache?.get(key) ?? null;
-    if (!found || typeof found.choice !== "object") {
-      found = { runtime: this.runtime, ...await this._measure(graph, candidates) };
-      this.cache?.set(key, found);
+    const key = this._choiceKey(graph);
+    const found = this.measured(graph);
+    if (found) { choices.set(key, found); return found; }
+    if (!this._measuring.has(key)) { // one measurement even when several calls ask at once
+      this._measuring.set(key, this._measure(graph, Object.keys(this.model.variants)).then((measured) => {
+        const result = { runtime: this.runtime, ...measured };
+        choices.set(key, result);
+        try { this.cache?.set(key, result); } catch { /* storage full or disabled: measured again next time */ }
+        return result;
+      }).finally(() => this._measuring.delete(key)));
     }
-    choices.set(key, found);
-    return found;
+    return this._measuring.get(key);
+  }
+
+  _choiceKey(graph) {
+    const files = Object.keys(this.model.variants).map((v) => this.model.variants[v][graph].sha256.slice(0, 16));
+    return ["edgevae-choice", this.runtime, graph, ...files].join("|");
+  }
+
+  /** The choice for graph already measured here (this process/page, or options.cache), else null. */
+  measured(graph) {
+    const key = this._choiceKey(graph);
+    let found = choices.get(key) ?? null;
+    if (!found) { try { found = this.cache?.get(key) ?? null; } catch { found = null; } }
+    // a cached entry is only a hint: it must name batch sizes and variants this model has
+    const valid = found && typeof found.choice === "object" && found.choice !== null && Object.keys(found.choice).length > 0
+      && Object.entries(found.choice).every(([n, v]) => /^[1-9][0-9]*$/.test(n) && Object.hasOwn(this.model.variants, v));
+    return valid ? found : null;
   }
 
   async _measure(graph, candidates) {

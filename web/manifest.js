@@ -9,6 +9,9 @@ export const FP32 = "fp32"; // the variant every model dir has
 export const AUTO = "auto"; // chosen by measurement in THIS runtime (see edgevae.js selectVariants)
 export const MAX_MANIFEST_BYTES = 1 << 20;
 export const MAX_GRAPH_BYTES = 1 << 30;
+// The fields every manifest has (docs/model-dir.schema.json "required"; web/test/schema.test.mjs keeps them in step).
+export const REQUIRED = ["format", "edgevae_version", "latent_dim", "image_shape", "opset", "io", "variants"];
+export const FILE_ENTRY_REQUIRED = ["file", "sha256", "bytes"];
 const SHA256 = /^[0-9a-f]{64}$/;
 const BATCH_KEY = /^[1-9][0-9]{0,8}$/;
 
@@ -48,6 +51,7 @@ const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v)
 
 function fileEntry(value, where, fail) {
   if (!isObject(value)) fail(`${where} must be an object with file, sha256 and bytes`);
+  for (const key of FILE_ENTRY_REQUIRED) if (!(key in value)) fail(`${where} lacks field "${key}"`);
   const { file, sha256, bytes } = value;
   if (!isPlainName(file)) fail(`${where}.file ${short(file)} is not a plain file name inside the dir`);
   if (typeof sha256 !== "string" || !SHA256.test(sha256)) fail(`${where}.sha256 of ${short(file)} is not 64 lower-case hex digits`);
@@ -69,7 +73,7 @@ export function parseManifest(obj, where = "model dir") {
   const fail = (what) => { throw new ModelDirError(`${where}: manifest.json: ${what}`); };
   if (!isObject(obj)) fail("is not a JSON object");
   if (obj.format !== FORMAT) fail(`format ${short(obj.format)} is not "${FORMAT}"`);
-  for (const key of ["edgevae_version", "latent_dim", "image_shape", "opset", "io", "variants"]) {
+  for (const key of REQUIRED) {
     if (!(key in obj)) fail(`lacks field "${key}"`);
   }
   if (typeof obj.edgevae_version !== "string") fail(`edgevae_version must be a string, got ${short(obj.edgevae_version)}`);
@@ -80,7 +84,8 @@ export function parseManifest(obj, where = "model dir") {
     fail(`image_shape ${short(shape)} is not [C, H, W] of positive sizes`);
   }
   graphMap(obj.io, "io", fail);
-  const io = {};
+  // Null-prototype maps: a key like "__proto__" or "toString" from the file is just a name here.
+  const io = Object.create(null);
   for (const graph of GRAPHS) {
     const names = obj.io[graph];
     const want = graph === "encoder" ? 2 : 1;
@@ -91,24 +96,24 @@ export function parseManifest(obj, where = "model dir") {
     if (names.inputs.length !== 1 || names.outputs.length !== want) fail(`io.${graph} must have 1 input and ${want} output(s)`);
     io[graph] = { inputs: [...names.inputs], outputs: [...names.outputs] };
   }
-  if (!isObject(obj.variants) || !(FP32 in obj.variants)) fail(`variants must include "${FP32}"`);
-  const variants = {};
+  if (!isObject(obj.variants) || !Object.hasOwn(obj.variants, FP32)) fail(`variants must include "${FP32}"`);
+  const variants = Object.create(null);
   for (const [variant, graphs] of Object.entries(obj.variants)) {
     if (!variant || variant === AUTO) fail(`variant name ${short(variant)} is reserved`);
     graphMap(graphs, `variants.${variant}`, fail);
-    variants[variant] = {};
+    variants[variant] = Object.create(null);
     for (const graph of GRAPHS) variants[variant][graph] = fileEntry(graphs[graph], `variants.${variant}.${graph}`, fail);
   }
-  const selection = {};
+  const selection = Object.create(null);
   if (obj.selection !== undefined && obj.selection !== null) {
     if (!isObject(obj.selection)) fail("selection must map graphs to {batch size: variant}");
     for (const [graph, choice] of Object.entries(obj.selection)) {
       if (!GRAPHS.includes(graph)) fail(`selection names graph ${short(graph)}, not one of ${GRAPHS.join(", ")}`);
       if (!isObject(choice)) fail(`selection.${graph} must be an object`);
-      selection[graph] = {};
+      selection[graph] = Object.create(null);
       for (const [size, variant] of Object.entries(choice)) {
         if (!BATCH_KEY.test(size)) fail(`selection.${graph} key ${short(size)} is not a positive batch size`);
-        if (!(variant in variants)) fail(`selection.${graph}.${size} names variant ${short(variant)}, which the manifest lacks`);
+        if (typeof variant !== "string" || !Object.hasOwn(variants, variant)) fail(`selection.${graph}.${size} names variant ${short(variant)}, which the manifest lacks`);
         selection[graph][Number(size)] = variant;
       }
     }

@@ -1,7 +1,7 @@
 // Drive the sampling page in headless Chromium (Debian's /usr/bin/chromium, never a downloaded browser)
 // with playwright-core, and print one JSON report. Used by tests/test_web.py and benchmarks.
 //
-//   node web/test/browser.mjs URL [--golden DIR] [--screenshot FILE] [--bench] [--timeout MS]
+//   node web/test/browser.mjs URL [--golden DIR] [--screenshot FILE] [--bench] [--interact] [--timeout MS]
 //
 // Report: {state: "ready"|"failed", error, firstGridMs, timings, variant, runtime, crossOriginIsolated,
 //          tiles (grid image count), parity: {variant: max abs diff vs the Python runtime}, parityUnfused: {the
@@ -21,7 +21,7 @@ function parseArgs(argv) {
   const args = { url: argv[0], golden: null, screenshot: null, bench: false, timeout: 60000 };
   for (let i = 1; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, "");
-    if (key === "bench") args.bench = true;
+    if (key === "bench" || key === "interact") args[key] = true;
     else args[key] = key === "timeout" ? Number(argv[++i]) : argv[++i];
   }
   return args;
@@ -104,6 +104,25 @@ async function bench(page) {
   });
 }
 
+// Use the page as a visitor does: a new seed redraws the grid (equal to sample(64, seed)), a bad seed is
+// reported beside the button while the grid stays.
+async function interact(page) {
+  const pixels = () => page.evaluate(() => Array.from(window.edgevae.state.grid.data.slice(0, 784 * 64)));
+  const before = await pixels();
+  await page.fill("#seed", "3");
+  await page.click("#new");
+  await page.waitForFunction(() => document.getElementById("status").textContent === "seed 3");
+  const after = await pixels();
+  const expected = await page.evaluate(async () => Array.from((await window.edgevae.vae.sample(64, 3)).data));
+  await page.fill("#seed", "-1");
+  await page.click("#new");
+  await page.waitForFunction(() => /seed must be/.test(document.getElementById("status").textContent));
+  return {
+    redrawn: after.some((v, i) => v !== before[i]), equalsSample: after.every((v, i) => v === expected[i]),
+    badSeedStatus: await page.textContent("#status"), gridStillVisible: await page.isVisible("#grid"),
+  };
+}
+
 export async function run(args) {
   const profile = mkdtempSync(join(tmpdir(), "edgevae-chromium-"));
   // A fresh profile per run (Playwright passes it as --user-data-dir); headless: true adds --headless.
@@ -126,6 +145,7 @@ export async function run(args) {
     if (args.screenshot) { await page.screenshot({ path: args.screenshot, fullPage: true }); report.screenshot = args.screenshot; }
     if (args.golden && report.state === "ready") Object.assign(report, await parity(page, args.golden));
     if (args.bench && report.state === "ready") report.bench = await bench(page);
+    if (args.interact && report.state === "ready") report.interact = await interact(page);
     return report;
   } finally {
     await browser.close();

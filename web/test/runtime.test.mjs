@@ -59,6 +59,8 @@ test("bad manifests are refused with one line naming the field", () => {
     [(m) => { m.selection = { decoder: { "0": "fp32" } }; }, /batch size/],
     [(m) => { m.selection = { decoder: { "1": "fp64" } }; }, /lacks/],
     [(m) => { m.io.decoder.outputs = []; }, /io.decoder/],
+    [(m) => { m.selection = { decoder: { "1": "toString" } }; }, /lacks/],
+    [(m) => { m.variants = JSON.parse('{"__proto__": {}}'); }, /must include "fp32"/],
   ];
   for (const [edit, pattern] of cases) {
     const m = structuredClone(good);
@@ -135,4 +137,17 @@ test("auto is measured in this runtime, not copied from the manifest's native se
   }
   const x = await auto.sample(2, 0);
   assert.deepEqual(x.dims, [2, 1, 28, 28]);
+});
+
+test("untilMeasured runs its variant until choose(); a cache entry naming unknown variants is ignored", async () => {
+  const store = new Map();
+  const cache = { get: (k) => store.get(k), set: (k, v) => store.set(k, v) };
+  const vae = await EdgeVAE.load(MODEL_DIR, { cache, untilMeasured: "int8", threads: 1 });
+  for (const k of [vae._choiceKey("decoder")]) store.set(k, { choice: { 1: "fp64" } });
+  assert.equal(vae.measured("decoder"), null);
+  assert.equal(await vae.variantFor("decoder", 64), "int8");
+  const { choice } = await vae.choose("decoder");
+  assert.equal(await vae.variantFor("decoder", 64), choice[64]);
+  assert.deepEqual(store.get(vae._choiceKey("decoder")).choice, choice); // kept for the next load
+  await assert.rejects(EdgeVAE.load(MODEL_DIR, { untilMeasured: "int4" }), /int4/);
 });

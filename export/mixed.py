@@ -1,0 +1,372 @@
+"""`quantize --search`: the int8-mixed variant, int8 with the layers that cost most quality per millisecond
+saved kept fp32, under a budget in the user's terms; every candidate measured, the Pareto front reported.
+
+The search, bounded by SearchConfig.budget_s (checked before each candidate is built):
+1. Baseline: the int8 variant's settings on both graphs (export/variants.py).
+2. Settings sweep, one graph at a time (the other keeps the baseline's): calibration method (MinMax, Entropy,
+   Percentile) x per-channel weights x symmetric activations. Per graph the candidate with the least
+   `badness` among those at least min_speedup x fp32 wins; the two winners are combined and measured.
+3. Sensitivity (export/sensitivity.py) of every group under those settings, and its kernel time fp32 vs int8.
+4. Greedy: while the budget is unmet, keep fp32 the next group in order of badness added per microsecond
+   saved by int8 (a group int8 makes no faster comes first); a step is kept only when it lowers the measured
+   badness and keeps min_speedup. Groups interact, so each step is measured, never summed from step 3.
+The chosen point is the fastest measured candidate inside the budget at >= min_speedup, if any.
+
+badness(c) = sum over the budgets of cost / allowance: -ELBO cost in nats / budget_nats, and the decoder's
+error power relative to the budget's, 10^((budget_psnr - psnr) / 10). Inside the budget iff every term <= 1.
+Speed is fp32 / candidate latency of encoder + decoder at batch 64, timed interleaved with fp32 (medians).
+"""
+
+import dataclasses
+import itertools
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .variants import CALIBRATION_METHODS, DEFAULT_CALIBRATION, Int8Settings
+
+GRAPHS = ("encoder", "decoder")
+REPORT = "quant-search"  # report files in the model dir: .json, .md, .png (Pareto), -sensitivity.png
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Budget and bounds of `quantize --search`. With neither budget given, --select's defaults apply."""
+
+    budget_psnr: float | None = None  # decoder PSNR vs fp32 (z ~ N(0, I) samples), dB, at least
+    budget_nats: float | None = None  # -ELBO cost vs fp32, nats per image, at most
+    min_speedup: float = 2.0  # fp32 / candidate latency at speed_batch, encoder + decoder
+    budget_s: float = 600.0  # wall time for steps 1-4 (the final timing of the front comes after)
+    methods: tuple[str, ...] = CALIBRATION_METHODS
+    per_channel: tuple[bool, ...] = (False, True)
+    symmetric: tuple[bool, ...] = (False, True)
+    speed_batch: int = 64
+    quick_rounds: int = 5  # interleaved rounds of each candidate's timing vs fp32 during the search
+
+    def __post_init__(self):
+        if self.budget_nats is not None and not self.budget_nats > 0:
+            raise ValueError(f"--budget-nats {self.budget_nats} must be > 0")
+        if self.min_speedup <= 0 or self.budget_s <= 0:
+            raise ValueError(f"--min-speedup {self.min_speedup} and --search-budget-s {self.budget_s} must be > 0")
+        unknown = [m for m in self.methods if m not in CALIBRATION_METHODS]
+        if unknown:
+            raise ValueError(f"calibration method {unknown[0]!r} is not one of {', '.join(CALIBRATION_METHODS)}")
+
+
+@dataclass
+class SearchResult:
+    """What the search found: paths {graph: int8-mixed file} (empty when no candidate met the budget), the
+    settings record for the manifest, and the report."""
+
+    paths: dict
+    settings: dict
+    report: dict
+
+
+def badness(c: dict, budget: dict) -> float:
+    """Sum of cost / allowance over the budgets (see module docstring); <= 1 per term inside the budget."""
+    terms = []
+    if budget.get("nats") is not None:
+        terms.append(max(c["nats"], 0.0) / budget["nats"])
+    if budget.get("psnr_db") is not None:
+        terms.append(0.0 if c["psnr_db"] is None else 10 ** ((budget["psnr_db"] - c["psnr_db"]) / 10))
+    return float(sum(terms))
+
+
+def meets(c: dict, budget: dict) -> bool:
+    nats_ok = budget.get("nats") is None or c["nats"] <= budget["nats"]
+    psnr_ok = budget.get("psnr_db") is None or c["psnr_db"] is None or c["psnr_db"] >= budget["psnr_db"]
+    return nats_ok and psnr_ok
+
+
+def meets_quality(quality, config: SearchConfig) -> bool:
+    """A manifest Quality inside the budgets given explicitly in config (--select's own apply besides)."""
+    figures = {"nats": quality.test_neg_elbo - quality.test_neg_elbo_fp32, "psnr_db": quality.decoder_psnr_db}
+    return meets(figures, {"nats": config.budget_nats, "psnr_db": config.budget_psnr})
+
+
+def pareto_front(candidates: list[dict]) -> list[str]:
+    """Names of the candidates no other beats or ties on all of batch-64 latency, nats cost and PSNR."""
+    def key(c):
+        return (c["ms"], c["nats"], -(c["psnr_db"] if c["psnr_db"] is not None else 1e9))
+
+    front = []
+    for c in candidates:
+        k = key(c)
+        dominated = any(all(a <= b for a, b in zip(key(o), k)) and key(o) != k for o in candidates if o is not c)
+        if not dominated:
+            front.append(c["name"])
+    return front
+
+
+class Search:
+    """State of one search: prepared graphs, the fp32 reference, timing sessions, and every candidate."""
+
+    def __init__(self, model, calibration: dict, test_images, reference: dict, config: SearchConfig, work: Path,
+                 seed: int = 0, threads: int | None = None):
+        from .quality import graph_session, mean_neg_elbo
+        from .sensitivity import prepare
+
+        self.model, self.test, self.reference, self.config, self.work = model, test_images, reference, config, Path(work)
+        self.seed, self.threads, self.latent_dim = seed, threads, model.manifest.latent_dim
+        self.start = time.monotonic()
+        self.deadline = self.start + config.budget_s
+        self.fp32 = {g: model.path / model.manifest.variants["fp32"][g].file for g in GRAPHS}
+        self.prepared = {g: prepare(g, self.fp32[g], calibration[g], self.work) for g in GRAPHS}
+        self.fp32_sessions = {g: graph_session(self.fp32[g], threads) for g in GRAPHS}
+        elbo = mean_neg_elbo(reference, test_images)
+        defaults = config.budget_psnr is None and config.budget_nats is None  # --select's budget (quality.within_budget)
+        self.budget = {"psnr_db": 35.0 if defaults else config.budget_psnr,
+                       "nats": round(0.01 * elbo, 4) if defaults else config.budget_nats,
+                       "min_speedup": config.min_speedup, "fp32_neg_elbo": round(elbo, 4),
+                       "source": "--select's defaults (35 dB, 1% of fp32 -ELBO)" if defaults else "--budget-psnr/--budget-nats"}
+        self.candidates, self.timed_out = [], False
+
+    def time_left(self) -> bool:
+        self.timed_out = self.timed_out or time.monotonic() > self.deadline
+        return not self.timed_out
+
+    def evaluate(self, name: str, settings: dict, why: str) -> dict:
+        """Build, measure (quality, size, latency vs fp32) and record a candidate; settings {graph: Int8Settings
+        or None for fp32}."""
+        from .quality import graph_session
+        from .selection import time_sessions
+        from .sensitivity import quality_of
+
+        paths = {}
+        for g in GRAPHS:
+            paths[g] = self.fp32[g] if settings[g] is None else \
+                self.prepared[g].build(self.work / f"c{len(self.candidates)}.{g}.onnx", settings[g])
+        sessions = {"fp32": self.fp32_sessions, name: {g: graph_session(paths[g], self.threads) for g in GRAPHS}}
+        ms = time_sessions(sessions, self.model.manifest.image_shape, self.latent_dim, (self.config.speed_batch,),
+                           rounds=self.config.quick_rounds)
+        batch = str(self.config.speed_batch)
+        fp32_ms, cand_ms = (sum(ms[v][g][batch] for g in GRAPHS) for v in ("fp32", name))
+        c = {"name": name, "why": why, "settings": {g: _record(g, s, self.prepared[g]) for g, s in settings.items()},
+             **quality_of(self.reference, paths, self.test, self.latent_dim, self.seed),
+             "bytes": sum(Path(p).stat().st_size for p in paths.values()), "ms": round(cand_ms, 4),
+             "fp32_ms": round(fp32_ms, 4), "speedup": round(fp32_ms / cand_ms, 3), "paths": paths, "raw": settings}
+        c["badness"] = round(badness(c, self.budget), 4)
+        c["meets_budget"] = meets(c, self.budget)
+        self.candidates.append(c)
+        print(f"search {len(self.candidates):>2} {name:<40} PSNR {c['psnr_db'] if c['psnr_db'] is not None else 'inf':>7} dB  "
+              f"{c['nats']:+.3f} nats  {c['speedup']:.2f}x fp32", flush=True)
+        return c
+
+    def ok(self, c: dict) -> bool:
+        return c["speedup"] >= self.config.min_speedup
+
+    def sweep(self, base: dict) -> dict:
+        """Step 2: per graph, the settings with the least badness at >= min_speedup (base's when none beats it)."""
+        best = {}
+        for g in ("decoder", "encoder"):
+            winner = base
+            for method, per_channel, symmetric in itertools.product(self.config.methods, self.config.per_channel, self.config.symmetric):
+                s = Int8Settings(calibration=method, per_channel=per_channel, activation_symmetric=symmetric)
+                if _same(s, base["raw"][g], g) or not self.time_left():
+                    continue
+                name = f"{g}:{method}{'+per-channel' if per_channel else ''}{'+symmetric' if symmetric else ''}"
+                c = self.evaluate(name, {**base["raw"], g: s}, f"settings sweep of the {g}")
+                if self.ok(c) and c["badness"] < winner["badness"]:
+                    winner = c
+            best[g] = winner["raw"][g]
+        return best
+
+    def greedy(self, current: dict, rows: list[dict]) -> dict:
+        """Step 4: keep groups fp32 in order of badness per microsecond saved until the budget is met."""
+        def score(r):
+            cost = badness({"nats": r["nats"], "psnr_db": r["psnr_db"]}, self.budget)
+            saved = r["fp32_us"] - r["int8_us"]
+            return float("inf") if saved <= 0 else cost / saved
+
+        order = sorted(rows, key=lambda r: (-score(r), -r["nats"]))
+        kept = {g: [] for g in GRAPHS}  # the sweep's winners keep no group fp32
+        for r in order:
+            if current["meets_budget"] and self.ok(current) or not self.time_left():
+                break
+            g = r["graph"]
+            trial = {**current["raw"], g: dataclasses.replace(
+                current["raw"][g], fp32_nodes=_nodes(self.prepared[g], [*kept[g], r["group"]]))}
+            c = self.evaluate(f"{current['name'].split(' ')[0]} +fp32 {r['group'].removeprefix('node_')} ({g})", trial,
+                              f"greedy: {r['group']} ({g}) alone in int8 cost {r['nats']:+.3f} nats, "
+                              f"{r['psnr_db']} dB; int8 saves {r['fp32_us'] - r['int8_us']:.0f} us of {r['fp32_us']:.0f}")
+            if self.ok(c) and c["badness"] < current["badness"]:
+                kept[g].append(r["group"])
+                current = c
+        return current
+
+
+def _nodes(prepared, names):
+    from .sensitivity import fp32_nodes_of
+
+    return fp32_nodes_of(list(prepared.groups), names)
+
+
+def _same(a: Int8Settings, b: Int8Settings, graph: str) -> bool:
+    norm = lambda s: dataclasses.replace(s, calibration=s.calibration or DEFAULT_CALIBRATION[graph])  # noqa: E731
+    return norm(a) == norm(b)
+
+
+def _record(graph: str, settings, prepared) -> dict | str:
+    """How a graph of a candidate was built, for the report and the manifest."""
+    if settings is None:
+        return "fp32"
+    kept = [g.name for g in prepared.groups if set(g.nodes) <= set(settings.fp32_nodes)] if settings.fp32_nodes else []
+    return {"format": "QDQ U8S8", "calibration": settings.calibration or DEFAULT_CALIBRATION[graph],
+            "percentile": settings.percentile, "per_channel": settings.per_channel,
+            "activation_symmetric": settings.activation_symmetric, "fp32_groups": kept,
+            "fp32_nodes": ["Sigmoid", *settings.fp32_nodes]}
+
+
+def search(model, calibration: dict, test_images, reference: dict, config: SearchConfig, seed: int = 0,
+           threads: int | None = None) -> SearchResult:
+    """Run the search on model (a checked contract.ModelDir) and write its report beside the manifest.
+
+    calibration {graph: input array}, test_images and reference (quality.graph_outputs of fp32) as quantize
+    builds them. The chosen candidate's graphs are copied to temporary names in the model dir (paths)."""
+    from edgevae.atomic import temp_name
+
+    from .sensitivity import group_sensitivity
+    from .variants import variant_file
+
+    with tempfile.TemporaryDirectory(prefix="edgevae-search-") as work:
+        s = Search(model, calibration, test_images, reference, config, Path(work), seed, threads)
+        fp32 = s.evaluate("fp32", {g: None for g in GRAPHS}, "reference")
+        base = s.evaluate("int8", {g: Int8Settings() for g in GRAPHS}, "whole-graph int8 (the int8 variant's settings)")
+        best = s.sweep(base)
+        combined = next((c for c in s.candidates if c["raw"] == best), None)
+        if combined is None and s.time_left():
+            combined = s.evaluate("best settings", best, "the sweep's best settings of both graphs")
+        combined = combined or base
+        rows = []
+        if not (combined["meets_budget"] and s.ok(combined)) and s.time_left():
+            rng = np.random.default_rng(seed)
+            b = config.speed_batch
+            feeds = {"encoder": {"x": rng.random((b, *model.manifest.image_shape), dtype=np.float32)},
+                     "decoder": {"z": rng.standard_normal((b, s.latent_dim)).astype(np.float32)}}
+            rows = group_sensitivity(s.prepared, combined["raw"], reference, test_images, s.latent_dim, feeds, seed,
+                                     deadline=s.deadline)
+            s.greedy(combined, rows)
+        search_s = time.monotonic() - s.start
+        inside = [c for c in s.candidates if c["meets_budget"] and s.ok(c) and c["name"] != "fp32"]
+        chosen = min(inside, key=lambda c: c["ms"]) if inside else None
+        report = _report(s, rows, chosen, base, fp32, search_s)
+        _write_report(model.path, report)
+        paths = {}
+        if chosen is not None:
+            for g in GRAPHS:
+                paths[g] = temp_name(model.path / variant_file(g, "int8-mixed"))
+                shutil.copyfile(chosen["paths"][g], paths[g])
+    settings = {"format": "QDQ U8S8, chosen layers fp32", "search": report["summary"],
+                "graphs": chosen["settings"] if chosen else None,
+                "report": {k: f"{REPORT}{v}" for k, v in REPORT_FILES.items()}}
+    return SearchResult(paths, settings, report)
+
+
+REPORT_FILES = {"json": ".json", "table": ".md", "pareto_plot": ".png", "sensitivity_plot": "-sensitivity.png"}
+
+
+def _report(s: Search, rows: list[dict], chosen, base: dict, fp32: dict, search_s: float) -> dict:
+    """The report: budget, every candidate (with full latency for the front), sensitivity, and why."""
+    from .selection import TIMING_BATCH_SIZES, time_sessions
+    from .quality import graph_session
+
+    points = [c for c in s.candidates]
+    front = pareto_front(points)
+    timed = [c for c in points if c["name"] in front or c is chosen or c is base or c is fp32]
+    start = time.monotonic()
+    sessions = {c["name"]: {g: graph_session(c["paths"][g], s.threads) for g in GRAPHS} for c in timed}
+    latency = time_sessions(sessions, s.model.manifest.image_shape, s.latent_dim, TIMING_BATCH_SIZES)
+    timing_s = time.monotonic() - start
+    candidates = [{k: v for k, v in c.items() if k not in ("paths", "raw")} | {
+        "on_front": c["name"] in front, "latency_ms": latency.get(c["name"])} for c in points]
+    if chosen is not None:
+        why = (f"fastest of {sum(c['meets_budget'] and s.ok(c) for c in points if c['name'] != 'fp32')} measured "
+               f"candidate(s) inside the budget at >= {s.config.min_speedup}x fp32 (batch {s.config.speed_batch})")
+    else:
+        fast = [c for c in points if s.ok(c)]
+        closest = min(fast, key=lambda c: c["badness"]) if fast else None
+        why = ("no candidate met the budget at >= {:.2f}x fp32; ".format(s.config.min_speedup)
+               + (f"closest: {closest['name']} (PSNR {closest['psnr_db']} dB, {closest['nats']:+.3f} nats, "
+                  f"{closest['speedup']:.2f}x)" if closest else "none was that fast")
+               + ("; the search ran out of time" if s.timed_out else ""))
+    summary = {"budget": s.budget, "met": chosen is not None, "chosen": chosen["name"] if chosen else None, "why": why,
+               "search_s": round(search_s, 1), "budget_s": s.config.budget_s, "timed_out": s.timed_out,
+               "front_timing_s": round(timing_s, 1), "candidates": len(points),
+               "int8": {k: base[k] for k in ("psnr_db", "nats", "speedup")},
+               "chosen_figures": {k: chosen[k] for k in ("psnr_db", "nats", "speedup", "bytes")} if chosen else None,
+               "timing": f"medians of {s.config.quick_rounds} rounds interleaved with fp32 at batch {s.config.speed_batch} "
+                         f"during the search; the front, fp32, int8 and the choice re-timed together at "
+                         f"{list(TIMING_BATCH_SIZES)} ({len(timed)} graphs pairs interleaved per round)",
+               "threads": s.threads}
+    return {"summary": summary, "sensitivity": rows, "candidates": candidates, "front": front}
+
+
+def _write_report(model_dir: Path, report: dict) -> None:
+    from edgevae.atomic import write_bytes, write_json
+
+    from . import sensitivity
+
+    write_json(model_dir / f"{REPORT}.json", report, mode=0o644)
+    write_bytes(model_dir / f"{REPORT}.md", format_report(report).encode(), mode=0o644)
+    with tempfile.TemporaryDirectory(prefix="edgevae-plot-") as tmp:  # PNGs rendered aside, then written atomically
+        plot_front(report, Path(tmp) / "front.png")
+        write_bytes(model_dir / f"{REPORT}.png", (Path(tmp) / "front.png").read_bytes(), mode=0o644)
+        if report["sensitivity"]:
+            sensitivity.plot(report["sensitivity"], Path(tmp) / "sens.png")
+            write_bytes(model_dir / f"{REPORT}-sensitivity.png", (Path(tmp) / "sens.png").read_bytes(), mode=0o644)
+
+
+def format_report(report: dict) -> str:
+    """The report as markdown: summary, sensitivity tables, candidates."""
+    from .sensitivity import format_table
+
+    summary = report["summary"]
+    lines = [f"# quantize --search", "", f"budget: {json.dumps(summary['budget'])}", "",
+             f"met: {summary['met']}; chosen: {summary['chosen']}; {summary['why']}", "",
+             f"search {summary['search_s']} s of {summary['budget_s']} s (timed out: {summary['timed_out']}); "
+             f"timing: {summary['timing']}", ""]
+    for graph in GRAPHS:
+        if any(r["graph"] == graph for r in report["sensitivity"]):
+            lines += [format_table(report["sensitivity"], graph), ""]
+    lines += ["| candidate | PSNR dB | +nats | speedup b64 | MB | front | latency ms enc+dec b1/8/64/256 |", "|---|---:|---:|---:|---:|---|---|"]
+    for c in report["candidates"]:
+        lat = c.get("latency_ms")
+        cells = "/".join(f"{lat['encoder'][b] + lat['decoder'][b]:.2f}" for b in lat["encoder"]) if lat else "-"
+        psnr = "inf" if c["psnr_db"] is None else f"{c['psnr_db']:.2f}"
+        lines.append(f"| {c['name']} | {psnr} | {c['nats']:+.3f} | {c['speedup']:.2f} | {c['bytes'] / 1e6:.2f} | "
+                     f"{'yes' if c['on_front'] else ''} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_front(report: dict, path: Path) -> Path:
+    """Latency at batch 64 (encoder + decoder) vs -ELBO cost for every candidate; front, int8, choice marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cands, summary = report["candidates"], report["summary"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter([c["ms"] for c in cands], [c["nats"] for c in cands], c="lightgray", label="candidate")
+    front = sorted((c for c in cands if c["on_front"]), key=lambda c: c["ms"])
+    ax.plot([c["ms"] for c in front], [c["nats"] for c in front], "o-", color="tab:blue", label="Pareto front")
+    for name, marker, color in (("fp32", "s", "black"), ("int8", "D", "tab:orange"), (summary["chosen"], "*", "tab:red")):
+        c = next((c for c in cands if c["name"] == name), None)
+        if c is not None:
+            ax.plot(c["ms"], c["nats"], marker, color=color, markersize=12, label=f"{name} (chosen)" if name == summary["chosen"] else name)
+    if summary["budget"].get("nats") is not None:
+        ax.axhline(summary["budget"]["nats"], color="tab:red", linestyle=":", label="nats budget")
+    ax.set_xlabel(f"latency, encoder + decoder at batch 64, ms (median, interleaved with fp32)")
+    ax.set_ylabel("-ELBO cost vs fp32, nats/image")
+    ax.set_title(f"quantize --search: {len(cands)} candidates, {summary['search_s']} s")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,257 @@
+"""Device profiles: what `edgevae tune` measured on this device, and how the runtime turns `variant="auto"` and
+`threads="auto"` into a (variant, intra-op threads) per graph and batch size.
+
+Resolution, first match wins (`edgevae info` prints which one is in force and why):
+1. explicit choices always win: a named variant, and threads as an int (or None: onnxruntime's default);
+2. a device profile that matches this model, onnxruntime version and CPU: for each graph and batch size the
+   fastest measured (variant, threads), restricted to the explicit variant or threads when one was given.
+   Looked up in the user's cache, $XDG_CACHE_HOME/edgevae/profiles/<model key>.json (~/.cache when unset),
+   then in the model dir's device-profile.json (`tune --in-model-dir`, for shipping a dir to a known device);
+3. the manifest's selection (`quantize --select`, timed on the machine that quantized) for the variant, with
+   the threads it was timed with (latency_ms.threads, at most the usable cores);
+4. fallback: fp32, onnxruntime's default threads.
+A profile made for another model, onnxruntime or CPU is ignored with one warning line on stderr.
+
+Profiles are not part of the model dir's contract (device-profile.json is not listed in the manifest, since
+tuning must not change the model's hash): they are read with the same safe reader, size-bounded and parsed
+into the frozen dataclasses below, so a hostile one can at worst choose a slower listed variant.
+"""
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .manifest import AUTO, ModelDir, doc, escape, parse, read_regular_file, sha256_hex
+
+FORMAT = "edgevae-device-profile/1"
+IN_MODEL_DIR = "device-profile.json"
+MAX_PROFILE_BYTES = 1 << 20
+_warned: set = set()  # one warning per profile path per process
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What to run for one graph and batch size."""
+
+    variant: str = doc("a variant of the model dir")
+    threads: int | None = doc("intra-op threads; null: onnxruntime's default")
+
+    def __post_init__(self):
+        if self.threads is not None and not 1 <= self.threads <= 4096:
+            raise ValueError(f"threads {self.threads} is not a thread count")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One (variant, threads) measured by tune."""
+
+    variant: str = doc("variant")
+    threads: int | None = doc("intra-op threads; null: onnxruntime's default")
+    median_ms: float = doc("median latency of one call, ms")
+    p25_ms: float = doc("25th percentile, ms")
+    p75_ms: float = doc("75th percentile, ms")
+    calls: int = doc("timed calls")
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """device-profile.json: the fastest (variant, threads) per graph and batch size on one device."""
+
+    format: str = doc(f'always "{FORMAT}"')
+    model_key: str = doc("sha256 of the model's manifest as canonical JSON (see model_key)")
+    onnxruntime: str = doc("onnxruntime version that was timed")
+    cpu_model: str = doc("CPU model name (/proc/cpuinfo)")
+    cores: int = doc("CPU cores the tuning process could use (its affinity mask)")
+    choice: dict[str, dict[str, Choice]] = doc("{graph: {min batch size: choice}}")
+    timings: dict[str, dict[str, tuple[Timing, ...]]] = doc("{graph: {batch size: every candidate timed}}")
+    default: dict[str, dict[str, Choice]] = doc("{graph: {batch size: what the runtime ran before this profile}}")
+    budget_s: float = doc("the time budget tune was given")
+    edgevae_version: str = doc("edgevae version that tuned")
+
+    def __post_init__(self):
+        if self.format != FORMAT:
+            raise ValueError(f"format {self.format!r} is not {FORMAT!r}")
+        for graph, sizes in self.choice.items():
+            if any(not size.isdigit() or int(size) < 1 for size in sizes):
+                raise ValueError(f"choice.{graph} keys must be positive batch sizes")
+
+
+def model_key(model: ModelDir) -> str:
+    """The profile's key for a model: the sha256 of its manifest as canonical JSON (sorted keys), which holds
+    every graph's sha256, so a re-export or a re-quantization gets a new key."""
+    return sha256_hex(json.dumps(model.manifest.to_json(), sort_keys=True, separators=(",", ":")).encode())
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ('model name' on x86, 'Hardware'/'Model' on some ARM boards)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key = line.split(":", 1)[0].strip().lower()
+                if key in ("model name", "hardware", "model") and ":" in line:
+                    return line.split(":", 1)[1].strip() or "unknown"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def device_identity() -> dict:
+    import onnxruntime as ort
+
+    from .checks import usable_cores
+
+    return {"onnxruntime": ort.__version__, "cpu_model": cpu_model(), "cores": usable_cores()}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgevae" / "profiles"
+
+
+def cache_path(model: ModelDir) -> Path:
+    return cache_dir() / f"{model_key(model)}.json"
+
+
+def write(path: Path, profile: DeviceProfile) -> Path:
+    from edgevae.atomic import write_json
+
+    parse(DeviceProfile, profile_json(profile))  # what we write must be what we would accept
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json(Path(path), profile_json(profile), mode=0o644)
+    return Path(path)
+
+
+def profile_json(profile: DeviceProfile) -> dict:
+    from .manifest import to_json
+
+    return to_json(profile) | {"threads_note": "null threads: onnxruntime's default"}
+
+
+def _read(path: Path) -> DeviceProfile:
+    data = read_regular_file(path.parent, path.name, MAX_PROFILE_BYTES)
+    obj = json.loads(data.decode("utf-8"))
+    if isinstance(obj, dict):
+        obj.pop("threads_note", None)
+    return parse(DeviceProfile, obj)
+
+
+def _warn(path: Path, reason: str) -> None:
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        print(f"edgevae: warning: device profile {escape(path)} ignored: {reason}", file=sys.stderr)
+
+
+def mismatch(model: ModelDir, profile: DeviceProfile, identity: dict | None = None) -> str | None:
+    """Why profile does not apply to model on this device (None: it applies)."""
+    identity = identity or device_identity()
+    if profile.model_key != model_key(model):
+        return "made for another model (re-run edgevae tune)"
+    for field in ("onnxruntime", "cpu_model", "cores"):
+        if getattr(profile, field) != identity[field]:
+            return f"made with {field} {escape(getattr(profile, field))}, this device has {escape(identity[field])}"
+    picks = [c for sizes in profile.choice.values() for c in sizes.values()]
+    picks += [t for sizes in profile.timings.values() for ts in sizes.values() for t in ts]
+    many = [c.threads for c in picks if (c.threads or 0) > identity["cores"]]
+    if many:
+        return f"asks for {many[0]} threads, this process may use {identity['cores']} cores"
+    unknown = [c.variant for c in picks if c.variant not in model.manifest.variants]
+    if unknown:
+        return f"names variant {escape(unknown[0])}, which the model dir lacks"
+    return None
+
+
+def find(model: ModelDir) -> tuple[DeviceProfile | None, Path | None]:
+    """The first applicable profile (cache, then the model dir) and its path; (None, None) when there is none.
+    Unreadable, malformed, stale or foreign profiles are skipped with one warning line each."""
+    identity = None
+    for path in (cache_path(model), model.path / IN_MODEL_DIR):
+        if not path.exists() and not path.is_symlink():
+            continue
+        try:
+            profile = _read(path)
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as err:
+            _warn(path, f"unreadable ({escape(str(err).splitlines()[0][:100]) if str(err) else type(err).__name__})")
+            continue
+        identity = identity or device_identity()
+        reason = mismatch(model, profile, identity)
+        if reason:
+            _warn(path, reason)
+            continue
+        return profile, path
+    return None, None
+
+
+def _bucket(table: dict, batch: int):
+    """The entry of table (keys: batch sizes as strings) for the largest key <= batch (smallest key below all)."""
+    sizes = sorted(int(k) for k in table)
+    below = [s for s in sizes if s <= batch]
+    return table[str(below[-1] if below else sizes[0])]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a runtime picks (variant, threads) per graph and batch size; `why` says which rule is in force."""
+
+    variant: str  # as asked: a variant or "auto"
+    threads: object  # as asked: an int, None (onnxruntime's default) or "auto"
+    profile: DeviceProfile | None = None
+    profile_path: Path | None = None
+
+    @property
+    def why(self) -> str:
+        if self.variant != AUTO and self.threads != AUTO:
+            return "variant and threads given explicitly"
+        if self.profile is not None:
+            return f"device profile {escape(self.profile_path)} (edgevae tune on this device)"
+        return ("no device profile: the manifest's selection and its threads, else fp32 with onnxruntime's "
+                "default threads (run edgevae tune)")
+
+    def variants_needed(self, model: ModelDir) -> list:
+        """Every concrete variant this plan may run (their files are hashed when a runtime loads)."""
+        needed = set(model.variants_needed(self.variant))
+        if self.profile is not None and self.variant == AUTO:
+            needed |= {c.variant for sizes in self.profile.choice.values() for c in sizes.values()}
+            needed |= {t.variant for sizes in self.profile.timings.values() for ts in sizes.values() for t in ts
+                       if t.variant in model.manifest.variants}
+        return sorted(needed)
+
+    def choose(self, model: ModelDir, graph: str, batch: int) -> Choice:
+        """The (variant, threads) to run graph on a batch of this size."""
+        if self.variant != AUTO and self.threads != AUTO:
+            return Choice(self.variant, self.threads)
+        if self.profile is not None and graph in self.profile.choice and self.profile.choice[graph]:
+            if self.variant == AUTO and self.threads == AUTO:
+                return _bucket(self.profile.choice[graph], batch)
+            timings = [t for t in _bucket(self.profile.timings.get(graph) or {"1": ()}, batch)
+                       if (self.variant == AUTO or t.variant == self.variant)
+                       and (self.threads == AUTO or t.threads == self.threads)]
+            if timings:
+                best = min(timings, key=lambda t: t.median_ms)
+                return Choice(best.variant, best.threads)
+        variant = model.variant_for(self.variant, batch, graph)
+        if self.threads != AUTO:
+            return Choice(variant, self.threads)
+        follows_selection = self.variant == AUTO and bool(model.manifest.selection.get(graph))
+        return Choice(variant, manifest_threads(model) if follows_selection else None)
+
+
+def manifest_threads(model: ModelDir) -> int | None:
+    """The threads quantize --select timed with, at most the usable cores (None: onnxruntime's default)."""
+    from .checks import usable_cores
+
+    latency = model.manifest.latency_ms
+    if latency is None or latency.threads is None:
+        return None
+    return min(latency.threads, usable_cores())
+
+
+def plan(model: ModelDir, variant: str, threads) -> Plan:
+    """The Plan for a runtime asked for variant and threads (see the module docstring)."""
+    if variant != AUTO and threads != AUTO:
+        return Plan(variant, threads)
+    profile, path = find(model)
+    return Plan(variant, threads, profile, path)

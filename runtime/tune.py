@@ -1,0 +1,177 @@
+"""`edgevae tune`: time, on this device, every variant inside the manifest's quality budget x intra-op threads x
+batch sizes, and write a device profile that `variant="auto"` / `threads="auto"` then follow (device_profile.py).
+
+For each (graph, batch size) group, every candidate (variant, threads) takes turns in interleaved rounds, in
+a fresh random order each round, so load from other processes falls on all of them alike; within a round a
+candidate runs back-to-back calls for about SEGMENT_S, each timed on its own. Medians with the 25th-75th
+percentile spread are recorded. The whole run is bounded by budget_s: each group gets an equal share of what
+is left (session creation included), and at least MIN_ROUNDS rounds. Torch-free: the base install runs it.
+"""
+
+import sys
+import time
+
+import numpy as np
+
+from .device_profile import FORMAT, Choice, DeviceProfile, Plan, Timing, device_identity, model_key
+from .latent import rng_of, standard_normal
+from .manifest import AUTO, FP32, GRAPH_NAMES, ModelDir, escape
+from .sessions import SessionConfig, create_session
+
+BATCH_SIZES = (1, 8, 64, 256)
+DEFAULT_BUDGET_S = 20.0
+MIN_ROUNDS = 3
+SEGMENT_S = 0.01
+MAX_REPS = 50
+MIN_PSNR_DB, MAX_ELBO_REL = 35.0, 0.01  # quantize --select's default accuracy budget
+
+
+def eligible_variants(model: ModelDir) -> list:
+    """fp32, plus the variants --select found inside its accuracy budget, or (no --select) those whose
+    measured quality is inside quantize's default budget (decoder PSNR >= 35 dB, -ELBO within 1%)."""
+    m = model.manifest
+    if m.latency_ms is not None:
+        others = [v for v in m.latency_ms.eligible if v in m.variants]
+    else:
+        others = [v for v, q in m.quality.items() if v in m.variants
+                  and (q.decoder_psnr_db is None or q.decoder_psnr_db >= MIN_PSNR_DB)
+                  and abs(q.neg_elbo_rel_change) <= MAX_ELBO_REL]
+    return [FP32] + sorted(set(others) - {FP32})
+
+
+def thread_counts(cores: int) -> list:
+    """1 .. cores when there are at most 4; beyond that 1, 2, 4, 8, ... and cores (a sweep of every count on a
+    64-core board would spend the budget on near-identical neighbours)."""
+    if cores <= 4:
+        return list(range(1, cores + 1))
+    counts, t = {cores}, 1
+    while t < cores:
+        counts.add(t)
+        t *= 2
+    return sorted(counts)
+
+
+def _feed(model: ModelDir, graph: str, batch: int) -> np.ndarray:
+    rng = rng_of(0)
+    if graph == "encoder":
+        return rng.random((batch, *model.image_shape), dtype=np.float32)
+    return standard_normal(rng, (batch, model.latent_dim))
+
+
+def _time_group(calls: dict, budget_s: float, rng: np.random.Generator) -> dict:
+    """{candidate: [seconds per call]} from interleaved rounds lasting about budget_s (>= MIN_ROUNDS)."""
+    reps = {}
+    for key, fn in calls.items():
+        fn()  # first call outside the clock: lazy kernel set-up
+        start = time.perf_counter()
+        fn()
+        reps[key] = max(1, min(MAX_REPS, int(SEGMENT_S / max(time.perf_counter() - start, 1e-9))))
+    samples = {key: [] for key in calls}
+    keys = list(calls)
+    start, rounds = time.perf_counter(), 0
+    while rounds < MIN_ROUNDS or time.perf_counter() - start < budget_s:
+        for i in rng.permutation(len(keys)):
+            fn, out = calls[keys[i]], samples[keys[i]]
+            if reps[keys[i]] > 1:
+                fn()  # settling call, untimed: absorbs waking this session's threads
+            for _ in range(reps[keys[i]]):
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
+        rounds += 1
+    return samples
+
+
+def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_SIZES, progress: bool = True) -> DeviceProfile:
+    """Time every candidate on this device and return the profile (not written: see device_profile.write)."""
+    from edgevae import __version__
+
+    identity = device_identity()
+    started = time.perf_counter()
+    variants, threads = eligible_variants(model), thread_counts(identity["cores"])
+    before = Plan(AUTO, AUTO)  # what the runtime runs with no profile
+    groups = [(g, b) for g in GRAPH_NAMES for b in batch_sizes]
+    sessions, rng = {}, np.random.default_rng(0)
+    choice, timings, default = {g: {} for g in GRAPH_NAMES}, {g: {} for g in GRAPH_NAMES}, {g: {} for g in GRAPH_NAMES}
+    bar = _progress(len(groups), progress)
+    for done, (graph, batch) in enumerate(groups):
+        was = before.choose(model, graph, batch)
+        candidates = [Choice(v, t) for v in variants for t in threads]
+        if was not in candidates:
+            candidates.append(was)  # e.g. onnxruntime's default threads: timed so before/after compare in one run
+        feed, name = _feed(model, graph, batch), model.manifest.io[graph].inputs[0]
+        calls = {}
+        for c in candidates:
+            key = (c.variant, graph, c.threads)
+            if key not in sessions:
+                sessions[key] = create_session(model, c.variant, graph, SessionConfig(threads=c.threads))
+            calls[c] = (lambda s=sessions[key]: s.run(None, {name: feed}))
+        share = max(0.0, budget_s - (time.perf_counter() - started)) / (len(groups) - done)
+        samples = _time_group(calls, share, rng)
+        rows = tuple(_timing(c, s) for c, s in samples.items())
+        timings[graph][str(batch)] = rows
+        best = min(rows, key=lambda r: r.median_ms)
+        choice[graph][str(batch)] = Choice(best.variant, best.threads)
+        default[graph][str(batch)] = was
+        if bar is not None:
+            bar.set_postfix_str(f"{graph} batch {batch}: {escape(best.variant)} x{best.threads}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return DeviceProfile(format=FORMAT, model_key=model_key(model), **identity, choice=choice, timings=timings,
+                         default=default, budget_s=float(budget_s), edgevae_version=__version__)
+
+
+def _timing(c: Choice, seconds: list) -> Timing:
+    ms = np.asarray(seconds) * 1e3
+    p25, p50, p75 = (round(float(v), 4) for v in np.percentile(ms, [25, 50, 75]))
+    return Timing(variant=c.variant, threads=c.threads, median_ms=p50, p25_ms=p25, p75_ms=p75, calls=len(seconds))
+
+
+def _progress(total: int, enabled: bool):
+    """A tqdm bar on stderr when tqdm is installed (it is optional: the base install has no tqdm)."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="tuning", unit="group", file=sys.stderr, leave=False)
+
+
+def _cell(profile: DeviceProfile, graph: str, batch: str, c: Choice) -> tuple:
+    row = next(r for r in profile.timings[graph][batch] if r.variant == c.variant and r.threads == c.threads)
+    threads = "default" if c.threads is None else str(c.threads)
+    return f"{escape(c.variant)} x{threads}", row
+
+
+def format_table(profile: DeviceProfile) -> str:
+    """Before (the runtime with no profile) and after (the profile's choice), per graph and batch size."""
+    lines = [f"{'graph':<9}{'batch':>6}  {'before (no profile)':<22}{'ms':>9}  {'after (tuned)':<18}{'ms [p25-p75]':>22}{'speedup':>9}"]
+    for graph, sizes in profile.choice.items():
+        for batch, c in sizes.items():
+            was, was_row = _cell(profile, graph, batch, profile.default[graph][batch])
+            now, now_row = _cell(profile, graph, batch, c)
+            spread = f"{now_row.median_ms:.3f} [{now_row.p25_ms:.3f}-{now_row.p75_ms:.3f}]"
+            lines.append(f"{graph:<9}{batch:>6}  {was:<22}{was_row.median_ms:>9.3f}  {now:<18}{spread:>22}"
+                         f"{was_row.median_ms / now_row.median_ms:>8.2f}x")
+    return "\n".join(lines)
+
+
+def main(args) -> None:
+    """CLI entry: tune, write the profile (user cache, or the model dir with --in-model-dir), print the table."""
+    import math
+
+    from .device_profile import IN_MODEL_DIR, cache_path, write
+    from .manifest import load
+
+    if not (isinstance(args.budget_s, float) and math.isfinite(args.budget_s) and 0 < args.budget_s <= 3600):
+        raise ValueError(f"--budget-s {args.budget_s} must be a number of seconds in (0, 3600]")
+    model = load(args.model)
+    model.verify()
+    t0 = time.perf_counter()
+    profile = tune(model, args.budget_s)
+    path = write(model.path / IN_MODEL_DIR if args.in_model_dir else cache_path(model), profile)
+    print(format_table(profile))
+    print(f"device profile {escape(path)} ({escape(profile.cpu_model)}, {profile.cores} cores, onnxruntime "
+          f"{escape(profile.onnxruntime)}; {time.perf_counter() - t0:.1f} s)")
