@@ -10,7 +10,7 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="batch 1 and 64, short runs, no torch.compile (under a minute)")
     p.add_argument("--checkpoint", type=Path,
                    help="RUN/checkpoint.pt for the PyTorch side (default: weights read from the fp32 graphs)")
-    p.set_defaults(run=_bench, extra="dev")
+    p.set_defaults(run=_bench, extra="bench")
 
 
 def _bench(args) -> None:

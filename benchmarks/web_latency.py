@@ -10,6 +10,7 @@ so a busy machine slows them alike. Needs node, web/node_modules and /usr/bin/ch
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -70,6 +71,7 @@ def main(argv=None) -> dict:
     def add(name, value):
         runs.setdefault(name, []).append(value)
 
+    load_start = os.getloadavg()[0]
     for _ in range(args.rounds):
         add("python threads=1", python_ms(model, 1))
         add("python threads=default", python_ms(model, None))
@@ -94,6 +96,7 @@ def main(argv=None) -> dict:
         return first
     result = {name: med(values) for name, values in runs.items()}
     result["rounds"] = args.rounds
+    result["loadavg_1min_start_end"] = [load_start, os.getloadavg()[0]]  # other jobs on the machine
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

@@ -89,7 +89,8 @@ def _run(args) -> int:
         if os.environ.get("EDGEVAE_DEBUG"):
             raise
         root = (err.name or "").split(".")[0]
-        extra = EXTRA_OF_MODULE.get(root, args.extra)
+        # The command's own extra brings everything it needs: one install, not one round trip per module.
+        extra = args.extra or EXTRA_OF_MODULE.get(root)
         install = f"pip install 'edgevae[{extra}]'" if extra else "pip install edgevae"
         print(f"edgevae {args.command}: needs the '{root}' package: {install}", file=sys.stderr)
         return 2

@@ -307,11 +307,21 @@ def _report(s: Search, rows: list[dict], chosen, base: dict, fp32: dict, search_
     return {"summary": summary, "sensitivity": rows, "candidates": candidates, "front": front}
 
 
+def _plain(value):
+    """value with numpy scalars as Python numbers (for JSON)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _write_report(model_dir: Path, report: dict) -> None:
     from edgevae.atomic import write_bytes, write_json
 
     from . import sensitivity
 
+    report.update(_plain(report))
     write_json(model_dir / f"{REPORT}.json", report, mode=0o644)
     write_bytes(model_dir / f"{REPORT}.md", format_report(report).encode(), mode=0o644)
     with tempfile.TemporaryDirectory(prefix="edgevae-plot-") as tmp:  # PNGs rendered aside, then written atomically

@@ -172,11 +172,19 @@ def _info(args) -> None:
             psnr = "identical" if q.decoder_psnr_db is None else f"{q.decoder_psnr_db:.1f} dB"
             vs_fp32 = f"  decoder PSNR {psnr}, -ELBO {100 * q.neg_elbo_rel_change:+.3f}% vs fp32"
         lines.append(f"variant       {escape(name):<13} {size / 1e6:6.2f} MB  sha256 ok{vs_fp32}")
+    from .device_profile import plan as device_plan
+
+    chosen = device_plan(model, variant, "auto")  # --threads auto, as sample/reconstruct/interpolate default to
     for graph in GRAPH_NAMES:
-        runs = ", ".join(f"batch {b}: {escape(model.variant_for(variant, b, graph))}" for b in (1, 8, 64, 256))
+        picks = [chosen.choose(model, graph, b) for b in (1, 8, 64, 256)]
+        runs = ", ".join(f"batch {b}: {escape(c.variant)} x{c.threads or 'default'}" for b, c in zip((1, 8, 64, 256), picks))
         why = ("quantize --select's measured choice" if variant == "auto" and m.selection.get(graph)
                else f"no selection in the manifest: {FP32}" if variant == "auto" else "asked for")
+        why = why if chosen.profile is None else "measured on this device"
         lines.append(f"runs          {graph} with --variant {escape(variant)}: {runs} ({why})")
+    lines.append(f"in force      {chosen.why}")
+    if m.golden is not None:
+        lines.append(f"goldens       {', '.join(escape(v) for v in m.golden.outputs)} (edgevae verify)")
     if m.parity is not None:
         diffs = [d for rows in m.parity.max_abs_diff.values() for outs in rows.values() for d in outs.values()]
         if diffs:

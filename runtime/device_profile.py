@@ -88,14 +88,18 @@ def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo ('model name' on x86, 'Hardware'/'Model' on some ARM boards)."""
     import platform
 
+    fields = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                key = line.split(":", 1)[0].strip().lower()
-                if key in ("model name", "hardware", "model") and ":" in line:
-                    return line.split(":", 1)[1].strip() or "unknown"
+                key, sep, value = line.partition(":")
+                if sep and value.strip():
+                    fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    for key in ("model name", "Hardware", "Model"):  # x86 (its "model" is a number), then ARM boards
+        if key in fields:
+            return fields[key]
     return platform.processor() or platform.machine() or "unknown"
 
 

@@ -80,9 +80,18 @@ def _inflate(idat: list, expected: int) -> bytes:
 
 
 def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    p = a + b - c
-    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+    """The Paeth predictor of left a, up b, upper left c (int16 arrays): with p = a + b - c, whichever of
+    a, b, c is closest to p, ties in that order. p - a = b - c and p - b = a - c."""
+    bc, ac = b - c, a - c
+    pa, pb, pc = np.abs(bc), np.abs(ac), np.abs(bc + ac)
     return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+
+
+def _predict(kinds: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray):
+    """The prediction for each pixel of a diagonal, by its row's filter (kinds: [n,1] or one int)."""
+    if not isinstance(kinds, np.ndarray):  # every row uses one filter: only its predictor is computed
+        return (0, a, b, (a + b) >> 1, None)[kinds] if kinds != 4 else _paeth(a, b, c)
+    return np.select([kinds == 1, kinds == 2, kinds == 3, kinds == 4], [a, b, (a + b) >> 1, _paeth(a, b, c)], 0)
 
 
 def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> np.ndarray:
@@ -114,7 +123,7 @@ def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> np.ndarray:
     # views (no fancy indexing): pixel (y, x) is pixels[y * width + x] and out[(y + 1) * (width + 1) + x + 1].
     pixels = lines.reshape(height * width, bpp).astype(np.int16)
     out = np.zeros(((height + 1) * (width + 1), bpp), np.int16)  # zero row above and zero column left
-    row_kind = kinds.astype(np.int16)[:, None]
+    row_kind = int(kinds[0]) if (kinds == kinds[0]).all() else kinds.astype(np.int16)[:, None]
     for k in range(width + height - 1):
         y0, y1 = max(0, k - width + 1), min(k, height - 1)
         n, step = y1 - y0 + 1, max(width - 1, 1)  # width 1: one pixel per diagonal
@@ -124,8 +133,7 @@ def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> np.ndarray:
         b = out[at - width - 1:at - width - 1 + (n - 1) * width + 1:width]  # up
         c = out[at - width - 2:at - width - 2 + (n - 1) * width + 1:width]  # upper left
         first = y0 * (width - 1) + k
-        kind = row_kind[y0:y1 + 1]
-        pred = np.select([kind == 1, kind == 2, kind == 3, kind == 4], [a, b, (a + b) >> 1, _paeth(a, b, c)], 0)
+        pred = _predict(row_kind if isinstance(row_kind, int) else row_kind[y0:y1 + 1], a, b, c)
         out[here] = (pixels[first:first + (n - 1) * step + 1:step] + pred) & 255
     return out.reshape(height + 1, width + 1, bpp)[1:, 1:].astype(np.uint8).reshape(height, stride)
 

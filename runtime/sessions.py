@@ -1,5 +1,5 @@
 """onnxruntime sessions for a model dir's graphs, with the session options chosen by measurement
-(numbers in the runtime's report and in benchmarks/): see `session_options`."""
+(docs/measurements.md): see `session_options`."""
 
 from dataclasses import dataclass
 
@@ -20,10 +20,9 @@ class SessionConfig:
 
 
 def session_options(config: SessionConfig) -> ort.SessionOptions:
-    """Options measured on the decoder (2-core machine shared with a training run; the runtime report
-    has the table): ORT_ENABLE_ALL ran batch 64 / 1024 fastest and cost no more session-creation time
-    than BASIC; idle intra-op threads that spin made 2 threads 2x slower than 1 under CPU contention,
-    while with spinning off 2 threads matched 1 there (and can use idle cores elsewhere)."""
+    """Full graph optimisation (fastest, and no slower to build), sequential execution, and intra-op
+    threads that do not spin: spinning idle threads made 2 threads 2x slower than 1 on a loaded machine
+    (docs/measurements.md)."""
     options = ort.SessionOptions()
     # The graphs are straight chains of convolutions: parallel execution would have nothing to overlap.
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -5,7 +5,8 @@ For each (graph, batch size) group, every candidate (variant, threads) takes tur
 a fresh random order each round, so load from other processes falls on all of them alike; within a round a
 candidate runs back-to-back calls for about SEGMENT_S, each timed on its own. Medians with the 25th-75th
 percentile spread are recorded. The whole run is bounded by budget_s: each group gets an equal share of what
-is left (session creation included), and at least MIN_ROUNDS rounds. Torch-free: the base install runs it.
+is left (session creation included), in proportion to its batch size plus 8 (a round's cost grows with the batch),
+and at least MIN_ROUNDS rounds, so a loaded machine or a tiny budget can overrun it. Torch-free: the base install runs it.
 """
 
 import sys
@@ -61,8 +62,7 @@ def _feed(model: ModelDir, graph: str, batch: int) -> np.ndarray:
 def _time_group(calls: dict, budget_s: float, rng: np.random.Generator) -> dict:
     """{candidate: [seconds per call]} from interleaved rounds lasting about budget_s (>= MIN_ROUNDS)."""
     reps = {}
-    for key, fn in calls.items():
-        fn()  # first call outside the clock: lazy kernel set-up
+    for key, fn in calls.items():  # one untimed call each: warms the session up and sizes its repeat count
         start = time.perf_counter()
         fn()
         reps[key] = max(1, min(MAX_REPS, int(SEGMENT_S / max(time.perf_counter() - start, 1e-9))))
@@ -106,7 +106,8 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
             if key not in sessions:
                 sessions[key] = create_session(model, c.variant, graph, SessionConfig(threads=c.threads))
             calls[c] = (lambda s=sessions[key]: s.run(None, {name: feed}))
-        share = max(0.0, budget_s - (time.perf_counter() - started)) / (len(groups) - done)
+        left = max(0.0, budget_s - (time.perf_counter() - started))
+        share = left * _weight(batch) / sum(_weight(b) for _, b in groups[done:])  # big batches need longer rounds
         samples = _time_group(calls, share, rng)
         rows = tuple(_timing(c, s) for c, s in samples.items())
         timings[graph][str(batch)] = rows
@@ -114,12 +115,17 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
         choice[graph][str(batch)] = Choice(best.variant, best.threads)
         default[graph][str(batch)] = was
         if bar is not None:
-            bar.set_postfix_str(f"{graph} batch {batch}: {escape(best.variant)} x{best.threads}")
+            bar.set_postfix_str(f"{graph} batch {batch}: {escape(best.variant)} x{best.threads or 'default'}")
             bar.update(1)
     if bar is not None:
         bar.close()
     return DeviceProfile(format=FORMAT, model_key=model_key(model), **identity, choice=choice, timings=timings,
                          default=default, budget_s=float(budget_s), edgevae_version=__version__)
+
+
+def _weight(batch: int) -> float:
+    """A group's share of the budget: a round's cost grows with the batch; 8 stands for the per-call overhead."""
+    return batch + 8.0
 
 
 def _timing(c: Choice, seconds: list) -> Timing:
@@ -136,7 +142,7 @@ def _progress(total: int, enabled: bool):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc="tuning", unit="group", file=sys.stderr, leave=False)
+    return tqdm(total=total, desc="tuning", unit="group", file=sys.stderr, leave=False, disable=None)  # off when not a tty
 
 
 def _cell(profile: DeviceProfile, graph: str, batch: str, c: Choice) -> tuple:

@@ -19,9 +19,8 @@ from .latent import reparameterize, rng_of, standard_normal
 from .manifest import AUTO, GRAPH_NAMES, ModelDir, escape, load
 from .sessions import SessionConfig, create_session
 
-# Images per onnxruntime call: bounds the graphs' intermediate tensors. Measured for 4096 samples
-# (fp32 decoder, 2 shared cores): 460-550 us/image at every chunk size from 32 to 256 (per-call overhead
-# is ~0.25 ms against ~15 ms of compute), while peak RSS grew 79 / 89 / 111 / 153 MiB for 32 / 64 / 128 / 256.
+# Images per onnxruntime call: bounds the graphs' intermediate tensors. Larger chunks were no faster per
+# image but grew peak memory (docs/measurements.md).
 CHUNK = 32
 DEFAULT_VARIANT = AUTO  # the CLI's default too: one seed gives the same images through both
 DEFAULT_THREADS = AUTO  # the device profile's choice, else the manifest's, else onnxruntime's (device_profile.py)

@@ -33,7 +33,7 @@ CASES = {  # id: (data spec or None for Fashion-MNIST, extra train flags, latent
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_train_export_quantize_run(tmp_path, monkeypatch, case):
+def test_train_export_quantize_run(tmp_path, monkeypatch, request, case):
     spec, flags, latent_dim, shape = CASES[case]
     if spec is None:
         if not REAL_DATA.is_dir():
@@ -41,6 +41,7 @@ def test_train_export_quantize_run(tmp_path, monkeypatch, case):
         spec = fashion_subset(tmp_path / "fashion")
     monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("edgevae.export.quality.DECODER_SAMPLES", 64)  # quantize's PSNR sample count: 1024 is for real runs
+    request.addfinalizer(lambda threads=torch.get_num_threads(): torch.set_num_threads(threads))
     torch.set_num_threads(1)  # 2 shared cores: one thread is as fast here and leaves the other free
     run, model_dir = tmp_path / "run", tmp_path / "model"
     assert main(["train", "--epochs", "1", "--out", str(run), "--data", spec, *flags, "--latent-dim", str(latent_dim),

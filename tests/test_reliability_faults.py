@@ -83,17 +83,22 @@ def test_training_killed_and_resumed_matches_an_uninterrupted_run(tmp_path, data
         if key not in seen:
             seen[key] = read_checkpoint(path)["epoch"]  # a half-written file here would raise
 
-    kills, runs = 0, 0
+    kills, mid_write, runs = 0, 0, 0
     while True:
         runs += 1
+        killed.mkdir(exist_ok=True)
         proc = start(["train", "--data-dir", data, "--out", killed, "--resume", *TRAIN_ARGS], tmp_path)
         if kills >= 6:  # enough: let this run finish
             finish(proc)
             break
-        # startup (torch import, data) takes ~3 s here, then ~1-2 s per epoch: kill anywhere in that
-        if kill_after(proc, rng.uniform(2.0, 9.0), watch):
-            kills += 1
-        elif proc.returncode == 0:
+        if runs % 2:  # startup (torch import, data) takes ~3 s here, then ~1-2 s per epoch: kill anywhere in that
+            landed = kill_after(proc, rng.uniform(2.0, 9.0), watch)
+        else:  # kill as a checkpoint or metrics file is being written, however fast the machine
+            writing = new_temp_folder(killed, ".")
+            landed = kill_after(proc, rng.uniform(0.0, 0.02), watch, after=writing)
+        kills += landed
+        mid_write += landed and bool(temp_names(killed))  # SIGKILL leaves the temporary file: proof it was mid-write
+        if not landed and proc.returncode == 0:
             break
         if (killed / "checkpoint.pt").exists():
             watch()
@@ -101,6 +106,7 @@ def test_training_killed_and_resumed_matches_an_uninterrupted_run(tmp_path, data
     watch()
     epochs = [seen[k] for k in sorted(seen)]
     assert epochs == sorted(epochs) and epochs[-1] == 4  # checkpoints only move forward
+    assert kills >= 4 and mid_write >= 1, f"kills landed {kills}, mid-write {mid_write}: the test proved too little"
 
     a, state_a = load_model(straight / "checkpoint.pt")
     b, state_b = load_model(killed / "checkpoint.pt")
@@ -112,7 +118,8 @@ def test_training_killed_and_resumed_matches_an_uninterrupted_run(tmp_path, data
     final_b = json.loads((killed / "metrics.json").read_text())["final"]
     assert final_a == final_b
     leftovers = temp_names(killed)
-    print(f"\ntraining: {kills} SIGKILLs survived in {runs} runs; checkpoint versions seen and loaded: {len(seen)} "
+    assert leftovers == []  # the next write sweeps what a killed writer left
+    print(f"\ntraining: {kills} SIGKILLs ({mid_write} mid-write) survived in {runs} runs; checkpoint versions seen and loaded: {len(seen)} "
           f"(epochs {epochs}); final test -ELBO {final_b['test_neg_elbo']:.4f} == uninterrupted; "
           f"temporary files left by the kills: {len(leftovers)}")
 
@@ -162,6 +169,7 @@ def test_export_killed_midway_leaves_nothing_or_a_complete_model_dir(tmp_path, d
         states.append((delay, killed, check_model_dir(out)))
     finish(start(["export", checkpoint, "--out", out, "--data-dir", data, "--force"], tmp_path))
     assert check_model_dir(out) == "complete"
+    assert sum(k for _, k, _ in states) >= 5, f"too few kills landed: {states}"
     leftovers = temp_names(tmp_path)
     print(f"\nexport: {sum(k for _, k, _ in states)} SIGKILLs; (delay s, killed, --out after): {states}; "
           f"temporary folders left beside --out: {len(leftovers)}; retries succeeded")
@@ -186,6 +194,7 @@ def test_quantize_killed_midway_leaves_a_valid_model_dir(tmp_path, data):
         finish(start(argv, tmp_path))  # back to per-tensor weights: the retry works, and the next kill replaces again
     finish(start(argv + ["--per-channel", "--select"], tmp_path))
     assert check_model_dir(model) == "complete" and load(model).manifest.selection
+    assert sum(s[1] for s in states) >= 4, f"too few kills landed: {states}"
     leftovers = temp_names(model)
     print(f"\nquantize: {sum(s[1] for s in states)} SIGKILLs; states after each: {states}; "
           f"temporary files left in the model dir: {len(leftovers)}")
