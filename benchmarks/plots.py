@@ -2,6 +2,8 @@
 
 import io
 
+from edgevae.runtime.manifest import GRAPH_NAMES
+
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
@@ -19,7 +21,7 @@ def throughput_plot(results: dict) -> bytes:
     rows = results["latency"]
     threads = sorted({r["threads"] for r in rows})
     fig, axes = plt.subplots(2, len(threads), figsize=(5 * len(threads), 7), squeeze=False)
-    for i, graph in enumerate(("encoder", "decoder")):
+    for i, graph in enumerate(GRAPH_NAMES):
         for j, t in enumerate(threads):
             ax = axes[i][j]
             group = [r for r in rows if r["graph"] == graph and r["threads"] == t]

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from edgevae.atomic import write_bytes
+from edgevae.runtime.manifest import GRAPH_NAMES
 
 
 def _f(value, digits: int = 3) -> str:
@@ -60,7 +61,7 @@ def markdown(results: dict) -> str:
              "the fp32 sgemm GFLOP/s measured in the same group (so int8 can exceed 1)", "",
              "## Goals", ""]
     lines += _table(["goal", "target", "measured", "detail", "met"], _goal_rows(results["goals"]))
-    for graph in ("encoder", "decoder"):
+    for graph in GRAPH_NAMES:
         lines += ["", f"## {graph.capitalize()} latency and throughput", ""]
         rows = [[r["threads"], r["batch"], r["name"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["throughput_per_s"],
                  r["gflops"], r["roofline_fraction"], r["vs_torch_eager"]]

@@ -177,7 +177,7 @@ def run_bench(config: BenchConfig) -> dict:
         torch.set_num_threads(torch_threads)  # the caller's setting (tests run this in-process)
     torch_info["compile"] = {"skipped": compiler.skipped, "compile_s": compiler.compile_s}
     profile_runs = {1: 50, max(config.batch_sizes): 2} if config.quick else {1: 300, max(config.batch_sizes): 10}
-    profiles = [profile_graph(model, "fp32", g, b, runs) for g in ("encoder", "decoder") for b, runs in profile_runs.items()]
+    profiles = [profile_graph(model, "fp32", g, b, runs) for g in GRAPH_NAMES for b, runs in profile_runs.items()]
     cold = cold_start(model.path, modules["decoder"] if modules else None, model.latent_dim, config.coldstart_runs)
 
     sgemm = {t: float(np.median([r["gflops"] for r in sgemm_rows if r["threads"] == t])) for t in threads}

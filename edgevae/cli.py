@@ -21,9 +21,10 @@ LIVE_WARNINGS = ("train", "serve")
 
 
 def printable(text) -> str:
-    """text with control characters (terminal escapes, newlines) written as Python escapes, so that a
-    name taken from a file or an argument can neither drive the terminal nor add a line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    """text with control characters written as escapes (the model dir's own rule, runtime/manifest.py)."""
+    from edgevae.runtime.manifest import escape
+
+    return escape(text)
 
 
 class OneLineParser(argparse.ArgumentParser):

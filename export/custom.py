@@ -66,16 +66,21 @@ class ContractVAE(nn.Module):
         """ValueError naming the half whose output does not fit the contract, before any export work."""
         self.eval()
         c, h, w = self.config.image_shape
-        try:
-            mu, logvar = self.encoder(torch.rand(2, c, h, w))
-            x_hat = self.decoder(torch.randn(2, self.config.latent_dim))
-        except (RuntimeError, TypeError, ValueError) as err:
-            raise ValueError(f"the VAE does not run on the contract's shapes (x [2,{c},{h},{w}], z [2,"
-                             f"{self.config.latent_dim}]): {str(err).splitlines()[0]}") from None
+        x, z = torch.rand(2, c, h, w), torch.randn(2, self.config.latent_dim)
+        mu, logvar = self._try("encoder", x)
         if tuple(mu.shape) != (2, self.config.latent_dim) or tuple(logvar.shape) != tuple(mu.shape):
             raise ValueError(f"encoder returned mu {list(mu.shape)}, logvar {list(logvar.shape)}; want [N, {self.config.latent_dim}] each")
+        x_hat = self._try("decoder", z)
         if x_hat.dtype != torch.float32 or float(x_hat.min()) < 0 or float(x_hat.max()) > 1:
             raise ValueError("decoder outputs are not float32 Bernoulli means in [0, 1]; if it returns logits, pass logits=True")
+
+
+    def _try(self, half: str, value):
+        try:
+            return getattr(self, half)(value)
+        except (RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(f"the {half} does not run on the contract's shapes ({'x' if half == 'encoder' else 'z'} "
+                             f"{list(value.shape)}): {str(err).strip().splitlines()[0]}") from None
 
 
 def _mu_logvar(out):

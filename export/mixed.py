@@ -10,7 +10,11 @@ The search, bounded by SearchConfig.budget_s (checked before each candidate is b
 4. Greedy: while the budget is unmet, keep fp32 the next group in order of badness added per microsecond
    saved by int8 (a group int8 makes no faster comes first); a step is kept only when it lowers the measured
    badness and keeps min_speedup. Groups interact, so each step is measured, never summed from step 3.
-The chosen point is the fastest measured candidate inside the budget at >= min_speedup, if any.
+5. Groups whose int8 kernels profiled no faster than fp32 are tried in fp32 too (kept if measured no slower
+   and no worse).
+A group kept fp32 runs as the source's ConvTranspose where that profiled faster than its rewritten Conv form.
+The Pareto front (with fp32 and int8) is then re-timed together at every batch size; the chosen point is the
+fastest front point inside the budget at >= min_speedup by that timing, if any. Report: export/search_report.py.
 
 badness(c) = sum over the budgets of cost / allowance: -ELBO cost in nats / budget_nats, and the decoder's
 error power relative to the budget's, 10^((budget_psnr - psnr) / 10). Inside the budget iff every term <= 1.
@@ -18,8 +22,8 @@ Speed is fp32 / candidate latency of encoder + decoder at batch 64, timed interl
 """
 
 import dataclasses
+import hashlib
 import itertools
-import json
 import shutil
 import tempfile
 import time
@@ -28,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .search_report import REPORT, REPORT_FILES, write_report
 from .variants import CALIBRATION_METHODS, DEFAULT_CALIBRATION, Int8Settings
 
 GRAPHS = ("encoder", "decoder")
-REPORT = "quant-search"  # report files in the model dir: .json, .md, .png (Pareto), -sensitivity.png
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,9 @@ class SearchConfig:
     per_channel: tuple[bool, ...] = (False, True)
     symmetric: tuple[bool, ...] = (False, True)
     speed_batch: int = 64
-    quick_rounds: int = 5  # interleaved rounds of each candidate's timing vs fp32 during the search
+    quick_rounds: int = 7  # interleaved rounds of each candidate's timing vs fp32 during the search
+    timing_batches: tuple[int, ...] = (1, 8, 64, 256)  # the front re-timed at these (--select's TIMING_BATCH_SIZES)
+    retime_rounds: int = 15  # interleaved rounds of that re-timing (selection.ROUNDS)
 
     def __post_init__(self):
         if self.budget_nats is not None and not self.budget_nats > 0:
@@ -91,9 +97,10 @@ def meets_quality(quality, config: SearchConfig) -> bool:
 
 
 def pareto_front(candidates: list[dict]) -> list[str]:
-    """Names of the candidates no other beats or ties on all of batch-64 latency, nats cost and PSNR."""
+    """Names of the candidates no other beats or ties on all of latency relative to fp32 (at the speed batch,
+    interleaved with it), nats cost and PSNR."""
     def key(c):
-        return (c["ms"], c["nats"], -(c["psnr_db"] if c["psnr_db"] is not None else 1e9))
+        return (c["ms"] / c["fp32_ms"], c["nats"], -(c["psnr_db"] if c["psnr_db"] is not None else 1e9))
 
     front = []
     for c in candidates:
@@ -126,6 +133,11 @@ class Search:
                        "min_speedup": config.min_speedup, "fp32_neg_elbo": round(elbo, 4),
                        "source": "--select's defaults (35 dB, 1% of fp32 -ELBO)" if defaults else "--budget-psnr/--budget-nats"}
         self.candidates, self.timed_out = [], False
+        # One intra-op thread runs on the calling thread, so its CPU time is the kernels' time, without the waits
+        # for a core that a shared machine adds to wall time (measured: wall-clock speedups of one graph varied
+        # 1.15-1.34x between rounds there). Other thread counts are timed by the wall clock.
+        self.clock = time.thread_time if threads == 1 else time.perf_counter
+        self.clock_name = "CPU time of the calling thread (1 intra-op thread)" if threads == 1 else "wall time"
 
     def time_left(self) -> bool:
         self.timed_out = self.timed_out or time.monotonic() > self.deadline
@@ -142,15 +154,23 @@ class Search:
         for g in GRAPHS:
             paths[g] = self.fp32[g] if settings[g] is None else \
                 self.prepared[g].build(self.work / f"c{len(self.candidates)}.{g}.onnx", settings[g])
+        digest = tuple(hashlib.sha256(Path(paths[g]).read_bytes()).hexdigest() for g in GRAPHS)
+        twin = next((c for c in self.candidates if c["digest"] == digest), None)
+        if twin is not None:  # e.g. Entropy calibration can find MinMax's ranges: same graphs, measured once
+            c = {**twin, "name": name, "why": f"{why}; the same graphs as {twin['name']}", "same_as": twin["name"], "raw": settings}
+            self.candidates.append(c)
+            print(f"search {len(self.candidates):>2} {name:<40} = {twin['name']}", flush=True)
+            return c
         sessions = {"fp32": self.fp32_sessions, name: {g: graph_session(paths[g], self.threads) for g in GRAPHS}}
         ms = time_sessions(sessions, self.model.manifest.image_shape, self.latent_dim, (self.config.speed_batch,),
-                           rounds=self.config.quick_rounds)
+                           rounds=self.config.quick_rounds, clock=self.clock)
         batch = str(self.config.speed_batch)
         fp32_ms, cand_ms = (sum(ms[v][g][batch] for g in GRAPHS) for v in ("fp32", name))
         c = {"name": name, "why": why, "settings": {g: _record(g, s, self.prepared[g]) for g, s in settings.items()},
              **quality_of(self.reference, paths, self.test, self.latent_dim, self.seed),
              "bytes": sum(Path(p).stat().st_size for p in paths.values()), "ms": round(cand_ms, 4),
-             "fp32_ms": round(fp32_ms, 4), "speedup": round(fp32_ms / cand_ms, 3), "paths": paths, "raw": settings}
+             "fp32_ms": round(fp32_ms, 4), "speedup": round(fp32_ms / cand_ms, 3), "paths": paths, "raw": settings,
+             "digest": digest, "same_as": None}
         c["badness"] = round(badness(c, self.budget), 4)
         c["meets_budget"] = meets(c, self.budget)
         self.candidates.append(c)
@@ -181,7 +201,7 @@ class Search:
         """Step 4: keep groups fp32 in order of badness per microsecond saved until the budget is met."""
         def score(r):
             cost = badness({"nats": r["nats"], "psnr_db": r["psnr_db"]}, self.budget)
-            saved = r["fp32_us"] - r["int8_us"]
+            saved = _fp32_us(r) - r["int8_us"]
             return float("inf") if saved <= 0 else cost / saved
 
         order = sorted(rows, key=lambda r: (-score(r), -r["nats"]))
@@ -190,15 +210,42 @@ class Search:
             if current["meets_budget"] and self.ok(current) or not self.time_left():
                 break
             g = r["graph"]
-            trial = {**current["raw"], g: dataclasses.replace(
-                current["raw"][g], fp32_nodes=_nodes(self.prepared[g], [*kept[g], r["group"]]))}
-            c = self.evaluate(f"{current['name'].split(' ')[0]} +fp32 {r['group'].removeprefix('node_')} ({g})", trial,
+            trial = {**current["raw"], g: self.keeping(current["raw"][g], g, [*kept[g], r["group"]], rows)}
+            c = self.evaluate(f"greedy {sum(map(len, kept.values())) + 1}: +fp32 {g}:{r['group'].removeprefix('node_')}", trial,
                               f"greedy: {r['group']} ({g}) alone in int8 cost {r['nats']:+.3f} nats, "
-                              f"{r['psnr_db']} dB; int8 saves {r['fp32_us'] - r['int8_us']:.0f} us of {r['fp32_us']:.0f}")
+                              f"{r['psnr_db']} dB; int8 saves {_fp32_us(r) - r['int8_us']:.0f} us of {_fp32_us(r):.0f}")
             if self.ok(c) and c["badness"] < current["badness"]:
                 kept[g].append(r["group"])
                 current = c
         return current
+
+    def free_fp32(self, current: dict, rows: list[dict]) -> dict:
+        """Step 5: a group whose int8 kernels profiled no faster than its fp32 ones is tried in fp32 (kept when the
+        candidate measures faster and no worse): quality for free, or speed."""
+        for r in rows:
+            g, record = r["graph"], current["settings"][r["graph"]]
+            if r["int8_us"] < _fp32_us(r) or not isinstance(record, dict) or r["group"] in record["fp32_groups"] \
+                    or not self.time_left():
+                continue
+            trial = {**current["raw"], g: self.keeping(current["raw"][g], g, [*record["fp32_groups"], r["group"]], rows)}
+            c = self.evaluate(f"{current['name']} +fp32 {g}:{r['group'].removeprefix('node_')}", trial,
+                              f"int8 profiled no faster for {r['group']} ({g}): {r['int8_us']:.0f} us vs fp32 {_fp32_us(r):.0f} us")
+            if c["ms"] <= current["ms"] and c["badness"] <= current["badness"]:
+                current = c
+        return current
+
+    def keeping(self, settings: Int8Settings, graph: str, groups: list[str], rows: list[dict]) -> Int8Settings:
+        """settings with `groups` kept fp32; each as the source's ConvTranspose where that profiled faster."""
+        prepared = self.prepared[graph]
+        faster = {r["group"] for r in rows if r["graph"] == graph and r.get("fp32_conv_transpose_us") is not None
+                  and r["fp32_conv_transpose_us"] < r["fp32_us"]}
+        return dataclasses.replace(settings, fp32_nodes=_nodes(prepared, groups),
+                                   keep_conv_transpose=tuple(prepared.origins[g] for g in groups if g in faster))
+
+
+def _fp32_us(row: dict) -> float:
+    """A group's fastest profiled fp32 form: its rewritten Conv or the source's ConvTranspose."""
+    return min(row["fp32_us"], row.get("fp32_conv_transpose_us") or float("inf"))
 
 
 def _nodes(prepared, names):
@@ -220,6 +267,8 @@ def _record(graph: str, settings, prepared) -> dict | str:
     return {"format": "QDQ U8S8", "calibration": settings.calibration or DEFAULT_CALIBRATION[graph],
             "percentile": settings.percentile, "per_channel": settings.per_channel,
             "activation_symmetric": settings.activation_symmetric, "fp32_groups": kept,
+            "conv_transpose_kept": list(settings.keep_conv_transpose),
+            "conv_transpose_groups": [g for g, o in prepared.origins.items() if o in settings.keep_conv_transpose],
             "fp32_nodes": ["Sigmoid", *settings.fp32_nodes]}
 
 
@@ -244,139 +293,84 @@ def search(model, calibration: dict, test_images, reference: dict, config: Searc
             combined = s.evaluate("best settings", best, "the sweep's best settings of both graphs")
         combined = combined or base
         rows = []
-        if not (combined["meets_budget"] and s.ok(combined)) and s.time_left():
+        if s.time_left():
             rng = np.random.default_rng(seed)
             b = config.speed_batch
             feeds = {"encoder": {"x": rng.random((b, *model.manifest.image_shape), dtype=np.float32)},
                      "decoder": {"z": rng.standard_normal((b, s.latent_dim)).astype(np.float32)}}
             rows = group_sensitivity(s.prepared, combined["raw"], reference, test_images, s.latent_dim, feeds, seed,
                                      deadline=s.deadline)
-            s.greedy(combined, rows)
+            current = combined if combined["meets_budget"] and s.ok(combined) else s.greedy(combined, rows)
+            s.free_fp32(current, rows)
         search_s = time.monotonic() - s.start
-        inside = [c for c in s.candidates if c["meets_budget"] and s.ok(c) and c["name"] != "fp32"]
-        chosen = min(inside, key=lambda c: c["ms"]) if inside else None
-        report = _report(s, rows, chosen, base, fp32, search_s)
-        _write_report(model.path, report)
+        report, chosen = _report(s, rows, base, fp32, search_s)
+        write_report(model.path, report)
         paths = {}
         if chosen is not None:
             for g in GRAPHS:
                 paths[g] = temp_name(model.path / variant_file(g, "int8-mixed"))
                 shutil.copyfile(chosen["paths"][g], paths[g])
     settings = {"format": "QDQ U8S8, chosen layers fp32", "search": report["summary"],
-                "graphs": chosen["settings"] if chosen else None,
+                "graphs": chosen["settings"] if chosen else None, "fp32_groups_why": _why_fp32(chosen, rows),
                 "report": {k: f"{REPORT}{v}" for k, v in REPORT_FILES.items()}}
     return SearchResult(paths, settings, report)
 
 
-REPORT_FILES = {"json": ".json", "table": ".md", "pareto_plot": ".png", "sensitivity_plot": "-sensitivity.png"}
+def _why_fp32(chosen, rows: list[dict]) -> dict:
+    """{graph/group: what it cost alone in int8 and what int8 saved} for every group the choice keeps fp32."""
+    why = {}
+    for graph, record in (chosen["settings"].items() if chosen else ()):
+        for name in record["fp32_groups"] if isinstance(record, dict) else ():
+            row = next((r for r in rows if r["graph"] == graph and r["group"] == name), {})
+            why[f"{graph}/{name}"] = (f"alone in int8: {row.get('psnr_db')} dB, {row.get('nats', float('nan')):+.3f} nats; "
+                                      f"kernel time fp32 {_fp32_us(row) if row else float('nan'):.0f} us"
+                                      f"{' (as ConvTranspose)' if name in record.get('conv_transpose_groups', ()) else ''} vs int8 "
+                                      f"{row.get('int8_us', float('nan')):.0f} us; kept by the greedy step because the "
+                                      "measured candidate was closer to the budget")
+    return why
 
 
-def _report(s: Search, rows: list[dict], chosen, base: dict, fp32: dict, search_s: float) -> dict:
-    """The report: budget, every candidate (with full latency for the front), sensitivity, and why."""
-    from .selection import TIMING_BATCH_SIZES, time_sessions
+def _report(s: Search, rows: list[dict], base: dict, fp32: dict, search_s: float) -> tuple[dict, dict | None]:
+    """The report (budget, every candidate, sensitivity, why) and the chosen candidate. The front, fp32 and int8
+    are re-timed together at config.timing_batches (more rounds than the search's quick timing), and the
+    choice is the fastest front point inside the budget at >= min_speedup by those figures."""
     from .quality import graph_session
+    from .selection import time_sessions
 
-    points = [c for c in s.candidates]
+    points = [c for c in s.candidates if c["same_as"] is None]
     front = pareto_front(points)
-    timed = [c for c in points if c["name"] in front or c is chosen or c is base or c is fp32]
+    timed = [c for c in points if c["name"] in front or c is base or c is fp32]
     start = time.monotonic()
     sessions = {c["name"]: {g: graph_session(c["paths"][g], s.threads) for g in GRAPHS} for c in timed}
-    latency = time_sessions(sessions, s.model.manifest.image_shape, s.latent_dim, TIMING_BATCH_SIZES)
+    sizes = sorted({*s.config.timing_batches, s.config.speed_batch})
+    latency = time_sessions(sessions, s.model.manifest.image_shape, s.latent_dim, sizes, rounds=s.config.retime_rounds,
+                            clock=s.clock)
     timing_s = time.monotonic() - start
-    candidates = [{k: v for k, v in c.items() if k not in ("paths", "raw")} | {
-        "on_front": c["name"] in front, "latency_ms": latency.get(c["name"])} for c in points]
+    batch = str(s.config.speed_batch)
+    total = {name: sum(lat[g][batch] for g in GRAPHS) for name, lat in latency.items()}
+    for c in timed:
+        c["speedup_retimed"] = round(total["fp32"] / total[c["name"]], 3)
+    inside = [c for c in timed if c["meets_budget"] and c["speedup_retimed"] >= s.config.min_speedup and c is not fp32]
+    chosen = min(inside, key=lambda c: total[c["name"]]) if inside else None
+    candidates = [{k: v for k, v in c.items() if k not in ("paths", "raw", "digest")} | {
+        "on_front": c["name"] in front, "latency_ms": latency.get(c["name"])} for c in s.candidates]
     if chosen is not None:
-        why = (f"fastest of {sum(c['meets_budget'] and s.ok(c) for c in points if c['name'] != 'fp32')} measured "
-               f"candidate(s) inside the budget at >= {s.config.min_speedup}x fp32 (batch {s.config.speed_batch})")
+        why = (f"fastest of {len(inside)} Pareto-front candidate(s) inside the budget at >= {s.config.min_speedup}x fp32 "
+               f"(batch {batch}, re-timed: {chosen['speedup_retimed']}x)")
     else:
-        fast = [c for c in points if s.ok(c)]
+        fast = [c for c in timed if c["speedup_retimed"] >= s.config.min_speedup and c is not fp32]
         closest = min(fast, key=lambda c: c["badness"]) if fast else None
         why = ("no candidate met the budget at >= {:.2f}x fp32; ".format(s.config.min_speedup)
                + (f"closest: {closest['name']} (PSNR {closest['psnr_db']} dB, {closest['nats']:+.3f} nats, "
-                  f"{closest['speedup']:.2f}x)" if closest else "none was that fast")
+                  f"{closest['speedup_retimed']:.2f}x re-timed)" if closest else "no front point was that fast when re-timed")
                + ("; the search ran out of time" if s.timed_out else ""))
     summary = {"budget": s.budget, "met": chosen is not None, "chosen": chosen["name"] if chosen else None, "why": why,
                "search_s": round(search_s, 1), "budget_s": s.config.budget_s, "timed_out": s.timed_out,
                "front_timing_s": round(timing_s, 1), "candidates": len(points),
-               "int8": {k: base[k] for k in ("psnr_db", "nats", "speedup")},
-               "chosen_figures": {k: chosen[k] for k in ("psnr_db", "nats", "speedup", "bytes")} if chosen else None,
+               "int8": {k: base[k] for k in ("psnr_db", "nats", "speedup_retimed")},
+               "chosen_figures": {k: chosen[k] for k in ("psnr_db", "nats", "speedup_retimed", "bytes")} if chosen else None,
                "timing": f"medians of {s.config.quick_rounds} rounds interleaved with fp32 at batch {s.config.speed_batch} "
                          f"during the search; the front, fp32, int8 and the choice re-timed together at "
-                         f"{list(TIMING_BATCH_SIZES)} ({len(timed)} graphs pairs interleaved per round)",
-               "threads": s.threads}
-    return {"summary": summary, "sensitivity": rows, "candidates": candidates, "front": front}
-
-
-def _plain(value):
-    """value with numpy scalars as Python numbers (for JSON)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _write_report(model_dir: Path, report: dict) -> None:
-    from edgevae.atomic import write_bytes, write_json
-
-    from . import sensitivity
-
-    report.update(_plain(report))
-    write_json(model_dir / f"{REPORT}.json", report, mode=0o644)
-    write_bytes(model_dir / f"{REPORT}.md", format_report(report).encode(), mode=0o644)
-    with tempfile.TemporaryDirectory(prefix="edgevae-plot-") as tmp:  # PNGs rendered aside, then written atomically
-        plot_front(report, Path(tmp) / "front.png")
-        write_bytes(model_dir / f"{REPORT}.png", (Path(tmp) / "front.png").read_bytes(), mode=0o644)
-        if report["sensitivity"]:
-            sensitivity.plot(report["sensitivity"], Path(tmp) / "sens.png")
-            write_bytes(model_dir / f"{REPORT}-sensitivity.png", (Path(tmp) / "sens.png").read_bytes(), mode=0o644)
-
-
-def format_report(report: dict) -> str:
-    """The report as markdown: summary, sensitivity tables, candidates."""
-    from .sensitivity import format_table
-
-    summary = report["summary"]
-    lines = [f"# quantize --search", "", f"budget: {json.dumps(summary['budget'])}", "",
-             f"met: {summary['met']}; chosen: {summary['chosen']}; {summary['why']}", "",
-             f"search {summary['search_s']} s of {summary['budget_s']} s (timed out: {summary['timed_out']}); "
-             f"timing: {summary['timing']}", ""]
-    for graph in GRAPHS:
-        if any(r["graph"] == graph for r in report["sensitivity"]):
-            lines += [format_table(report["sensitivity"], graph), ""]
-    lines += ["| candidate | PSNR dB | +nats | speedup b64 | MB | front | latency ms enc+dec b1/8/64/256 |", "|---|---:|---:|---:|---:|---|---|"]
-    for c in report["candidates"]:
-        lat = c.get("latency_ms")
-        cells = "/".join(f"{lat['encoder'][b] + lat['decoder'][b]:.2f}" for b in lat["encoder"]) if lat else "-"
-        psnr = "inf" if c["psnr_db"] is None else f"{c['psnr_db']:.2f}"
-        lines.append(f"| {c['name']} | {psnr} | {c['nats']:+.3f} | {c['speedup']:.2f} | {c['bytes'] / 1e6:.2f} | "
-                     f"{'yes' if c['on_front'] else ''} | {cells} |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_front(report: dict, path: Path) -> Path:
-    """Latency at batch 64 (encoder + decoder) vs -ELBO cost for every candidate; front, int8, choice marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cands, summary = report["candidates"], report["summary"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter([c["ms"] for c in cands], [c["nats"] for c in cands], c="lightgray", label="candidate")
-    front = sorted((c for c in cands if c["on_front"]), key=lambda c: c["ms"])
-    ax.plot([c["ms"] for c in front], [c["nats"] for c in front], "o-", color="tab:blue", label="Pareto front")
-    for name, marker, color in (("fp32", "s", "black"), ("int8", "D", "tab:orange"), (summary["chosen"], "*", "tab:red")):
-        c = next((c for c in cands if c["name"] == name), None)
-        if c is not None:
-            ax.plot(c["ms"], c["nats"], marker, color=color, markersize=12, label=f"{name} (chosen)" if name == summary["chosen"] else name)
-    if summary["budget"].get("nats") is not None:
-        ax.axhline(summary["budget"]["nats"], color="tab:red", linestyle=":", label="nats budget")
-    ax.set_xlabel(f"latency, encoder + decoder at batch 64, ms (median, interleaved with fp32)")
-    ax.set_ylabel("-ELBO cost vs fp32, nats/image")
-    ax.set_title(f"quantize --search: {len(cands)} candidates, {summary['search_s']} s")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+                         f"{sizes}, {s.config.retime_rounds} rounds ({len(timed)} candidates interleaved per round)",
+               "threads": s.threads, "clock": s.clock_name}
+    return {"summary": summary, "sensitivity": rows, "candidates": candidates, "front": front}, chosen

@@ -199,6 +199,8 @@ def format_table(manifest: contract.Manifest) -> str:
 
 def main(args) -> None:
     """Entry point of `edgevae quantize`."""
+    if not args.search and (args.budget_psnr is not None or args.budget_nats is not None):
+        raise ValueError("--budget-psnr and --budget-nats apply to --search; add --search")
     config = QuantizeConfig(
         variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
         int8=Int8Settings(calibration=args.calibration, per_channel=args.per_channel),

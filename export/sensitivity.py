@@ -72,9 +72,10 @@ def fp32_nodes_of(groups: list[Group], names) -> tuple[str, ...]:
 
 
 def fp32_compute_nodes(model: onnx.ModelProto) -> list[str]:
-    """Compute nodes of a QDQ graph that run in fp32: their weight is not the output of a DequantizeLinear."""
+    """Compute nodes (ConvTranspose included) of a QDQ graph that run in fp32: their weight is not the output of
+    a DequantizeLinear."""
     dequantized = {out for n in model.graph.node if n.op_type == "DequantizeLinear" for out in n.output}
-    return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS and n.input[1] not in dequantized]
+    return [n.name for n in model.graph.node if n.op_type in (*COMPUTE_OPS, "ConvTranspose") and n.input[1] not in dequantized]
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,21 @@ class PreparedGraph:
     groups: tuple[Group, ...]
     calibration: np.ndarray
     work: Path
+    origins: dict  # {group: the source's ConvTranspose it was rewritten from}
 
     def build(self, dst: Path, settings: Int8Settings) -> Path:
         """The int8 graph of `settings` at dst (settings.fp32_nodes name nodes of self.prepared)."""
+        import hashlib
+
         method = settings.calibration or "default"
         cache = self.work / f"{self.graph}.{method}.{settings.percentile}.calibration.json"
-        quantize_prepared(self.prepared, Path(dst), self.graph, self.calibration, settings, cache=cache)
+        prepared = self.prepared
+        if settings.keep_conv_transpose:  # its own prepared graph; the ranges of the tensors it keeps are the same
+            key = hashlib.sha256("\0".join(sorted(settings.keep_conv_transpose)).encode()).hexdigest()[:12]
+            prepared = self.work / f"{self.graph}.keep-{key}.prepared.onnx"
+            if not prepared.exists():
+                prepare_int8(self.source, prepared, self.graph, settings.keep_conv_transpose)
+        quantize_prepared(prepared, Path(dst), self.graph, self.calibration, settings, cache=cache)
         return Path(dst)
 
 
@@ -104,7 +114,9 @@ def prepare(graph: str, source: Path, calibration: np.ndarray, work: Path) -> Pr
     groups = tuple(node_groups(onnx.load(prepared)))
     if not groups:
         raise ValueError(f"the {graph} has no {'/'.join(COMPUTE_OPS)} node to quantize")
-    return PreparedGraph(graph, Path(source), prepared, groups, calibration, Path(work))
+    conv_transposes = {n.name for n in onnx.load(source).graph.node if n.op_type == "ConvTranspose"}
+    origins = {g.name: g.name.split("/")[0] for g in groups if "/" in g.name and g.name.split("/")[0] in conv_transposes}
+    return PreparedGraph(graph, Path(source), prepared, groups, calibration, Path(work), origins)
 
 
 def attribute(kernel: str, groups) -> str | None:
@@ -174,6 +186,9 @@ def group_sensitivity(prepared: dict, settings: dict, reference: dict, test_imag
             whole = prep.build(Path(tmp) / f"{graph}.all.onnx", dataclasses.replace(base, fp32_nodes=()))
             fp32_time = profile_groups(prep.prepared, prep.groups, feeds[graph], profile_runs)
             int8_time = profile_groups(whole, prep.groups, feeds[graph], profile_runs)
+            # the source's ConvTransposes, which a group kept fp32 can run as again (variants.restore_nodes)
+            origin_groups = [Group(g, "ConvTranspose", (o,), ()) for g, o in prep.origins.items()]
+            convt_time = profile_groups(prep.source, origin_groups, feeds[graph], profile_runs) if origin_groups else None
             for group in prep.groups:
                 if deadline is not None and time.monotonic() > deadline:
                     return rows
@@ -186,19 +201,22 @@ def group_sensitivity(prepared: dict, settings: dict, reference: dict, test_imag
                              "fp32_us": round(fp32_time["by_group"][group.name], 1),
                              "int8_us": round(int8_time["by_group"][group.name], 1),
                              "share_fp32": round(fp32_time["by_group"][group.name] / max(fp32_time["run_us"], 1e-9), 4),
-                             "share_int8": round(int8_time["by_group"][group.name] / max(int8_time["run_us"], 1e-9), 4)})
+                             "share_int8": round(int8_time["by_group"][group.name] / max(int8_time["run_us"], 1e-9), 4),
+                             "fp32_conv_transpose_us": round(convt_time["by_group"][group.name], 1)
+                             if group.name in prep.origins else None})
     return rows
 
 
 def format_table(rows: list[dict], graph: str) -> str:
     """The sensitivity rows of one graph as a markdown table."""
     fmt = lambda db: "identical" if db is None else f"{db:.2f}"  # noqa: E731
-    lines = [f"| {graph} group | op | PSNR dB (samples) | PSNR dB (recon) | +nats/image | fp32 us (share) | int8 us (share) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| {graph} group | op | PSNR dB (samples) | PSNR dB (recon) | +nats/image | fp32 us (share) | int8 us (share) "
+             "| fp32 as ConvTranspose us |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["graph"] == graph:
+            convt = "-" if r.get("fp32_conv_transpose_us") is None else f"{r['fp32_conv_transpose_us']:.0f}"
             lines.append(f"| {r['group']} | {r['op']} | {fmt(r['psnr_db'])} | {fmt(r['recon_psnr_db'])} | {r['nats']:+.3f} | "
-                         f"{r['fp32_us']:.0f} ({r['share_fp32']:.0%}) | {r['int8_us']:.0f} ({r['share_int8']:.0%}) |")
+                         f"{r['fp32_us']:.0f} ({r['share_fp32']:.0%}) | {r['int8_us']:.0f} ({r['share_int8']:.0%}) | {convt} |")
     return "\n".join(lines)
 
 

@@ -45,6 +45,7 @@ class Int8Settings:
     batch_size: int = 64  # calibration batch
     activation_symmetric: bool = False  # onnxruntime's ActivationSymmetric: zero point 128 for uint8 activations
     fp32_nodes: tuple[str, ...] = ()  # nodes of the rewritten graph kept fp32 besides Sigmoid (export/mixed.py)
+    keep_conv_transpose: tuple[str, ...] = ()  # ConvTranspose nodes of the fp32 graph left unrewritten, so fp32
 
 
 def _calibration_method(name: str):
@@ -74,24 +75,57 @@ def build_int8(src: Path, dst: Path, graph: str, calibration, settings: Int8Sett
     """Static QDQ int8 of src (an fp32 graph) at dst, calibrated on `calibration` (the graph's input array)."""
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        prepare_int8(src, prepared, graph)
+        prepare_int8(src, prepared, graph, settings.keep_conv_transpose)
         quantize_prepared(prepared, dst, graph, calibration, settings)
 
 
-def prepare_int8(src: Path, dst: Path, graph: str) -> None:
+def prepare_int8(src: Path, dst: Path, graph: str, keep_conv_transpose=()) -> None:
     """src with the graph's INT8_REWRITES applied and onnxruntime's pre-processing, at dst: the fp32 graph whose
-    node names Int8Settings.fp32_nodes refers to."""
+    node names Int8Settings.fp32_nodes refers to. The ConvTransposes named in keep_conv_transpose are put back
+    after the rewrite: a layer kept fp32 can run faster as the original ConvTranspose than as its Conv form."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    model = onnx.load(src)
+    original = model = onnx.load(src)
     for name in INT8_REWRITES[graph]:
         model = REWRITES[name](model)
+    if keep_conv_transpose:
+        model = restore_nodes(original, model, keep_conv_transpose)
     rewritten = Path(dst).with_suffix(".rewritten.onnx")
     try:
         onnx.save(model, rewritten)
         quant_pre_process(str(rewritten), str(dst), skip_symbolic_shape=True)
     finally:
         rewritten.unlink(missing_ok=True)
+
+
+def restore_nodes(original: onnx.ModelProto, rewritten: onnx.ModelProto, names) -> onnx.ModelProto:
+    """rewritten with the nodes that conv_transpose_as_conv made of each original node in `names` (named
+    "<name>/...", ending in that node's output tensor) replaced by the original node and its initializers."""
+    by_name = {n.name: n for n in original.graph.node}
+    unknown = [n for n in names if n not in by_name or by_name[n].op_type != "ConvTranspose"]
+    if unknown:
+        raise ValueError(f"keep_conv_transpose: {unknown[0]!r} is not a ConvTranspose node of the fp32 graph")
+    nodes, placed = [], []
+    for node in rewritten.graph.node:
+        owner = next((n for n in names if node.name.startswith(n + "/")), None)
+        if owner is None:
+            nodes.append(node)
+        elif owner not in placed:  # the rewrite's first node reads the original's input: same place in the order
+            nodes.append(by_name[owner])
+            placed.append(owner)
+    if len(placed) != len(set(names)):
+        raise ValueError(f"keep_conv_transpose: the rewrite left {sorted(set(names) - set(placed))} as they were")
+    model = onnx.ModelProto()
+    model.CopyFrom(rewritten)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {i for n in nodes for i in n.input}
+    weights = {i.name: i for i in [*original.graph.initializer, *rewritten.graph.initializer]}
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(w for name, w in weights.items() if name in used)
+    del model.graph.value_info[:]  # the rewrite's tensors are gone; pre-processing infers shapes again
+    onnx.checker.check_model(model)
+    return model
 
 
 def quantize_prepared(prepared: Path, dst: Path, graph: str, calibration, settings: Int8Settings, cache: Path | None = None) -> None:

@@ -4,13 +4,16 @@
 Resolution, first match wins (`edgevae info` prints which one is in force and why):
 1. explicit choices always win: a named variant, and threads as an int (or None: onnxruntime's default);
 2. a device profile that matches this model, onnxruntime version and CPU: for each graph and batch size the
-   fastest measured (variant, threads), restricted to the explicit variant or threads when one was given.
+   fastest measured (variant, threads), or what rules 3-4 pick when that is within 5% of it (tune.KEEP_MARGIN);
+   with an explicit variant or threads, the fastest measured candidate that has it.
    Looked up in the user's cache, $XDG_CACHE_HOME/edgevae/profiles/<model key>.json (~/.cache when unset),
    then in the model dir's device-profile.json (`tune --in-model-dir`, for shipping a dir to a known device);
 3. the manifest's selection (`quantize --select`, timed on the machine that quantized) for the variant, with
    the threads it was timed with (latency_ms.threads, at most the usable cores);
 4. fallback: fp32, onnxruntime's default threads.
-A profile made for another model, onnxruntime or CPU is ignored with one warning line on stderr.
+A profile made for another model, onnxruntime or CPU is ignored with one warning line on stderr. (Cache files
+are named by the model key, so after a re-export the old model's profile is simply not looked up: a model dir's
+own device-profile.json is the one that can go stale that way.)
 
 Profiles are not part of the model dir's contract (device-profile.json is not listed in the manifest, since
 tuning must not change the model's hash): they are read with the same safe reader, size-bounded and parsed
@@ -132,15 +135,12 @@ def write(path: Path, profile: DeviceProfile) -> Path:
 def profile_json(profile: DeviceProfile) -> dict:
     from .manifest import to_json
 
-    return to_json(profile) | {"threads_note": "null threads: onnxruntime's default"}
+    return to_json(profile)
 
 
 def _read(path: Path) -> DeviceProfile:
     data = read_regular_file(path.parent, path.name, MAX_PROFILE_BYTES)
-    obj = json.loads(data.decode("utf-8"))
-    if isinstance(obj, dict):
-        obj.pop("threads_note", None)
-    return parse(DeviceProfile, obj)
+    return parse(DeviceProfile, json.loads(data.decode("utf-8")))
 
 
 def _warn(path: Path, reason: str) -> None:

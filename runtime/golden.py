@@ -20,9 +20,12 @@ dequantization, casts); FLOOR (8 float32 ulps of 1.0) keeps a tolerance from bei
 bit for bit. With SAFETY_FACTOR 10, fp32 tolerances land near 1e-5: 400x below one grey level (1/255), while
 a corrupt weight or another model's graphs move outputs by 1e-2 and more.
 
-Limit, stated rather than hidden: int8 kernels differ by instruction set (AVX2's VPMADDUBSW can saturate
-U8S8 sums where AVX-512 VNNI does not), which no measurement on one machine can see. An int8 golden made on
-one instruction set may fail on another; verify names the variant, and fp32 is the reference to trust.
+Limits, stated rather than hidden. (1) int8 kernels differ by instruction set (AVX2's VPMADDUBSW can saturate
+U8S8 sums where AVX-512 VNNI does not), and fp16 graphs may run real fp16 arithmetic on ARM where x86 computes
+in fp32: no measurement on one machine can see that, so an int8 or fp16 golden made on one instruction set may
+fail on another; verify names the variant, and fp32 is the reference to trust. (2) Goldens bound numerical
+effect, not bits: flipping the lowest mantissa byte of one decoder weight moved x_hat by 1.2e-7 and passes;
+bit identity is what the sha256 in the manifest is for.
 
 For the shipped default model (no checkpoint, no PyTorch at hand) `python -m edgevae.runtime.golden [DIR]`
 computes the goldens with onnxruntime from the dir's own graphs: the fp32 expected outputs are then the
@@ -129,7 +132,14 @@ def run_graph(model: ModelDir, variant: str, graph: str, feed: np.ndarray, threa
 
 
 def max_abs_diff(a: list, b: list) -> float:
-    return max(float(np.max(np.abs(x.astype(np.float64) - y))) for x, y in zip(a, b))
+    """The largest |a - b| over pairs of arrays: inf when a pair differs in shape (never broadcast), NaN when
+    any output is NaN (Python's max would drop a NaN that is not first, so it is checked for explicitly)."""
+    diffs = []
+    for x, y in zip(a, b, strict=True):
+        if not isinstance(x, np.ndarray) or x.shape != y.shape:
+            return float("inf")
+        diffs.append(float(np.max(np.abs(x.astype(np.float64) - y))) if x.size else 0.0)
+    return float("nan") if any(d != d for d in diffs) else max(diffs)
 
 
 def measurement_threads() -> tuple:
@@ -146,12 +156,12 @@ def parity_of(manifest, graph: str) -> float:
     return max((d for outs in rows.values() for d in outs.values()), default=0.0)
 
 
-def build(model: ModelDir, variants, inputs: dict | None = None, previous: Golden | None = None,
+def build(model: ModelDir, variants, inputs: dict, previous: Golden | None = None,
           source: str = "export") -> tuple[Golden, dict]:
     """(the manifest's Golden entry, {file name: .npy bytes to write}) for model's graphs.
 
     variants: those to compute; the variants in `previous` not listed here keep their files and figures.
-    inputs: {graph: float32 batch} (None: previous's inputs must be passed instead, read by the caller).
+    inputs: {graph: float32 batch} (default_inputs, or read_inputs of a dir that has goldens already).
     The files are not written here: the caller writes them (edgevae.atomic) inside its own transaction.
     """
     import onnxruntime as ort
@@ -232,15 +242,14 @@ def main(argv=None) -> None:
     parser.add_argument("model_dir", nargs="?", type=Path, help="model dir (default: the shipped model)")
     parser.add_argument("--images", type=Path, help="images for the encoder goldens (IDX, .npy or .png)")
     args = parser.parse_args(argv)
-    model = load_dir = args.model_dir
     images = None
     if args.images is not None:
         from .manifest import load
 
-        shape = load(load_dir).image_shape
+        shape = load(args.model_dir).image_shape
         images = read_images(args.images, size=shape[1:], count=GOLDEN_N)
     source = f"the runtime's own outputs (onnxruntime, this machine), images {args.images or 'seeded uniform noise'}"
-    golden = add_to_model_dir(model, images, source=source)
+    golden = add_to_model_dir(args.model_dir, images, source=source)
     for variant, graphs in golden.tolerance.items():
         print(variant, {g: f"{t:.3g}" for g, t in graphs.items()})
 

@@ -28,7 +28,9 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3  # errors only: warnings about unused initializers are noise here
+    # fatal only: onnxruntime's own coloured error line would add a second line to ours (errors reach the
+    # caller as exceptions, which the runtime turns into one-line ModelDirErrors)
+    options.log_severity_level = 4
     if config.threads is not None:
         options.intra_op_num_threads = config.threads
     options.inter_op_num_threads = 1

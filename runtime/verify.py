@@ -55,6 +55,13 @@ def verify(model: ModelDir, variant: str = ALL, threads: int | None = None) -> l
     return checks
 
 
+def _excess(check: Check) -> float:
+    """How far past its tolerance a failed check is (NaN outputs: the worst)."""
+    if check.max_abs_diff != check.max_abs_diff:
+        return float("inf")
+    return check.max_abs_diff / max(check.tolerance, 1e-30)
+
+
 def format_table(checks: list[Check]) -> str:
     lines = [f"{'graph':<9}{'variant':<14}{'max abs diff':>14}{'tolerance':>12}  pass"]
     for c in checks:
@@ -62,7 +69,7 @@ def format_table(checks: list[Check]) -> str:
                      f"{'yes' if c.passed else 'NO'}")
     failed = [c for c in checks if not c.passed]
     if failed:
-        worst = max(failed, key=lambda c: c.max_abs_diff / max(c.tolerance, 1e-30) if c.max_abs_diff == c.max_abs_diff else float("inf"))
+        worst = max(failed, key=_excess)
         lines.append(f"FAIL: {len(failed)} of {len(checks)} differ beyond tolerance; worst: {worst.graph} "
                      f"{escape(worst.variant)} ({worst.max_abs_diff:.3g} > {worst.tolerance:.3g})")
     else:

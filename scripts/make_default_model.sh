@@ -17,6 +17,7 @@ edgevae export "$CHECKPOINT" --out "$WORK/model"
 edgevae quantize "$WORK/model" --variants "$INT8" --select
 # The runtime must accept it and make images before it replaces the shipped one.
 edgevae info --model "$WORK/model"
+edgevae verify --model "$WORK/model"  # the goldens export and quantize stored (fp32 and $INT8)
 for variant in fp32 "$INT8" auto; do
   edgevae sample --model "$WORK/model" --variant "$variant" --n 64 --seed 0 --out "$WORK/samples-$variant.png"
 done

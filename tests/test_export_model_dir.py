@@ -53,7 +53,10 @@ def test_manifest_follows_the_contract(model_dir):
         path = model_dir / entry["file"]
         assert entry["file"] == f"{graph}.onnx" and entry["sha256"] == sha256_of(path)
         assert entry["bytes"] == path.stat().st_size
-    assert sorted(p.name for p in model_dir.iterdir()) == ["decoder.onnx", "encoder.onnx", "manifest.json"]
+    goldens = [e["file"] for e in manifest["golden"]["inputs"].values()]
+    goldens += [e["file"] for outs in manifest["golden"]["outputs"]["fp32"].values() for e in outs.values()]
+    assert len(goldens) == 5 and all(name.startswith("golden.") and name.endswith(".npy") for name in goldens)
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(["decoder.onnx", "encoder.onnx", "manifest.json", *goldens])
     assert manifest_of(model_dir) == manifest
 
 

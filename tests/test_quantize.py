@@ -191,3 +191,17 @@ def test_every_variant_runs_through_the_runtime(quantized):
         assert x_hat.shape == (5, 1, 28, 28) and np.abs(x_hat - reference).max() < 0.2
         mu, logvar = rt.encode(x_hat)
         assert mu.shape == logvar.shape == (5, 64)
+
+
+@needs_data
+def test_quantize_adds_goldens_for_every_variant_that_verify(quantized):
+    from edgevae.runtime.manifest import load
+    from edgevae.runtime.verify import verify
+
+    model = load(quantized[0])
+    golden = model.manifest.golden
+    assert set(golden.outputs) == {"fp32", "int8", "int8-dynamic", "fp16"} and golden.source == "edgevae quantize"
+    for variant, graphs in golden.tolerance.items():  # every variant at least fp32's tolerance (the rule's floor)
+        assert all(graphs[g] >= golden.tolerance["fp32"][g] for g in graphs)
+    checks = verify(model)
+    assert len(checks) == 8 and all(c.passed for c in checks), checks

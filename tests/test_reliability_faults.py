@@ -91,10 +91,11 @@ def test_training_killed_and_resumed_matches_an_uninterrupted_run(tmp_path, data
         if kills >= 6:  # enough: let this run finish
             finish(proc)
             break
-        if runs % 2:  # startup (torch import, data) takes ~3 s here, then ~1-2 s per epoch: kill anywhere in that
-            landed = kill_after(proc, rng.uniform(2.0, 9.0), watch)
-        else:  # kill as a checkpoint or metrics file is being written, however fast the machine
-            writing = new_temp_folder(killed, ".")
+        if runs % 2:  # kill mid-epoch, once this run has saved a new checkpoint (so every run makes progress)
+            versions = len(seen)
+            landed = kill_after(proc, rng.uniform(0.0, 1.5), watch, after=lambda: len(seen) > versions)
+        else:  # kill as a checkpoint is being written (after an epoch of work), however fast or slow the machine
+            writing = new_temp_folder(killed, ".checkpoint.pt.")
             landed = kill_after(proc, rng.uniform(0.0, 0.02), watch, after=writing)
         kills += landed
         mid_write += landed and bool(temp_names(killed))  # SIGKILL leaves the temporary file: proof it was mid-write
@@ -106,7 +107,8 @@ def test_training_killed_and_resumed_matches_an_uninterrupted_run(tmp_path, data
     watch()
     epochs = [seen[k] for k in sorted(seen)]
     assert epochs == sorted(epochs) and epochs[-1] == 4  # checkpoints only move forward
-    assert kills >= 4 and mid_write >= 1, f"kills landed {kills}, mid-write {mid_write}: the test proved too little"
+    assert kills >= 4 and mid_write >= 1 and len(seen) >= 2, (
+        f"kills landed {kills}, mid-write {mid_write}, checkpoint versions {len(seen)}: the test proved too little")
 
     a, state_a = load_model(straight / "checkpoint.pt")
     b, state_b = load_model(killed / "checkpoint.pt")

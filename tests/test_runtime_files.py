@@ -90,6 +90,21 @@ def test_image_files_read_idx_npy_and_png(tmp_path):
     assert np.array_equal(from_png[:5], expected[:5]) and not from_png[5].any()
 
 
+def test_read_images_count_reads_the_first_images_of_every_format(tmp_path):
+    pixels = synthetic_images(6, seed=4)
+    (tmp_path / "raw-idx3-ubyte").write_bytes(idx_bytes(pixels))
+    (tmp_path / "gz-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(pixels)))
+    np.save(tmp_path / "u8.npy", pixels[:, None])
+    np.save(tmp_path / "fortran.npy", np.asfortranarray(pixels.astype(np.float32) / 255))
+    write_images(tmp_path / "grid.png", pixels[:, None].astype(np.float32) / 255)
+    expected = pixels[:, None].astype(np.float32) / 255
+    for name in ("raw-idx3-ubyte", "gz-idx3-ubyte.gz", "u8.npy", "fortran.npy", "grid.png"):
+        for count in (1, 4, 100):
+            x = read_images(tmp_path / name, count=count)
+            assert x.shape == (min(count, 6), 1, 28, 28) and x.flags.c_contiguous, (name, count)
+            assert np.allclose(x, expected[:count], atol=1 / 255 if name == "grid.png" else 0), (name, count)
+
+
 @pytest.mark.parametrize("name,content,message", [
     ("bad-idx3-ubyte", b"\x00\x00\x08\x01" + b"\x00" * 20, "not an IDX image file"),
     ("short-idx3-ubyte", idx_bytes(np.zeros((3, 28, 28), np.uint8))[:-5], "its header says 3x28x28"),

@@ -26,7 +26,7 @@ def test_training_lowers_the_loss_and_writes_the_run(tmp_path, data_dir):
     losses = [row["test_neg_elbo"] for row in metrics["epochs"]]
     assert losses[-1] < losses[0] - 20  # nats per image
     assert {"test_neg_elbo", "test_bce", "test_kl", "epoch"} <= metrics["final"].keys()
-    for name in ("checkpoint.pt", "config.json", "metrics.json", "reconstructions.png", "samples.png"):
+    for name in ("checkpoint.pt", "config.json", "metrics.json", "reconstructions.png", "samples.png", "neg_elbo.png"):
         assert (tmp_path / "run" / name).is_file()
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["latent_dim"] == 8
 
@@ -90,3 +90,39 @@ def test_train_without_torch_names_the_extra():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "edgevae train: needs the 'torch' package: pip install 'edgevae[train]'"
+
+
+def test_the_plot_is_skipped_with_one_line_without_matplotlib(tmp_path, monkeypatch, capsys):
+    from edgevae.train.plot import write_neg_elbo_plot
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    assert write_neg_elbo_plot([{"epoch": 1, "test_neg_elbo": 300.0}], tmp_path) is None
+    assert capsys.readouterr().out.strip().splitlines() == ["no matplotlib: skipping the -ELBO plot (pip install matplotlib)"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_precision_auto_follows_the_cpu_flags(tmp_path):
+    from edgevae.train.precision import autocast, cpu_flags, resolve
+
+    assert resolve("auto", "cpu", {"avx2", "amx_bf16"}) == "bf16"
+    assert resolve("auto", "cpu", {"avx512f", "avx512_bf16"}) == "bf16"
+    assert resolve("auto", "cpu", {"avx2", "avx512f"}) == "fp32"
+    assert resolve("fp32", "cpu", {"amx_bf16"}) == "fp32" and resolve("bf16", "cpu", set()) == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve("fp16", "cpu")
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 amx_bf16\n")
+    assert {"avx2", "amx_bf16"} <= cpu_flags(info) and cpu_flags(tmp_path / "none") == set()
+    with autocast("bf16", "cpu"):
+        assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.bfloat16
+    with autocast("fp32", "cpu"):
+        assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.float32
+
+
+def test_bf16_training_keeps_fp32_weights_loss_and_optimizer_state(tmp_path, data_dir):
+    metrics = train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir, precision="bf16"), tmp_path / "run", SMALL)
+    model, state = load_model(tmp_path / "run" / "checkpoint.pt")
+    assert state["precision"] == "bf16" and metrics["epochs"][0]["precision"] == "bf16"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(v.dtype == torch.float32 for s in state["optimizer"]["state"].values() for v in s.values() if v.dim())
+    assert 0 < metrics["final"]["test_neg_elbo"] < 2000

@@ -175,6 +175,8 @@ def parse_spec(spec: str) -> tuple[str, list[str]]:
     if not sep or kind not in PREFIXES:
         first = Path(spec.split(",")[0])
         kind = "folder" if first.is_dir() else "npy" if first.suffix.lower() == ".npy" else "idx"
+        if spec and ("/" in spec or first.suffix) and not (first.exists() or Path(spec).exists()):
+            raise FileNotFoundError(f"--data {spec!r}: no such file or folder")
         if not spec or not (first.exists() or Path(spec).exists()):
             raise ValueError(f"--data {spec!r} is neither {', '.join(BUILTIN)}, nor PREFIX:PATH ({', '.join(PREFIXES)}), "
                              "nor an existing path")

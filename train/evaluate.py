@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_model, write_json
-from .data import binarize_fixed, load_fashion_mnist
+from .data import DataConfig, binarize_fixed, load_images
 from .loss import iwae_nll
 from .trainer import TEST_BINARIZE_SEED, evaluate
 
@@ -38,9 +38,13 @@ def mean_stderr(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
-def test_images(train_cfg: dict, data_dir=None, limit=None) -> torch.Tensor:
-    """The test set the run was measured on: [N,1,28,28] in [0,1], binarized with the fixed seed if the run was."""
-    _, (test_x, _) = load_fashion_mnist(data_dir or train_cfg.get("data_dir"))
+def test_images(train_cfg: dict, image_shape, data_dir=None, limit=None, data=None, image_size=None, channels=None) -> torch.Tensor:
+    """The test set of the run's dataset spec (data/data_dir/image_size/channels override what it was trained
+    with): [N,C,H,W] in [0,1], binarized with the fixed seed if the run was."""
+    data_config = DataConfig.from_train_config(train_cfg, data=data, data_dir=data_dir, image_size=image_size, channels=channels)
+    test_x = load_images(data_config).test
+    if tuple(test_x.shape[1:]) != tuple(image_shape):
+        raise ValueError(f"{data_config.data} gives {list(test_x.shape[1:])} images; the model takes {list(image_shape)}")
     test_x = test_x[:limit]
     return binarize_fixed(test_x, TEST_BINARIZE_SEED) if train_cfg.get("binarize") else test_x
 
@@ -88,7 +92,7 @@ def evaluate_runtime(rt, x: np.ndarray, k: int, batch_size: int, seed: int) -> d
 
 
 def evaluate_model_dir(model_dir, variant: str = "fp32", data_dir=None, iwae_k=1000, limit_test=None,
-                       batch_size=20, threads=None) -> dict:
+                       batch_size=20, threads=None, data=None, image_size=None, channels=None) -> dict:
     """-ELBO and IWAE NLL (nats per image) of a model dir's variant, computed with onnxruntime + numpy."""
     from edgevae.runtime import VAERuntime
 
@@ -96,13 +100,13 @@ def evaluate_model_dir(model_dir, variant: str = "fp32", data_dir=None, iwae_k=1
     rt = VAERuntime.load(model_dir, variant=variant, threads=threads)
     training = rt.model.manifest.training
     train_cfg = dict(training.train_config) if training is not None else {}
-    x = test_images(train_cfg, data_dir, limit_test).numpy()
+    x = test_images(train_cfg, rt.image_shape, data_dir, limit_test, data, image_size, channels).numpy()
     result = evaluate_runtime(rt, x, iwae_k, batch_size, train_cfg.get("seed", 0))
     return result | {"iwae_k": iwae_k, "eval_images": len(x), "engine": "onnx", "variant": variant}
 
 
 def evaluate_checkpoint(checkpoint, data_dir=None, iwae_k=1000, limit_test=None, batch_size=20, device="cpu",
-                        engine: str = ENGINE_DEFAULT) -> dict:
+                        engine: str = ENGINE_DEFAULT, data=None, image_size=None, channels=None) -> dict:
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     _check(iwae_k, limit_test, batch_size)
@@ -110,7 +114,7 @@ def evaluate_checkpoint(checkpoint, data_dir=None, iwae_k=1000, limit_test=None,
         engine = "torch"  # the GPU is PyTorch's; onnxruntime here runs on the CPU
     model, state = load_model(checkpoint)
     train_cfg = state.get("train_config", {})
-    test_x = test_images(train_cfg, data_dir, limit_test)
+    test_x = test_images(train_cfg, model.config.image_shape, data_dir, limit_test, data, image_size, channels)
     seed = train_cfg.get("seed", 0)
     if engine == "onnx":
         from edgevae.export.exporter import export_model_dir
@@ -133,13 +137,13 @@ def main(args) -> None:
         raise ValueError(f"checkpoint {target} is not a file, nor a model dir (it has no manifest.json)")
     if target.is_dir():
         result = evaluate_model_dir(target, args.variant, args.data_dir, args.iwae_k, args.limit_test,
-                                    args.batch_size, args.threads)
+                                    args.batch_size, args.threads, args.data, args.image_size, args.channels)
         what = f"{target} variant {args.variant}"
     else:
         if args.variant != "fp32":
             raise ValueError("--variant applies to a model dir; a checkpoint holds fp32 weights")
         result = evaluate_checkpoint(target, args.data_dir, args.iwae_k, args.limit_test, args.batch_size,
-                                     args.device, args.engine)
+                                     args.device, args.engine, args.data, args.image_size, args.channels)
         metrics_path = target.parent / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
         metrics["final"] = metrics.get("final", {}) | result

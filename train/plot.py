@@ -26,6 +26,7 @@ def write_neg_elbo_plot(history: list[dict], out: Path) -> Path | None:
     if all("train_neg_elbo" in row for row in history):
         ax.plot(epochs, [row["train_neg_elbo"] for row in history], "s--", alpha=0.6, label="training -ELBO")
     ax.set(xlabel="epoch", ylabel="nats per image", title=f"-ELBO per epoch (last: test {history[-1]['test_neg_elbo']:.2f})")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
