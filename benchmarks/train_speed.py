@@ -9,11 +9,13 @@ binarize) and test-set evaluation under no_grad vs inference_mode.
 """
 
 import argparse
+import os
 import statistics
 import time
 from dataclasses import dataclass
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `edgevae train` sets it (train/cli.py); before torch loads OpenMP
+import torch  # noqa: E402
 
 from edgevae.train.loss import neg_elbo
 from edgevae.train.model import VAE

@@ -138,6 +138,8 @@ def quantize_prepared(prepared: Path, dst: Path, graph: str, calibration, settin
     # ConvTransposes left by the rewrite (it warned, naming them) stay fp32 too: ORT has no int8 kernel for them
     keep_fp32 = [n.name for n in model.graph.node if n.op_type in ("Sigmoid", "ConvTranspose")] + list(settings.fp32_nodes)
     input_name = model.graph.input[0].name
+    if len(calibration) > settings.batch_size:  # whole batches only: ORT's histogram calibrators (percentile,
+        calibration = calibration[:len(calibration) // settings.batch_size * settings.batch_size]  # entropy) stack them
     with quiet_quantizer(graph):
         quantize_static(
             str(prepared), str(dst), ArrayReader(input_name, calibration, settings.batch_size, f"calibrating {graph}"),
