@@ -17,6 +17,7 @@ class SessionConfig:
 
     threads: int | None = None
     providers: tuple = DEFAULT_PROVIDERS
+    optimize: bool = True  # False: onnxruntime's reference path (no fusions; QDQ run as dequantize, fp32 op, quantize)
 
 
 def session_options(config: SessionConfig) -> ort.SessionOptions:
@@ -26,7 +27,8 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     options = ort.SessionOptions()
     # The graphs are straight chains of convolutions: parallel execution would have nothing to overlap.
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if config.optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # fatal only: onnxruntime's own coloured error line would add a second line to ours (errors reach the
     # caller as exceptions, which the runtime turns into one-line ModelDirErrors)
