@@ -27,8 +27,9 @@ CASES = {  # id: (data spec or None for Fashion-MNIST, extra train flags, latent
     "seed-1x28x28": (None, [], 64, (1, 28, 28)),
     "digits-1x8x8-latent2": ("sklearn-digits", [], 2, (1, 8, 8)),
     "patches-3x32x32-latent128": ("sklearn-patches", [], 128, (3, 32, 32)),
-    "digits-1x64x64": ("sklearn-digits", ["--image-size", "64x64"], 16, (1, 64, 64)),
-    "patches-3x48x64": ("sklearn-patches", ["--image-size", "48x64"], 8, (3, 48, 64)),
+    # the large shapes train on 128 images (2 steps): their transposed convolutions dominate the matrix's time
+    "digits-1x64x64": ("sklearn-digits", ["--image-size", "64x64", "--limit-train", "128"], 16, (1, 64, 64)),
+    "patches-3x48x64": ("sklearn-patches", ["--image-size", "48x64", "--limit-train", "128"], 8, (3, 48, 64)),
 }
 
 
@@ -44,10 +45,11 @@ def test_train_export_quantize_run(tmp_path, monkeypatch, request, case):
     request.addfinalizer(lambda threads=torch.get_num_threads(): torch.set_num_threads(threads))
     torch.set_num_threads(1)  # 2 shared cores: one thread is as fast here and leaves the other free
     run, model_dir = tmp_path / "run", tmp_path / "model"
-    assert main(["train", "--epochs", "1", "--out", str(run), "--data", spec, *flags, "--latent-dim", str(latent_dim),
-                 "--batch-size", "64", "--limit-train", str(TRAIN_IMAGES), "--precision", "fp32"]) == 0
+    assert main(["train", "--epochs", "1", "--out", str(run), "--data", spec, "--latent-dim", str(latent_dim),
+                 "--batch-size", "64", "--limit-train", str(TRAIN_IMAGES), *flags, "--precision", "fp32"]) == 0
     assert main(["export", str(run / "checkpoint.pt"), "--out", str(model_dir)]) == 0
-    assert main(["quantize", str(model_dir), "--variants", "int8", "--calibration-images", "128", "--test-images", "64"]) == 0
+    # 100 calibration images: not whole batches of 64, which onnxruntime's percentile calibrator cannot stack
+    assert main(["quantize", str(model_dir), "--variants", "int8", "--calibration-images", "100", "--test-images", "64"]) == 0
 
     from edgevae.runtime import VAERuntime
     from edgevae.runtime import manifest as contract

@@ -71,7 +71,7 @@ def test_builtin_configs_decoders_rewrite_exactly():
     from edgevae.export.graphs import DECODER, export_graph
     from edgevae.train.model import VAE, VAEConfig
 
-    for shape in [(1, 8, 8), (3, 29, 30), (1, 31, 18)]:
+    for shape in [(3, 29, 30), (1, 31, 18)]:  # odd remainders: 3x2 final kernels, p3 = 1 on one axis
         torch.manual_seed(0)
         model = VAE(VAEConfig(latent_dim=4, image_shape=shape)).eval()
         decoder = export_graph(model, DECODER, {})
