@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevae.runtime.manifest import GRAPH_NAMES
+
 from .search_report import REPORT, REPORT_FILES, write_report
 from .variants import CALIBRATION_METHODS, DEFAULT_CALIBRATION, Int8Settings
 
-GRAPHS = ("encoder", "decoder")
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,9 @@ class Search:
         self.seed, self.threads, self.latent_dim = seed, threads, model.manifest.latent_dim
         self.start = time.monotonic()
         self.deadline = self.start + config.budget_s
-        self.fp32 = {g: model.path / model.manifest.variants["fp32"][g].file for g in GRAPHS}
-        self.prepared = {g: prepare(g, self.fp32[g], calibration[g], self.work) for g in GRAPHS}
-        self.fp32_sessions = {g: graph_session(self.fp32[g], threads) for g in GRAPHS}
+        self.fp32 = {g: model.path / model.manifest.variants["fp32"][g].file for g in GRAPH_NAMES}
+        self.prepared = {g: prepare(g, self.fp32[g], calibration[g], self.work) for g in GRAPH_NAMES}
+        self.fp32_sessions = {g: graph_session(self.fp32[g], threads) for g in GRAPH_NAMES}
         elbo = mean_neg_elbo(reference, test_images)
         defaults = config.budget_psnr is None and config.budget_nats is None  # --select's budget (quality.within_budget)
         self.budget = {"psnr_db": 35.0 if defaults else config.budget_psnr,
@@ -151,21 +152,21 @@ class Search:
         from .sensitivity import quality_of
 
         paths = {}
-        for g in GRAPHS:
+        for g in GRAPH_NAMES:
             paths[g] = self.fp32[g] if settings[g] is None else \
                 self.prepared[g].build(self.work / f"c{len(self.candidates)}.{g}.onnx", settings[g])
-        digest = tuple(hashlib.sha256(Path(paths[g]).read_bytes()).hexdigest() for g in GRAPHS)
+        digest = tuple(hashlib.sha256(Path(paths[g]).read_bytes()).hexdigest() for g in GRAPH_NAMES)
         twin = next((c for c in self.candidates if c["digest"] == digest), None)
         if twin is not None:  # e.g. Entropy calibration can find MinMax's ranges: same graphs, measured once
             c = {**twin, "name": name, "why": f"{why}; the same graphs as {twin['name']}", "same_as": twin["name"], "raw": settings}
             self.candidates.append(c)
             print(f"search {len(self.candidates):>2} {name:<40} = {twin['name']}", flush=True)
             return c
-        sessions = {"fp32": self.fp32_sessions, name: {g: graph_session(paths[g], self.threads) for g in GRAPHS}}
+        sessions = {"fp32": self.fp32_sessions, name: {g: graph_session(paths[g], self.threads) for g in GRAPH_NAMES}}
         ms = time_sessions(sessions, self.model.manifest.image_shape, self.latent_dim, (self.config.speed_batch,),
                            rounds=self.config.quick_rounds, clock=self.clock)
         batch = str(self.config.speed_batch)
-        fp32_ms, cand_ms = (sum(ms[v][g][batch] for g in GRAPHS) for v in ("fp32", name))
+        fp32_ms, cand_ms = (sum(ms[v][g][batch] for g in GRAPH_NAMES) for v in ("fp32", name))
         c = {"name": name, "why": why, "settings": {g: _record(g, s, self.prepared[g]) for g, s in settings.items()},
              **quality_of(self.reference, paths, self.test, self.latent_dim, self.seed),
              "bytes": sum(Path(p).stat().st_size for p in paths.values()), "ms": round(cand_ms, 4),
@@ -205,7 +206,7 @@ class Search:
             return float("inf") if saved <= 0 else cost / saved
 
         order = sorted(rows, key=lambda r: (-score(r), -r["nats"]))
-        kept = {g: [] for g in GRAPHS}  # the sweep's winners keep no group fp32
+        kept = {g: [] for g in GRAPH_NAMES}  # the sweep's winners keep no group fp32
         for r in order:
             if current["meets_budget"] and self.ok(current) or not self.time_left():
                 break
@@ -285,8 +286,8 @@ def search(model, calibration: dict, test_images, reference: dict, config: Searc
 
     with tempfile.TemporaryDirectory(prefix="edgevae-search-") as work:
         s = Search(model, calibration, test_images, reference, config, Path(work), seed, threads)
-        fp32 = s.evaluate("fp32", {g: None for g in GRAPHS}, "reference")
-        base = s.evaluate("int8", {g: Int8Settings() for g in GRAPHS}, "whole-graph int8 (the int8 variant's settings)")
+        fp32 = s.evaluate("fp32", {g: None for g in GRAPH_NAMES}, "reference")
+        base = s.evaluate("int8", {g: Int8Settings() for g in GRAPH_NAMES}, "whole-graph int8 (the int8 variant's settings)")
         best = s.sweep(base)
         combined = next((c for c in s.candidates if c["raw"] == best), None)
         if combined is None and s.time_left():
@@ -307,7 +308,7 @@ def search(model, calibration: dict, test_images, reference: dict, config: Searc
         write_report(model.path, report)
         paths = {}
         if chosen is not None:
-            for g in GRAPHS:
+            for g in GRAPH_NAMES:
                 paths[g] = temp_name(model.path / variant_file(g, "int8-mixed"))
                 shutil.copyfile(chosen["paths"][g], paths[g])
     settings = {"format": "QDQ U8S8, chosen layers fp32", "search": report["summary"],
@@ -341,13 +342,13 @@ def _report(s: Search, rows: list[dict], base: dict, fp32: dict, search_s: float
     front = pareto_front(points)
     timed = [c for c in points if c["name"] in front or c is base or c is fp32]
     start = time.monotonic()
-    sessions = {c["name"]: {g: graph_session(c["paths"][g], s.threads) for g in GRAPHS} for c in timed}
+    sessions = {c["name"]: {g: graph_session(c["paths"][g], s.threads) for g in GRAPH_NAMES} for c in timed}
     sizes = sorted({*s.config.timing_batches, s.config.speed_batch})
     latency = time_sessions(sessions, s.model.manifest.image_shape, s.latent_dim, sizes, rounds=s.config.retime_rounds,
                             clock=s.clock)
     timing_s = time.monotonic() - start
     batch = str(s.config.speed_batch)
-    total = {name: sum(lat[g][batch] for g in GRAPHS) for name, lat in latency.items()}
+    total = {name: sum(lat[g][batch] for g in GRAPH_NAMES) for name, lat in latency.items()}
     for c in timed:
         c["speedup_retimed"] = round(total["fp32"] / total[c["name"]], 3)
     inside = [c for c in timed if c["meets_budget"] and c["speedup_retimed"] >= s.config.min_speedup and c is not fp32]

@@ -1,7 +1,8 @@
 """The quantized variants of a model dir: how each is built from the fp32 graph (a plain dict registry).
 
-- int8: static QDQ, U8S8 (uint8 activations, int8 weights), reduce_range=False as onnxruntime's docs
-  advise for VNNI. Each graph first gets its INT8_REWRITES (export/rewrite.py, exact): the decoder's
+- int8: static QDQ, U8S8 (uint8 activations, int8 weights), 8-bit weights (reduce_range off): on an AVX2 CPU
+  without VNNI, where onnxruntime's docs warn that U8S8 sums may saturate, 7-bit weights gave 1 dB less decoder
+  PSNR and still did not make the fused kernels agree with the reference path (docs/measurements.md). Each graph first gets its INT8_REWRITES (export/rewrite.py, exact): the decoder's
   ConvTranspose -> Conv, since onnxruntime has no int8 ConvTranspose; the encoder's 1-channel input padded to
   4 channels, since a reduction depth of 9 runs in a slow int8 path. The final Sigmoid stays fp32: an int8
   sigmoid rounds probabilities below 1/510 to 0, where only the BCE's probability floor bounds the loss.
@@ -42,6 +43,7 @@ class Int8Settings:
     calibration: str | None = None  # one of CALIBRATION_METHODS for both graphs; None: DEFAULT_CALIBRATION
     percentile: float = 99.9  # share of activation values inside the range "percentile" calibration keeps
     per_channel: bool = False  # per-tensor measured as fast or faster on this CPU
+    reduce_range: bool = False  # 7-bit weights: measured no gain here (module docstring)
     batch_size: int = 64  # calibration batch
     activation_symmetric: bool = False  # onnxruntime's ActivationSymmetric: zero point 128 for uint8 activations
     fp32_nodes: tuple[str, ...] = ()  # nodes of the rewritten graph kept fp32 besides Sigmoid (export/mixed.py)
@@ -62,6 +64,7 @@ class DynamicSettings:
     """Options of the int8-dynamic variant."""
 
     per_channel: bool = False
+    reduce_range: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ def quantize_prepared(prepared: Path, dst: Path, graph: str, calibration, settin
         quantize_static(
             str(prepared), str(dst), ArrayReader(input_name, calibration, settings.batch_size, f"calibrating {graph}"),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            per_channel=settings.per_channel, reduce_range=False, calibrate_method=method, nodes_to_exclude=keep_fp32,
+            per_channel=settings.per_channel, reduce_range=settings.reduce_range, calibrate_method=method, nodes_to_exclude=keep_fp32,
             extra_options={"CalibPercentile": settings.percentile, "ActivationSymmetric": settings.activation_symmetric},
             calibration_cache_path=cache,
         )
@@ -168,7 +171,7 @@ def build_int8_dynamic(src: Path, dst: Path, graph: str, calibration, settings: 
 
     with quiet_quantizer(graph):
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=settings.per_channel,
-                         reduce_range=False, op_types_to_quantize=["MatMul", "Gemm"])
+                         reduce_range=settings.reduce_range, op_types_to_quantize=["MatMul", "Gemm"])
 
 
 def build_fp16(src: Path, dst: Path, graph: str, calibration, settings: Fp16Settings) -> None:

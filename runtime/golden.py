@@ -11,24 +11,28 @@ Tolerance rule (the manifest's `golden.rule` says it in short; docs/model-dir.md
                        - the same batch at every other thread count in THREADS (1 .. the usable cores, >= 2),
                        - a second run at 1 thread (run to run),
                        - the inputs fed one at a time (batch 1 takes other kernel paths than batch N),
-                       - onnxruntime's unfused reference path (graph optimizations off: a QDQ graph then runs
-                         as dequantize, fp32 op, quantize), which is what exact int8 kernels compute on any
-                         instruction set, so the tolerance covers a device whose kernels differ from ours,
                        - for fp32 only: the export's parity figure against PyTorch for g (two independent
                          implementations, oneDNN and MLAS, summing in other orders: the best stand-in we have
                          for another CPU's kernels), when the manifest has one.
-    tolerance[v][g] = SAFETY_FACTOR x max(measured[v][g], measured[fp32][g], FLOOR)
+    reference[v][g] = over PROBE_N inputs, the largest difference between onnxruntime's fused kernels and its
+                      unfused reference path (graph optimizations off: a QDQ graph then runs as dequantize,
+                      fp32 op, quantize), which is what another CPU's kernels approximate: int8 kernels that
+                      round a requantization tie the other way flip one quantization step, rarely, and the
+                      flip grows through the later layers
+    tolerance[v][g] = max(SAFETY_FACTOR x max(measured[v][g], measured[fp32][g], FLOOR),
+                          REFERENCE_FACTOR x reference[v][g])
 Taking fp32's figure as a floor for every variant covers the float parts every variant keeps (Sigmoid,
 dequantization, casts); FLOOR (8 float32 ulps of 1.0) keeps a tolerance from being 0 when every run agreed
 bit for bit. With SAFETY_FACTOR 10, fp32 tolerances land near 1e-5: 400x below one grey level (1/255), while
 a corrupt weight or another model's graphs move outputs by 1e-2 and more.
 
-Limits, stated rather than hidden. (1) int8 kernels differ by instruction set: AVX2's VPMADDUBSW can saturate
-U8S8 sums where AVX-512 VNNI and ARM do not. With 8-bit weights that moved the int8 decoder by 0.043 on an
-AVX2 CPU (docs/measurements.md), which is why export/variants.py quantizes weights to 7 bits (reduce_range):
-then no sum can saturate, every instruction set computes the reference path's result up to float rounding,
-and the reference-path term above covers it. fp16 graphs may run real fp16 arithmetic on ARM where x86
-computes in fp32, which no measurement here can see; verify names the variant, and fp32 is the reference. (2) Goldens bound numerical
+Limits, stated rather than hidden. (1) int8 goldens are much looser than fp32's: where a requantization
+lands on a rounding tie, fused int8 kernels and the reference path (and so CPUs with other kernels: AVX2,
+AVX-512 VNNI, ARM) may round it the other way, and one quantization step grows through the later layers.
+On the shipped decoder that moved 215-1442 of 802,816 pixels by more than 1e-3, up to 0.05-0.065
+(docs/measurements.md), so its tolerance is ~0.3: still below what another model's graphs or a corrupt
+weight do to it. fp16 graphs may run real fp16 arithmetic on ARM where x86 computes in fp32, which no
+measurement here can see; verify names the variant, and fp32 is the reference to trust. (2) Goldens bound numerical
 effect, not bits: flipping the lowest mantissa byte of one decoder weight moved x_hat by 1.2e-7 and passes;
 bit identity is what the sha256 in the manifest is for.
 
@@ -50,15 +54,19 @@ from .sessions import SessionConfig, create_session
 
 GOLDEN_N = 8  # images and latents: enough to exercise every kernel, small (~25 KB per decoder output)
 SAFETY_FACTOR = 10.0
+# The reference-path term is already a worst case over PROBE_N inputs, 32x the golden batch: a margin, not 10x
+REFERENCE_FACTOR = 1.5
 FLOOR = 8 * float(np.finfo(np.float32).eps)  # 9.5e-7
 SEED = 0  # the golden latents: z ~ N(0, I) from runtime.latent's stream
 MAX_GOLDEN_BYTES = 16 << 20  # per file; refused before reading (a golden batch is tens of KB)
 MAX_GOLDEN_N = 4096
+PROBE_N = 256  # inputs on which the reference-path difference is measured (not stored)
 NPY_MAGIC = b"\x93NUMPY"
 RULE = ("tolerance = safety_factor x max(measured[variant][graph], measured[fp32][graph], 8 float32 ulps of 1.0); "
         "measured = max abs diff of the expected outputs (1 thread, whole batch) against other thread counts, a "
-        "second run, batch-1 runs, onnxruntime's unoptimized reference path and, for fp32, the export's parity "
-        "against PyTorch")
+        "second run, batch-1 runs and, for fp32, the export's parity against PyTorch; tolerance is at least "
+        "reference_factor x reference, the largest difference between fused and unoptimized onnxruntime kernels "
+        "over 256 inputs")
 
 
 def input_file(graph: str) -> str:
@@ -176,21 +184,24 @@ def build(model: ModelDir, variants, inputs: dict, previous: Golden | None = Non
     names = model.manifest.io
     files = {input_file(g): npy_bytes(inputs[g]) for g in GRAPH_NAMES}
     entries = {g: _entry(input_file(g), files[input_file(g)]) for g in GRAPH_NAMES}
-    outputs, measured = {}, {}
+    outputs, measured, reference = {}, {}, {}
     if previous is not None:
         keep = [v for v in previous.outputs if v not in variants and v in model.manifest.variants]
         outputs = {v: previous.outputs[v] for v in keep}
         measured = {v: dict(previous.measured[v]) for v in keep if v in previous.measured}
+        reference = {v: dict(previous.reference[v]) for v in keep if v in previous.reference}
     threads = measurement_threads()
     for variant in variants:
-        outputs[variant], measured[variant] = {}, {}
+        outputs[variant], measured[variant], reference[variant] = {}, {}, {}
         for graph in GRAPH_NAMES:
             feed = np.ascontiguousarray(inputs[graph], np.float32)
             expected = run_graph(model, variant, graph, feed, threads=1)
             others = [run_graph(model, variant, graph, feed, threads=t) for t in threads]  # t=1 again: run to run
             others.append(run_graph(model, variant, graph, feed, threads=1, one_at_a_time=True))
-            others.append(run_graph(model, variant, graph, feed, threads=1, optimize=False))
             spread = max(max_abs_diff(expected, other) for other in others)
+            probe = probe_inputs(model, graph, feed)
+            reference[variant][graph] = max_abs_diff(run_graph(model, variant, graph, probe, threads=1),
+                                                     run_graph(model, variant, graph, probe, threads=1, optimize=False))
             if variant == FP32:
                 spread = max(spread, parity_of(model.manifest, graph))
             measured[variant][graph] = spread
@@ -200,11 +211,28 @@ def build(model: ModelDir, variants, inputs: dict, previous: Golden | None = Non
                 files[file] = npy_bytes(value)
                 outputs[variant][graph][name] = _entry(file, files[file])
     base = measured.get(FP32, {})
-    tolerance = {v: {g: SAFETY_FACTOR * max(measured[v][g], base.get(g, 0.0), FLOOR) for g in GRAPH_NAMES}
+    tolerance = {v: {g: max(SAFETY_FACTOR * max(measured[v][g], base.get(g, 0.0), FLOOR),
+                            REFERENCE_FACTOR * reference.get(v, {}).get(g, 0.0)) for g in GRAPH_NAMES}
                  for v in outputs}
-    golden = Golden(inputs=entries, outputs=outputs, tolerance=tolerance, measured=measured, safety_factor=SAFETY_FACTOR,
-                    rule=RULE, threads=threads, onnxruntime=ort.__version__, source=source)
+    golden = Golden(inputs=entries, outputs=outputs, tolerance=tolerance, measured=measured, reference=reference,
+                    safety_factor=SAFETY_FACTOR, reference_factor=REFERENCE_FACTOR, rule=RULE, threads=threads,
+                    onnxruntime=ort.__version__, source=source)
     return golden, files
+
+
+def probe_inputs(model: ModelDir, graph: str, golden: np.ndarray) -> np.ndarray:
+    """PROBE_N inputs for the reference-path term: the golden batch, then seeded ones (latents z ~ N(0, I);
+    images as the golden images under seeded noise, clipped to [0, 1]). In an int8 graph the fused and the
+    reference kernels differ only where a requantization rounds a tie the other way, a rare event (49 of
+    200,704 decoder pixels here) that 8 golden inputs may not show, so it is measured on many."""
+    rng = rng_of(SEED + 1)
+    extra = PROBE_N - len(golden)
+    if graph == "decoder":
+        more = standard_normal(rng, (extra, model.latent_dim))
+    else:
+        base = golden[np.arange(extra) % len(golden)]
+        more = np.clip(base + 0.1 * standard_normal(rng, base.shape), 0.0, 1.0).astype(np.float32)
+    return np.ascontiguousarray(np.concatenate([golden, more]), np.float32)
 
 
 def default_inputs(model: ModelDir, images: np.ndarray | None = None) -> dict:
