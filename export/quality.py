@@ -7,7 +7,6 @@ import onnxruntime as ort
 from edgevae.runtime.latent import reparameterize, rng_of, standard_normal
 
 DECODER_SAMPLES = 1024  # z ~ N(0, I) decoded by both graphs
-PROB_FLOOR = 1e-7  # p clipped to [floor, 1-floor] in the BCE: an fp32 sigmoid can round to exactly 1
 
 
 def graph_session(path, threads: int | None = None) -> ort.InferenceSession:
@@ -34,13 +33,10 @@ def psnr(reference: np.ndarray, other: np.ndarray) -> float:
 
 def mean_neg_elbo(outputs: dict, images: np.ndarray) -> float:
     """Mean -ELBO in nats per image from outputs {"mu", "logvar", "x_hat"} of one posterior draw per image:
-    BCE summed over pixels + analytic KL summed over latent dims."""
-    mu, logvar = outputs["mu"].astype(np.float64), outputs["logvar"].astype(np.float64)
-    p = np.clip(outputs["x_hat"].astype(np.float64), PROB_FLOOR, 1 - PROB_FLOOR)
-    x = images.astype(np.float64)
-    bce = -(x * np.log(p) + (1 - x) * np.log1p(-p)).reshape(len(x), -1).sum(axis=1)
-    kl = -0.5 * (1 + logvar - mu ** 2 - np.exp(logvar)).sum(axis=1)
-    return float(np.mean(bce + kl))
+    BCE summed over pixels + analytic KL summed over latent dims (runtime/likelihood.py, as `edgevae eval`)."""
+    from edgevae.runtime.likelihood import bernoulli_log_prob, gaussian_kl
+
+    return float(np.mean(-bernoulli_log_prob(images, outputs["x_hat"]) + gaussian_kl(outputs["mu"], outputs["logvar"])))
 
 
 def graph_outputs(paths: dict, test_images: np.ndarray, latent_dim: int, seed: int = 0) -> dict:

@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from .latent import reparameterize, standard_normal
+
 LOG_2PI = math.log(2 * math.pi)
 P_ONE_FLOOR = 2.0 ** -24  # smallest 1 - p a float32 p below 1 can express
 P_ZERO_FLOOR = float(np.finfo(np.float32).tiny)
@@ -54,7 +56,7 @@ def logsumexp(a: np.ndarray, axis: int = 0) -> np.ndarray:
 def neg_elbo(rt, x: np.ndarray, eps: np.ndarray) -> dict:
     """One-sample -ELBO per image of x [N,C,H,W] with posterior noise eps [N,D]: {"neg_elbo", "bce", "kl"} -> [N]."""
     mu, logvar = rt.encode(x)
-    z = (mu + np.exp(0.5 * logvar) * eps).astype(np.float32)
+    z = reparameterize(mu, logvar, eps)
     bce = -bernoulli_log_prob(x, rt.decode(z))
     kl = gaussian_kl(mu, logvar)
     return {"neg_elbo": bce + kl, "bce": bce, "kl": kl}
@@ -72,8 +74,7 @@ def iwae_nll(rt, x: np.ndarray, k: int, rng: np.random.Generator, chunk: int = 2
     step = max(1, chunk // n)  # samples per decoder call: about `chunk` images at once
     for start in range(0, k, step):
         m = min(step, k - start)
-        eps = rng.standard_normal((m, n, d), dtype=np.float32)
-        z = (mu + np.exp(0.5 * logvar) * eps).astype(np.float32)  # (m,N,D)
+        z = reparameterize(mu, logvar, standard_normal(rng, (m, n, d)))  # (m,N,D)
         probs = rt.decode(z.reshape(m * n, d)).reshape(m, n, *x.shape[1:])
         log_w[start : start + m] = bernoulli_log_prob(x, probs) + log_normal(z, 0.0, 0.0) - log_normal(z, mu, logvar)
     return -(logsumexp(log_w, axis=0) - math.log(k))
