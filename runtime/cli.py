@@ -101,7 +101,7 @@ def _read_input(args, rt, count: int):
     """The first `count` images of --input: only those are read (a .gz inflated only that far)."""
     from .image_files import read_images
 
-    return read_images(args.input, size=rt.image_shape[1:], count=count)
+    return read_images(args.input, size=rt.image_shape[1:], count=count, channels=rt.image_shape[0])
 
 
 def _reconstruct(args) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .png import HEADER_BYTES, decode_png, png_header, raw_size, to_gray
+from .png import HEADER_BYTES, decode_png, png_header, raw_size, to_channels
 
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 IDX_HEADER_BYTES = 16
@@ -26,11 +26,11 @@ MAX_PNG_EXTRA_BYTES = 16 << 20  # metadata (ICC profile, text) a PNG may carry b
 MAX_READ_BYTES = 1 << 30  # float32 images one call may return (all 60000 Fashion-MNIST images: 188 MB)
 
 
-def _check_read(path: Path, k: int, size: tuple) -> None:
+def _check_read(path: Path, k: int, size: tuple, channels: int = 1) -> None:
     """Refuse, before reading, k images whose float32 copy would pass MAX_READ_BYTES."""
-    need = k * size[0] * size[1] * 4
+    need = k * channels * size[0] * size[1] * 4
     if need > MAX_READ_BYTES:
-        most = MAX_READ_BYTES // (size[0] * size[1] * 4)
+        most = MAX_READ_BYTES // (channels * size[0] * size[1] * 4)
         raise ValueError(f"{path}: {k} images would take {need / 1e9:.3g} GB as float32; read at most {most} at a time "
                          "(--limit / count)")
 
@@ -39,8 +39,8 @@ def _png_pixels_allowed(size: tuple) -> int:
     return MAX_INPUT_TILES * size[0] * size[1]
 
 
-def _pillow_gray(path: Path, max_pixels: int) -> np.ndarray:
-    """Decode with Pillow, then reduce to gray with png.to_gray, as the fallback decoder does."""
+def _pillow_pixels(path: Path, max_pixels: int, channels: int) -> np.ndarray:
+    """Decode with Pillow, then reduce to gray or RGB with png.to_channels, as the fallback decoder does."""
     from PIL import Image
 
     with warnings.catch_warnings():
@@ -50,15 +50,16 @@ def _pillow_gray(path: Path, max_pixels: int) -> np.ndarray:
             if im.width * im.height > max_pixels:
                 raise ValueError(f"declares {im.width}x{im.height} pixels")
             if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit gray: keep the high byte
-                return (np.asarray(im, np.uint32) >> 8).astype(np.uint8)
+                return to_channels((np.asarray(im, np.uint32) >> 8).astype(np.uint8)[..., None], channels)
             if im.mode not in ("L", "LA", "RGB", "RGBA"):
                 im = im.convert("RGBA" if "transparency" in im.info or im.mode in ("PA", "P") else "RGB")
             pixels = np.asarray(im)
-    return to_gray(pixels if pixels.ndim == 3 else pixels[..., None])
+    return to_channels(pixels if pixels.ndim == 3 else pixels[..., None], channels)
 
 
-def read_png(path: Path, size: tuple) -> np.ndarray:
-    """A PNG of one H x W image or a grid of them (as write_images writes it) as uint8 [H', W'] gray.
+def read_png(path: Path, size: tuple, channels: int = 1) -> np.ndarray:
+    """A PNG of one H x W image or a grid of them (as write_images writes it) as uint8 [H', W'] gray, or
+    [H', W', 3] RGB for channels 3.
     Its IHDR is checked first: at most MAX_INPUT_TILES tiles of `size`, and a file size to match."""
     max_pixels = _png_pixels_allowed(size)
     with open(path, "rb") as f:
@@ -84,19 +85,20 @@ def read_png(path: Path, size: tuple) -> np.ndarray:
         else:
             data = None
     try:
-        return decode_png(data, max_pixels) if data is not None else _pillow_gray(path, max_pixels)
+        return decode_png(data, max_pixels, channels) if data is not None else _pillow_pixels(path, max_pixels, channels)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
     except Exception as err:  # Pillow: OSError, SyntaxError ("broken PNG file"), zlib.error, ...
         raise ValueError(f"{path} is not a readable PNG file ({type(err).__name__}: {err})") from None
 
 
-def _tiles(path: Path, gray: np.ndarray, size: tuple) -> np.ndarray:
-    """A PNG of one image, or a grid of size-d tiles (as `grid` writes them), as [N,1,H,W]."""
-    (gh, gw), (h, w) = gray.shape, size
+def _tiles(path: Path, pixels: np.ndarray, size: tuple) -> np.ndarray:
+    """A PNG of one image, or a grid of size-d tiles (as `grid` writes them), [H',W'] or [H',W',C], as [N,C,H,W]."""
+    pixels = pixels if pixels.ndim == 3 else pixels[..., None]
+    (gh, gw, c), (h, w) = pixels.shape, size
     if gh % h or gw % w:
         raise ValueError(f"{path} is {gw}x{gh} pixels: not a {w}x{h} image or a grid of them")
-    return gray.reshape(gh // h, h, gw // w, w).transpose(0, 2, 1, 3).reshape(-1, 1, h, w)
+    return pixels.reshape(gh // h, h, gw // w, w, c).transpose(0, 2, 4, 1, 3).reshape(-1, c, h, w)
 
 
 def _open_idx(path: Path):
@@ -104,8 +106,10 @@ def _open_idx(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def read_idx(path: Path, size: tuple, count: int | None) -> np.ndarray:
-    """The first `count` (None: all) images of an IDX image file as uint8 [N,1,H,W]."""
+def read_idx(path: Path, size: tuple, count: int | None, channels: int = 1) -> np.ndarray:
+    """The first `count` (None: all) images of an IDX image file as uint8 [N,1,H,W] (IDX images are gray)."""
+    if channels != 1:
+        raise ValueError(f"{path} is an IDX file of gray images; the model takes {channels} channels (use .npy or .png)")
     try:
         with _open_idx(path) as f:
             header = f.read(IDX_HEADER_BYTES)
@@ -131,9 +135,10 @@ def read_idx(path: Path, size: tuple, count: int | None) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(k, 1, h, w)
 
 
-def read_npy(path: Path, size: tuple, count: int | None) -> np.ndarray:
-    """The first `count` images of a .npy of uint8 or floats shaped [H,W], [N,H,W] or [N,1,H,W]. The
-    header (dtype, shape) is checked first; pickled objects are never loaded; only the rows used are read."""
+def read_npy(path: Path, size: tuple, count: int | None, channels: int = 1) -> np.ndarray:
+    """The first `count` images of a .npy of uint8 or floats shaped [N,C,H,W] or [C,H,W] (and, for gray
+    models, [N,H,W] or [H,W]). The header (dtype, shape) is checked first; pickled objects are never loaded;
+    only the rows used are read."""
     fmt = np.lib.format
     with open(path, "rb") as f:
         try:
@@ -146,34 +151,38 @@ def read_npy(path: Path, size: tuple, count: int | None) -> np.ndarray:
             raise ValueError(f"{path} is not a readable .npy file ({err})") from None
         if dtype.hasobject or dtype.fields is not None or not (dtype == np.uint8 or dtype.kind == "f"):
             raise ValueError(f"{path} holds {dtype} values; want uint8 pixels or floats in [0, 1]")
-        image = tuple(size)
-        if len(shape) == 2:
+        image, found = (channels, *size), shape
+        if channels == 1 and len(shape) in (2, 3):  # gray without its channel axis
+            shape = (1, *shape) if len(shape) == 2 else shape
+            shape = (shape[0], 1, *shape[1:])
+        elif len(shape) == 3:  # one image
             shape = (1, *shape)
-        if len(shape) == 4 and shape[1] == 1:
-            shape = (shape[0], *shape[2:])
-        if len(shape) != 3 or shape[1:] != image:
-            raise ValueError(f"{path} holds an array of shape {list(shape)}; want [N, {image[0]}, {image[1]}], "
-                             f"[N, 1, {image[0]}, {image[1]}] or [{image[0]}, {image[1]}]")
+        if len(shape) != 4 or shape[1:] != image:
+            h, w = size
+            want = (f"[N, {h}, {w}], [N, 1, {h}, {w}] or [{h}, {w}]" if channels == 1
+                    else f"[N, {channels}, {h}, {w}] or [{channels}, {h}, {w}]")
+            raise ValueError(f"{path} holds an array of shape {list(found)}; want {want}")
         n = shape[0]
-        offset, per_image = f.tell(), dtype.itemsize * image[0] * image[1]
+        offset, per_image = f.tell(), dtype.itemsize * channels * size[0] * size[1]
         have = f.seek(0, 2) - offset
         if have < n * per_image:
             raise ValueError(f"{path} is truncated: its header says shape {list(shape)} ({n * per_image} bytes), "
                              f"it holds {have}")
         k = n if count is None else min(n, count)
-        _check_read(path, k, image)
+        _check_read(path, k, size, channels)
         if fortran_order and n > 1:  # column-major: the first images are spread over the file; map it
             images = np.load(path, mmap_mode="r", allow_pickle=False).reshape(shape, order="F")[:k]
         else:
             f.seek(offset)
             images = np.frombuffer(f.read(k * per_image), dtype).reshape(k, *image)
-    return np.ascontiguousarray(images)[:, None]
+    return np.ascontiguousarray(images)
 
 
-def read_images(path, size: tuple = (28, 28), count: int | None = None) -> np.ndarray:
-    """Images from an IDX (raw or .gz), .npy or .png file as float32 [N,1,H,W] in [0,1], N <= count.
+def read_images(path, size: tuple = (28, 28), count: int | None = None, channels: int = 1) -> np.ndarray:
+    """Images from an IDX (raw or .gz), .npy or .png file as float32 [N,C,H,W] in [0,1], N <= count.
 
-    size: the model's (H, W); a file of other images is refused before its pixels are read.
+    size: the model's (H, W), channels its C (1 gray, 3 RGB: a PNG is converted, IDX holds gray only); a file
+    of other images is refused before its pixels are read.
     count: read at most this many images (None: all); a PNG is decoded whole but may hold at most
     MAX_INPUT_TILES tiles. uint8 pixels are divided by 255; float arrays are taken as they are (the
     runtime checks their range). ValueError / FileNotFoundError name the file.
@@ -183,11 +192,11 @@ def read_images(path, size: tuple = (28, 28), count: int | None = None) -> np.nd
         raise FileNotFoundError(f"input {path} does not exist or is not a file")
     name = path.name.lower()
     if name.endswith(".npy"):
-        images = read_npy(path, tuple(size), count)
+        images = read_npy(path, tuple(size), count, channels)
     elif name.endswith(".png"):
-        images = _tiles(path, read_png(path, tuple(size)), tuple(size))[:count]
+        images = _tiles(path, read_png(path, tuple(size), channels), tuple(size))[:count]
     else:  # IDX, as Fashion-MNIST ships it: raw or gzipped
-        images = read_idx(path, tuple(size), count)
+        images = read_idx(path, tuple(size), count, channels)
     if images.dtype == np.uint8:
         return images.astype(np.float32) / 255.0
     with np.errstate(over="ignore", invalid="ignore"):  # a float64 beyond float32 becomes inf: the runtime names it

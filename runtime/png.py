@@ -138,8 +138,8 @@ def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> np.ndarray:
     return out.reshape(height + 1, width + 1, bpp)[1:, 1:].astype(np.uint8).reshape(height, stride)
 
 
-def decode_png(data: bytes, max_pixels: int | None = None) -> np.ndarray:
-    """PNG file bytes -> uint8 [H,W] grayscale (colour averaged, alpha dropped). ValueError when the
+def decode_png(data: bytes, max_pixels: int | None = None, channels: int = 1) -> np.ndarray:
+    """PNG file bytes -> uint8 [H,W] grayscale (colour averaged, alpha dropped), or [H,W,3] RGB for channels 3. ValueError when the
     file is not a PNG, declares more than max_pixels pixels (checked before anything is inflated), or
     uses what this reader skips (bit depth != 8, palette, interlacing: Pillow reads those)."""
     header = png_header(data)
@@ -167,10 +167,19 @@ def decode_png(data: bytes, max_pixels: int | None = None) -> np.ndarray:
         pos = end + 4
     if not idat:
         raise ValueError("PNG file lacks IDAT")
-    channels = CHANNELS[header.colour]
+    wanted, channels = channels, CHANNELS[header.colour]
     raw = _inflate(idat, raw_size(header))
     pixels = _unfilter(raw, header.height, header.width * channels, channels).reshape(header.height, header.width, channels)
-    return to_gray(pixels)
+    return to_channels(pixels, wanted)
+
+
+def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 [H,W,C] (gray, gray+alpha, RGB or RGBA) -> uint8 [H,W] gray for channels 1, [H,W,3] RGB for 3
+    (gray repeated, alpha dropped)."""
+    if channels == 1:
+        return to_gray(pixels)
+    colours = pixels[..., :3] if pixels.shape[-1] >= 3 else np.repeat(pixels[..., :1], 3, axis=-1)
+    return np.ascontiguousarray(colours)
 
 
 def to_gray(pixels: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up a fresh machine and run the test suite (the slow fault/soak tests: pytest -m slow).
+# Set up a fresh machine and run the test suite: the quick default tests plus the heavy end-to-end ones
+# (a bare `python -m pytest` runs the quick ones only; the slow fault/soak tests: pytest -m slow).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-python -m pytest -q "$@"
+python -m pytest -q -m "not slow" "$@"

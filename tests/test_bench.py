@@ -14,6 +14,8 @@ from edgevae.benchmarks.flops import graph_flops
 from edgevae.benchmarks.timing import Schedule, interleave, summarize
 from edgevae.cli import main
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STAT_FIELDS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_per_s", "gflops", "roofline_fraction")
 

@@ -8,6 +8,8 @@ from torch import nn
 
 from edgevae.export.custom import export_vae
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 
 class MLPVAE(nn.Module):
     """pytorch/examples vae/main.py's network (784-400-20), smaller here, on [N,1,28,28] images."""

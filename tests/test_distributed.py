@@ -11,6 +11,8 @@ from edgevae.train.model import VAEConfig
 from edgevae.train.trainer import TrainConfig, train
 from helpers import write_idx_dataset
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 # Adam's update lr * m / sqrt(v) is invariant to the gradient's scale, so a relative gradient error d (here
 # from summation order: two half-batch sums all-reduced instead of one sum, ~1e-7 in fp32) moves a weight by
 # ~lr * d per step; weights whose gradient is near Adam's eps (1e-8) amplify it most. Measured: 4.1e-6 at

@@ -14,6 +14,8 @@ from torch import nn
 from edgevae.train.checkpoint import save_checkpoint
 from helpers import make_model, make_trained_model, save_test_checkpoint, write_idx_dataset
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 
 def edgevae(*args, env=None):
     return subprocess.run([sys.executable, "-m", "edgevae", *map(str, args)], capture_output=True, text=True,

@@ -21,6 +21,8 @@ from edgevae.export.graphs import export_graphs
 from edgevae.runtime.sessions import new_session
 from helpers import make_model, make_trained_model
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 ATOL = 1e-5
 BATCHES = (1, 7, 256)
 

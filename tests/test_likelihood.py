@@ -11,6 +11,8 @@ from edgevae.runtime import VAERuntime, likelihood
 from edgevae.train.loss import iwae_nll, neg_elbo
 from helpers import make_trained_model, save_test_checkpoint, synthetic_images, write_idx_dataset
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -9,6 +9,8 @@ import torch
 from edgevae.cli import main
 from helpers import REAL_DATA
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 TRAIN_IMAGES = 256  # one epoch of 4 steps at batch 64: enough to move the weights off their initialisation
 
 

@@ -13,6 +13,8 @@ import pytest
 from edgevae.export.calibrate import ArrayReader
 from helpers import sha256_of
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 DATA = Path("/usr/share/datasets/fashion-mnist")
 STEPS = 40  # Adam steps on batches of 64 real training images
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real Fashion-MNIST not found at {DATA}")

@@ -10,6 +10,8 @@ import pytest
 
 from helpers import make_model_dir, write_idx_dataset
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 LATENT = 8
 BUDGET_DB = 120.0  # above any int8 layer's PSNR, below fp32's float-rounding differences (~150 dB)
 

@@ -12,6 +12,8 @@ from edgevae.train.model import VAEConfig
 from edgevae.train.trainer import TrainConfig, train
 from helpers import write_idx_dataset
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 SMALL = VAEConfig(latent_dim=8)
 
 

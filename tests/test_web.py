@@ -19,6 +19,8 @@ import pytest
 from edgevae.runtime.manifest import DEFAULT_MODEL_DIR
 from edgevae.runtime.site import MARKER, write_site
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 NODE = shutil.which("node")
