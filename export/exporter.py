@@ -7,12 +7,10 @@ does not exist, or holds a complete, validated export.
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from edgevae import __version__
 from edgevae.atomic import sweep_stale, temp_name, write_bytes

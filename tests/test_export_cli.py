@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -12,14 +10,9 @@ import torch
 from torch import nn
 
 from edgevae.train.checkpoint import save_checkpoint
-from helpers import make_model, make_trained_model, save_test_checkpoint, write_idx_dataset
+from helpers import make_model, make_trained_model, run_cli, save_test_checkpoint, write_idx_dataset
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
-
-def edgevae(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "edgevae", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +29,7 @@ def test_export_writes_a_model_dir_matching_the_checkpoint(tmp_path, checkpoint)
     path, model = checkpoint
     data_dir = write_idx_dataset(tmp_path / "idx", n_train=16, n_test=64)
     env = os.environ | {"EDGEVAE_CACHE": str(tmp_path / "cache")}
-    result = edgevae("export", path, "--out", tmp_path / "m", "--data-dir", data_dir, env=env)
+    result = run_cli("export", path, "--out", tmp_path / "m", "--data-dir", data_dir, env=env)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 1 and "max abs diff vs PyTorch" in result.stdout
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
@@ -79,7 +72,7 @@ def test_export_refuses_a_bad_checkpoint_in_one_line(tmp_path, case):
     make, message = BAD_CHECKPOINTS[case]
     path = tmp_path / "checkpoint.pt"
     make(path)
-    result = edgevae("export", path, "--out", tmp_path / "m")
+    result = run_cli("export", path, "--out", tmp_path / "m")
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("edgevae export: error: ")
     assert message in result.stderr and str(path) in result.stderr
@@ -89,6 +82,6 @@ def test_export_refuses_a_bad_checkpoint_in_one_line(tmp_path, case):
 def test_export_refuses_to_overwrite_without_force(tmp_path, checkpoint):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "keep").write_text("")
-    result = edgevae("export", checkpoint[0], "--out", tmp_path / "m")
+    result = run_cli("export", checkpoint[0], "--out", tmp_path / "m")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "--force" in result.stderr
     assert [p.name for p in (tmp_path / "m").iterdir()] == ["keep"]

@@ -1,6 +1,4 @@
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -9,7 +7,7 @@ import torch.nn.functional as F
 
 from edgevae.runtime import VAERuntime, likelihood
 from edgevae.train.loss import iwae_nll, neg_elbo
-from helpers import make_trained_model, save_test_checkpoint, synthetic_images, write_idx_dataset
+from helpers import make_trained_model, run_cli, save_test_checkpoint, synthetic_images, write_idx_dataset
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
 
@@ -87,10 +85,9 @@ def test_eval_of_a_model_dir_reports_nats_with_standard_errors(tmp_path, monkeyp
     via_torch = evaluate_checkpoint(ckpt, data, iwae_k=20, batch_size=5, engine="torch")
     assert via_torch["iwae_nll"] == pytest.approx(result["iwae_nll"], abs=3 * result["iwae_nll_stderr"] + 1)
 
-    proc = subprocess.run([sys.executable, "-m", "edgevae", "eval", str(model_dir), "--variant", "fp32", "--data-dir", data,
-                           "--iwae-k", "10"], capture_output=True, text=True)
+    proc = run_cli("eval", str(model_dir), "--variant", "fp32", "--data-dir", data,
+                           "--iwae-k", "10")
     assert proc.returncode == 0, proc.stderr
     assert "IWAE NLL (k=10)" in proc.stdout and "+-" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "edgevae", "eval", str(model_dir), "--variant", "int9", "--data-dir", data],
-                          capture_output=True, text=True)
+    proc = run_cli("eval", str(model_dir), "--variant", "int9", "--data-dir", data)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -11,11 +11,11 @@ import onnx
 import pytest
 
 from edgevae.export.calibrate import ArrayReader
-from helpers import sha256_of
+from helpers import REAL_DATA, flip_byte, sha256_of
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
 
-DATA = Path("/usr/share/datasets/fashion-mnist")
+DATA = REAL_DATA
 STEPS = 40  # Adam steps on batches of 64 real training images
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real Fashion-MNIST not found at {DATA}")
 
@@ -42,11 +42,7 @@ def test_quantize_refuses_a_changed_file_and_writes_nothing(tmp_path):
     from edgevae.export.quantize import quantize_model_dir
 
     model_dir = make_model_dir(tmp_path / "m")
-    with open(model_dir / "decoder.onnx", "r+b") as f:  # flip one byte
-        f.seek(100)
-        byte = f.read(1)
-        f.seek(100)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    flip_byte(model_dir / "decoder.onnx", offset=100)
     before = sorted(p.name for p in model_dir.iterdir())
     with pytest.raises(ValueError, match="decoder.onnx does not match its sha256") as err:
         quantize_model_dir(model_dir, DATA)

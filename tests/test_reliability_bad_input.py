@@ -8,14 +8,12 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_model, save_test_checkpoint, write_idx_dataset
+from helpers import make_model, run_cli, save_test_checkpoint, write_idx_dataset
 
 from edgevae.cli import main
 from edgevae.runtime import InputError, ModelDirError, VAERuntime
@@ -182,7 +180,7 @@ def test_the_process_prints_exactly_one_line(tmp_path, shared, case):
     argv = [str(a) for a in make_argv(shared, tmp_path)]
     before = tree(tmp_path)
     env = os.environ | {"EDGEVAE_CACHE": str(tmp_path.parent / f"{tmp_path.name}-cache")}
-    proc = subprocess.run([sys.executable, "-m", "edgevae", *argv], capture_output=True, text=True, timeout=120, env=env)
+    proc = run_cli(*argv, timeout=120, env=env)
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(f"edgevae {argv[0]}: error: "), proc.stderr
     assert message in proc.stderr

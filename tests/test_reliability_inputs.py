@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import idx_bytes, synthetic_images
+from helpers import idx_bytes, run_cli, synthetic_images
 
+from edgevae.benchmarks.input_bombs import npy_header
 from edgevae.cli import build_parser, main
 from edgevae.runtime import InputError
 from edgevae.runtime.checks import check_threads, usable_cores
@@ -60,13 +61,6 @@ def sparse_file(path: Path, header: bytes, size: int) -> Path:
     return path
 
 
-def npy_header(shape: tuple, dtype) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                                               "fortran_order": False, "shape": shape})
-    return buf.getvalue()
 
 
 def peak_traced(call):
@@ -264,8 +258,7 @@ def test_sample_writes_nothing_under_home(tmp_path):
     # onnxruntime writes to $XDG_CACHE_HOME/Microsoft/... when it is set (conftest sets it), else $HOME/.cache
     env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
     for h in (home, missing):
-        proc = subprocess.run([sys.executable, "-m", "edgevae", "sample", "--n", "2", "--out", str(tmp_path / "s.png")],
-                              env=env | {"HOME": str(h)}, capture_output=True, text=True, timeout=120)
+        proc = run_cli("sample", "--n", "2", "--out", tmp_path / "s.png", env=env | {"HOME": str(h)}, timeout=120)
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert files_under(home) == [] and not missing.exists()
     # The control: onnxruntime itself does write there when telemetry is left on (1.2x+ on Linux).
@@ -340,8 +333,7 @@ def test_bad_invocations_print_exactly_one_line(tmp_path, case):
     make_argv, message = PROCESS_CASES[case]
     argv = [str(a) for a in make_argv(tmp_path)]
     before = files_under(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "edgevae", *argv], capture_output=True, text=True, timeout=120,
-                          env=os.environ | {"PYTHONWARNINGS": "always"})  # every warning numpy raises would show
+    proc = run_cli(*argv, timeout=120, env=os.environ | {"PYTHONWARNINGS": "always"})  # every numpy warning would show
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(f"edgevae {argv[0]}: error: "), proc.stderr
     assert message in proc.stderr and "\x1b" not in proc.stderr, proc.stderr
@@ -463,8 +455,8 @@ def decoder_failing_at_run(model: Path) -> Path:
 
 def test_onnxruntime_error_log_adds_no_line(tmp_path):
     model = decoder_failing_at_run(tmp_path / "model")
-    proc = subprocess.run([sys.executable, "-m", "edgevae", "sample", "--model", str(model), "--variant", "fp32", "--n", "2",
-                           "--out", str(tmp_path / "o.png")], capture_output=True, text=True, timeout=120)
+    proc = run_cli("sample", "--model", str(model), "--variant", "fp32", "--n", "2",
+                           "--out", str(tmp_path / "o.png"), timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith("edgevae sample: error: ") and "\x1b" not in proc.stderr
     assert "model dir" in proc.stderr and "failed to run" in proc.stderr  # the model's fault, said so

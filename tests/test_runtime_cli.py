@@ -3,12 +3,10 @@ input gives one line on stderr, exit status 2, and no output file (nor a tempora
 
 import gzip
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from helpers import idx_bytes, synthetic_images
+from helpers import idx_bytes, run_cli, synthetic_images
 
 from edgevae.cli import main
 from edgevae.runtime.image_files import grid, read_images
@@ -122,10 +120,10 @@ def test_bad_input_gives_one_line_exit_2_and_no_output(tmp_path, model_dir, idx_
 
 def test_the_installed_command_exits_2_with_one_line(tmp_path, model_dir):
     """The real process: exit status and stderr as a shell sees them."""
-    ok = subprocess.run([sys.executable, "-m", "edgevae", "sample", "--model", str(model_dir), "--n", "4",
-                         "--out", str(tmp_path / "ok.png")], capture_output=True, text=True)
+    ok = run_cli("sample", "--model", str(model_dir), "--n", "4",
+                         "--out", str(tmp_path / "ok.png"))
     assert ok.returncode == 0 and ok.stderr == "" and (tmp_path / "ok.png").is_file()
-    bad = subprocess.run([sys.executable, "-m", "edgevae", "sample", "--model", str(model_dir), "--n", "-3",
-                          "--out", str(tmp_path / "bad.png")], capture_output=True, text=True)
+    bad = run_cli("sample", "--model", str(model_dir), "--n", "-3",
+                          "--out", str(tmp_path / "bad.png"))
     assert bad.returncode == 2 and bad.stderr == "edgevae sample: error: --n must be >= 1, got -3\n"
     assert not (tmp_path / "bad.png").exists()

@@ -10,7 +10,7 @@ from edgevae.train.checkpoint import load_model
 from edgevae.train.evaluate import evaluate_checkpoint
 from edgevae.train.model import VAEConfig
 from edgevae.train.trainer import TrainConfig, train
-from helpers import write_idx_dataset
+from helpers import run_cli, write_idx_dataset
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
 
@@ -82,7 +82,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, data_dir):
     for argv in (["eval", str(bad), "--data-dir", data_dir],
                  ["train", "--epochs", "0", "--out", str(tmp_path / "r"), "--data-dir", data_dir],
                  ["train", "--epochs", "1", "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path / "none")]):
-        proc = subprocess.run([sys.executable, "-m", "edgevae", *argv], capture_output=True, text=True)
+        proc = run_cli(*argv)
         assert proc.returncode == 2, argv
         assert len(proc.stderr.strip().splitlines()) == 1 and "error" in proc.stderr, proc.stderr
 

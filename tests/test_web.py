@@ -18,6 +18,7 @@ import pytest
 
 from edgevae.runtime.manifest import DEFAULT_MODEL_DIR
 from edgevae.runtime.site import MARKER, write_site
+from helpers import run_cli
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
 
@@ -41,10 +42,6 @@ def golden(tmp_path_factory):
     return module.write_golden(tmp_path_factory.mktemp("golden"))
 
 
-def _edgevae(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "edgevae", *args], capture_output=True, text=True, **kwargs)
-
-
 @need_node
 def test_node_runtime_parity_tamper_and_inputs(golden):
     env = {**os.environ, "EDGEVAE_GOLDEN": str(golden)}
@@ -59,7 +56,7 @@ def test_node_runtime_parity_tamper_and_inputs(golden):
 @need_ort_web
 def test_web_writes_a_site_and_replaces_only_its_own(tmp_path):
     site = tmp_path / "site"
-    out = _edgevae("web", "--out", str(site))
+    out = run_cli("web", "--out", str(site))
     assert out.returncode == 0, out.stderr
     for name in ("index.html", "page.js", "edgevae.js", "manifest.js", "ort/ort-wasm-simd-threaded.wasm", "model/manifest.json", MARKER):
         assert (site / name).is_file(), name
@@ -70,7 +67,7 @@ def test_web_writes_a_site_and_replaces_only_its_own(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "site"]  # no temp folders left
     other = tmp_path / "other"
     other.mkdir()
-    out = _edgevae("web", "--out", str(other))
+    out = run_cli("web", "--out", str(other))
     assert out.returncode == 2 and "not a site written by `edgevae web`" in out.stderr and out.stderr.count("\n") == 1
 
 
@@ -81,14 +78,14 @@ def test_web_refuses_a_tampered_model_and_names_npm_ci(tmp_path):
     data = bytearray((model / "decoder.int8.onnx").read_bytes())
     data[len(data) // 2] ^= 1
     (model / "decoder.int8.onnx").write_bytes(bytes(data))
-    out = _edgevae("web", "--model", str(model), "--out", str(tmp_path / "site"))
+    out = run_cli("web", "--model", str(model), "--out", str(tmp_path / "site"))
     assert out.returncode == 2 and "decoder.int8.onnx" in out.stderr and "sha256" in out.stderr
     assert not (tmp_path / "site").exists()
     bare = tmp_path / "web"
     bare.mkdir()
     for name in ("edgevae.js", "index.html"):
         shutil.copyfile(WEB / name, bare / name)
-    out = _edgevae("web", "--out", str(tmp_path / "site"), env={**os.environ, "EDGEVAE_WEB_DIR": str(bare)})
+    out = run_cli("web", "--out", str(tmp_path / "site"), env={**os.environ, "EDGEVAE_WEB_DIR": str(bare)})
     assert out.returncode == 2 and "npm ci" in out.stderr and out.stderr.count("\n") == 1
 
 
@@ -129,7 +126,7 @@ def test_serve_sends_isolation_headers_on_loopback(served):
         assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
         assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
         assert response.headers["Content-Type"] == "application/wasm"
-    out = _edgevae("serve", "--port", "70000")
+    out = run_cli("serve", "--port", "70000")
     assert out.returncode == 2 and "--port must be in 0..65535" in out.stderr
 
 
