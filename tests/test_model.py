@@ -15,7 +15,7 @@ def test_layer_output_sizes_follow_the_seed():
         if isinstance(layer, torch.nn.ConvTranspose2d):
             layer.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[1:])))
     x_hat = model.decoder(torch.zeros(2, 64))
-    assert model.decoder.project(torch.zeros(2, 64)).view(-1, 64, 7, 7).shape[-1] == 7
+    assert model.decoder.project(torch.zeros(2, 64)).shape == (2, 64 * 7 * 7)  # reshaped to (64, 7, 7)
     assert sizes == [(64, 7, 7), (72, 13, 13), (32, 27, 27), (1, 28, 28)]
     assert x_hat.shape == (2, 1, 28, 28)
     feats = model.encoder.features[:-2](torch.zeros(2, 1, 28, 28))  # up to the last conv, before Flatten
@@ -32,6 +32,7 @@ def test_parameter_count_matches_the_architecture():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(model.encoder) == encoder
     assert count(model.decoder) == decoder
+    assert count(model) == 807_025  # the seed notebook's network, pinned
 
 
 def test_forward_returns_mu_logvar_and_bernoulli_means():
