@@ -3,17 +3,19 @@
 A crash, kill or signal at any point leaves the old file or the new one, never a half-written one. Used by
 train (checkpoints, metrics), export (model dirs) and the runtime (images): stdlib only, so every install has it.
 
-Temporary names are `.NAME.PID.RANDOM.tmp`, so a later write to the same folder can sweep the leftovers of a
+Temporary names are `.NAME.PID.RANDOM.tmp`, so any later write to the same folder can sweep the leftovers of a
 process that no longer exists (SIGKILL cannot be caught) without touching those of a live writer.
 """
 
 import contextlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
+TEMP_NAME = re.compile(r"\..+\.([0-9]{1,10})\.[0-9a-f]{8}\.tmp")  # what temp_name makes; group 1 is the writer's PID
 NAME_KEPT = 100  # chars of the target's name kept in the temp name: NAME_MAX is 255 and we add up to ~30
 
 
@@ -32,27 +34,25 @@ def _pid_alive(pid: int) -> bool:
 
 
 def sweep_stale(path: Path) -> None:
-    """Delete temporary files of writes to path left by processes that died (e.g. SIGKILL)."""
-    prefix = _temp_prefix(path)
+    """Delete the temporary files (and folders) that writers killed before they could clean up (SIGKILL)
+    left in path's folder: ours by their name, of processes that no longer exist."""
     try:
         entries = list(os.scandir(path.parent))
     except OSError:
         return
     for entry in entries:
-        name = entry.name
-        if not (name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
+        match = TEMP_NAME.fullmatch(entry.name)
+        if not match or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
             continue
-        pid = name[len(prefix):-len(TEMP_SUFFIX)].split(".")[0]
-        if pid.isascii() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    import shutil
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                import shutil
 
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
-            except OSError:
-                pass
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
 
 
 def temp_name(path: Path) -> Path:

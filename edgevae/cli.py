@@ -22,7 +22,7 @@ LIVE_WARNINGS = ("train", "serve")
 
 def printable(text) -> str:
     """text with control characters written as escapes (the model dir's own rule, runtime/manifest.py)."""
-    from edgevae.runtime.manifest import escape
+    from edgevae.runtime.safe_files import escape
 
     return escape(text)
 

@@ -155,7 +155,8 @@ def _interpolate(args) -> None:
 
 
 def _info(args) -> None:
-    from .manifest import FP32, GRAPH_NAMES, escape, load
+    from .manifest import FP32, GRAPH_NAMES, load
+    from .safe_files import escape
 
     model = load(args.model)
     model.verify()  # every file hashed before a line is printed: no half report

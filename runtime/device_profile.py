@@ -26,7 +26,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .manifest import AUTO, ModelDir, doc, escape, parse, read_regular_file, sha256_hex
+from .manifest import AUTO, ModelDir
+from .safe_files import escape, read_regular_file, sha256_hex
+from .typed_json import doc, parse
 
 FORMAT = "edgevae-device-profile/1"
 IN_MODEL_DIR = "device-profile.json"
@@ -133,7 +135,7 @@ def write(path: Path, profile: DeviceProfile) -> Path:
 
 
 def profile_json(profile: DeviceProfile) -> dict:
-    from .manifest import to_json
+    from .typed_json import to_json
 
     return to_json(profile)
 

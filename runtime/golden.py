@@ -49,7 +49,8 @@ from pathlib import Path
 import numpy as np
 
 from .latent import rng_of, standard_normal
-from .manifest import FP32, GRAPH_NAMES, FileEntry, Golden, ModelDir, escape, sha256_hex
+from .manifest import FP32, GRAPH_NAMES, FileEntry, Golden, ModelDir
+from .safe_files import escape, sha256_hex
 from .sessions import SessionConfig, create_session
 
 GOLDEN_N = 8  # images and latents: enough to exercise every kernel, small (~25 KB per decoder output)

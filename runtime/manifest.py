@@ -11,20 +11,15 @@ the manifest against MAX_MANIFEST_BYTES) before a byte is read, and every graph 
 sees it. Every problem raises ModelDirError with one line naming the dir and the file or field.
 """
 
-import dataclasses
-import errno
-import functools
-import hashlib
 import json
 import os
 import re
-import stat
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError, ModelDirError
+from .safe_files import escape, read_regular_file, sha256_hex
+from .typed_json import doc, parse, short_repr, to_json
 
 FORMAT = "edgevae-model/1"
 MANIFEST = "manifest.json"
@@ -36,11 +31,6 @@ MAX_MANIFEST_BYTES = 1 << 20  # ours are ~5 KB
 MAX_GRAPH_BYTES = 1 << 30  # a VAE for the edge is a few MB; 1 GiB bounds what a hostile manifest can make us read
 SHA256 = re.compile(r"[0-9a-f]{64}")
 BATCH_KEY = re.compile(r"[1-9][0-9]{0,8}")  # ASCII digits only ('²'.isdigit() is True)
-
-
-def doc(text: str, **kwargs):
-    """A dataclass field carrying its description into the JSON Schema."""
-    return field(metadata={"doc": text}, **kwargs)
 
 
 def _graph_map(value, what: str) -> None:
@@ -241,125 +231,8 @@ class Manifest:
         return to_json(self)
 
 
-def to_json(value):
-    """A manifest (or part) as plain JSON values: tuples as lists, absent optional parts left out."""
-    if dataclasses.is_dataclass(value):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not (getattr(value, f.name) is None and f.default is None)}  # absent optional parts left out
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    return value
-
-
-@functools.lru_cache(maxsize=None)
-def _type_hints(cls) -> dict:
-    """typing.get_type_hints of a dataclass, once per class: uncached it was half of load()'s time (0.5 of 1.0 ms),
-    paid on every cold start, and 2/3 of reading a device profile (one Timing per candidate)."""
-    return typing.get_type_hints(cls)
-
-
-def _parse(hint, value, where: str):
-    """value (from JSON) checked against the type hint and converted (lists to tuples, objects to dataclasses).
-    Free-form `dict` fields are taken as they are: JSON nesting was already bounded by json.loads."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _parse(inner, value, where)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ValueError(f"{where} must be an object" if where else "is not a JSON object")
-        hints = _type_hints(hint)
-        kwargs = {}
-        for f in dataclasses.fields(hint):
-            if f.name in value:
-                kwargs[f.name] = _parse(hints[f.name], value[f.name], f"{where}.{f.name}".lstrip("."))
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ValueError(f"{where or 'manifest'} lacks field {f.name!r}")
-        try:
-            return hint(**kwargs)
-        except ValueError as err:
-            raise ValueError(f"{where + ': ' if where else ''}{err}") from None
-    if hint is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where} must be an object")
-        if hint is dict:
-            return value
-        return {k: _parse(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ValueError(f"{where} must be a list")
-        if args[-1] is Ellipsis:
-            return tuple(_parse(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ValueError(f"{where} must be a list of {len(args)} values, got {len(value)}")
-        return tuple(_parse(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"{where} must be a finite number, got {_short(value)}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where} must be an integer, got {_short(value)}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where} must be a string, got {_short(value)}")
-        return value
-    raise TypeError(f"manifest type {hint!r} has no parser")  # a bug in this module, not in the file
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def parse(cls, obj):
-    """An instance of the manifest class cls (Manifest or one of its parts) from decoded JSON; ValueError
-    naming the field on any problem."""
-    return _parse(cls, obj, "")
-
-
 def parse_manifest(obj) -> Manifest:
     return parse(Manifest, obj)
-
-
-def escape(text) -> str:
-    """text made safe for a terminal: control characters (escape sequences, newlines) shown as \\x.. codes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-
-
-def read_regular_file(folder: Path, name: str, max_bytes: int, exact: int | None = None) -> bytes:
-    """The bytes of `name`, a regular file directly in folder (no links, FIFOs or devices), at most max_bytes
-    (or exactly `exact`) long, checked before reading. OSError/ValueError with a message naming the file."""
-    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    except OSError as err:
-        if err.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
-            raise ValueError(f"{escape(name)} is a symbolic link; only regular files inside the dir are read") from None
-        raise
-    finally:
-        os.close(dir_fd)
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{escape(name)} is not a regular file")
-        if exact is not None and info.st_size != exact:
-            raise ValueError(f"{escape(name)} is {info.st_size} bytes, the manifest says {exact}")
-        if info.st_size > max_bytes:
-            raise ValueError(f"{escape(name)} is {info.st_size} bytes, more than the {max_bytes} allowed")
-        data = f.read(info.st_size + 1)
-    if len(data) != info.st_size:
-        raise ValueError(f"{escape(name)} changed size while being read")
-    return data
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def file_entry(path) -> FileEntry:
@@ -392,7 +265,7 @@ class ModelDir:
         if not isinstance(variant, str):
             raise InputError(f"variant must be a string, got {type(variant).__name__}")
         if variant != AUTO and variant not in self.manifest.variants:
-            raise self.fail(f"has no variant {escape(_short(variant))} (has: "
+            raise self.fail(f"has no variant {escape(short_repr(variant))} (has: "
                             f"{', '.join(escape(v) for v in sorted(self.manifest.variants))}, or '{AUTO}')")
         return variant
 

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import onnxruntime as ort
 
-from .manifest import ModelDir, escape
+from .manifest import ModelDir
+from .safe_files import escape
 from .onnx_scan import GraphRefused, check_self_contained
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from edgevae.atomic import sweep_stale, temp_name
 
-from .manifest import MANIFEST, escape, load
+from .manifest import MANIFEST, load
+from .safe_files import escape
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"  # the checkout's web/ (edgevae is installed editable there)
 PAGE_FILES = ("index.html", "page.js", "edgevae.js", "manifest.js", "checks.js", "random.js", "source.js")

@@ -18,7 +18,8 @@ import numpy as np
 
 from .device_profile import FORMAT, Choice, DeviceProfile, Plan, Timing, device_identity, model_key
 from .latent import rng_of, standard_normal
-from .manifest import AUTO, FP32, GRAPH_NAMES, ModelDir, escape
+from .manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
+from .safe_files import escape
 from .sessions import SessionConfig, create_session
 
 BATCH_SIZES = (1, 8, 64, 256)

@@ -16,7 +16,8 @@ from .checks import check_count, check_images, check_latents, check_threads
 from .device_profile import Choice, Plan, plan as make_plan
 from .errors import InputError
 from .latent import reparameterize, rng_of, standard_normal
-from .manifest import AUTO, GRAPH_NAMES, ModelDir, escape, load
+from .manifest import AUTO, GRAPH_NAMES, ModelDir, load
+from .safe_files import escape
 from .sessions import SessionConfig, create_session
 
 # Images per onnxruntime call: bounds the graphs' intermediate tensors. Larger chunks were no faster per

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .golden import max_abs_diff, read_expected, read_inputs, run_graph
-from .manifest import AUTO, GRAPH_NAMES, ModelDir, escape
+from .manifest import AUTO, GRAPH_NAMES, ModelDir
+from .safe_files import escape
 
 ALL = "all"
 

@@ -77,6 +77,8 @@ def test_stale_temporaries_of_dead_processes_are_swept_live_ones_kept(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".grid.png.{dead.stdout.strip()}.0badc0de.tmp"
     stale.write_bytes(b"x" * 1000)
+    stale_other = tmp_path / f".neg_elbo.png.{dead.stdout.strip()}.1badc0de.tmp"  # another file's leftover
+    stale_other.write_bytes(b"x")
     live = tmp_path / f".grid.png.{os.getppid()}.0badc0de.tmp"
     live.write_bytes(b"y")
     other = tmp_path / ".someone-elses.tmp"
