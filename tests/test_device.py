@@ -11,6 +11,8 @@ from helpers import flip_byte, make_model_dir, resign, run_cli
 
 from edgevae.runtime import manifest as contract
 
+pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+
 
 def _last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
