@@ -92,8 +92,8 @@ def settings_record(variant: str, config: QuantizeConfig) -> dict:
     if variant == "int8":
         return {"format": "QDQ U8S8", "calibration": {g: config.int8.calibration or DEFAULT_CALIBRATION[g] for g in GRAPH_NAMES},
                 "percentile": config.int8.percentile, "per_channel": config.int8.per_channel,
-                "weight_bits": 7 if config.int8.reduce_range else 8, "calibration_images": config.calibration_images, "rewrites": {g: list(r) for g, r in INT8_REWRITES.items()},
-                "fp32_nodes": ["Sigmoid"]}
+                "weight_bits": 7 if config.int8.reduce_range else 8, "calibration_images": config.calibration_images,
+                "rewrites": {g: list(r) for g, r in INT8_REWRITES.items()}, "fp32_nodes": ["Sigmoid"]}
     if variant == "int8-dynamic":
         return {"format": "dynamic S8 weights", "per_channel": config.int8_dynamic.per_channel,
                 "weight_bits": 7 if config.int8_dynamic.reduce_range else 8, "quantized_ops": ["MatMul", "Gemm"]}

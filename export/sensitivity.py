@@ -14,8 +14,6 @@ attributed to a group by node and tensor names; what matches no group, such as l
 onnxruntime inserts, is "other"), in the fp32 graph and in the all-int8 graph.
 """
 
-import json
-import os
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,7 +26,6 @@ from .variants import Int8Settings, prepare_int8, quantize_prepared
 
 COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
 ALWAYS_FP32 = ("Sigmoid", "ConvTranspose")
-KERNEL_SUFFIX = "_kernel_time"
 
 
 @dataclass(frozen=True)
@@ -133,25 +130,12 @@ def attribute(kernel: str, groups) -> str | None:
 def profile_groups(path, groups, feed: dict, runs: int = 10, threads: int | None = 1) -> dict:
     """{"run_us": median per run, "by_group": {group: us per run}, "other_us": kernels of no group}, from
     onnxruntime's profiler with the runtime's session options (threads=1 by default: shares, not speed)."""
-    import onnxruntime as ort
+    from edgevae.runtime.sessions import SessionConfig, profile
 
-    from edgevae.runtime.sessions import SessionConfig, session_options
-
-    options = session_options(SessionConfig(threads=threads))
-    options.enable_profiling = True
-    with tempfile.TemporaryDirectory(prefix="edgevae-profile-") as tmp:
-        options.profile_file_prefix = os.path.join(tmp, "ort")
-        session = ort.InferenceSession(Path(path).read_bytes(), options, providers=["CPUExecutionProvider"])
-        for _ in range(runs):
-            session.run(None, feed)
-        with open(session.end_profiling(), encoding="utf-8") as f:
-            events = json.load(f)
-    by_group, run_us = defaultdict(float), []
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith(KERNEL_SUFFIX):
-            by_group[attribute(e["name"][: -len(KERNEL_SUFFIX)], groups)] += e["dur"]
-        elif e.get("cat") == "Session" and e["name"] == "model_run":
-            run_us.append(e["dur"])
+    kernels, run_us = profile(Path(path).read_bytes(), feed, runs, SessionConfig(threads=threads))
+    by_group = defaultdict(float)
+    for node, _, us in kernels:
+        by_group[attribute(node, groups)] += us
     n = max(len(run_us), 1)
     return {"run_us": float(np.median(run_us)) if run_us else 0.0,
             "by_group": {g.name: by_group.get(g.name, 0.0) / n for g in groups}, "other_us": by_group.get(None, 0.0) / n}

@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .manifest import AUTO, ModelDir
+from .manifest import AUTO, BATCH_KEY, ModelDir
 from .safe_files import escape, read_regular_file, sha256_hex
 from .typed_json import doc, parse
 
@@ -79,7 +79,7 @@ class DeviceProfile:
         if self.format != FORMAT:
             raise ValueError(f"format {self.format!r} is not {FORMAT!r}")
         for graph, sizes in self.choice.items():
-            if any(not size.isdigit() or int(size) < 1 for size in sizes):
+            if not all(BATCH_KEY.fullmatch(size) for size in sizes):  # ASCII digits: '²'.isdigit() is True
                 raise ValueError(f"choice.{graph} keys must be positive batch sizes")
 
 

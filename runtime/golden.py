@@ -104,19 +104,13 @@ def read_array(model: ModelDir, entry: FileEntry) -> np.ndarray:
     return array
 
 
-def _shapes(model: ModelDir, n: int) -> dict:
-    """{graph: (input shape, [output shapes])} for a golden batch of n."""
-    d, image = model.latent_dim, tuple(model.image_shape)
-    return {"encoder": ((n, *image), [(n, d), (n, d)]), "decoder": ((n, d), [(n, *image)])}
-
-
 def read_inputs(model: ModelDir) -> dict:
     """{graph: golden input array}, shapes checked against the manifest."""
     golden = model.manifest.golden
     arrays = {g: read_array(model, golden.inputs[g]) for g in GRAPH_NAMES}
     for graph, array in arrays.items():
         n = len(array) if array.ndim else 0
-        if not 1 <= n <= MAX_GOLDEN_N or array.shape != _shapes(model, n)[graph][0]:
+        if not 1 <= n <= MAX_GOLDEN_N or array.shape != model.io_shapes(graph, n)[0]:
             raise model.fail(f"{escape(golden.inputs[graph].file)} has shape {list(array.shape)}, not the {graph}'s input")
     return arrays
 
@@ -129,22 +123,27 @@ def read_expected(model: ModelDir, variant: str, graph: str, n: int) -> list:
         raise model.fail(f"golden.outputs.{escape(variant)}.{graph} names outputs {escape(sorted(entries))}, "
                          f"the graph has {escape(list(names))}")
     arrays = [read_array(model, entries[name]) for name in names]
-    for name, array, shape in zip(names, arrays, _shapes(model, n)[graph][1]):
+    for name, array, shape in zip(names, arrays, model.io_shapes(graph, n)[1]):
         if array.shape != shape:
             raise model.fail(f"{escape(entries[name].file)} has shape {list(array.shape)}, expected {list(shape)}")
     return arrays
 
 
-def run_graph(model: ModelDir, variant: str, graph: str, feed: np.ndarray, threads: int | None = None,
-              one_at_a_time: bool = False, optimize: bool = True) -> list:
-    """The outputs of (variant, graph) on feed, through a fresh session with the runtime's options
-    (optimize=False: onnxruntime's unfused reference path)."""
-    session = create_session(model, variant, graph, SessionConfig(threads=threads, optimize=optimize))
+def run_session(model: ModelDir, graph: str, session, feed: np.ndarray, one_at_a_time: bool = False) -> list:
+    """The outputs of graph's session on feed, whole or one input at a time (batch 1 takes other kernel paths)."""
     name = model.manifest.io[graph].inputs[0]
     if not one_at_a_time:
         return session.run(None, {name: feed})
     parts = [session.run(None, {name: feed[i:i + 1]}) for i in range(len(feed))]
     return [np.concatenate(outs) for outs in zip(*parts)]
+
+
+def run_graph(model: ModelDir, variant: str, graph: str, feed: np.ndarray, threads: int | None = None,
+              optimize: bool = True) -> list:
+    """The outputs of (variant, graph) on feed, through a fresh session with the runtime's options
+    (optimize=False: onnxruntime's unfused reference path)."""
+    session = create_session(model, variant, graph, SessionConfig(threads=threads, optimize=optimize))
+    return run_session(model, graph, session, feed)
 
 
 def max_abs_diff(a: list, b: list) -> float:
@@ -196,12 +195,13 @@ def build(model: ModelDir, variants, inputs: dict, previous: Golden | None = Non
         outputs[variant], measured[variant], reference[variant] = {}, {}, {}
         for graph in GRAPH_NAMES:
             feed = np.ascontiguousarray(inputs[graph], np.float32)
-            expected = run_graph(model, variant, graph, feed, threads=1)
+            one = create_session(model, variant, graph, SessionConfig(threads=1))  # expected, batch-1 runs, probe
+            expected = run_session(model, graph, one, feed)
             others = [run_graph(model, variant, graph, feed, threads=t) for t in threads]  # t=1 again: run to run
-            others.append(run_graph(model, variant, graph, feed, threads=1, one_at_a_time=True))
+            others.append(run_session(model, graph, one, feed, one_at_a_time=True))
             spread = max(max_abs_diff(expected, other) for other in others)
             probe = probe_inputs(model, graph, feed)
-            reference[variant][graph] = max_abs_diff(run_graph(model, variant, graph, probe, threads=1),
+            reference[variant][graph] = max_abs_diff(run_session(model, graph, one, probe),
                                                      run_graph(model, variant, graph, probe, threads=1, optimize=False))
             if variant == FP32:
                 spread = max(spread, parity_of(model.manifest, graph))

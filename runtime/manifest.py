@@ -259,6 +259,15 @@ class ModelDir:
     def fail(self, what: str) -> ModelDirError:
         return ModelDirError(f"model dir {escape(self.path)}: {what}")
 
+    def file_label(self, variant: str, graph: str) -> str:
+        """The file name of (variant, graph), escaped for messages."""
+        return escape(self.manifest.variants[variant][graph].file)
+
+    def io_shapes(self, graph: str, n: int) -> tuple:
+        """(input shape, [output shapes]) of graph on a batch of n, as the contract fixes them."""
+        d, image = self.latent_dim, tuple(self.image_shape)
+        return {"encoder": ((n, *image), [(n, d), (n, d)]), "decoder": ((n, d), [(n, *image)])}[graph]
+
     def check_variant(self, variant) -> str:
         """variant if it is `auto` or one the manifest lists; InputError for a non-string, ModelDirError
         naming the choices for a variant the dir lacks."""

@@ -40,10 +40,32 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     return options
 
 
+def profile(data: bytes, feed: dict, runs: int, config: SessionConfig = SessionConfig()) -> tuple[list, list]:
+    """onnxruntime's own profiler over `runs` runs of the graph `data` on feed, with the session options devices
+    run: ([(node name, op type, kernel us)] for every kernel event, [us of each whole run])."""
+    import json
+    import os
+    import tempfile
+
+    options = session_options(config)
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory(prefix="edgevae-profile-") as tmp:
+        options.profile_file_prefix = os.path.join(tmp, "ort")
+        session = ort.InferenceSession(data, options, providers=list(config.providers))
+        for _ in range(runs):
+            session.run(None, feed)
+        with open(session.end_profiling(), encoding="utf-8") as f:
+            events = json.load(f)
+    suffix = "_kernel_time"
+    kernels = [(e["name"][: -len(suffix)], e.get("args", {}).get("op_name", "?"), e["dur"])
+               for e in events if e.get("cat") == "Node" and e["name"].endswith(suffix)]
+    return kernels, [e["dur"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run"]
+
+
 def _check_io(model: ModelDir, variant: str, graph: str, session) -> None:
     """The graph's boundary must be the manifest's: names, float32 tensors, and the latent size."""
     names = model.manifest.io[graph]
-    file = escape(model.manifest.variants[variant][graph].file)
+    file = model.file_label(variant, graph)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if [i.name for i in inputs] != list(names.inputs) or [o.name for o in outputs] != list(names.outputs):
         raise model.fail(f"{file} has inputs {escape([i.name for i in inputs])} and outputs "
@@ -68,7 +90,7 @@ def new_session(data: bytes, config: SessionConfig = SessionConfig()) -> ort.Inf
 def create_session(model: ModelDir, variant: str, graph: str, config: SessionConfig) -> ort.InferenceSession:
     """A checked session for (variant, graph): sha256 verified on the bytes that onnxruntime then loads."""
     data = model.graph_bytes(variant, graph)
-    file = escape(model.manifest.variants[variant][graph].file)
+    file = model.file_label(variant, graph)
     try:
         session = new_session(data, config)
     except GraphRefused as err:

@@ -45,6 +45,15 @@ def _allocate(shape: tuple, what: str) -> np.ndarray:
     return np.empty(shape, np.float32)
 
 
+def _gather(out: np.ndarray, chunks) -> np.ndarray:
+    """out filled row by row from the chunks of a streaming method (iter_samples, iter_interpolate)."""
+    start = 0
+    for chunk in chunks:
+        out[start:start + len(chunk)] = chunk
+        start += len(chunk)
+    return out
+
+
 class VAERuntime:
     """An exported edgevae model ready to run. Build it with VAERuntime.load()."""
 
@@ -126,18 +135,13 @@ class VAERuntime:
     def image_shape(self) -> tuple:
         return self.model.image_shape
 
-    def _output_shapes(self, graph: str, n: int) -> list:
-        if graph == "encoder":
-            return [(n, self.latent_dim), (n, self.latent_dim)]
-        return [(n, *self.image_shape)]
-
     def _checked(self, variant: str, graph: str, values: list, feed: np.ndarray) -> list:
         """The graph's outputs once each has the contract's shape and dtype, is finite, and (x_hat) lies in
         [0, 1]: a hostile or broken graph whose hashes match must not hand garbage to the user. A decoder
         that overflows on a huge z is the caller's fault (InputError); anything else is the model's."""
         names = self.model.manifest.io[graph].outputs
-        file = escape(self.model.manifest.variants[variant][graph].file)
-        for name, value, shape in zip(names, values, self._output_shapes(graph, len(feed))):
+        file = self.model.file_label(variant, graph)
+        for name, value, shape in zip(names, values, self.model.io_shapes(graph, len(feed))[1]):
             if not isinstance(value, np.ndarray) or value.dtype != np.float32 or value.shape != shape:
                 got = f"{value.dtype} {list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
                 raise self.model.fail(f"{file} returned {escape(name)} as {got} for a batch of {len(feed)}, "
@@ -159,8 +163,8 @@ class VAERuntime:
             values = session.run(None, {name: feed})
         except Exception as err:  # onnxruntime's own types; our inputs were checked, so the graph is at fault
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise self.model.fail(f"{escape(self.model.manifest.variants[choice.variant][graph].file)} failed to run "
-                                  f"on a batch of {len(feed)}: {escape(first)}") from None
+            raise self.model.fail(f"{self.model.file_label(choice.variant, graph)} failed to run on a batch of "
+                                  f"{len(feed)}: {escape(first)}") from None
         return self._checked(choice.variant, graph, values, feed)
 
     def _run(self, graph: str, array: np.ndarray, outputs: list) -> None:
@@ -215,12 +219,7 @@ class VAERuntime:
         """n images decoded from z ~ N(0, I): float32 [n,C,H,W]. Same seed, same images.
         An n whose result is too large raises InputError at once, before any decoding."""
         n = check_count("n", n)
-        out = _allocate((n, *self.image_shape), f"n={n} samples")
-        start = 0
-        for chunk in self.iter_samples(n, seed):
-            out[start:start + len(chunk)] = chunk
-            start += len(chunk)
-        return out
+        return _gather(_allocate((n, *self.image_shape), f"n={n} samples"), self.iter_samples(n, seed))
 
     def reconstruct(self, x: np.ndarray, seed=None) -> np.ndarray:
         """Decode x's posterior: its mean when seed is None, else one reparameterized draw."""
@@ -256,9 +255,4 @@ class VAERuntime:
         """Decode `steps` points on the straight line from mu(x_a) to mu(x_b), ends included:
         float32 [steps,C,H,W]. x_a, x_b: one image each, [C,H,W] or [1,C,H,W]."""
         steps = check_count("steps", steps, minimum=2)
-        out = _allocate((steps, *self.image_shape), f"steps={steps} frames")
-        start = 0
-        for chunk in self.iter_interpolate(x_a, x_b, steps):
-            out[start:start + len(chunk)] = chunk
-            start += len(chunk)
-        return out
+        return _gather(_allocate((steps, *self.image_shape), f"steps={steps} frames"), self.iter_interpolate(x_a, x_b, steps))
