@@ -6,6 +6,11 @@ Each variant trains its own model on the same random images; steps are interleav
 that load from other processes hits all variants alike, and each median step time is turned into
 seconds per 60k-image epoch. Also measured: what one step's data handling costs (slice, layout,
 binarize) and test-set evaluation under no_grad vs inference_mode.
+
+The roofline: a fp32 step's FLOPs (counted by torch.utils.flop_counter over forward and backward) against
+a 2048 x 2048 sgemm timed between the same steps with the same threads, which gives each variant's
+GFLOP/s as a fraction of sgemm's, and the epoch time this CPU could reach if every convolution ran at
+sgemm speed: a floor no kernel or layout change goes below in fp32.
 """
 
 import argparse
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `edgevae train` sets it (train/cli.py); before torch loads OpenMP
 import torch  # noqa: E402
 
+from edgevae.benchmarks.machine import sgemm_call
 from edgevae.train.loss import neg_elbo
 from edgevae.train.model import VAE
 from edgevae.train.precision import autocast, cpu_flags, native_bf16
@@ -70,6 +76,18 @@ def make_step(v: Variant, device: str = "cpu"):
     return step
 
 
+def step_flops(batch: int = 128) -> int:
+    """FLOPs of one fp32 training step of the seed VAE (forward and backward; the optimizer's
+    elementwise update is not counted: < 0.1% of them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = VAE()
+    with FlopCounterMode(display=False) as counter:
+        neg_elbo(model, torch.rand(batch, 1, 28, 28)).loss.backward()
+    return counter.get_total_flops()
+
+
 def time_data_handling(images, batch: int, n: int = 50) -> float:
     """Median seconds to slice a shuffled batch, lay it out channels_last and binarize it."""
     order = torch.randperm(len(images))
@@ -120,8 +138,14 @@ def main(argv=None) -> None:
         for i in range(2):  # warm-up; compiles the compiled one
             steps[name](pool[i * v.batch : (i + 1) * v.batch])
         print(f"{name}: warm-up {time.perf_counter() - t0:.1f} s", flush=True)
+    sgemm, sgemm_flops = sgemm_call(2048)
     times = {name: [] for name in names}
+    sgemm_times = []
     for i in range(args.steps):
+        torch.set_num_threads(default_threads)
+        t0 = time.perf_counter()
+        sgemm()
+        sgemm_times.append(time.perf_counter() - t0)
         for name, step in steps.items():
             v = VARIANTS[name]
             torch.set_num_threads(v.threads or default_threads)
@@ -137,9 +161,16 @@ def main(argv=None) -> None:
           f"(amx_bf16 {'amx_bf16' in flags}, avx512_bf16 {'avx512_bf16' in flags})")
     epoch = {name: statistics.median(t) * EPOCH_IMAGES / VARIANTS[name].batch for name, t in times.items()}
     base = epoch[names[0]]
-    print(f"{'variant':<14} {'batch':>5} {'ms/step':>8} {'s/epoch':>8} {'speed vs ' + names[0]:>14}")
+    flops_per_image = step_flops() / 128
+    sgemm_rate = sgemm_flops / statistics.median(sgemm_times)
+    print(f"{'variant':<14} {'batch':>5} {'ms/step':>8} {'s/epoch':>8} {'speed vs ' + names[0]:>14} {'of sgemm':>9}")
     for name, t in times.items():
-        print(f"{name:<14} {VARIANTS[name].batch:5d} {statistics.median(t) * 1e3:8.1f} {epoch[name]:8.1f} {base / epoch[name]:13.2f}x")
+        rate = flops_per_image * EPOCH_IMAGES / epoch[name]
+        print(f"{name:<14} {VARIANTS[name].batch:5d} {statistics.median(t) * 1e3:8.1f} {epoch[name]:8.1f} "
+              f"{base / epoch[name]:13.2f}x {rate / sgemm_rate:9.2f}")
+    print(f"roofline: {flops_per_image / 1e6:.1f} MFLOP per training image (forward + backward), sgemm "
+          f"{sgemm_rate / 1e9:.1f} GFLOP/s on {default_threads} threads: an fp32 epoch takes at least "
+          f"{flops_per_image * EPOCH_IMAGES / sgemm_rate:.1f} s on this CPU even at sgemm speed")
 
     images = torch.rand(10_000, 1, 28, 28)
     data = time_data_handling(images, 128)

@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--per-channel", action="store_true", help="per-channel int8 weights (default per-tensor: as accurate here, and faster)")
     p.add_argument("--calibration-images", type=int, default=1024, help="training images used to calibrate int8 (default 1024)")
     p.add_argument("--test-images", type=int, default=2000, help="first N test images for the -ELBO comparison (default 2000)")
+    p.add_argument("--nll-images", type=int, default=200,
+                   help="first N test images for each variant's IWAE NLL cost vs fp32 (default 200; 0: skip)")
+    p.add_argument("--nll-k", type=int, default=100, help="importance samples per image for the NLL cost (default 100)")
     p.add_argument("--select", action="store_true", help="time every variant at batch 1, 8, 64, 256 and record the fastest within budget")
     p.add_argument("--threads", type=int, help="intra-op threads for --select timings (default: the runtime's)")
     p.add_argument("--search", action="store_true", help="also search mixed precision (layers kept fp32, calibration, "

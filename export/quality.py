@@ -4,6 +4,7 @@ the manifest's "quality" and prints as a table)."""
 import numpy as np
 import onnxruntime as ort
 
+from edgevae.runtime import manifest as contract
 from edgevae.runtime.latent import reparameterize, rng_of, standard_normal
 
 DECODER_SAMPLES = 1024  # z ~ N(0, I) decoded by both graphs
@@ -69,6 +70,38 @@ def measure(reference: dict, variant_paths: dict, test_images: np.ndarray, laten
         "neg_elbo_rel_change": round((elbo_var - elbo_ref) / elbo_ref, 6),
         "test_images": len(test_images),
     }
+
+
+class _Graphs:
+    """encode / decode through two graph files: what runtime/likelihood.py asks of a VAERuntime, for
+    variants that are still temporary files outside any manifest."""
+
+    def __init__(self, paths: dict):
+        self.encoder, self.decoder = graph_session(paths["encoder"]), graph_session(paths["decoder"])
+
+    def encode(self, x):
+        return tuple(run_batched(self.encoder, "x", x))
+
+    def decode(self, z):
+        return run_batched(self.decoder, "z", z)[0]
+
+
+def iwae_per_image(paths: dict, images: np.ndarray, k: int, seed: int = 0, batch: int = 20) -> np.ndarray:
+    """IWAE NLL [N] of each image through the graphs {"encoder": path, "decoder": path}, with noise that
+    depends on the seed and the images' count alone, so every variant sees the same eps."""
+    from edgevae.runtime.likelihood import iwae_nll
+
+    graphs, rng = _Graphs(paths), rng_of(seed)
+    return np.concatenate([iwae_nll(graphs, images[i:i + batch], k, rng) for i in range(0, len(images), batch)])
+
+
+def nll_cost(reference_nll: np.ndarray, paths: dict, images: np.ndarray, k: int, seed: int = 0) -> contract.NllCost:
+    """The variant's IWAE NLL against reference_nll (iwae_per_image of fp32 with the same images, k and seed)."""
+    nll = iwae_per_image(paths, images, k, seed)
+    cost = nll - reference_nll
+    return contract.NllCost(nll=round(float(nll.mean()), 4), nll_fp32=round(float(reference_nll.mean()), 4),
+                            cost=round(float(cost.mean()), 4), k=k, images=len(images),
+                            cost_stderr=round(float(cost.std(ddof=1) / np.sqrt(len(cost))), 4) if len(cost) > 1 else 0.0)
 
 
 def _finite_or_none(db: float) -> float | None:

@@ -28,6 +28,8 @@ class QuantizeConfig:
     fp16: Fp16Settings = field(default_factory=Fp16Settings)
     calibration_images: int = 1024  # training images (and their posterior z) fed to the calibrator
     test_images: int = 2000  # first N test images for the -ELBO / encoder comparison
+    nll_images: int = 200  # first N test images for the IWAE NLL cost (0: not measured)
+    nll_k: int = 100  # importance samples per image for it
     select: bool = False
     min_psnr_db: float = 35.0
     max_elbo_rel: float = 0.01
@@ -46,9 +48,11 @@ def check_config(config: QuantizeConfig) -> None:
         raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
     if "int8-mixed" in config.variants:
         raise ValueError("variant 'int8-mixed' is found by --search, not built from --variants")
-    for name in ("calibration_images", "test_images"):
+    for name in ("calibration_images", "test_images", "nll_k"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(config, name)} must be >= 1")
+    if config.nll_images < 0:
+        raise ValueError(f"--nll-images {config.nll_images} must be >= 0")
     if config.threads is not None and config.threads < 1:
         raise ValueError(f"--threads {config.threads} must be >= 1")
 
@@ -67,6 +71,15 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
                        "decoder": calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, config.seed)}
     test = calibrate.test_images(data_dir, config.test_images)
     reference = quality.graph_outputs(fp32, test, manifest.latent_dim, config.seed)
+    nll_images = test[:config.nll_images]
+    reference_nll = quality.iwae_per_image(fp32, nll_images, config.nll_k, config.seed) if len(nll_images) else None
+
+    def measure(paths: dict, settings: dict) -> dict:
+        measured = quality.measure(reference, paths, test, manifest.latent_dim, config.seed) | {"settings": settings}
+        if reference_nll is not None:
+            measured["nll"] = quality.nll_cost(reference_nll, paths, nll_images, config.nll_k, config.seed)
+        return measured
+
     built, report = {}, {}
     for variant in config.variants:
         spec = VARIANTS[variant]
@@ -74,16 +87,14 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
             built[(variant, graph)] = tmp = temp_name(model.path / variant_file(graph, variant))
             spec.build(fp32[graph], tmp, graph, calibration.get(graph), config.settings_for(variant))
         paths = {g: built[(variant, g)] for g in GRAPH_NAMES}
-        report[variant] = quality.measure(reference, paths, test, manifest.latent_dim, config.seed)
-        report[variant]["settings"] = settings_record(variant, config)
+        report[variant] = measure(paths, settings_record(variant, config))
     if config.search:  # int8-mixed, when a candidate meets the search's budget; its report is written beside the manifest
         from .mixed import search
 
         found = search(model, calibration, test, reference, config.search, config.seed, config.threads)
         built.update({("int8-mixed", g): path for g, path in found.paths.items()})
         if found.paths:
-            report["int8-mixed"] = quality.measure(reference, found.paths, test, manifest.latent_dim, config.seed)
-            report["int8-mixed"]["settings"] = found.settings
+            report["int8-mixed"] = measure(found.paths, found.settings)
         print(f"search: {found.settings['search']['why']}")
     return built, report
 
@@ -177,7 +188,8 @@ def _with_goldens(model: contract.ModelDir, manifest: contract.Manifest, variant
 
 def format_table(manifest: contract.Manifest) -> str:
     """The quality (and, when measured, latency) of every variant as a text table."""
-    lines = [f"{'variant':<13}{'MB':>7}{'size':>7}{'dec max|d|':>11}{'PSNR dB':>9}{'mu max|d|':>10}{'lv max|d|':>10}{'-ELBO':>10}{'vs fp32':>9}"]
+    lines = [f"{'variant':<13}{'MB':>7}{'size':>7}{'dec max|d|':>11}{'PSNR dB':>9}{'mu max|d|':>10}{'lv max|d|':>10}{'-ELBO':>10}{'vs fp32':>9}"
+             f"{'NLL cost':>18}"]
     fp32_bytes = sum(e.bytes for e in manifest.variants[FP32].values())
     fp32_elbo = next((q.test_neg_elbo_fp32 for q in manifest.quality.values()), float("nan"))
     lines.append(f"{FP32:<13}{fp32_bytes / 1e6:>7.2f}{1:>7.2f}{'-':>11}{'-':>9}{'-':>10}{'-':>10}{fp32_elbo:>10.2f}{'-':>9}")
@@ -185,7 +197,7 @@ def format_table(manifest: contract.Manifest) -> str:
         psnr = float("inf") if q.decoder_psnr_db is None else q.decoder_psnr_db
         lines.append(f"{v:<13}{q.bytes / 1e6:>7.2f}{q.size_vs_fp32:>7.2f}{q.decoder_max_abs_diff:>11.4f}{psnr:>9.2f}"
                      f"{q.encoder_mu_max_abs_diff:>10.4f}{q.encoder_logvar_max_abs_diff:>10.4f}{q.test_neg_elbo:>10.2f}"
-                     f"{q.neg_elbo_rel_change * 100:>8.3f}%")
+                     f"{q.neg_elbo_rel_change * 100:>8.3f}%{_nll_cell(q.nll):>18}")
     latency = manifest.latency_ms
     if latency:
         sizes = list(manifest.selection["decoder"])
@@ -198,6 +210,10 @@ def format_table(manifest: contract.Manifest) -> str:
     return "\n".join(lines)
 
 
+def _nll_cell(nll: contract.NllCost | None) -> str:
+    return "-" if nll is None else f"{nll.cost:+.3f} +- {nll.cost_stderr:.3f}"
+
+
 def main(args) -> None:
     """Entry point of `edgevae quantize`."""
     if not args.search and (args.budget_psnr is not None or args.budget_nats is not None):
@@ -206,10 +222,13 @@ def main(args) -> None:
         variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
         int8=Int8Settings(calibration=args.calibration, per_channel=args.per_channel),
         int8_dynamic=DynamicSettings(per_channel=args.per_channel),
-        calibration_images=args.calibration_images, test_images=args.test_images, select=args.select, threads=args.threads,
+        calibration_images=args.calibration_images, test_images=args.test_images, nll_images=args.nll_images,
+        nll_k=args.nll_k, select=args.select, threads=args.threads,
         search=SearchConfig(budget_psnr=args.budget_psnr, budget_nats=args.budget_nats, min_speedup=args.min_speedup,
                             budget_s=args.search_budget_s) if args.search else None,
     )
     manifest = quantize_model_dir(args.model_dir, args.data_dir, config, data=args.data)
-    print(f"test -ELBO over the first {config.test_images} test images (one seeded posterior draw each), nats/image")
+    print(f"test -ELBO over the first {config.test_images} test images (one seeded posterior draw each), nats/image"
+          + (f"; NLL cost: IWAE (k={config.nll_k}) minus fp32's over the first {config.nll_images}, paired, +- standard error"
+             if config.nll_images else ""))
     print(format_table(manifest))

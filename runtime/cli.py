@@ -172,6 +172,8 @@ def _info(args) -> None:
         if q is not None:
             psnr = "identical" if q.decoder_psnr_db is None else f"{q.decoder_psnr_db:.1f} dB"
             vs_fp32 = f"  decoder PSNR {psnr}, -ELBO {100 * q.neg_elbo_rel_change:+.3f}% vs fp32"
+            if q.nll is not None:
+                vs_fp32 += f", IWAE NLL {q.nll.cost:+.3f} +- {q.nll.cost_stderr:.3f} nats"
         lines.append(f"variant       {escape(name):<13} {size / 1e6:6.2f} MB  sha256 ok{vs_fp32}")
     from .device_profile import plan as device_plan
 

@@ -86,6 +86,19 @@ class Training:
 
 
 @dataclass(frozen=True)
+class NllCost:
+    """What a variant costs in likelihood: IWAE NLL through it and through fp32 on the same test images,
+    with the same importance-sampling noise, so the per-image differences are paired."""
+
+    nll: float = doc("IWAE NLL in nats per image through this variant")
+    nll_fp32: float = doc("the same through fp32")
+    cost: float = doc("mean over images of nll - nll_fp32, nats per image")
+    cost_stderr: float = doc("standard error of that mean (spread of the paired per-image differences / sqrt(images))")
+    k: int = doc("importance samples per image")
+    images: int = doc("number of test images (the first ones)")
+
+
+@dataclass(frozen=True)
 class Quality:
     """A variant measured against the fp32 graphs by quantize (onnxruntime, same inputs and seeded noise)."""
 
@@ -101,6 +114,7 @@ class Quality:
     bytes: int = doc("encoder + decoder file sizes")
     size_vs_fp32: float = doc("bytes / fp32 bytes")
     settings: dict = doc("how the variant was built (quantization format, calibration, rewrites, fp32 nodes)")
+    nll: NllCost | None = doc("IWAE NLL cost vs fp32 (absent when quantize ran with --nll-images 0)", default=None)
 
 
 @dataclass(frozen=True)

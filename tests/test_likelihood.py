@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pytest
@@ -74,9 +75,13 @@ def test_eval_of_a_model_dir_reports_nats_with_standard_errors(tmp_path, monkeyp
     data = str(write_idx_dataset(tmp_path / "idx", n_train=32, n_test=12))
     model = make_trained_model(seed=2, latent_dim=8)
     model_dir = export_model_dir(model, tmp_path / "model")
-    result = evaluate_model_dir(model_dir, "fp32", data, iwae_k=20, batch_size=5)
+    result = evaluate_model_dir(model_dir, "fp32", data, iwae_k=20, batch_size=5, workers=1)
     assert result["eval_images"] == 12 and result["iwae_nll_stderr"] > 0
     assert result["iwae_nll"] < result["test_neg_elbo"]
+    if os.cpu_count() >= 2:  # the noise of a batch depends on its place alone: any worker count, same figures
+        in_two = evaluate_model_dir(model_dir, "fp32", data, iwae_k=20, batch_size=5, workers=2)
+        assert in_two["workers"] == 2 and {k: v for k, v in in_two.items() if k != "workers"} == \
+            {k: v for k, v in result.items() if k != "workers"}
 
     (tmp_path / "run").mkdir()
     ckpt = save_test_checkpoint(tmp_path / "run" / "checkpoint.pt", model)
@@ -89,5 +94,6 @@ def test_eval_of_a_model_dir_reports_nats_with_standard_errors(tmp_path, monkeyp
                            "--iwae-k", "10")
     assert proc.returncode == 0, proc.stderr
     assert "IWAE NLL (k=10)" in proc.stdout and "+-" in proc.stdout
-    proc = run_cli("eval", str(model_dir), "--variant", "int9", "--data-dir", data)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    for bad in (["--variant", "int9"], ["--workers", "0"], ["--workers", "100000"], ["--threads", "0"]):
+        proc = run_cli("eval", str(model_dir), *bad, "--data-dir", data)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, (bad, proc.stderr)

@@ -50,6 +50,14 @@ def test_quantize_refuses_a_changed_file_and_writes_nothing(tmp_path):
     assert sorted(p.name for p in model_dir.iterdir()) == before
 
 
+def test_nll_settings_are_checked(tmp_path):
+    from edgevae.export.quantize import QuantizeConfig, quantize_model_dir
+
+    for bad in ({"nll_images": -1}, {"nll_k": 0}):
+        with pytest.raises(ValueError, match="--nll-"):
+            quantize_model_dir(tmp_path, DATA, QuantizeConfig(**bad))
+
+
 def test_unknown_variant_is_named(tmp_path):
     from edgevae.export.quantize import QuantizeConfig, quantize_model_dir
 
@@ -109,13 +117,13 @@ def briefly_trained_model_dir(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory) -> tuple[Path, dict]:
     """(model dir, manifest) of the briefly trained model after quantize_model_dir with every variant;
-    128 calibration and 200 test images keep it to seconds."""
+    128 calibration and 200 test images (50 of them, k=20, for the NLL cost) keep it to seconds."""
     if not DATA.is_dir():
         pytest.skip(f"real Fashion-MNIST not found at {DATA}")
     from edgevae.export.quantize import QuantizeConfig, quantize_model_dir
 
     model_dir = briefly_trained_model_dir(tmp_path_factory.mktemp("quantize") / "m")
-    return model_dir, quantize_model_dir(model_dir, DATA, QuantizeConfig(calibration_images=128, test_images=200)).to_json()
+    return model_dir, quantize_model_dir(model_dir, DATA, QuantizeConfig(calibration_images=128, test_images=200, nll_images=50, nll_k=20)).to_json()
 
 
 @needs_data
@@ -174,6 +182,26 @@ def test_quality_of_every_variant_is_within_its_threshold(quantized):
     assert q["fp16"]["encoder_mu_max_abs_diff"] <= 1e-2
     for variant in q.values():
         assert variant["test_images"] == 200 and variant["test_neg_elbo_fp32"] == q["int8"]["test_neg_elbo_fp32"]
+
+
+@needs_data
+def test_each_variant_reports_its_iwae_nll_cost_paired_with_fp32(quantized):
+    from edgevae.export import calibrate, quality
+
+    model_dir, manifest = quantized
+    fp32 = {g: model_dir / manifest["variants"]["fp32"][g]["file"] for g in ("encoder", "decoder")}
+    images = calibrate.test_images(DATA, 50)
+    reference = quality.iwae_per_image(fp32, images, 20)
+    itself = quality.nll_cost(reference, fp32, images, 20)
+    assert itself.cost == 0 and itself.cost_stderr == 0  # the same noise for every graph: differences are paired
+    for variant, q in manifest["quality"].items():
+        nll = q["nll"]
+        assert (nll["k"], nll["images"], nll["nll_fp32"]) == (20, 50, round(float(reference.mean()), 4)), variant
+        assert nll["cost"] == pytest.approx(nll["nll"] - nll["nll_fp32"], abs=2e-4)
+        assert 0 <= nll["cost_stderr"] < 1, variant
+    # fp16 weights move the NLL by ~1e-3 nats; int8 by tenths (0.38 +- 0.08 on the shipped model, k=100)
+    assert abs(manifest["quality"]["fp16"]["nll"]["cost"]) < 0.02
+    assert abs(manifest["quality"]["int8"]["nll"]["cost"]) < 3
 
 
 @needs_data

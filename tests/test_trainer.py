@@ -33,8 +33,21 @@ def test_training_lowers_the_loss_and_writes_the_run(tmp_path, data_dir):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["latent_dim"] == 8
 
 
+def test_cosine_lr_schedule_decays_to_the_floor_and_holds_it():
+    from edgevae.train.trainer import LR_FLOOR, lr_at
+
+    cfg = TrainConfig(lr=1e-3, lr_decay_epochs=10)
+    assert lr_at(cfg, 0) == 1e-3 and lr_at(cfg, 5) == pytest.approx(1e-3 * (1 + LR_FLOOR) / 2)
+    assert lr_at(cfg, 10) == lr_at(cfg, 25) == pytest.approx(1e-3 * LR_FLOOR)
+    rates = [lr_at(cfg, p / 10) for p in range(101)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert lr_at(TrainConfig(lr=2e-3), 7.5) == 2e-3  # lr_decay_epochs 0: constant
+    with pytest.raises(ValueError, match="lr_decay_epochs"):
+        TrainConfig(lr_decay_epochs=-1)
+
+
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, data_dir):
-    cfg = TrainConfig(epochs=3, batch_size=64, data_dir=data_dir, seed=7, kl_warmup_epochs=2)
+    cfg = TrainConfig(epochs=3, batch_size=64, data_dir=data_dir, seed=7, kl_warmup_epochs=2, lr_decay_epochs=2.5)
     train(cfg, tmp_path / "straight", SMALL)
     train(TrainConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "resumed", SMALL)
     train(cfg, tmp_path / "resumed", SMALL, resume=True)

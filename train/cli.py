@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--beta", type=float, help="KL weight in the optimised loss (default 1: the true ELBO)")
     p.add_argument("--kl-warmup-epochs", type=float, help="ramp beta linearly from 0 over this many epochs")
+    p.add_argument("--lr-decay-epochs", type=float,
+                   help="cosine-decay the learning rate to 1%% of --lr over this many epochs, then hold it (default 0: constant)")
     p.add_argument("--binarize", action="store_true", help="dynamic binarization; fixed binarized test set")
     p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--limit-train", type=int, help="train on the first N training images only")
@@ -31,7 +33,9 @@ def register(sub) -> None:
     p.add_argument("--variant", default="fp32", help="model dir variant to evaluate (fp32, int8, ...; default fp32)")
     p.add_argument("--engine", choices=("onnx", "torch"), default="onnx",
                    help="for a checkpoint: onnxruntime on a temporary fp32 export (default, faster) or PyTorch eager")
-    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: one per core)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads per worker (default 1)")
+    p.add_argument("--workers", type=int,
+                   help="worker processes for the onnx engine (default: usable cores / --threads); same figures for any count")
     p.add_argument("--data-dir")
     _data_arguments(p, "(default: what the checkpoint was trained on)")
     p.add_argument("--iwae-k", type=int, default=1000, help="importance samples per image (default 1000)")

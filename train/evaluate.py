@@ -71,42 +71,94 @@ def iwae_torch(model, x: torch.Tensor, k: int, batch_size: int, seed: int, devic
     return np.concatenate(out)
 
 
-def evaluate_runtime(rt, x: np.ndarray, k: int, batch_size: int, seed: int) -> dict:
-    """-ELBO (one seeded draw per image) and IWAE NLL of a VAERuntime on x [N,C,H,W], with standard errors."""
+def batch_terms(rt, xb: np.ndarray, k: int, seed: int, start: int) -> dict:
+    """Per-image -ELBO, BCE, KL and IWAE NLL of the images xb, the batch starting at test image `start`.
+    Its noise comes from generators seeded by (seed, start) alone, so the figures do not depend on how
+    the batches are shared among worker processes."""
     from edgevae.runtime import likelihood
 
-    elbo_rng, iwae_rng = np.random.default_rng(seed), np.random.default_rng(seed + IWAE_SEED_OFFSET)
+    elbo_rng = np.random.default_rng([seed, start])
+    iwae_rng = np.random.default_rng([seed + IWAE_SEED_OFFSET, start])
+    terms = likelihood.neg_elbo(rt, xb, elbo_rng.standard_normal((len(xb), rt.latent_dim), dtype=np.float32))
+    return terms | {"iwae": likelihood.iwae_nll(rt, xb, k, iwae_rng)}
+
+
+_worker_runtime = None  # each worker process's own VAERuntime (spawned processes share nothing)
+
+
+def _load_worker(model_dir, variant: str, threads: int) -> None:
+    global _worker_runtime
+    from edgevae.runtime import VAERuntime
+
+    _worker_runtime = VAERuntime.load(model_dir, variant=variant, threads=threads)
+
+
+def _worker_batch(task) -> dict:
+    return batch_terms(_worker_runtime, *task)
+
+
+def evaluate_images(model_dir, variant: str, x: np.ndarray, k: int, batch_size: int, seed: int,
+                    threads: int = 1, workers: int | None = None) -> dict:
+    """-ELBO (one seeded draw per image) and IWAE NLL of a model dir's variant on x [N,C,H,W], with
+    standard errors, in `workers` processes of `threads` onnxruntime threads each (default: one process
+    per usable core). Processes, not threads: one onnxruntime session with 2 threads ran the decoder
+    slower than with 1 on the project's 2-core machine (benchmarks/results.md), while processes share
+    nothing (README, Evaluation)."""
+    from edgevae.runtime.checks import InputError, check_count, check_threads, usable_cores
+
+    threads, cores = check_threads(threads, "--threads"), usable_cores()
+    workers = max(1, cores // threads) if workers is None else check_count("--workers", workers)
+    if workers * threads > cores:  # more would only time-slice the cores (and a huge count would fork-bomb)
+        raise InputError(f"--workers {workers} x --threads {threads} is more than the {cores} CPU core(s) this process may use")
+    tasks = [(x[i:i + batch_size], k, seed, i) for i in range(0, len(x), batch_size)]
+    workers = min(workers, len(tasks))
     parts = {"neg_elbo": [], "bce": [], "kl": [], "iwae": []}
-    with _progress(len(x), k, f"(onnxruntime, {rt.variant})") as bar:
-        for i in range(0, len(x), batch_size):
-            xb = x[i : i + batch_size]
-            terms = likelihood.neg_elbo(rt, xb, elbo_rng.standard_normal((len(xb), rt.latent_dim), dtype=np.float32))
-            for key in ("neg_elbo", "bce", "kl"):
+    with _progress(len(x), k, f"(onnxruntime, {variant}, {workers} x {threads} threads)") as bar:
+        for terms in _map(tasks, model_dir, variant, threads, workers):
+            for key in parts:
                 parts[key].append(terms[key])
-            parts["iwae"].append(likelihood.iwae_nll(rt, xb, k, iwae_rng))
-            bar.update(len(xb))
+            bar.update(len(terms["iwae"]))
     values = {key: np.concatenate(v) for key, v in parts.items()}
     (elbo, elbo_se), (nll, nll_se) = mean_stderr(values["neg_elbo"]), mean_stderr(values["iwae"])
     return {"test_neg_elbo": elbo, "test_neg_elbo_stderr": elbo_se, "test_bce": float(values["bce"].mean()),
-            "test_kl": float(values["kl"].mean()), "iwae_nll": nll, "iwae_nll_stderr": nll_se}
+            "test_kl": float(values["kl"].mean()), "iwae_nll": nll, "iwae_nll_stderr": nll_se, "workers": workers}
+
+
+def _map(tasks: list, model_dir, variant: str, threads: int, workers: int):
+    """batch_terms of every task, in order: in this process, or in a pool of spawned workers (fork would
+    copy onnxruntime's and PyTorch's thread pools in whatever state they are). The pool is terminated on
+    any way out, a SIGTERM turned exception included, so no worker outlives the command."""
+    if workers == 1:
+        _load_worker(model_dir, variant, threads)
+        yield from map(_worker_batch, tasks)
+        return
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(workers, _load_worker, (str(model_dir), variant, threads))
+    try:
+        yield from pool.imap(_worker_batch, tasks)
+    finally:
+        pool.terminate()
 
 
 def evaluate_model_dir(model_dir, variant: str = "fp32", data_dir=None, iwae_k=1000, limit_test=None,
-                       batch_size=20, threads=None, data=None, image_size=None, channels=None) -> dict:
+                       batch_size=20, threads=1, data=None, image_size=None, channels=None, workers=None) -> dict:
     """-ELBO and IWAE NLL (nats per image) of a model dir's variant, computed with onnxruntime + numpy."""
-    from edgevae.runtime import VAERuntime
+    from edgevae.runtime import manifest as contract
 
     _check(iwae_k, limit_test, batch_size)
-    rt = VAERuntime.load(model_dir, variant=variant, threads=threads)
-    training = rt.model.manifest.training
-    train_cfg = dict(training.train_config) if training is not None else {}
-    x = test_images(train_cfg, rt.image_shape, data_dir, limit_test, data, image_size, channels).numpy()
-    result = evaluate_runtime(rt, x, iwae_k, batch_size, train_cfg.get("seed", 0))
+    model = contract.load(model_dir)
+    model.check_variant(variant)
+    manifest = model.manifest
+    train_cfg = dict(manifest.training.train_config) if manifest.training is not None else {}
+    x = test_images(train_cfg, manifest.image_shape, data_dir, limit_test, data, image_size, channels).numpy()
+    result = evaluate_images(model_dir, variant, x, iwae_k, batch_size, train_cfg.get("seed", 0), threads, workers)
     return result | {"iwae_k": iwae_k, "eval_images": len(x), "engine": "onnx", "variant": variant}
 
 
 def evaluate_checkpoint(checkpoint, data_dir=None, iwae_k=1000, limit_test=None, batch_size=20, device="cpu",
-                        engine: str = ENGINE_DEFAULT, data=None, image_size=None, channels=None) -> dict:
+                        engine: str = ENGINE_DEFAULT, data=None, image_size=None, channels=None, threads=1,
+                        workers=None) -> dict:
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     _check(iwae_k, limit_test, batch_size)
@@ -118,11 +170,10 @@ def evaluate_checkpoint(checkpoint, data_dir=None, iwae_k=1000, limit_test=None,
     seed = train_cfg.get("seed", 0)
     if engine == "onnx":
         from edgevae.export.exporter import export_model_dir
-        from edgevae.runtime import VAERuntime
 
         with tempfile.TemporaryDirectory(prefix="edgevae-eval-") as tmp:
-            rt = VAERuntime.load(export_model_dir(model, Path(tmp) / "model"), variant="fp32")
-            result = evaluate_runtime(rt, test_x.numpy(), iwae_k, batch_size, seed)
+            model_dir = export_model_dir(model, Path(tmp) / "model")
+            result = evaluate_images(model_dir, "fp32", test_x.numpy(), iwae_k, batch_size, seed, threads, workers)
     else:
         model.to(device)
         result = evaluate(model, test_x, seed=seed, device=device)
@@ -137,13 +188,14 @@ def main(args) -> None:
         raise ValueError(f"checkpoint {target} is not a file, nor a model dir (it has no manifest.json)")
     if target.is_dir():
         result = evaluate_model_dir(target, args.variant, args.data_dir, args.iwae_k, args.limit_test,
-                                    args.batch_size, args.threads, args.data, args.image_size, args.channels)
+                                    args.batch_size, args.threads, args.data, args.image_size, args.channels, args.workers)
         what = f"{target} variant {args.variant}"
     else:
         if args.variant != "fp32":
             raise ValueError("--variant applies to a model dir; a checkpoint holds fp32 weights")
         result = evaluate_checkpoint(target, args.data_dir, args.iwae_k, args.limit_test, args.batch_size,
-                                     args.device, args.engine, args.data, args.image_size, args.channels)
+                                     args.device, args.engine, args.data, args.image_size, args.channels,
+                                     args.threads, args.workers)
         metrics_path = target.parent / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
         metrics["final"] = metrics.get("final", {}) | result

@@ -1,6 +1,7 @@
 """`edgevae train`: fit the VAE on the negative ELBO, checkpointing every epoch, resumable exactly."""
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from .plot import write_neg_elbo_plot
 from .precision import PRECISIONS, autocast, resolve
 
 TEST_BINARIZE_SEED = 1234  # the fixed binarized test set; part of the protocol, not of a run
+LR_FLOOR = 0.01  # the cosine schedule ends at lr * LR_FLOOR and stays there, so training can go on past it
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class TrainConfig:
     lr: float = 1e-3
     beta: float = 1.0  # weight of the KL term in the optimised loss (1 = the true ELBO)
     kl_warmup_epochs: float = 0.0  # beta ramps linearly from 0 over this many epochs
+    lr_decay_epochs: float = 0.0  # cosine decay of lr over this many epochs, to lr * LR_FLOOR (0: constant lr)
     binarize: bool = False  # dynamic binarization in training, fixed binarized test set
     limit_train: int | None = None
     seed: int = 0
@@ -40,8 +43,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.beta < 0 or self.kl_warmup_epochs < 0:
-            raise ValueError(f"lr must be > 0 and beta, kl_warmup_epochs >= 0 (got {self.lr}, {self.beta}, {self.kl_warmup_epochs})")
+        if self.lr <= 0 or self.beta < 0 or self.kl_warmup_epochs < 0 or self.lr_decay_epochs < 0:
+            raise ValueError(f"lr must be > 0 and beta, kl_warmup_epochs, lr_decay_epochs >= 0 "
+                             f"(got {self.lr}, {self.beta}, {self.kl_warmup_epochs}, {self.lr_decay_epochs})")
         if self.limit_train is not None and self.limit_train < 1:
             raise ValueError(f"limit_train must be >= 1, got {self.limit_train}")
         if self.device not in ("cpu", "cuda"):
@@ -57,6 +61,16 @@ def beta_at(cfg: TrainConfig, progress: float) -> float:
     if cfg.kl_warmup_epochs == 0:
         return cfg.beta
     return cfg.beta * min(1.0, progress / cfg.kl_warmup_epochs)
+
+
+def lr_at(cfg: TrainConfig, progress: float) -> float:
+    """Learning rate after `progress` epochs (fractional): cosine from lr to lr * LR_FLOOR over
+    lr_decay_epochs (Loshchilov & Hutter 2017, one cycle), then flat. A function of progress alone, like
+    beta_at, so a resumed run and every DDP rank follow the schedule with no scheduler state to save."""
+    if cfg.lr_decay_epochs == 0:
+        return cfg.lr
+    done = min(1.0, progress / cfg.lr_decay_epochs)
+    return cfg.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * done)))
 
 
 @torch.no_grad()
@@ -112,8 +126,11 @@ def train_epoch(objective, opt, cfg: TrainConfig, images, epoch: int, latent_dim
         part = distributed.local_slice(len(xb), world)
         scale = (part.stop - part.start) * world.size / len(xb)  # 1.0 in a single process
         x_local = xb[part].to(cfg.device, memory_format=torch.channels_last)
+        progress = epoch - 1 + step / len(steps)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, progress)
         with autocast(precision, cfg.device):
-            loss, value = objective(x_local, eps[part].to(cfg.device), beta_at(cfg, epoch - 1 + step / len(steps)), scale)
+            loss, value = objective(x_local, eps[part].to(cfg.device), beta_at(cfg, progress), scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
