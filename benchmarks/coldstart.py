@@ -1,6 +1,8 @@
 """Cold start and footprint: wall time from process start until 64 samples are written as a PNG, and
 the process's peak RSS, for a runtime-only process (`edgevae sample`) and a minimal PyTorch one
-(benchmarks/torch_sample.py). The two kinds alternate, run after run, and the medians are reported.
+(benchmarks/torch_sample.py). The kinds alternate, run after run, and the medians are reported. A third
+process only imports numpy and onnxruntime: the floor of any Python runtime built on them, which no
+change to edgevae's own code can go below.
 
 "Cold" means a fresh interpreter; the files are in the page cache after the first run (dropping it
 needs root), so these are warm-disk cold starts, the usual case for a command run repeatedly.
@@ -63,15 +65,16 @@ def _summary(runs: list[dict], command: list[str]) -> dict:
 
 
 def cold_start(model_dir: Path, decoder_module, latent_dim: int, runs: int) -> dict:
-    """{"runtime": summary, "torch": summary or {"skipped": reason}, "rss_floor_mib": the launcher's
-    size (see LAUNCHER)}, over `runs` alternating runs of each.
+    """{"runtime": summary, "imports only": summary, "torch": summary or {"skipped": reason},
+    "rss_floor_mib": the launcher's size (see LAUNCHER)}, over `runs` alternating runs of each.
 
     decoder_module: the PyTorch decoder with the model dir's weights (None: torch side skipped); its
     state dict is saved to a temporary file for the torch process to load, as a torch deployment would.
     """
     with tempfile.TemporaryDirectory(prefix="edgevae-bench-") as tmp:
         tmp = Path(tmp)
-        commands = {"runtime": runtime_command(model_dir, tmp / "runtime.png")}
+        commands = {"runtime": runtime_command(model_dir, tmp / "runtime.png"),
+                    "imports only": [sys.executable, "-c", "import numpy, onnxruntime"]}
         if decoder_module is not None:
             import torch
 

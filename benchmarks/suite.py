@@ -20,7 +20,7 @@ from edgevae.runtime.manifest import GRAPH_NAMES
 from .timing import Schedule, ratio, summarize
 
 QUICK_SCHEDULE = Schedule(min_rounds=3, max_rounds=50, budget_s=0.6, segment_s=0.01, warmup_calls=2)
-GOALS = {"decoder_batch1_vs_torch_eager": 0.25, "decoder_roofline_fraction": 0.80,
+GOALS = {"decoder_batch1_vs_torch_eager": 0.20, "decoder_roofline_fraction": 0.60,  # issue 12
          "cold_start_s": 0.15, "cold_start_mib": 80.0}
 
 
@@ -122,7 +122,7 @@ def _goals(rows: list, cold: dict) -> dict:
     largest = max(r["batch"] for r in rows)
     roof = {r["threads"]: r["roofline_fraction"] for r in rows
             if r["graph"] == "decoder" and r["batch"] == largest and r["name"] == "runtime fp32"}
-    runtime_cold = cold["runtime"]
+    runtime_cold, imports = cold["runtime"], cold["imports only"]
     return {
         "decoder_batch1_vs_torch_eager": {
             "target_at_most": GOALS["decoder_batch1_vs_torch_eager"], "threads": 1, "by_variant": dec1,
@@ -133,6 +133,7 @@ def _goals(rows: list, cold: dict) -> dict:
         "cold_start": {
             "target_s": GOALS["cold_start_s"], "target_mib": GOALS["cold_start_mib"],
             "seconds": runtime_cold["seconds_median"], "max_rss_mib": runtime_cold["max_rss_mib_median"],
+            "imports_floor_s": imports["seconds_median"], "imports_floor_mib": imports["max_rss_mib_median"],
             "met": runtime_cold["seconds_median"] <= GOALS["cold_start_s"]
             and runtime_cold["max_rss_mib_median"] <= GOALS["cold_start_mib"]},
     }

@@ -95,12 +95,14 @@ def test_quick_bench_writes_json_markdown_and_plots(quick_run, model_dir):
         assert cold[side]["max_rss_mib_median"] > cold["rss_floor_mib"] > 0
     assert "-m edgevae sample" in cold["runtime"]["command"]
     assert cold["torch"]["max_rss_mib_median"] > cold["runtime"]["max_rss_mib_median"]  # torch alone is bigger
+    assert cold["imports only"]["max_rss_mib_median"] < cold["runtime"]["max_rss_mib_median"]  # the floor is below
 
     goals = r["goals"]
     assert goals["decoder_batch1_vs_torch_eager"]["by_variant"]["fp32"] == pytest.approx(next(
         x["vs_torch_eager"] for x in rows if (x["graph"], x["threads"], x["batch"], x["name"]) == ("decoder", 1, 1, "runtime fp32")))
     assert goals["decoder_roofline_fraction"]["batch"] == 64
     assert goals["cold_start"]["seconds"] == cold["runtime"]["seconds_median"]
+    assert goals["cold_start"]["imports_floor_s"] == cold["imports only"]["seconds_median"]
     assert all(isinstance(g["met"], bool) for g in goals.values())
 
     md = (out / "results.md").read_text()
