@@ -1,5 +1,10 @@
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +102,43 @@ def test_eval_of_a_model_dir_reports_nats_with_standard_errors(tmp_path, monkeyp
     for bad in (["--variant", "int9"], ["--workers", "0"], ["--workers", "100000"], ["--threads", "0"]):
         proc = run_cli("eval", str(model_dir), *bad, "--data-dir", data)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, (bad, proc.stderr)
+
+
+def _children(pid: int) -> set:
+    """PIDs whose parent is pid (from /proc)."""
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.add(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.skipif(os.cpu_count() < 2 or not Path("/proc").is_dir(), reason="needs 2 cores and /proc")
+def test_sigterm_during_a_two_worker_eval_leaves_no_worker_behind(tmp_path, monkeypatch):
+    from edgevae.export.exporter import export_model_dir
+
+    monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path / "cache"))
+    data = str(write_idx_dataset(tmp_path / "idx", n_train=32, n_test=400))
+    model_dir = export_model_dir(make_trained_model(seed=2, latent_dim=8), tmp_path / "model")
+    proc = subprocess.Popen([sys.executable, "-m", "edgevae", "eval", str(model_dir), "--data-dir", data,
+                             "--iwae-k", "5000", "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(_children(proc.pid)) < 2:  # both workers started (spawn's resource tracker may be a third child)
+        assert proc.poll() is None and time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.1)
+    workers = _children(proc.pid)
+    time.sleep(2)
+    assert proc.poll() is None, "finished before the signal: the test would prove nothing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("IWAE")]  # less the progress bar
+    assert lines == ["edgevae eval: terminated by SIGTERM"]
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]

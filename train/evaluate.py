@@ -125,20 +125,32 @@ def evaluate_images(model_dir, variant: str, x: np.ndarray, k: int, batch_size: 
 
 
 def _map(tasks: list, model_dir, variant: str, threads: int, workers: int):
-    """batch_terms of every task, in order: in this process, or in a pool of spawned workers (fork would
-    copy onnxruntime's and PyTorch's thread pools in whatever state they are). The pool is terminated on
-    any way out, a SIGTERM turned exception included, so no worker outlives the command."""
+    """batch_terms of every task, in order: in this process, or in spawned worker processes (fork would
+    copy onnxruntime's and PyTorch's thread pools in whatever state they are). concurrent.futures, not
+    multiprocessing.Pool: a worker that dies, or fails to load the model, breaks the pool with an error
+    where Pool would wait forever. On any way out but success, a SIGTERM turned exception included, the
+    workers are terminated so that none outlives the command."""
+    _load_worker(model_dir, variant, threads)  # here first: a bad model dir gets its own one-line error
     if workers == 1:
-        _load_worker(model_dir, variant, threads)
         yield from map(_worker_batch, tasks)
         return
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    pool = multiprocessing.get_context("spawn").Pool(workers, _load_worker, (str(model_dir), variant, threads))
+    others = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _load_worker, (str(model_dir), variant, threads))
+    # Not pool.map: it cancels the pending futures on the way out, and 3.11's handler of the broken pool
+    # then fails on them with a traceback of its own.
+    futures = [pool.submit(_worker_batch, task) for task in tasks]
     try:
-        yield from pool.imap(_worker_batch, tasks)
-    finally:
-        pool.terminate()
+        for future in futures:
+            yield future.result()
+    except BaseException:
+        for process in set(multiprocessing.active_children()) - others:
+            process.terminate()
+        pool.shutdown()  # the pool, now broken, fails its pending batches and returns at once
+        raise
+    pool.shutdown()
 
 
 def evaluate_model_dir(model_dir, variant: str = "fp32", data_dir=None, iwae_k=1000, limit_test=None,
