@@ -42,8 +42,10 @@ def test_cosine_lr_schedule_decays_to_the_floor_and_holds_it():
     rates = [lr_at(cfg, p / 10) for p in range(101)]
     assert all(a > b for a, b in zip(rates, rates[1:]))
     assert lr_at(TrainConfig(lr=2e-3), 7.5) == 2e-3  # lr_decay_epochs 0: constant
-    with pytest.raises(ValueError, match="lr_decay_epochs"):
-        TrainConfig(lr_decay_epochs=-1)
+    for bad in ({"lr_decay_epochs": -1}, {"lr_decay_epochs": float("nan")}, {"lr": float("nan")}, {"lr": float("inf")},
+                {"beta": float("nan")}, {"kl_warmup_epochs": float("inf")}):
+        with pytest.raises(ValueError, match="lr_decay_epochs >= 0, all finite"):
+            TrainConfig(**bad)
 
 
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, data_dir):

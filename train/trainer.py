@@ -43,8 +43,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.beta < 0 or self.kl_warmup_epochs < 0 or self.lr_decay_epochs < 0:
-            raise ValueError(f"lr must be > 0 and beta, kl_warmup_epochs, lr_decay_epochs >= 0 "
+        rates = (self.lr, self.beta, self.kl_warmup_epochs, self.lr_decay_epochs)
+        if not all(map(math.isfinite, rates)) or self.lr <= 0 or min(rates) < 0:  # nan passes every comparison
+            raise ValueError(f"lr must be > 0 and beta, kl_warmup_epochs, lr_decay_epochs >= 0, all finite "
                              f"(got {self.lr}, {self.beta}, {self.kl_warmup_epochs}, {self.lr_decay_epochs})")
         if self.limit_train is not None and self.limit_train < 1:
             raise ValueError(f"limit_train must be >= 1, got {self.limit_train}")
