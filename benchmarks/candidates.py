@@ -29,35 +29,38 @@ def torch_modules(model, checkpoint) -> tuple:
     """({"encoder": module, "decoder": module} in eval mode, where the weights came from).
 
     model: the runtime's ModelDir. With a checkpoint, its weights; without one, the fp32 graphs'
-    initializers, which export names after the PyTorch parameters. Returns (None, reason) when neither
-    gives every parameter, so the caller records why the PyTorch side was skipped.
+    initializers, which export names after the parameters of the modules it exported: the folded halves
+    (export/fold.py) of this edgevae, or the VAE's own halves of a model dir exported before the fold.
+    Returns (None, reason) when neither gives every parameter, so the caller records why the PyTorch side
+    was skipped.
     """
     import torch
 
+    from edgevae.export.fold import folded
     from edgevae.train.model import VAE, VAEConfig
 
     if checkpoint is not None:
         from edgevae.train.checkpoint import load_model
 
         vae, _ = load_model(checkpoint)
-        source = f"checkpoint {checkpoint}"
-    else:
-        import onnx
-        from onnx import numpy_helper
+        return {"encoder": vae.encoder.eval(), "decoder": vae.decoder.eval()}, f"checkpoint {checkpoint}"
+    import onnx
+    from onnx import numpy_helper
 
-        vae = VAE(VAEConfig(latent_dim=model.latent_dim, image_shape=model.image_shape))
-        for graph in GRAPH_NAMES:
-            module = getattr(vae, graph)
-            proto = onnx.load_model_from_string(model.graph_bytes("fp32", graph))
-            weights = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    vae = VAE(VAEConfig(latent_dim=model.latent_dim, image_shape=model.image_shape))
+    halves, modules = folded(vae), {}
+    for graph in GRAPH_NAMES:
+        proto = onnx.load_model_from_string(model.graph_bytes("fp32", graph))
+        weights = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+        for module in (halves[graph], getattr(vae, graph)):
             wanted = module.state_dict()
-            bad = [k for k, v in wanted.items() if k not in weights or weights[k].shape != tuple(v.shape)]
-            if bad:
-                return None, (f"the fp32 {graph} graph has no initializer {bad[0]!r} of the PyTorch shape; "
-                              "pass --checkpoint")
-            module.load_state_dict({k: torch.from_numpy(weights[k].copy()) for k in wanted})
-        source = "the fp32 graphs' initializers"
-    return {"encoder": vae.encoder.eval(), "decoder": vae.decoder.eval()}, source
+            if all(k in weights and weights[k].shape == tuple(v.shape) for k, v in wanted.items()):
+                module.load_state_dict({k: torch.from_numpy(weights[k].copy()) for k in wanted})
+                modules[graph] = module.eval()
+                break
+        else:
+            return None, f"the fp32 {graph} graph's initializers are not named after PyTorch parameters; pass --checkpoint"
+    return modules, "the fp32 graphs' initializers"
 
 
 def check_parity(runtime, modules: dict, source: str) -> dict:

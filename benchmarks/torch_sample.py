@@ -16,8 +16,13 @@ def main(argv: list[str]) -> None:
     from edgevae.runtime.image_files import check_output_path, write_images
     from edgevae.train.model import Decoder, VAEConfig
 
+    state = torch.load(weights, map_location="cpu", weights_only=True)
     decoder = Decoder(VAEConfig(latent_dim=int(latent_dim)))
-    decoder.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    if "rest.1.weight" in state:  # the folded decoder of a model dir's initializers (benchmarks/candidates.py)
+        from edgevae.export.fold import FoldedDecoder
+
+        decoder = FoldedDecoder(decoder, fold=False)
+    decoder.load_state_dict(state)
     decoder.eval()
     z = torch.randn(int(n), int(latent_dim), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():

@@ -35,10 +35,20 @@ GRAPHS = {spec.name: spec for spec in (ENCODER, DECODER)}
 
 
 def module_and_example(model: VAE, spec: GraphSpec) -> tuple[nn.Module, torch.Tensor]:
-    """The submodule that becomes graph `spec`, and an example input (batch 2, so batch is not specialised to 1)."""
+    """The half of the model that becomes graph `spec`, and an example input (batch 2, so batch is not
+    specialised to 1). The seed-family halves (train/model.py) have their adjacent affine layers folded
+    (export/fold.py); a user's own modules (export/custom.py) are exported as they are."""
+    from edgevae.train.model import Decoder, Encoder
+
+    from .fold import FoldedDecoder, FoldedEncoder
+
     if spec is ENCODER:
-        return model.encoder, torch.rand(2, *model.config.image_shape)  # (2,C,H,W)
-    return model.decoder, torch.randn(2, model.config.latent_dim)  # (2,D)
+        encoder = model.encoder
+        if isinstance(encoder, Encoder):
+            encoder = FoldedEncoder(encoder, model.config.features)
+        return encoder, torch.rand(2, *model.config.image_shape)  # (2,C,H,W)
+    decoder = FoldedDecoder(model.decoder) if isinstance(model.decoder, Decoder) else model.decoder
+    return decoder, torch.randn(2, model.config.latent_dim)  # (2,D)
 
 
 def export_graph(model: VAE, spec: GraphSpec, metadata: dict[str, str]) -> onnx.ModelProto:

@@ -117,6 +117,17 @@ def make_model_dir(path, seed: int = 0, latent_dim: int = 64) -> Path:
 REAL_DATA = Path("/usr/share/datasets/fashion-mnist")
 
 
+def overflowing_z(rt) -> np.ndarray:
+    """A finite z [1, D] (entries +-3e38, signs seeded) on which rt's fp32 decoder overflows to NaN inside
+    the graph; checked here, with onnxruntime directly, so a test built on it cannot pass for want of one."""
+    import onnxruntime as ort
+
+    z = (3e38 * np.sign(np.random.default_rng(0).standard_normal((1, rt.latent_dim)))).astype(np.float32)
+    decoder = ort.InferenceSession(rt.model.graph_bytes("fp32", "decoder"))
+    assert np.isnan(decoder.run(None, {"z": z})[0]).any(), "this decoder does not overflow on z: pick another"
+    return z
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """IDX encoding of a uint8 array: magic (0, 0, 0x08 = ubyte, ndim), big-endian dims, data."""
     return struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()

@@ -89,7 +89,8 @@ def test_decoder_rewrite_is_exact_and_drops_old_weights(tmp_path):
     decoder = onnx.load(model_dir / "decoder.onnx")
     rewritten = conv_transpose_as_conv(decoder)
     ops = [n.op_type for n in rewritten.graph.node]
-    assert "ConvTranspose" not in ops and ops.count("Conv") == 4 and "DepthToSpace" not in ops
+    # the exported decoder has 3 ConvTranspose (the first was folded into the Gemm, export/fold.py)
+    assert "ConvTranspose" not in ops and ops.count("Conv") == 3 and "DepthToSpace" not in ops
     used = {name for n in rewritten.graph.node for name in n.input}
     assert all(i.name in used for i in rewritten.graph.initializer)  # the replaced kernels are gone
     for batch in (1, 5):
