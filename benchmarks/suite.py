@@ -129,7 +129,8 @@ def _goals(rows: list, cold: dict) -> dict:
             "best_variant": best, "met": bool(best) and dec1[best] <= GOALS["decoder_batch1_vs_torch_eager"]},
         "decoder_roofline_fraction": {
             "target_at_least": GOALS["decoder_roofline_fraction"], "variant": "fp32", "batch": largest,
-            "by_threads": roof, "met": bool(roof) and min(roof.values()) >= GOALS["decoder_roofline_fraction"]},
+            "by_threads": roof, "threads": 1,  # the goal is one thread against one-thread sgemm
+            "met": roof.get(1) is not None and roof[1] >= GOALS["decoder_roofline_fraction"]},
         "cold_start": {
             "target_s": GOALS["cold_start_s"], "target_mib": GOALS["cold_start_mib"],
             "seconds": runtime_cold["seconds_median"], "max_rss_mib": runtime_cold["max_rss_mib_median"],

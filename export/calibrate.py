@@ -67,16 +67,32 @@ def _load(config):
     return load_images(config)
 
 
-def training_images(data, count: int, seed: int = 0) -> np.ndarray:
-    """`count` training images (float32 [count,C,H,W] in [0,1]) picked by a seeded permutation."""
+def binarized(manifest) -> bool:
+    """Whether the model was trained on binarized images (`edgevae train --binarize`): then it is calibrated
+    and measured on binarized images too, as it is trained and evaluated."""
+    training = getattr(manifest, "training", None)
+    return bool((getattr(training, "train_config", None) or {}).get("binarize"))
+
+
+def training_images(data, count: int, seed: int = 0, binarize: bool = False) -> np.ndarray:
+    """`count` training images (float32 [count,C,H,W] in [0,1]) picked by a seeded permutation; with
+    binarize, one seeded Bernoulli draw of each (training binarizes dynamically)."""
     train_x = _images(data).train
-    pick = np.random.default_rng(seed).permutation(len(train_x))[:count]
-    return train_x.numpy()[np.sort(pick)]
+    rng = np.random.default_rng(seed)
+    images = train_x.numpy()[np.sort(rng.permutation(len(train_x))[:count])]
+    return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32) if binarize else images
 
 
-def test_images(data, count: int) -> np.ndarray:
-    """The first `count` test images (all of them when count exceeds the test set)."""
-    return _images(data).test.numpy()[:count]
+def test_images(data, count: int, binarize: bool = False) -> np.ndarray:
+    """The first `count` test images (all of them when count exceeds the test set); with binarize, the
+    fixed binarized set that `edgevae eval --limit-test count` scores, drawn the same way."""
+    test_x = _images(data).test[:count]
+    if binarize:
+        from edgevae.train.data import binarize_fixed
+        from edgevae.train.trainer import TEST_BINARIZE_SEED
+
+        test_x = binarize_fixed(test_x, TEST_BINARIZE_SEED)
+    return test_x.numpy()
 
 
 def posterior_latents(encoder_session, images: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -63,13 +63,14 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
 
     manifest = model.manifest
     data_dir = calibrate.data_for(manifest, data_dir, data)  # the training run's dataset spec unless overridden
+    binarize = calibrate.binarized(manifest)
     fp32 = {g: model.path / manifest.variants[FP32][g].file for g in GRAPH_NAMES}
     calibration = {}
     if config.search or any(VARIANTS[v].needs_calibration for v in config.variants):
-        images = calibrate.training_images(data_dir, config.calibration_images, config.seed)
+        images = calibrate.training_images(data_dir, config.calibration_images, config.seed, binarize)
         calibration = {"encoder": images,
                        "decoder": calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, config.seed)}
-    test = calibrate.test_images(data_dir, config.test_images)
+    test = calibrate.test_images(data_dir, config.test_images, binarize)
     reference = quality.graph_outputs(fp32, test, manifest.latent_dim, config.seed)
     nll_images = test[:config.nll_images]
     reference_nll = quality.iwae_per_image(fp32, nll_images, config.nll_k, config.seed) if len(nll_images) else None

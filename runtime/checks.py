@@ -20,9 +20,10 @@ def _as_float32(name, value) -> np.ndarray:
 
 
 def _check_finite(name, x):
+    if np.isfinite(x).all():  # the common case in one pass; the details only for the error
+        return
     bad = ~np.isfinite(x)
-    if bad.any():
-        raise InputError(f"{name} holds {int(bad.sum())} NaN/inf value(s), first at index {np.argwhere(bad)[0].tolist()}")
+    raise InputError(f"{name} holds {int(bad.sum())} NaN/inf value(s), first at index {np.argwhere(bad)[0].tolist()}")
 
 
 def _check_batch(name, x, tail: tuple, tail_text: str):

@@ -114,6 +114,25 @@ def briefly_trained_model_dir(path: Path) -> Path:
         torch.set_num_threads(threads)
 
 
+@needs_data
+def test_a_binarized_model_is_calibrated_and_measured_on_binarized_images():
+    """A model trained with --binarize is quantized against what it was trained and is evaluated on: the
+    test images are the fixed binarized set `edgevae eval` scores, the calibration images seeded draws."""
+    from types import SimpleNamespace
+
+    from edgevae.export import calibrate
+    from edgevae.train.evaluate import test_images as eval_test_images
+
+    assert calibrate.binarized(SimpleNamespace(training=SimpleNamespace(train_config={"binarize": True})))
+    assert not calibrate.binarized(SimpleNamespace(training=None))
+    test = calibrate.test_images(DATA, 50, binarize=True)
+    assert np.array_equal(test, eval_test_images({"binarize": True}, (1, 28, 28), str(DATA), limit=50).numpy())
+    assert not np.array_equal(test, calibrate.test_images(DATA, 50))
+    calibration = calibrate.training_images(DATA, 64, seed=0, binarize=True)
+    assert set(np.unique(calibration)) == {0.0, 1.0}
+    assert np.abs(calibration.mean() - calibrate.training_images(DATA, 64, seed=0).mean()) < 0.02  # a draw of the same images
+
+
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory) -> tuple[Path, dict]:
     """(model dir, manifest) of the briefly trained model after quantize_model_dir with every variant;
