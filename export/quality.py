@@ -97,11 +97,12 @@ def iwae_per_image(paths: dict, images: np.ndarray, k: int, seed: int = 0, batch
 
 def nll_cost(reference_nll: np.ndarray, paths: dict, images: np.ndarray, k: int, seed: int = 0) -> contract.NllCost:
     """The variant's IWAE NLL against reference_nll (iwae_per_image of fp32 with the same images, k and seed)."""
+    from edgevae.train.evaluate import mean_stderr
+
     nll = iwae_per_image(paths, images, k, seed)
-    cost = nll - reference_nll
+    cost, cost_stderr = mean_stderr(nll - reference_nll)
     return contract.NllCost(nll=round(float(nll.mean()), 4), nll_fp32=round(float(reference_nll.mean()), 4),
-                            cost=round(float(cost.mean()), 4), k=k, images=len(images),
-                            cost_stderr=round(float(cost.std(ddof=1) / np.sqrt(len(cost))), 4) if len(cost) > 1 else 0.0)
+                            cost=round(cost, 4), cost_stderr=round(cost_stderr, 4), k=k, images=len(images))
 
 
 def _finite_or_none(db: float) -> float | None:
