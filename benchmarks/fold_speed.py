@@ -7,7 +7,6 @@ Prints, per graph and batch size, the median ms of both graphs, their ratio and 
 """
 
 import argparse
-from unittest import mock
 
 import numpy as np
 import torch
@@ -22,13 +21,6 @@ from .timing import Schedule, interleave
 BATCH_SIZES = (1, 64, 256)
 
 
-def unfolded(model: VAE, spec: graphs.GraphSpec):
-    """module_and_example as it was before the fold: the halves of the model as they are."""
-    if spec is graphs.ENCODER:
-        return model.encoder, torch.rand(2, *model.config.image_shape)
-    return model.decoder, torch.randn(2, model.config.latent_dim)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="a trained model (default: a seeded untrained seed VAE)")
@@ -37,9 +29,7 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     model = load_model(args.checkpoint)[0] if args.checkpoint else VAE()
     model.eval()
-    folded = graphs.export_graphs(model, {})
-    with mock.patch.object(graphs, "module_and_example", unfolded):
-        plain = graphs.export_graphs(model, {})
+    folded, plain = graphs.export_graphs(model, {}), graphs.export_graphs(model, {}, fold=False)
     config = SessionConfig(threads=args.threads)
     rng = np.random.default_rng(0)
     print(f"graph    batch  unfolded ms  folded ms  folded/unfolded  max |diff|   ({args.threads} thread(s), medians)")

@@ -34,26 +34,26 @@ DECODER = GraphSpec("decoder", "decoder.onnx", ("z",), ("x_hat",))
 GRAPHS = {spec.name: spec for spec in (ENCODER, DECODER)}
 
 
-def module_and_example(model: VAE, spec: GraphSpec) -> tuple[nn.Module, torch.Tensor]:
+def module_and_example(model: VAE, spec: GraphSpec, fold: bool = True) -> tuple[nn.Module, torch.Tensor]:
     """The half of the model that becomes graph `spec`, and an example input (batch 2, so batch is not
     specialised to 1). The seed-family halves (train/model.py) have their adjacent affine layers folded
-    (export/fold.py); a user's own modules (export/custom.py) are exported as they are."""
+    (export/fold.py) unless fold is False; a user's own modules (export/custom.py) are exported as they are."""
     from edgevae.train.model import Decoder, Encoder
 
     from .fold import FoldedDecoder, FoldedEncoder
 
     if spec is ENCODER:
         encoder = model.encoder
-        if isinstance(encoder, Encoder):
+        if fold and isinstance(encoder, Encoder):
             encoder = FoldedEncoder(encoder, model.config.features)
         return encoder, torch.rand(2, *model.config.image_shape)  # (2,C,H,W)
-    decoder = FoldedDecoder(model.decoder) if isinstance(model.decoder, Decoder) else model.decoder
+    decoder = FoldedDecoder(model.decoder) if fold and isinstance(model.decoder, Decoder) else model.decoder
     return decoder, torch.randn(2, model.config.latent_dim)  # (2,D)
 
 
-def export_graph(model: VAE, spec: GraphSpec, metadata: dict[str, str]) -> onnx.ModelProto:
+def export_graph(model: VAE, spec: GraphSpec, metadata: dict[str, str], fold: bool = True) -> onnx.ModelProto:
     """The ONNX graph of one half of `model` (fp32, opset OPSET, dynamic batch), checked and shape-inferred."""
-    module, example = module_and_example(model, spec)
+    module, example = module_and_example(model, spec, fold)
     batch = torch.export.Dim(BATCH, min=1)
     program = torch.onnx.export(
         module.eval(), (example,), dynamo=True, opset_version=OPSET, optimize=True, verbose=False,
@@ -84,7 +84,7 @@ def check_io(proto: onnx.ModelProto, spec: GraphSpec, latent_dim: int, image_sha
             raise ValueError(f"exported {spec.name} graph has non-float32 I/O {v.name}")
 
 
-def export_graphs(model: VAE, metadata: dict[str, str]) -> dict[str, onnx.ModelProto]:
+def export_graphs(model: VAE, metadata: dict[str, str], fold: bool = True) -> dict[str, onnx.ModelProto]:
     """{"encoder": proto, "decoder": proto} for `model` (switched to eval mode)."""
     model.eval()
-    return {name: export_graph(model, spec, metadata) for name, spec in GRAPHS.items()}
+    return {name: export_graph(model, spec, metadata, fold) for name, spec in GRAPHS.items()}
