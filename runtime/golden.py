@@ -51,7 +51,7 @@ import numpy as np
 from .latent import rng_of, standard_normal
 from .manifest import FP32, GRAPH_NAMES, FileEntry, Golden, ModelDir
 from .safe_files import escape, sha256_hex
-from .sessions import SessionConfig, create_session
+from .sessions import SessionConfig, create_session, run_checked
 
 GOLDEN_N = 8  # images and latents: enough to exercise every kernel, small (~25 KB per decoder output)
 SAFETY_FACTOR = 10.0
@@ -131,10 +131,10 @@ def read_expected(model: ModelDir, variant: str, graph: str, n: int) -> list:
 
 def run_session(model: ModelDir, graph: str, session, feed: np.ndarray, one_at_a_time: bool = False) -> list:
     """The outputs of graph's session on feed, whole or one input at a time (batch 1 takes other kernel paths)."""
-    name = model.manifest.io[graph].inputs[0]
+    name, label = model.manifest.io[graph].inputs[0], f"the {graph}"
     if not one_at_a_time:
-        return session.run(None, {name: feed})
-    parts = [session.run(None, {name: feed[i:i + 1]}) for i in range(len(feed))]
+        return run_checked(model, label, session, {name: feed})
+    parts = [run_checked(model, label, session, {name: feed[i:i + 1]}) for i in range(len(feed))]
     return [np.concatenate(outs) for outs in zip(*parts)]
 
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import onnxruntime as ort
 
 from .manifest import ModelDir
-from .safe_files import escape
 from .onnx_scan import GraphRefused, check_self_contained
+from .run_guard import FIRST_CALL_S, RunStopped, run
+from .safe_files import escape
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
@@ -19,6 +20,7 @@ class SessionConfig:
     threads: int | None = None
     providers: tuple = DEFAULT_PROVIDERS
     optimize: bool = True  # False: onnxruntime's reference path (no fusions; QDQ run as dequantize, fp32 op, quantize)
+    timeout_s: float | None = None  # per run; None: run_guard.default_timeout of the measured cost
 
 
 def session_options(config: SessionConfig) -> ort.SessionOptions:
@@ -80,10 +82,11 @@ def _check_io(model: ModelDir, variant: str, graph: str, session) -> None:
         raise model.fail(f"{file} has latent size {width}, the manifest says latent_dim {model.latent_dim}")
 
 
-def new_session(data: bytes, config: SessionConfig = SessionConfig()) -> ort.InferenceSession:
+def new_session(data: bytes, config: SessionConfig = SessionConfig(), control_flow=()) -> ort.InferenceSession:
     """A session of the ONNX graph `data` with the options devices run (export measures parity and quality
-    with it too); GraphRefused for a graph that refers to external data, onnxruntime's error otherwise."""
-    check_self_contained(data)
+    with it too); GraphRefused for a graph that refers to external data or holds control flow other than
+    control_flow's operators, onnxruntime's error otherwise."""
+    check_self_contained(data, control_flow)
     return ort.InferenceSession(data, sess_options=session_options(config), providers=list(config.providers))
 
 
@@ -92,7 +95,7 @@ def create_session(model: ModelDir, variant: str, graph: str, config: SessionCon
     data = model.graph_bytes(variant, graph)
     file = model.file_label(variant, graph)
     try:
-        session = new_session(data, config)
+        session = new_session(data, config, model.manifest.control_flow or ())
     except GraphRefused as err:
         raise model.fail(f"{file} {err}") from None
     except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
@@ -100,3 +103,20 @@ def create_session(model: ModelDir, variant: str, graph: str, config: SessionCon
         raise model.fail(f"onnxruntime cannot load {file}: {escape(first)}") from None
     _check_io(model, variant, graph, session)
     return session
+
+
+def run_checked(model: ModelDir, label: str, session: ort.InferenceSession, feed: dict, timeout_s: float = FIRST_CALL_S,
+                limit: str = "allow more with timeout_s, or --timeout") -> list:
+    """session's outputs on feed, the run bounded by timeout_s (runtime/run_guard.py). The inputs were checked,
+    so a failure or a run past its deadline is the graph's fault: ModelDirError naming label (its file). A
+    signal's RunStopped passes through for the CLI's handler."""
+    n = len(next(iter(feed.values())))
+    try:
+        return run(session, feed, timeout_s)
+    except RunStopped as err:
+        if not err.timed_out:
+            raise
+        raise model.fail(f"{label} ran longer than {timeout_s:.3g} s on a batch of {n} and was stopped ({limit})") from None
+    except Exception as err:  # onnxruntime's own types
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise model.fail(f"{label} failed to run on a batch of {n}: {escape(first)}") from None

@@ -9,6 +9,7 @@ InferenceSession.run is thread-safe, so one runtime can serve many threads.
 import dataclasses
 import math
 import threading
+import time
 
 import numpy as np
 import onnxruntime as ort
@@ -18,8 +19,9 @@ from .device_profile import Choice, Plan, plan as make_plan
 from .errors import InputError
 from .latent import reparameterize, rng_of, standard_normal
 from .manifest import AUTO, GRAPH_NAMES, ModelDir, load
+from .run_guard import check_timeout, default_timeout
 from .safe_files import escape
-from .sessions import SessionConfig, create_session
+from .sessions import SessionConfig, create_session, run_checked
 
 # Images per onnxruntime call: bounds the graphs' intermediate tensors. Larger chunks were no faster per
 # image but grew peak memory (docs/measurements.md).
@@ -69,11 +71,12 @@ class VAERuntime:
         # threads (or variants) per batch size, so one runtime can hold a few sessions per graph, built on first use.
         self._sessions = {}
         self._choices = {}  # {(graph, batch size): Choice}; a plain dict: a race only computes one twice
+        self._cost = {}  # {session key: fastest seconds per input seen}: the default deadline's measure
         self._lock = threading.Lock()
 
     @classmethod
     def load(cls, model_dir=None, variant: str = DEFAULT_VARIANT, threads: int | str | None = DEFAULT_THREADS,
-             providers=None) -> "VAERuntime":
+             providers=None, timeout_s: float | None = None) -> "VAERuntime":
         """Check model_dir (None: the default model shipped in the package) and its files.
 
         variant: a variant in the manifest, or "auto" (the default, as on the CLI) to follow the manifest's
@@ -81,7 +84,9 @@ class VAERuntime:
         (None: onnxruntime's default, one per physical core), or "auto" (the default): both "auto"s follow this
         device's profile from `edgevae tune` first, then the manifest, then fp32 with onnxruntime's default
         (runtime/device_profile.py); explicit values always win. providers: onnxruntime execution providers
-        (default CPU). Raises ModelDirError for an unusable model dir (every file the variant may use is
+        (default CPU). timeout_s: the most one onnxruntime call may take (None: 100x the fastest call measured
+        so far, at least 10 s; 300 s for a session's first call: runtime/run_guard.py), after which the call is
+        terminated and raises ModelDirError. Raises ModelDirError for an unusable model dir (every file the variant may use is
         hashed here), InputError for a bad variant, threads or providers.
 
         Each session is built on first use (then ModelDirError if onnxruntime refuses the graph or its
@@ -91,13 +96,14 @@ class VAERuntime:
             threads = check_threads(threads)
         if providers is not None and (isinstance(providers, str) or not all(isinstance(p, str) for p in providers)):
             raise InputError(f"providers must be a list of provider names, got {escape(repr(providers))[:60]}")
+        timeout_s = check_timeout(timeout_s)
         providers = tuple(providers) if providers is not None else SessionConfig.providers
         unknown = [p for p in providers if p not in ort.get_available_providers()]
         if unknown or not providers:
             raise InputError(f"providers {escape(list(providers))} are not available (onnxruntime has {ort.get_available_providers()})")
         model = load(model_dir)
         model.check_variant(variant)
-        config = SessionConfig(threads=None if threads == AUTO else threads, providers=providers)
+        config = SessionConfig(threads=None if threads == AUTO else threads, providers=providers, timeout_s=timeout_s)
         runtime = cls(model, variant, config, plan=make_plan(model, variant, threads))
         for v in runtime.plan.variants_needed(model):
             for graph in GRAPH_NAMES:
@@ -166,13 +172,14 @@ class VAERuntime:
 
     def _run_chunk(self, choice: Choice, graph: str, feed: np.ndarray) -> list:
         session = self._session(choice, graph)
-        name = self.model.manifest.io[graph].inputs[0]
-        try:
-            values = session.run(None, {name: feed})
-        except Exception as err:  # onnxruntime's own types; our inputs were checked, so the graph is at fault
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise self.model.fail(f"{self.model.file_label(choice.variant, graph)} failed to run on a batch of "
-                                  f"{len(feed)}: {escape(first)}") from None
+        key = (choice.variant, graph, choice.threads)
+        timeout_s = self.config.timeout_s or default_timeout(self._cost.get(key), len(feed))
+        start = time.perf_counter()
+        values = run_checked(self.model, self.model.file_label(choice.variant, graph), session,
+                             {self.model.manifest.io[graph].inputs[0]: feed}, timeout_s)
+        per_input = (time.perf_counter() - start) / len(feed)
+        if per_input < self._cost.get(key, math.inf):
+            self._cost[key] = per_input
         return self._checked(choice.variant, graph, values, feed)
 
     def _run(self, graph: str, array: np.ndarray, outputs: list) -> None:

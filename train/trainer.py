@@ -101,41 +101,54 @@ class Objective(nn.Module):
         return terms.loss * scale, terms.neg_elbo.detach()
 
 
-def train_epoch(objective, opt, cfg: TrainConfig, images, epoch: int, latent_dim: int,
-                precision: str = "fp32", world: distributed.World = distributed.World()) -> float:
-    """One pass over images; returns the mean training -ELBO (over all ranks).
-
-    The permutation and the noise of every global batch come from a generator seeded by (seed, epoch)
-    alone, so a run resumed from epoch e's checkpoint replays epoch e+1 bit for bit, and N ranks, each
-    taking its slice of every global batch, train the model one process would (train/distributed.py).
-    """
-    from tqdm import tqdm
-
-    objective.train()
+def global_batches(cfg: TrainConfig, images, epoch: int, latent_dim: int):
+    """(step, global batch, its posterior noise eps) for each step of an epoch, all drawn from a generator seeded
+    by (seed, epoch) alone: a run resumed from epoch e's checkpoint replays epoch e+1 bit for bit, and every
+    rank draws the same global batches (train/distributed.py)."""
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1_009 + world.rank)  # per rank: other draws differ
     order = torch.randperm(len(images), generator=gen)
-    steps = range(0, len(images), cfg.batch_size)
-    total = 0.0
-    for step, i in enumerate(tqdm(steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0, disable=not world.is_main)):
+    for step, i in enumerate(range(0, len(images), cfg.batch_size)):
         xb = images[order[i : i + cfg.batch_size]]  # the global batch (slicing is ~1% of a step)
         if cfg.binarize:
             xb = torch.bernoulli(xb, generator=gen)
-        eps = torch.randn(len(xb), latent_dim, generator=gen)
+        yield step, xb, torch.randn(len(xb), latent_dim, generator=gen)
+
+
+def local_loss(objective, xb, eps, beta: float, world: distributed.World, device: str, precision: str = "fp32"):
+    """(loss to backpropagate, the mean -ELBO of this rank's images, their count) for this rank's slice of the global
+    batch xb: the local mean scaled by local_n * N / global_n, so DDP's average of the ranks' gradients is the
+    gradient of the global batch mean even when the batch does not split evenly."""
+    part = distributed.local_slice(len(xb), world)
+    scale = (part.stop - part.start) * world.size / len(xb)  # 1.0 in a single process
+    x_local = xb[part].to(device, memory_format=torch.channels_last)
+    with autocast(precision, device):
+        loss, value = objective(x_local, eps[part].to(device), beta, scale)
+    return loss, value, len(x_local)
+
+
+def train_epoch(objective, opt, cfg: TrainConfig, images, epoch: int, latent_dim: int,
+                precision: str = "fp32", world: distributed.World = distributed.World()) -> float:
+    """One pass over images; returns the mean training -ELBO (over all ranks). N ranks, each taking its
+    slice of every global batch (global_batches, local_loss), train the model one process would."""
+    from tqdm import tqdm
+
+    objective.train()
+    torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1_009 + world.rank)  # per rank: other draws differ
+    n_steps = -(-len(images) // cfg.batch_size)
+    total = 0.0
+    batches = global_batches(cfg, images, epoch, latent_dim)
+    for step, xb, eps in tqdm(batches, total=n_steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0,
+                              disable=not world.is_main):
         if len(xb) < world.size:  # a last global batch too small to give every rank an image: skipped by all
             continue
-        part = distributed.local_slice(len(xb), world)
-        scale = (part.stop - part.start) * world.size / len(xb)  # 1.0 in a single process
-        x_local = xb[part].to(cfg.device, memory_format=torch.channels_last)
-        progress = epoch - 1 + step / len(steps)
+        progress = epoch - 1 + step / n_steps
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, progress)
-        with autocast(precision, cfg.device):
-            loss, value = objective(x_local, eps[part].to(cfg.device), beta_at(cfg, progress), scale)
+        loss, value, n = local_loss(objective, xb, eps, beta_at(cfg, progress), world, cfg.device, precision)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total += value.item() * len(x_local)
+        total += value.item() * n
     return distributed.sum_across(total, world, cfg.device) / len(images)
 
 
