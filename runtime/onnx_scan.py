@@ -77,6 +77,7 @@ def check_self_contained(data: bytes, control_flow=()) -> None:
     """GraphRefused unless no tensor anywhere in the ONNX model `data` refers to external data and every node
     holding a subgraph is of an operator named in control_flow."""
     stack = [(MODEL, 0, len(data), 0)]  # (kind, start, end, depth)
+    undeclared = None  # the first node with an undeclared subgraph: reported once external data was ruled out
     while stack:
         kind, pos, end, depth = stack.pop()
         if depth > MAX_DEPTH:
@@ -96,6 +97,8 @@ def check_self_contained(data: bytes, control_flow=()) -> None:
                 subgraph = subgraph or any(n in ATTRIBUTE_GRAPHS and w == 2 for n, w, _ in _fields(data, *value))
             if number in children:
                 stack.append((children[number], *value, depth + 1))
-        if subgraph and op_type not in control_flow:
-            raise GraphRefused(f"has a {escape(op_type)} node with a subgraph: control flow that can run without "
-                               "bound, which the manifest's control_flow does not declare")
+        if subgraph and op_type not in control_flow and undeclared is None:
+            undeclared = op_type
+    if undeclared is not None:
+        raise GraphRefused(f"has a {escape(undeclared)} node with a subgraph: control flow that can run without "
+                           "bound, which the manifest's control_flow does not declare")
