@@ -22,8 +22,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
-                   help="bf16 autocast for the network (loss and optimizer stay fp32); auto (default): bf16 where the "
-                        "CPU has amx_bf16/avx512_bf16 or the GPU supports bf16, else fp32")
+                   help="bf16 autocast for the network (loss and optimizer stay fp32); auto (default): whichever of fp32 "
+                        "and (where the hardware has it) bf16 a short probe of the real step measures faster here")
     p.add_argument("--resume", action="store_true", help="continue after the last finished epoch in --out")
     p.set_defaults(run=_train, extra="train")
 
