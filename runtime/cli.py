@@ -16,6 +16,9 @@ def _model_args(p, threads: bool = True) -> None:
         p.add_argument("--timeout", type=float, metavar="S",
                        help="stop any one onnxruntime call after S seconds (default: 100x the fastest call so far, at "
                             "least 10 s; 300 s for the first)")
+        p.add_argument("--spin", action="store_true",
+                       help="let idle onnxruntime threads busy-wait for work (lower latency on an idle machine, a core "
+                            "burnt; default off)")
 
 
 def _threads_arg(text: str):
@@ -69,7 +72,7 @@ def _load(args):
     if getattr(args, "seed", None) is not None:
         check_count("--seed", args.seed, minimum=0)  # numpy's seeds are non-negative
     timeout_s = check_timeout(args.timeout, "--timeout")
-    return VAERuntime.load(args.model, variant=args.variant, threads=threads, timeout_s=timeout_s)
+    return VAERuntime.load(args.model, variant=args.variant, threads=threads, timeout_s=timeout_s, spinning=args.spin)
 
 
 def _sample(args) -> None:

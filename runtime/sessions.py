@@ -21,18 +21,20 @@ class SessionConfig:
     providers: tuple = DEFAULT_PROVIDERS
     optimize: bool = True  # False: onnxruntime's reference path (no fusions; QDQ run as dequantize, fp32 op, quantize)
     timeout_s: float | None = None  # per run; None: run_guard.default_timeout of the measured cost
+    spinning: bool = False  # intra-op threads busy-wait for work: see session_options
 
 
 def session_options(config: SessionConfig) -> ort.SessionOptions:
     """Full graph optimisation (fastest, and no slower to build), sequential execution, and intra-op
-    threads that do not spin: spinning idle threads made 2 threads 2x slower than 1 on a loaded machine
-    (docs/measurements.md)."""
+    threads that do not spin unless config.spinning: spinning threads burn a core between and during calls
+    (an embedded runtime must not drain a phone's battery waiting), and made 2 threads 2x slower than 1 on a
+    loaded machine, for a few percent of latency on a quiet one (docs/results.md, Runtime under load)."""
     options = ort.SessionOptions()
     # The graphs are straight chains of convolutions: parallel execution would have nothing to overlap.
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if config.optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     # fatal only: onnxruntime's own coloured error line would add a second line to ours (errors reach the
     # caller as exceptions, which the runtime turns into one-line ModelDirErrors)
     options.log_severity_level = 4

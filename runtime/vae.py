@@ -76,7 +76,7 @@ class VAERuntime:
 
     @classmethod
     def load(cls, model_dir=None, variant: str = DEFAULT_VARIANT, threads: int | str | None = DEFAULT_THREADS,
-             providers=None, timeout_s: float | None = None) -> "VAERuntime":
+             providers=None, timeout_s: float | None = None, spinning: bool = False) -> "VAERuntime":
         """Check model_dir (None: the default model shipped in the package) and its files.
 
         variant: a variant in the manifest, or "auto" (the default, as on the CLI) to follow the manifest's
@@ -86,7 +86,9 @@ class VAERuntime:
         (runtime/device_profile.py); explicit values always win. providers: onnxruntime execution providers
         (default CPU). timeout_s: the most one onnxruntime call may take (None: 100x the fastest call measured
         so far, at least 10 s; 300 s for a session's first call: runtime/run_guard.py), after which the call is
-        terminated and raises ModelDirError. Raises ModelDirError for an unusable model dir (every file the variant may use is
+        terminated and raises ModelDirError. spinning: let onnxruntime's idle intra-op threads busy-wait for work
+        (a little lower latency on an idle machine, a core burnt and far worse latency on a busy one; default
+        off). Raises ModelDirError for an unusable model dir (every file the variant may use is
         hashed here), InputError for a bad variant, threads or providers.
 
         Each session is built on first use (then ModelDirError if onnxruntime refuses the graph or its
@@ -97,13 +99,16 @@ class VAERuntime:
         if providers is not None and (isinstance(providers, str) or not all(isinstance(p, str) for p in providers)):
             raise InputError(f"providers must be a list of provider names, got {escape(repr(providers))[:60]}")
         timeout_s = check_timeout(timeout_s)
+        if not isinstance(spinning, bool):
+            raise InputError(f"spinning must be True or False, got {escape(repr(spinning))[:60]}")
         providers = tuple(providers) if providers is not None else SessionConfig.providers
         unknown = [p for p in providers if p not in ort.get_available_providers()]
         if unknown or not providers:
             raise InputError(f"providers {escape(list(providers))} are not available (onnxruntime has {ort.get_available_providers()})")
         model = load(model_dir)
         model.check_variant(variant)
-        config = SessionConfig(threads=None if threads == AUTO else threads, providers=providers, timeout_s=timeout_s)
+        config = SessionConfig(threads=None if threads == AUTO else threads, providers=providers, timeout_s=timeout_s,
+                               spinning=spinning)
         runtime = cls(model, variant, config, plan=make_plan(model, variant, threads))
         for v in runtime.plan.variants_needed(model):
             for graph in GRAPH_NAMES:
