@@ -1,8 +1,8 @@
 """The quantized variants of a model dir: how each is built from the fp32 graph (a plain dict registry).
 
 - int8: static QDQ, U8S8 (uint8 activations, int8 weights), 8-bit weights (reduce_range off): on an AVX2 CPU
-  without VNNI, where onnxruntime's docs warn that U8S8 sums may saturate, 7-bit weights gave 1 dB less decoder
-  PSNR and still did not make the fused kernels agree with the reference path (docs/measurements.md). Each graph first gets its INT8_REWRITES (export/rewrite.py, exact): the decoder's
+  without VNNI, where onnxruntime's docs warn that U8S8 sums may saturate, 7-bit weights cost decoder PSNR
+  and still did not make the fused kernels agree with the reference path (docs/results.md). Each graph first gets its INT8_REWRITES (export/rewrite.py, exact): the decoder's
   ConvTranspose -> Conv, since onnxruntime has no int8 ConvTranspose; the encoder's 1-channel input padded to
   4 channels, since a reduction depth of 9 runs in a slow int8 path. The final Sigmoid stays fp32: an int8
   sigmoid rounds probabilities below 1/510 to 0, where only the BCE's probability floor bounds the loss.
@@ -13,7 +13,7 @@
 - int8-mixed: int8 with chosen layers kept fp32 and settings per graph, found by `quantize --search`
   (export/mixed.py: measured sensitivity, greedy under the user's budget).
 
-The measurements behind each decision, with the commands that reproduce them: docs/measurements.md.
+The measurements behind each decision, with the commands that reproduce them: docs/results.md.
 """
 
 import contextlib
@@ -32,7 +32,7 @@ from .rewrite import REWRITES
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT8_REWRITES = {"encoder": ("pad-input-channels",), "decoder": ("conv-transpose-as-conv",)}  # graph -> REWRITES names
 # Calibration per graph unless Int8Settings.calibration names one for both: decoder activations have rare
-# outliers that MinMax spends the uint8 range on, while clipping hurts the encoder's mu (docs/measurements.md).
+# outliers that MinMax spends the uint8 range on, while clipping hurts the encoder's mu (docs/results.md).
 DEFAULT_CALIBRATION = {"encoder": "minmax", "decoder": "percentile"}
 
 

@@ -1,5 +1,5 @@
 """onnxruntime sessions for a model dir's graphs, with the session options chosen by measurement
-(docs/measurements.md): see `session_options`."""
+(docs/results.md): see `session_options`."""
 
 from dataclasses import dataclass
 

@@ -24,7 +24,7 @@ from .safe_files import escape
 from .sessions import SessionConfig, create_session, run_checked
 
 # Images per onnxruntime call: bounds the graphs' intermediate tensors. Larger chunks were no faster per
-# image but grew peak memory (docs/measurements.md).
+# image but grew peak memory (docs/results.md).
 CHUNK = 32
 DEFAULT_VARIANT = AUTO  # the CLI's default too: one seed gives the same images through both
 DEFAULT_THREADS = AUTO  # the device profile's choice, else the manifest's, else onnxruntime's (device_profile.py)
@@ -130,7 +130,7 @@ class VAERuntime:
 
     def choice(self, graph: str, batch: int) -> Choice:
         """The (variant, threads) this runtime runs graph with on a batch of this size (memoized: resolving it
-        costs ~5 us, 1-2% of a batch-1 decode)."""
+        on every call is a visible share of a batch-1 decode: docs/results.md)."""
         key = (graph, batch)
         found = self._choices.get(key)
         if found is None:

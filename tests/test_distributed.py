@@ -80,7 +80,7 @@ def test_world_comes_from_torchrun_variables():
 
 
 def torchrun(nproc: int, *argv: str, device: str = "cpu") -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc_per_node nproc -m edgevae train ...` as the README documents it."""
+    """`torchrun --standalone --nproc_per_node nproc -m edgevae train ...` as docs/training.md documents it."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "edgevae", "train", "--device", device, *argv]
     env = os.environ | {"OMP_NUM_THREADS": "1"}

@@ -55,8 +55,8 @@ def _data_arguments(p, default: str = "(default fashion-mnist)") -> None:
 
 def _train(args) -> None:
     # OpenMP's default lets idle threads spin; on cores shared with other processes the spinning threads
-    # take the time the working ones need: 2-thread steps ran 2.5-2.8x faster with PASSIVE on a loaded
-    # 2-core machine (README, Training speed). OpenMP reads it once, when torch loads it: set it first.
+    # take the time the working ones need: PASSIVE made 2-thread steps several times faster on a loaded
+    # machine (docs/results.md, Training). OpenMP reads it once, when torch loads it: set it first.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .trainer import main
 

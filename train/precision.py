@@ -5,7 +5,7 @@ CUDA); the weights, the optimizer state and the loss stay fp32 (train/loss.py ca
 outputs back to fp32 before the BCE and KL sums, which add up 784 terms per image).
 
 A CPU flag says what the hardware offers, not what is faster: on an AMD Zen 4 (avx512_bf16, no AMX) bf16
-autocast trained 5% slower end to end than fp32, and channels_last pays on some CPUs and not others
+autocast trained slower end to end than fp32, and channels_last pays on some CPUs and not others
 (docs/results.md, Training). So the flags only decide which settings are worth trying (`candidates`), and
 `probe` times the real training step of each -- the run's own model, batch size and images, interleaved
 rounds, medians, a few seconds at most -- before the first epoch. `decide` keeps fp32 with channels_last unless
@@ -63,7 +63,7 @@ def native_bf16(device: str, flags=None) -> bool:
 
 def candidates(precision: str, device: str, flags=None) -> list[StepSetting]:
     """The settings worth timing for the requested precision, the default of each precision first. Without
-    native bf16, oneDNN emulates it through fp32 conversions: far slower (0.13x on an AVX2 EPYC), never tried."""
+    native bf16, oneDNN emulates it through fp32 conversions: far slower (docs/results.md, Training), never tried."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     precisions = [precision] if precision != "auto" else ["fp32"] + (["bf16"] if native_bf16(device, flags) else [])

@@ -108,7 +108,7 @@ def global_batches(cfg: TrainConfig, images, epoch: int, latent_dim: int):
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     order = torch.randperm(len(images), generator=gen)
     for step, i in enumerate(range(0, len(images), cfg.batch_size)):
-        xb = images[order[i : i + cfg.batch_size]]  # the global batch (slicing is ~1% of a step)
+        xb = images[order[i : i + cfg.batch_size]]  # the global batch (slicing is cheap: docs/results.md)
         if cfg.binarize:
             xb = torch.bernoulli(xb, generator=gen)
         yield step, xb, torch.randn(len(xb), latent_dim, generator=gen)
