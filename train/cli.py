@@ -79,8 +79,12 @@ def _train(args) -> int | None:
         if processes == "auto":
             processes = 1 if args.device == "cuda" else usable_cores()
         if processes > 1:
-            from .launch import launch
+            from .launch import launch, require
 
+            require("torch", "torchvision", "tqdm")  # the extra's one-line hint now, not once per rank
+            from .trainer import check_args
+
+            check_args(args)  # a bad setting is refused here, before any rank starts
             return launch(processes, args.argv)
     from .trainer import main
 

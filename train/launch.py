@@ -23,6 +23,20 @@ import time
 
 STOP_GRACE_S = 30.0  # a rank told to stop gets this long to remove its temporaries before SIGKILL
 EDGEVAE = (sys.executable, "-m", "edgevae")
+ENDING = b"edgevae train: "  # how a rank's last line (its error, or the signal that ended it) begins
+
+
+def require(*modules: str) -> None:
+    """ModuleNotFoundError for the first of modules that cannot be imported (checked without importing it)."""
+    import importlib.util
+
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ValueError:  # sys.modules[name] is None: imports of it are blocked
+            found = False
+        if not found:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
 def free_port() -> int:
@@ -32,18 +46,31 @@ def free_port() -> int:
 
 
 class _Relay(threading.Thread):
-    """Copies rank 0's stderr (the progress bar) to ours until stopped, so that a failure elsewhere can end the
-    output with its own line only."""
+    """Copies rank 0's stderr (the progress bar, warnings) to ours as it comes, except the lines that end a
+    process (`edgevae train: error: ...`, `... terminated by SIGTERM`): the launcher shows one such line, of the
+    rank that failed first, so it keeps rank 0's last one aside (`held`)."""
 
     def __init__(self, stream):
         super().__init__(daemon=True)
-        self.stream, self.open = stream, True
+        self.stream, self.held = stream, b""
 
     def run(self):
+        pending = b""
         for chunk in iter(lambda: self.stream.read1(4096), b""):
-            if self.open:
-                sys.stderr.buffer.write(chunk)
-                sys.stderr.buffer.flush()
+            pending += chunk
+            ends = [i for i, byte in enumerate(pending) if byte in b"\r\n"]
+            if ends:
+                self._show(pending[: ends[-1] + 1])
+                pending = pending[ends[-1] + 1 :]
+        self._show(pending)
+
+    def _show(self, data: bytes):
+        for piece in data.splitlines(keepends=True):
+            if piece.startswith(ENDING):
+                self.held = piece
+            else:
+                sys.stderr.buffer.write(piece)
+        sys.stderr.buffer.flush()
 
 
 def launch(processes: int, argv: list, command: tuple = EDGEVAE) -> int:
@@ -61,22 +88,21 @@ def launch(processes: int, argv: list, command: tuple = EDGEVAE) -> int:
     relay.start()
     try:
         failed = _first_failure(ranks)
-    except BaseException:  # a signal (edgevae/cli.py raises it here): every rank stops and cleans up
-        relay.open = False
+    except BaseException:  # a signal (edgevae/cli.py raises it here, and prints the one line): every rank stops
         _stop(ranks, "SIGTERM")
         raise
+    if failed is not None:
+        _stop([p for p in ranks if p is not failed], "SIGKILL")
+    relay.join()
     if failed is None:
-        relay.join()
         return 0
-    relay.open = failed is ranks[0]  # rank 0's own last line is already on its way out
-    _stop([p for p in ranks if p is not failed], "SIGKILL")
-    relay.join(timeout=5)
-    if failed is not ranks[0]:
+    if failed is ranks[0]:
+        last = relay.held.decode(errors="replace").strip()
+    else:
         log = logs[ranks.index(failed) - 1]
         log.seek(0)
-        lines = log.read().decode(errors="replace").strip().splitlines()
-        print(lines[-1] if lines else f"edgevae train: rank {ranks.index(failed)} exited with {failed.returncode}",
-              file=sys.stderr)
+        last = ([""] + log.read().decode(errors="replace").strip().splitlines())[-1]
+    print(last or f"edgevae train: rank {ranks.index(failed)} exited with {failed.returncode}", file=sys.stderr)
     return failed.returncode if failed.returncode > 0 else 128 - failed.returncode
 
 

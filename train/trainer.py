@@ -300,5 +300,11 @@ def config_from_args(args) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
+def check_args(args) -> None:
+    """ValueError naming the first bad setting of `edgevae train`'s arguments (what main would refuse)."""
+    config_from_args(args)
+    VAEConfig(latent_dim=args.latent_dim)
+
+
 def main(args) -> None:
     train(config_from_args(args), args.out, VAEConfig(latent_dim=args.latent_dim), resume=args.resume)
