@@ -3,6 +3,7 @@ onnxruntime, or raises InputError naming the argument and the bad value, so that
 from deep inside onnxruntime."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -59,6 +60,21 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     if value < minimum:
         raise InputError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_path(name: str, value) -> Path:
+    """value (a str or os.PathLike naming a file or folder) as a Path; InputError naming the argument for
+    anything else: other types, bytes paths, an empty string, a NUL character."""
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            text = os.fspath(value)
+        except TypeError:  # __fspath__ returned neither str nor bytes
+            text = None
+        if isinstance(text, str) and text and "\0" not in text:
+            return Path(text)
+    got = ("an empty path" if value == "" else "a path holding NUL" if isinstance(value, str)
+           else type(value).__name__)
+    raise InputError(f"{name} must be a path (a non-empty str or os.PathLike without NUL), got {got}")
 
 
 def usable_cores() -> int:
