@@ -45,6 +45,16 @@ def check_images(x, image_shape: tuple, name: str = "x") -> np.ndarray:
     return x
 
 
+def check_image_batch(x, name: str = "images") -> np.ndarray:
+    """x as float32 [N,C,H,W] with N >= 1 and every value finite, of any C, H, W (images to write: values
+    outside [0, 1] are clipped when a PNG is written)."""
+    x = _as_float32(name, x)
+    if x.ndim != 4 or 0 in x.shape:
+        raise InputError(f"{name} must have shape [N, C, H, W] with no empty axis, got {list(x.shape)}")
+    _check_finite(name, x)
+    return x
+
+
 def check_latents(z, latent_dim: int, name: str = "z") -> np.ndarray:
     """z as float32 [N,D] with N >= 1 and D the model's latent size, finite."""
     z = _as_float32(name, z)
@@ -60,6 +70,15 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     if value < minimum:
         raise InputError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_model(value, name: str = "model"):
+    """value if it is a checked model dir (manifest.load's ModelDir), else InputError naming the argument."""
+    from .manifest import ModelDir
+
+    if not isinstance(value, ModelDir):
+        raise InputError(f"{name} must be a ModelDir (edgevae.runtime.manifest.load(path)), got {type(value).__name__}")
+    return value
 
 
 def check_path(name: str, value) -> Path:

@@ -241,6 +241,10 @@ def default_inputs(model: ModelDir, images: np.ndarray | None = None) -> dict:
     z ~ N(0, I) from runtime.latent's stream with SEED."""
     if images is None:
         images = np.random.default_rng(SEED).random((GOLDEN_N, *model.image_shape), dtype=np.float32)
+    else:
+        from .checks import check_images
+
+        images = check_images(images, model.image_shape, "images")
     return {"encoder": np.ascontiguousarray(images[:GOLDEN_N], np.float32),
             "decoder": standard_normal(rng_of(SEED), (GOLDEN_N, model.latent_dim))}
 
@@ -255,9 +259,15 @@ def write_files(folder: Path, files: dict) -> None:
 def add_to_model_dir(model_dir=None, images: np.ndarray | None = None, source: str = "runtime") -> Golden:
     """Compute goldens for every variant of an existing model dir from its own graphs (torch-free) and
     record them in its manifest. images: None keeps the dir's golden images if it has some, else noise."""
+    from .checks import check_images
+    from .errors import InputError
     from .manifest import load, write
 
+    if not isinstance(source, str):
+        raise InputError(f"source must be a string, got {type(source).__name__}")
     model = load(model_dir)
+    if images is not None:
+        images = check_images(images, model.image_shape, "images")
     model.verify()
     inputs = default_inputs(model, images)
     if images is None and model.manifest.golden is not None:
@@ -284,7 +294,7 @@ def main(argv=None) -> None:
         from .manifest import load
 
         shape = load(args.model_dir).image_shape
-        images = read_images(args.images, size=shape[1:], count=GOLDEN_N)
+        images = read_images(args.images, size=shape[1:], count=GOLDEN_N, channels=shape[0])
     source = f"the runtime's own outputs (onnxruntime, this machine), images {args.images or 'seeded uniform noise'}"
     golden = add_to_model_dir(args.model_dir, images, source=source)
     for variant, graphs in golden.tolerance.items():

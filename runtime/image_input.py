@@ -160,7 +160,8 @@ def _npy_header(f, path: Path) -> tuple:
         raise InputError(f"{path} is not a .npy file (it does not start with the \\x93NUMPY magic)")
     version = (start[-2], start[-1])
     if version not in ((1, 0), (2, 0), (3, 0)):
-        raise InputError(f"{path} is .npy format {version[0]}.{version[1]}; formats 1.0, 2.0 and 3.0 are read")
+        raise InputError(f"{path} is not a readable .npy file (format {version[0]}.{version[1]}; formats 1.0, 2.0 "
+                         "and 3.0 are read)")
     size_format, encoding = ("<H", "latin-1") if version == (1, 0) else ("<I", "latin-1" if version == (2, 0) else "utf-8")
     field = f.read(struct.calcsize(size_format))
     length = struct.unpack(size_format, field)[0] if len(field) == struct.calcsize(size_format) else -1

@@ -57,7 +57,9 @@ def write_site(out, model_dir=None) -> Path:
     The model dir is verified (every file's sha256) before it is copied, so a tampered model is refused here
     rather than published. out is replaced only if an earlier write_site made it.
     """
-    out = Path(out)
+    from .checks import check_path
+
+    out = check_path("out", out)
     model = load(model_dir)
     web = web_dir()
     ort = _ort_dir(web)

@@ -41,7 +41,16 @@ def variants_to_check(model: ModelDir, variant: str) -> list:
 
 
 def verify(model: ModelDir, variant: str = ALL, threads: int | None = None) -> list[Check]:
-    """A Check per graph and variant. ModelDirError when the dir has no goldens or they are unreadable."""
+    """A Check per graph and variant. model: a ModelDir (manifest.load); variant: all, auto or one variant;
+    threads: intra-op threads (None: onnxruntime's default). InputError for a wrong argument, ModelDirError when
+    the dir has no goldens, lacks the variant, or its goldens are unreadable."""
+    from .checks import check_model, check_threads
+    from .errors import InputError
+
+    check_model(model)
+    if not isinstance(variant, str):
+        raise InputError(f"variant must be a string (all, auto or a variant), got {type(variant).__name__}")
+    threads = None if threads is None else check_threads(threads)
     if model.manifest.golden is None:
         raise model.fail("has no goldens (made before edgevae stored them; re-export it, or add them with "
                          "python -m edgevae.runtime.golden DIR)")
