@@ -238,6 +238,8 @@ def build(model: ModelDir, variants, inputs: dict, previous: Golden | None = Non
         outputs = {v: previous.outputs[v] for v in keep}
         measured = {v: dict(previous.measured[v]) for v in keep if v in previous.measured}
         reference = {v: dict(previous.reference[v]) for v in keep if v in previous.reference}
+        cap = {v: {g: tolerance_cap(v, g, [read_array(model, outputs[v][g][name]) for name in names[g].outputs])
+                   for g in GRAPH_NAMES} for v in keep}
     threads = measurement_threads()
     for variant in variants:
         outputs[variant], measured[variant], reference[variant], cap[variant] = {}, {}, {}, {}
@@ -263,7 +265,7 @@ def build(model: ModelDir, variants, inputs: dict, previous: Golden | None = Non
     base = measured.get(FP32, {})
     tolerance = {v: {g: rule_tolerance(measured[v][g], base.get(g, 0.0), reference.get(v, {}).get(g, 0.0))
                      for g in GRAPH_NAMES} for v in outputs}
-    for v, graphs in cap.items():  # variants kept from `previous` were capped when they were made
+    for v, graphs in cap.items():
         for g, most in graphs.items():
             tolerance[v][g] = min(tolerance[v][g], most)
     golden = Golden(inputs=entries, outputs=outputs, tolerance=tolerance, measured=measured, reference=reference,

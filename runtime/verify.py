@@ -58,8 +58,8 @@ def checked_tolerance(model: ModelDir, variant: str, graph: str, expected: list)
     allowed = allowed_tolerance(model, variant, graph, expected)
     if tolerance > allowed * (1 + 1e-9):
         raise model.fail(f"golden.tolerance.{escape(variant)}.{graph} is {tolerance:.3g}, more than its measured "
-                         f"figures and the cap allow ({allowed:.3g}): goldens that loose prove nothing "
-                         "(runtime/golden.py's cap, docs/security.md)")
+                         f"figures and the cap allow ({allowed:.3g}): goldens that loose prove nothing (docs/security.md; "
+                         "goldens made before the cap: python -m edgevae.runtime.golden DIR re-makes them)")
     return tolerance
 
 
