@@ -171,6 +171,8 @@ class SiteServer(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         err = sys.exc_info()[1]
+        if isinstance(err, ConnectionError):  # the client went away mid-answer (a page closed): nothing to report
+            return
         print(f"{client_address[0]} connection dropped ({type(err).__name__}: {escape(str(err)[:LOG_CHARS])})",
               file=sys.stderr, flush=True)
 
