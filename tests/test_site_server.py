@@ -5,6 +5,7 @@ hand with the two files make_server looks for)."""
 
 import os
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -36,6 +37,12 @@ def site(tmp_path_factory):
     (site / "link-in.js").symlink_to(site / "page.js")  # even a link that stays inside is not followed
     (site / "link-abs").symlink_to("/etc")
     os.mkfifo(site / "fifo.js")
+    with socket.socket(socket.AF_UNIX) as unix:
+        unix.bind(str(site / "socket.js"))  # the socket file stays after close
+    try:  # a character device (/dev/zero's numbers): needs CAP_MKNOD, so not everywhere
+        os.mknod(site / "zero.js", 0o644 | stat.S_IFCHR, os.makedev(1, 5))
+    except OSError:
+        pass
     (site / "emptydir").mkdir()
     return site
 
@@ -105,7 +112,7 @@ REFUSED = [
     # over-long targets: past our limit, past http.server's request-line limit
     (b"/" + b"a" * 3000, 414), (b"/" + b"a%2f" * 600, 414), (b"/" + b"a" * 70000, 414),
     # not a file: FIFO (must not hang), folders (no listing), missing, dot-files, non-path targets
-    (b"/fifo.js", 404), (b"/model/", 404), (b"/model", 404), (b"/emptydir/", 404), (b"/nothing.js", 404),
+    (b"/fifo.js", 404), (b"/socket.js", 404), (b"/zero.js", 404), (b"/model/", 404), (b"/model", 404), (b"/emptydir/", 404), (b"/nothing.js", 404),
     (b"/.edgevae-site", 404), (b"*", 400), (b"index.html", 400), (b"127.0.0.1:80", 400), (b"ftp://x/index.html", 400),
 ]
 
