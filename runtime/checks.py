@@ -3,6 +3,7 @@ onnxruntime, or raises InputError naming the argument and the bad value, so that
 from deep inside onnxruntime."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -44,6 +45,16 @@ def check_images(x, image_shape: tuple, name: str = "x") -> np.ndarray:
     return x
 
 
+def check_image_batch(x, name: str = "images") -> np.ndarray:
+    """x as float32 [N,C,H,W] with N >= 1 and every value finite, of any C, H, W (images to write: values
+    outside [0, 1] are clipped when a PNG is written)."""
+    x = _as_float32(name, x)
+    if x.ndim != 4 or 0 in x.shape:
+        raise InputError(f"{name} must have shape [N, C, H, W] with no empty axis, got {list(x.shape)}")
+    _check_finite(name, x)
+    return x
+
+
 def check_latents(z, latent_dim: int, name: str = "z") -> np.ndarray:
     """z as float32 [N,D] with N >= 1 and D the model's latent size, finite."""
     z = _as_float32(name, z)
@@ -59,6 +70,30 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     if value < minimum:
         raise InputError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_model(value, name: str = "model"):
+    """value if it is a checked model dir (manifest.load's ModelDir), else InputError naming the argument."""
+    from .manifest import ModelDir
+
+    if not isinstance(value, ModelDir):
+        raise InputError(f"{name} must be a ModelDir (edgevae.runtime.manifest.load(path)), got {type(value).__name__}")
+    return value
+
+
+def check_path(name: str, value) -> Path:
+    """value (a str or os.PathLike naming a file or folder) as a Path; InputError naming the argument for
+    anything else: other types, bytes paths, an empty string, a NUL character."""
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            text = os.fspath(value)
+        except TypeError:  # __fspath__ returned neither str nor bytes
+            text = None
+        if isinstance(text, str) and text and "\0" not in text:
+            return Path(text)
+    got = ("an empty path" if value == "" else "a path holding NUL" if isinstance(value, str)
+           else type(value).__name__)
+    raise InputError(f"{name} must be a path (a non-empty str or os.PathLike without NUL), got {got}")
 
 
 def usable_cores() -> int:

@@ -21,19 +21,36 @@ into the frozen dataclasses below, so a hostile one can at worst choose a slower
 """
 
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .manifest import AUTO, BATCH_KEY, ModelDir
+from .manifest import AUTO, BATCH_KEY, GRAPH_NAMES, SHA256, ModelDir
 from .safe_files import escape, read_regular_file, sha256_hex
 from .typed_json import doc, parse
 
 FORMAT = "edgevae-device-profile/1"
 IN_MODEL_DIR = "device-profile.json"
 MAX_PROFILE_BYTES = 1 << 20
+MAX_THREADS = 4096  # a thread count beyond any CPU this runs on
+MAX_TEXT = 256  # characters of a variant name, version or CPU model (they are printed in `info` and warnings)
 _warned: set = set()  # one warning per profile path per process
+
+
+def _check_text(what: str, value: str) -> None:
+    if not value or len(value) > MAX_TEXT:
+        raise ValueError(f"{what} must be 1 to {MAX_TEXT} characters, got {len(value)}")
+
+
+def _check_pick(variant: str, threads: int | None) -> None:
+    """A (variant, threads) a profile may name: a concrete variant name and a thread count (None: default)."""
+    _check_text("variant", variant)
+    if variant == AUTO:
+        raise ValueError(f"variant {AUTO!r} is not a concrete variant")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads {threads} is not a thread count (1..{MAX_THREADS} or null)")
 
 
 @dataclass(frozen=True)
@@ -44,8 +61,7 @@ class Choice:
     threads: int | None = doc("intra-op threads; null: onnxruntime's default")
 
     def __post_init__(self):
-        if self.threads is not None and not 1 <= self.threads <= 4096:
-            raise ValueError(f"threads {self.threads} is not a thread count")
+        _check_pick(self.variant, self.threads)
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,15 @@ class Timing:
     p25_ms: float = doc("25th percentile, ms")
     p75_ms: float = doc("75th percentile, ms")
     calls: int = doc("timed calls")
+
+    def __post_init__(self):
+        _check_pick(self.variant, self.threads)
+        ms = (self.p25_ms, self.median_ms, self.p75_ms)
+        if not all(math.isfinite(t) for t in ms) or not 0 <= self.p25_ms <= self.median_ms <= self.p75_ms:
+            raise ValueError(f"timings of {self.variant!r} x{self.threads} must be finite with 0 <= p25 <= median "
+                             f"<= p75, got {list(ms)}")
+        if self.calls < 1:
+            raise ValueError(f"calls {self.calls} is not a positive count")
 
 
 @dataclass(frozen=True)
@@ -76,11 +101,35 @@ class DeviceProfile:
     edgevae_version: str = doc("edgevae version that tuned")
 
     def __post_init__(self):
+        """Every field, so that nothing read from a profile can fail later (a bad one is ignored when read)."""
         if self.format != FORMAT:
             raise ValueError(f"format {self.format!r} is not {FORMAT!r}")
-        for graph, sizes in self.choice.items():
-            if not all(BATCH_KEY.fullmatch(size) for size in sizes):  # ASCII digits: '²'.isdigit() is True
-                raise ValueError(f"choice.{graph} keys must be positive batch sizes")
+        if not SHA256.fullmatch(self.model_key):
+            raise ValueError("model_key is not 64 lower-case hex digits")
+        for field in ("onnxruntime", "cpu_model", "edgevae_version"):
+            _check_text(field, getattr(self, field))
+        if not 1 <= self.cores <= MAX_THREADS:
+            raise ValueError(f"cores {self.cores} is not a core count")
+        if not (math.isfinite(self.budget_s) and self.budget_s > 0):
+            raise ValueError(f"budget_s {self.budget_s} is not a positive time")
+        for name in ("choice", "timings", "default"):
+            for graph, sizes in getattr(self, name).items():
+                if graph not in GRAPH_NAMES:
+                    raise ValueError(f"{name} names graph {graph[:40]!r}, not one of {', '.join(GRAPH_NAMES)}")
+                bad = [size for size in sizes if not BATCH_KEY.fullmatch(size)]  # ASCII digits: '²'.isdigit() is True
+                if bad:
+                    raise ValueError(f"{name}.{graph} key {bad[0][:20]!r} is not a batch size (1-9 ASCII digits, no leading 0)")
+        for graph, sizes in self.timings.items():
+            for size, rows in sizes.items():
+                picks = [(t.variant, t.threads) for t in rows]
+                if not picks or len(set(picks)) != len(picks):
+                    raise ValueError(f"timings.{graph}.{size} must list each timed (variant, threads) once")
+        for name in ("choice", "default"):  # each pick is one of the candidates timed (tune's table shows both)
+            for graph, sizes in getattr(self, name).items():
+                for size, c in sizes.items():
+                    rows = self.timings.get(graph, {}).get(size, ())
+                    if not any((t.variant, t.threads) == (c.variant, c.threads) for t in rows):
+                        raise ValueError(f"{name}.{graph}.{size} ({c.variant[:40]!r} x{c.threads}) is not in timings")
 
 
 def model_key(model: ModelDir) -> str:
@@ -140,9 +189,21 @@ def profile_json(profile: DeviceProfile) -> dict:
     return to_json(profile)
 
 
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object's members, refusing a key given twice (json.loads would keep the last silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {twice[:40]!r} appears twice in one object")
+    return obj
+
+
 def _read(path: Path) -> DeviceProfile:
+    """The profile at path: a regular file of at most MAX_PROFILE_BYTES, UTF-8 JSON, every field checked
+    (DeviceProfile and its parts); ValueError, OSError, UnicodeDecodeError or RecursionError otherwise."""
     data = read_regular_file(path.parent, path.name, MAX_PROFILE_BYTES)
-    return parse(DeviceProfile, json.loads(data.decode("utf-8")))
+    return parse(DeviceProfile, json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys))
 
 
 def _warn(path: Path, reason: str) -> None:

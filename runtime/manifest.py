@@ -339,12 +339,18 @@ class ModelDir:
 
 
 def resolve_path(model_dir) -> Path:
-    """model_dir as a Path (None: the default model shipped in the package); InputError for other types."""
+    """model_dir as a Path (None: the default model shipped in the package); InputError for other types, bytes
+    paths, an empty string or a NUL character."""
     if model_dir is None:
         return DEFAULT_MODEL_DIR
-    if not isinstance(model_dir, (str, os.PathLike)):
-        raise InputError(f"model_dir must be a path or None, got {type(model_dir).__name__}")
-    return Path(model_dir)
+    try:
+        text = os.fspath(model_dir) if isinstance(model_dir, (str, os.PathLike)) else None
+    except TypeError:  # __fspath__ returned neither str nor bytes
+        text = None
+    if not isinstance(text, str) or not text or "\0" in text:
+        got = repr(model_dir)[:40] if isinstance(model_dir, str) else type(model_dir).__name__
+        raise InputError(f"model_dir must be a path (a non-empty str or os.PathLike without NUL) or None, got {got}")
+    return Path(text)
 
 
 def load(model_dir=None) -> ModelDir:

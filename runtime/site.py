@@ -11,13 +11,14 @@ Stdlib only (base install). The site is written to a temporary folder beside SIT
 import http.server
 import os
 import shutil
-from functools import partial
 from pathlib import Path
 
 from edgevae.atomic import sweep_stale, temp_name
 
+from .errors import InputError
 from .manifest import MANIFEST, load
 from .safe_files import escape
+from .site_server import SiteServer, make_handler
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"  # the checkout's web/ (edgevae is installed editable there)
 PAGE_FILES = ("index.html", "page.js", "edgevae.js", "manifest.js", "checks.js", "random.js", "source.js")
@@ -56,7 +57,9 @@ def write_site(out, model_dir=None) -> Path:
     The model dir is verified (every file's sha256) before it is copied, so a tampered model is refused here
     rather than published. out is replaced only if an earlier write_site made it.
     """
-    out = Path(out)
+    from .checks import check_path
+
+    out = check_path("out", out)
     model = load(model_dir)
     web = web_dir()
     ort = _ort_dir(web)
@@ -93,30 +96,17 @@ def write_site(out, model_dir=None) -> Path:
     return out
 
 
-class IsolatedHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with the headers that make the page cross-origin isolated (COOP same-origin + COEP
-    require-corp), which browsers require before they give wasm SharedArrayBuffer and so threads."""
-
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm",
-                      ".json": "application/json", ".onnx": "application/octet-stream"}
-
-    def end_headers(self):
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Cache-Control", "no-cache")
-        super().end_headers()
-
-    def log_message(self, format, *args):  # errors only: one line per failed request
-        if len(args) > 1 and str(args[1]).startswith(("4", "5")):
-            super().log_message(format, *args)
-
-
 def make_server(site, port: int = 8000, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
-    """An HTTP server for the site folder on host:port (port 0: any free port); call serve_forever()."""
-    site = Path(site)
+    """An HTTP server for the site folder on host:port (port 0: any free port); call serve_forever().
+    It serves the regular files inside site and nothing else (runtime/site_server.py)."""
+    from .checks import check_count, check_path
+
+    site = check_path("site", site)
+    port = check_count("port", port, minimum=0)
+    if port > 65535:
+        raise InputError(f"port must be in 0..65535, got {port}")
+    if not isinstance(host, str):
+        raise InputError(f"host must be a string, got {type(host).__name__}")
     if not (site / "index.html").is_file() or not (site / MODEL_SUBDIR / MANIFEST).is_file():
         raise SiteError(f"{escape(site)} is not a site written by `edgevae web` (no index.html or {MODEL_SUBDIR}/{MANIFEST})")
-    return http.server.ThreadingHTTPServer((host, port), partial(IsolatedHandler, directory=str(site)))
+    return SiteServer((host, port), make_handler(site))

@@ -23,6 +23,7 @@ from .latent import rng_of, standard_normal
 from .manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
 from .safe_files import escape
 from .sessions import SessionConfig, create_session, run_checked
+from .typed_json import short_repr
 
 BATCH_SIZES = (1, 8, 64, 256)
 DEFAULT_BUDGET_S = 20.0
@@ -35,6 +36,8 @@ MIN_PSNR_DB, MAX_ELBO_REL = 35.0, 0.01  # quantize --select's default accuracy b
 # (threads=2 and onnxruntime's default, the same setting on a 2-core machine, differed by up to 20% under load).
 KEEP_MARGIN = 0.05
 HARD_LIMIT, HARD_SLACK_S = 2.0, 10.0
+MAX_BUDGET_S = 3600.0
+MAX_BATCH = 4096  # a batch a device would run at once; larger ones only spend the budget on memory
 
 
 def eligible_variants(model: ModelDir) -> list:
@@ -94,9 +97,12 @@ def _time_group(calls: dict, budget_s: float, rng: np.random.Generator, hard_end
 
 
 def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_SIZES, progress: bool = True) -> DeviceProfile:
-    """Time every candidate on this device and return the profile (not written: see device_profile.write)."""
+    """Time every candidate on this device and return the profile (not written: see device_profile.write).
+    model: a ModelDir; budget_s: seconds in (0, MAX_BUDGET_S]; batch_sizes: batch sizes to time (1..MAX_BATCH);
+    progress: show a progress bar. InputError for a wrong argument, before anything is timed."""
     from edgevae import __version__
 
+    budget_s, batch_sizes = _check_arguments(model, budget_s, batch_sizes, progress)
     identity = device_identity()
     started = time.perf_counter()
     hard_end = started + HARD_LIMIT * budget_s + HARD_SLACK_S
@@ -138,6 +144,27 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
         bar.close()
     return DeviceProfile(format=FORMAT, model_key=model_key(model), **identity, choice=choice, timings=timings,
                          default=default, budget_s=float(budget_s), edgevae_version=__version__)
+
+
+def _check_arguments(model, budget_s, batch_sizes, progress) -> tuple:
+    """(budget_s as a float, batch_sizes as a tuple of ints), or InputError naming the bad argument."""
+    import math
+
+    from .checks import check_count, check_model
+    from .errors import InputError
+
+    check_model(model)
+    if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float, np.integer, np.floating)) \
+            or not (math.isfinite(budget_s) and 0 < budget_s <= MAX_BUDGET_S):
+        raise InputError(f"budget_s must be a number of seconds in (0, {MAX_BUDGET_S:g}], got {short_repr(budget_s)}")
+    if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, (list, tuple)) or not batch_sizes:
+        raise InputError(f"batch_sizes must be a non-empty list of batch sizes, got {short_repr(batch_sizes)}")
+    sizes = tuple(check_count(f"batch_sizes[{i}]", b) for i, b in enumerate(batch_sizes))
+    if max(sizes) > MAX_BATCH:
+        raise InputError(f"batch_sizes holds {max(sizes)}; at most {MAX_BATCH} is timed")
+    if not isinstance(progress, (bool, np.bool_)):
+        raise InputError(f"progress must be True or False, got {short_repr(progress)}")
+    return float(budget_s), sizes
 
 
 def _weight(batch: int) -> float:
@@ -189,8 +216,8 @@ def main(args) -> None:
     from .device_profile import IN_MODEL_DIR, cache_path, write
     from .manifest import load
 
-    if not (isinstance(args.budget_s, float) and math.isfinite(args.budget_s) and 0 < args.budget_s <= 3600):
-        raise ValueError(f"--budget-s {args.budget_s} must be a number of seconds in (0, 3600]")
+    if not (isinstance(args.budget_s, float) and math.isfinite(args.budget_s) and 0 < args.budget_s <= MAX_BUDGET_S):
+        raise ValueError(f"--budget-s {args.budget_s} must be a number of seconds in (0, {MAX_BUDGET_S:g}]")
     model = load(args.model)
     model.verify()
     t0 = time.perf_counter()

@@ -1,13 +1,14 @@
 """`edgevae verify`: run a model dir's golden inputs through its graphs on this device and compare the
 outputs with the expected ones stored beside them, within each variant's recorded tolerance (runtime/golden.py
-says how the tolerance was derived). Torch-free: the base install runs it."""
+says how the tolerance was derived, and the cap past which a tolerance is refused). Torch-free: the base install
+runs it. What this proves, and what it does not (it is no signature), is in docs/security.md."""
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from .golden import max_abs_diff, read_expected, read_inputs, run_graph
-from .manifest import AUTO, GRAPH_NAMES, ModelDir
+from .golden import max_abs_diff, read_expected, read_inputs, rule_tolerance, run_graph, tolerance_cap
+from .manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
 from .safe_files import escape
 
 ALL = "all"
@@ -40,19 +41,53 @@ def variants_to_check(model: ModelDir, variant: str) -> list:
     return concrete
 
 
+def allowed_tolerance(model: ModelDir, variant: str, graph: str, expected: list) -> float:
+    """min(the rule recomputed from the manifest's measured figures with golden.py's factors, never the manifest's,
+    and golden.tolerance_cap): the largest tolerance for (variant, graph) that the manifest's own figures and its
+    expected outputs justify."""
+    golden = model.manifest.golden
+    figure = lambda table, v: table.get(v, {}).get(graph, 0.0)  # noqa: E731
+    rule = rule_tolerance(figure(golden.measured, variant), figure(golden.measured, FP32), figure(golden.reference, variant))
+    return min(rule, tolerance_cap(variant, graph, expected))
+
+
+def checked_tolerance(model: ModelDir, variant: str, graph: str, expected: list) -> float:
+    """The manifest's tolerance for (variant, graph) once it is within allowed_tolerance; ModelDirError otherwise
+    (goldens that loose would pass graphs of another model)."""
+    tolerance = model.manifest.golden.tolerance[variant][graph]
+    allowed = allowed_tolerance(model, variant, graph, expected)
+    if tolerance > allowed * (1 + 1e-9):
+        raise model.fail(f"golden.tolerance.{escape(variant)}.{graph} is {tolerance:.3g}, more than its measured "
+                         f"figures and the cap allow ({allowed:.3g}): goldens that loose prove nothing (docs/security.md; "
+                         "goldens made before the cap: python -m edgevae.runtime.golden DIR re-makes them)")
+    return tolerance
+
+
 def verify(model: ModelDir, variant: str = ALL, threads: int | None = None) -> list[Check]:
-    """A Check per graph and variant. ModelDirError when the dir has no goldens or they are unreadable."""
+    """A Check per graph and variant. model: a ModelDir (manifest.load); variant: all, auto or one variant;
+    threads: intra-op threads (None: onnxruntime's default). InputError for a wrong argument, ModelDirError when
+    the dir has no goldens, lacks the variant, its goldens are unreadable, or a tolerance is looser than
+    checked_tolerance allows (refused before any graph runs)."""
+    from .checks import check_model, check_threads
+    from .errors import InputError
+
+    check_model(model)
+    if not isinstance(variant, str):
+        raise InputError(f"variant must be a string (all, auto or a variant), got {type(variant).__name__}")
+    threads = None if threads is None else check_threads(threads)
     if model.manifest.golden is None:
         raise model.fail("has no goldens (made before edgevae stored them; re-export it, or add them with "
                          "python -m edgevae.runtime.golden DIR)")
     inputs = read_inputs(model)
+    variants = variants_to_check(model, variant)
+    expected = {(v, g): read_expected(model, v, g, len(inputs[g])) for v in variants for g in GRAPH_NAMES}
+    tolerance = {key: checked_tolerance(model, *key, outputs) for key, outputs in expected.items()}  # before any run
     checks = []
-    for v in variants_to_check(model, variant):
+    for v in variants:
         for graph in GRAPH_NAMES:
-            expected = read_expected(model, v, graph, len(inputs[graph]))
             with np.errstate(invalid="ignore", over="ignore"):
                 got = run_graph(model, v, graph, inputs[graph], threads=threads)
-            checks.append(Check(graph, v, max_abs_diff(got, expected), model.manifest.golden.tolerance[v][graph]))
+            checks.append(Check(graph, v, max_abs_diff(got, expected[v, graph]), tolerance[v, graph]))
     return checks
 
 
