@@ -96,7 +96,7 @@ class VAERuntime:
         """
         if threads is not None and threads != AUTO:
             threads = check_threads(threads)
-        if providers is not None and (isinstance(providers, str) or not all(isinstance(p, str) for p in providers)):
+        if providers is not None and (not isinstance(providers, (list, tuple)) or not all(isinstance(p, str) for p in providers)):
             raise InputError(f"providers must be a list of provider names, got {escape(repr(providers))[:60]}")
         timeout_s = check_timeout(timeout_s)
         if not isinstance(spinning, bool):
