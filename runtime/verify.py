@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .golden import max_abs_diff, read_expected, read_inputs, run_graph
+from .golden import fit_rows, max_abs_diff, read_expected, read_inputs, run_graph
 from .manifest import AUTO, GRAPH_NAMES, ModelDir
 from .safe_files import escape
 
@@ -49,7 +49,7 @@ def verify(model: ModelDir, variant: str = ALL, threads: int | None = None) -> l
     checks = []
     for v in variants_to_check(model, variant):
         for graph in GRAPH_NAMES:
-            expected = read_expected(model, v, graph, len(inputs[graph]))
+            expected = read_expected(model, v, graph, len(fit_rows(model, v, inputs[graph])))  # fixed shapes: whole batches
             with np.errstate(invalid="ignore", over="ignore"):
                 got = run_graph(model, v, graph, inputs[graph], threads=threads)
             checks.append(Check(graph, v, max_abs_diff(got, expected), model.manifest.golden.tolerance[v][graph]))
@@ -86,6 +86,11 @@ def main(args) -> int:
 
     threads = None if args.threads is None else check_threads(args.threads, "--threads")
     model = load(args.model)
+    if args.trust is not None:  # before anything of the dir is run: a dir its signer did not write is bad input
+        from .signing import SIGNATURE, check_signature
+
+        count = check_signature(model, args.trust)
+        print(f"signature {SIGNATURE} verified with {escape(args.trust)}: manifest.json and {count - 1} files it names")
     model.verify()  # every file hashed first: a changed file is bad input (exit 2), not a failed check
     checks = verify(model, args.variant, threads)
     print(format_table(checks))
