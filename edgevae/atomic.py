@@ -3,19 +3,25 @@
 A crash, kill or signal at any point leaves the old file or the new one, never a half-written one. Used by
 train (checkpoints, metrics), export (model dirs) and the runtime (images): stdlib only, so every install has it.
 
-Temporary names are `.NAME.PID.RANDOM.tmp`, so any later write to the same folder can sweep the leftovers of a
-process that no longer exists (SIGKILL cannot be caught) without touching those of a live writer.
+Temporary names are `.NAME.PID.NONCE+TAG.tmp`, where TAG is a hash of everything before it and of this user
+and PID namespace: a later write to the same folder sweeps the leftovers of a writer that no longer exists
+(SIGKILL cannot be caught), and only entries that prove by their name, owner and type that edgevae made them.
+A user's `.notes.4000000.deadbeef.tmp` has no valid TAG, so it is never touched (tests/test_atomic.py).
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
-TEMP_NAME = re.compile(r"\..+\.([0-9]{1,10})\.[0-9a-f]{8}\.tmp")  # what temp_name makes; group 1 is the writer's PID
+# What temp_name makes: (prefix)(writer's PID).(nonce)(tag).tmp. Linux PIDs stay below 2**22 (PID_MAX_LIMIT):
+# seven digits at most, so a stranger's ten-digit "PID" can neither match nor overflow os.kill.
+TEMP_NAME = re.compile(r"(\..+\.)([0-9]{1,7})\.([0-9a-f]{8})([0-9a-f]{8})\.tmp")
 NAME_KEPT = 100  # chars of the target's name kept in the temp name: NAME_MAX is 255 and we add up to ~30
 
 
@@ -23,41 +29,71 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name[:NAME_KEPT]}."
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace: a PID is only meaningful inside it (containers sharing a volume)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
+def _tag(prefix: str, pid: str, nonce: str) -> str:
+    """The hash that marks a temporary name as edgevae's, for this user and PID namespace. Not a secret:
+    it cannot stop a user from naming their own files so, only keep us from ever deleting a file by accident."""
+    owner = os.geteuid() if hasattr(os, "geteuid") else 0
+    text = f"edgevae-temp/1\0{owner}\0{_pid_namespace()}\0{prefix}\0{pid}\0{nonce}"
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except OSError:  # EPERM: alive, someone else's; anything else: assume alive, keep its files
         return True
     return True
 
 
+def _ours_and_stale(entry: os.DirEntry) -> bool:
+    """entry is a temporary this user's edgevae made (valid tag, our uid, a plain file or a real folder) and its
+    writer is gone."""
+    match = TEMP_NAME.fullmatch(entry.name)
+    if not match:
+        return False
+    prefix, pid, nonce, tag = match.groups()
+    if tag != _tag(prefix, pid, nonce) or int(pid) == os.getpid() or _pid_alive(int(pid)):
+        return False
+    info = entry.stat(follow_symlinks=False)
+    mine = not hasattr(os, "geteuid") or info.st_uid == os.geteuid()
+    return mine and (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode))
+
+
 def sweep_stale(path: Path) -> None:
-    """Delete the temporary files (and folders) that writers killed before they could clean up (SIGKILL)
-    left in path's folder: ours by their name, of processes that no longer exist."""
+    """Delete the temporaries that dead edgevae writers left in path's folder (see the module docstring).
+    Never raises: a stranger's file must not fail our write."""
     try:
         entries = list(os.scandir(path.parent))
     except OSError:
         return
     for entry in entries:
-        match = TEMP_NAME.fullmatch(entry.name)
-        if not match or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
-            continue
         try:
+            if not _ours_and_stale(entry):
+                continue
             if entry.is_dir(follow_symlinks=False):
                 import shutil
 
-                shutil.rmtree(entry.path, ignore_errors=True)
+                shutil.rmtree(entry.path, ignore_errors=True)  # a folder we made (a model dir or site in progress)
             else:
                 os.unlink(entry.path)
-        except OSError:
-            pass
+        except (OSError, ValueError):
+            continue
 
 
 def temp_name(path: Path) -> Path:
-    """A fresh temporary name beside path (not created)."""
-    return path.parent / f"{_temp_prefix(path)}{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    """A fresh temporary name beside path (not created), tagged as ours (see the module docstring)."""
+    prefix, pid, nonce = _temp_prefix(path), str(os.getpid()), secrets.token_hex(4)
+    return path.parent / f"{prefix}{pid}.{nonce}{_tag(prefix, pid, nonce)}{TEMP_SUFFIX}"
 
 
 def _mode_for(path: Path, mode: int | None) -> int | None:

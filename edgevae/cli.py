@@ -73,11 +73,41 @@ def _raise_terminated(signum, frame):
     raise Terminated(signum)
 
 
+def _stop_native_runs_on_signals() -> None:
+    """Python runs a signal's handler only between bytecodes, so while onnxruntime computes inside one call a
+    SIGTERM would wait for the call to end, for ever with a hostile graph. Python's C-level handler also writes
+    the signal's number to the wakeup fd: a thread reading it stops every onnxruntime run in flight
+    (runtime/run_guard.py), the run returns, and the handler raises as usual."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set it
+    earlier = signal.set_wakeup_fd(-1)
+    if earlier != -1:  # watched already (main() called again in one process), or an event loop's: leave it
+        signal.set_wakeup_fd(earlier)
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    stopping = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+
+    def watch():
+        while True:
+            if any(signum in stopping for signum in os.read(read_end, 64)):
+                guard = sys.modules.get("edgevae.runtime.run_guard")  # only if a run can be in flight
+                if guard is not None:
+                    guard.stop_all_runs()
+
+    threading.Thread(target=watch, name="edgevae-signal-watch", daemon=True).start()
+
+
 def _run(args) -> int:
     import signal
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_terminated)
+    _stop_native_runs_on_signals()
     try:
         status = args.run(args)  # None, or an exit status of its own (verify: 1 when a check fails)
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ work than the pair:
 The folded matrices are computed in float64 from the layers themselves (the map at 0 gives the bias, its
 Jacobian the weight), so they hold for any image shape and channel counts the model rule builds. The
 graphs then differ from PyTorch's layer-by-layer float32 arithmetic by rounding only; export's parity
-check measures that against the unfolded PyTorch model (docs/measurements.md).
+check measures that against the unfolded PyTorch model (docs/results.md).
 """
 
 import copy

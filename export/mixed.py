@@ -135,8 +135,8 @@ class Search:
                        "source": "--select's defaults (35 dB, 1% of fp32 -ELBO)" if defaults else "--budget-psnr/--budget-nats"}
         self.candidates, self.timed_out = [], False
         # One intra-op thread runs on the calling thread, so its CPU time is the kernels' time, without the waits
-        # for a core that a shared machine adds to wall time (measured: wall-clock speedups of one graph varied
-        # 1.15-1.34x between rounds there). Other thread counts are timed by the wall clock.
+        # for a core that a shared machine adds to wall time (wall-clock speedups of one graph varied from round to
+        # round there: docs/results.md). Other thread counts are timed by the wall clock.
         self.clock = time.thread_time if threads == 1 else time.perf_counter
         self.clock_name = "CPU time of the calling thread (1 intra-op thread)" if threads == 1 else "wall time"
 

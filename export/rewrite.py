@@ -2,8 +2,8 @@
 
 Encoder, `pad_input_channels`: the first Conv reads the 1-channel image, so its int8 im2col GEMM has a
 reduction depth of 1*3*3 = 9, and onnxruntime's u8s8 kernels (VNNI: 4 bytes per dot-product step) ran it
-2.5x slower than the same Conv with the input zero-padded to 4 channels and zero kernel taps there
-(K = 36). Figures in docs/measurements.md.
+several times slower than the same Conv with the input zero-padded to 4 channels and zero kernel taps there
+(K = 36). Figures in docs/results.md.
 
 Decoder, `conv_transpose_as_conv`: onnxruntime's CPU provider has no int8 ConvTranspose: a quantized
 ConvTranspose runs in fp32 between DequantizeLinear / QuantizeLinear and the int8 graph ends up slower
@@ -21,7 +21,7 @@ not rewritten: such a node is left in place with a warning (see conv_transpose_a
 The interleave is written in channels-last order (Transpose to NHWC, Reshape, swap two axes, Reshape,
 Slice, Transpose back) rather than as DepthToSpace: at ORT_ENABLE_ALL onnxruntime runs QLinearConv in
 NHWC and cancels our Transposes against the ones it inserts, leaving one cheap block copy, whereas its
-DepthToSpace kernel took ~40% of the int8 decoder's time (docs/measurements.md).
+DepthToSpace kernel took a large share of the int8 decoder's time (docs/results.md).
 The rewritten graph computes the same function up to float summation order (tests: max diff <= 1e-5).
 """
 

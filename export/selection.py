@@ -7,9 +7,9 @@ import numpy as np
 
 TIMING_BATCH_SIZES = (1, 8, 64, 256)
 # Interleaved rounds: every variant is timed once per round, so load drift hits all alike. fp16 runs fp32
-# kernels after a cast, so it times as fp32 does: on this 2-core machine shared with a training run, 5
-# rounds of ~50 ms put it 24% "faster" at batch 64 in one --select run; 15 rounds of ~20 ms (same
-# wall time) kept it within 2% of fp32 at every batch size.
+# kernels after a cast, so it times as fp32 does: on a shared machine a few long rounds let load drift make
+# it look faster than fp32, while more, shorter rounds in the same wall time kept it level with fp32
+# (docs/results.md, Quantization).
 ROUNDS = 15
 MIN_GAIN = 0.10  # a variant must beat fp32 by this much to be selected: a margin over that noise
 

@@ -1,8 +1,8 @@
 """The quantized variants of a model dir: how each is built from the fp32 graph (a plain dict registry).
 
 - int8: static QDQ, U8S8 (uint8 activations, int8 weights), 8-bit weights (reduce_range off): on an AVX2 CPU
-  without VNNI, where onnxruntime's docs warn that U8S8 sums may saturate, 7-bit weights gave 1 dB less decoder
-  PSNR and still did not make the fused kernels agree with the reference path (docs/measurements.md). Each graph first gets its INT8_REWRITES (export/rewrite.py, exact): the decoder's
+  without VNNI, where onnxruntime's docs warn that U8S8 sums may saturate, 7-bit weights cost decoder PSNR
+  and still did not make the fused kernels agree with the reference path (docs/results.md). Each graph first gets its INT8_REWRITES (export/rewrite.py, exact): the decoder's
   ConvTranspose -> Conv, since onnxruntime has no int8 ConvTranspose; the encoder's 1-channel input padded to
   4 channels, since a reduction depth of 9 runs in a slow int8 path. The final Sigmoid stays fp32: an int8
   sigmoid rounds probabilities below 1/510 to 0, where only the BCE's probability floor bounds the loss.
@@ -15,10 +15,10 @@
 - fp32-npu, fp16-npu, int8-npu: for NNAPI and other NPUs, which take no ConvTranspose (NNAPI) or no 5-D tensor
   (NNAPI's Transpose and Reshape take rank <= 4): the decoder's ConvTransposes rewritten as stride-phase Conv +
   DepthToSpace (export/rewrite.py, exact), every tensor 4-D. On the CPU the ConvTranspose graph stays fp32's
-  default: the rewritten fp32 decoder ran 1.8-1.9x slower there (docs/npu.md), and int8 keeps its channels-last
+  default: the rewritten fp32 decoder ran 1.8-2.3x slower there (docs/results.md), and int8 keeps its channels-last
   interleave, which onnxruntime's int8 CPU kernels run fastest.
 
-The measurements behind each decision, with the commands that reproduce them: docs/measurements.md.
+The measurements behind each decision, with the commands that reproduce them: docs/results.md.
 """
 
 import contextlib
@@ -37,7 +37,7 @@ from .rewrite import DEPTH_TO_SPACE, REWRITES, TRANSPOSE, conv_transpose_as_conv
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT8_REWRITES = {"encoder": ("pad-input-channels",), "decoder": ("conv-transpose-as-conv",)}  # graph -> REWRITES names
 # Calibration per graph unless Int8Settings.calibration names one for both: decoder activations have rare
-# outliers that MinMax spends the uint8 range on, while clipping hurts the encoder's mu (docs/measurements.md).
+# outliers that MinMax spends the uint8 range on, while clipping hurts the encoder's mu (docs/results.md).
 DEFAULT_CALIBRATION = {"encoder": "minmax", "decoder": "percentile"}
 
 

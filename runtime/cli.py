@@ -15,6 +15,12 @@ def _model_args(p, threads: bool = True) -> None:
         p.add_argument("--threads", type=_threads_arg, default="auto",
                        help="intra-op threads per session, or auto (default): this device's profile from `edgevae tune`, "
                             "else the manifest's, else onnxruntime's default")
+        p.add_argument("--timeout", type=float, metavar="S",
+                       help="stop any one onnxruntime call after S seconds (default: 100x the fastest call so far, at "
+                            "least 10 s; 300 s for the first)")
+        p.add_argument("--spin", action="store_true",
+                       help="let idle onnxruntime threads busy-wait for work (lower latency on an idle machine, a core "
+                            "burnt; default off)")
 
 
 def _threads_arg(text: str):
@@ -61,12 +67,15 @@ def register(sub) -> None:
 
 def _load(args):
     from .checks import check_count, check_threads
+    from .run_guard import check_timeout
     from .vae import VAERuntime
 
     threads = args.threads if args.threads == "auto" else check_threads(args.threads, "--threads")  # named as typed
     if getattr(args, "seed", None) is not None:
         check_count("--seed", args.seed, minimum=0)  # numpy's seeds are non-negative
-    return VAERuntime.load(args.model, variant=args.variant, threads=threads, trust=args.trust)
+    timeout_s = check_timeout(args.timeout, "--timeout")
+    return VAERuntime.load(args.model, variant=args.variant, threads=threads, timeout_s=timeout_s, spinning=args.spin,
+                           trust=args.trust)
 
 
 def _sample(args) -> None:

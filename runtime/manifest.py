@@ -237,6 +237,8 @@ class Manifest:
     latency_ms: Latency | None = doc("timings behind `selection`", default=None)
     ort: OrtFormat | None = doc("the optional .ort copies", default=None)
     golden: Golden | None = doc("golden inputs and expected outputs per variant, for `edgevae verify`", default=None)
+    control_flow: tuple[str, ...] | None = doc("operators with subgraphs (Loop, Scan, If, ...) that the producer declares "
+                                               "its graphs use; a graph holding any other is refused at load", default=None)
     static: dict[str, StaticShape] = doc("{variant: its base and fixed batch} for the fixed-shape variants",
                                          omit_empty=True, default_factory=dict)
     targets: Targets | None = doc("which execution providers could run each graph (`edgevae check`)", default=None)

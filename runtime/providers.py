@@ -3,8 +3,8 @@
 `onnxruntime.get_available_providers()` lists what this build of onnxruntime was compiled with, not what can
 run a model: the pip wheel for Linux lists AzureExecutionProvider, which sends requests to a cloud endpoint and
 takes no node of a local graph. So a provider counts only when onnxruntime, asked to place a graph's nodes with
-it first and the CPU's after (session config `session.record_ep_graph_assignment_info`, onnxruntime >= 1.23),
-gives it at least one node. Torch- and onnx-free: tune and the runtime use it.
+it first and the CPU's after (session config `session.record_ep_graph_assignment_info`), gives it at least one
+node; an onnxruntime too old to report that counts every provider it lists. Torch- and onnx-free: tune uses it.
 """
 
 import onnxruntime as ort

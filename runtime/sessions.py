@@ -1,13 +1,14 @@
 """onnxruntime sessions for a model dir's graphs, with the session options chosen by measurement
-(docs/measurements.md): see `session_options`."""
+(docs/results.md): see `session_options`."""
 
 from dataclasses import dataclass
 
 import onnxruntime as ort
 
 from .manifest import ModelDir
-from .safe_files import escape
 from .onnx_scan import GraphRefused, check_self_contained
+from .run_guard import FIRST_CALL_S, RunStopped, run
+from .safe_files import escape
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
@@ -19,18 +20,21 @@ class SessionConfig:
     threads: int | None = None
     providers: tuple = DEFAULT_PROVIDERS
     optimize: bool = True  # False: onnxruntime's reference path (no fusions; QDQ run as dequantize, fp32 op, quantize)
+    timeout_s: float | None = None  # per run; None: run_guard.default_timeout of the measured cost
+    spinning: bool = False  # intra-op threads busy-wait for work: see session_options
 
 
 def session_options(config: SessionConfig) -> ort.SessionOptions:
     """Full graph optimisation (fastest, and no slower to build), sequential execution, and intra-op
-    threads that do not spin: spinning idle threads made 2 threads 2x slower than 1 on a loaded machine
-    (docs/measurements.md)."""
+    threads that do not spin unless config.spinning: spinning threads burn a core between and during calls
+    (an embedded runtime must not drain a phone's battery waiting), and made 2 threads 2x slower than 1 on a
+    loaded machine, for a few percent of latency on a quiet one (docs/results.md, Runtime under load)."""
     options = ort.SessionOptions()
     # The graphs are straight chains of convolutions: parallel execution would have nothing to overlap.
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if config.optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
     # fatal only: onnxruntime's own coloured error line would add a second line to ours (errors reach the
     # caller as exceptions, which the runtime turns into one-line ModelDirErrors)
     options.log_severity_level = 4
@@ -80,10 +84,11 @@ def _check_io(model: ModelDir, variant: str, graph: str, session) -> None:
         raise model.fail(f"{file} has latent size {width}, the manifest says latent_dim {model.latent_dim}")
 
 
-def new_session(data: bytes, config: SessionConfig = SessionConfig()) -> ort.InferenceSession:
+def new_session(data: bytes, config: SessionConfig = SessionConfig(), control_flow=()) -> ort.InferenceSession:
     """A session of the ONNX graph `data` with the options devices run (export measures parity and quality
-    with it too); GraphRefused for a graph that refers to external data, onnxruntime's error otherwise."""
-    check_self_contained(data)
+    with it too); GraphRefused for a graph that refers to external data or holds control flow other than
+    control_flow's operators, onnxruntime's error otherwise."""
+    check_self_contained(data, control_flow)
     return ort.InferenceSession(data, sess_options=session_options(config), providers=list(config.providers))
 
 
@@ -92,7 +97,7 @@ def create_session(model: ModelDir, variant: str, graph: str, config: SessionCon
     data = model.graph_bytes(variant, graph)
     file = model.file_label(variant, graph)
     try:
-        session = new_session(data, config)
+        session = new_session(data, config, model.manifest.control_flow or ())
     except GraphRefused as err:
         raise model.fail(f"{file} {err}") from None
     except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
@@ -100,3 +105,20 @@ def create_session(model: ModelDir, variant: str, graph: str, config: SessionCon
         raise model.fail(f"onnxruntime cannot load {file}: {escape(first)}") from None
     _check_io(model, variant, graph, session)
     return session
+
+
+def run_checked(model: ModelDir, label: str, session: ort.InferenceSession, feed: dict, timeout_s: float = FIRST_CALL_S,
+                limit: str = "allow more with timeout_s, or --timeout") -> list:
+    """session's outputs on feed, the run bounded by timeout_s (runtime/run_guard.py). The inputs were checked,
+    so a failure or a run past its deadline is the graph's fault: ModelDirError naming label (its file). A
+    signal's RunStopped passes through for the CLI's handler."""
+    n = len(next(iter(feed.values())))
+    try:
+        return run(session, feed, timeout_s)
+    except RunStopped as err:
+        if not err.timed_out:
+            raise
+        raise model.fail(f"{label} ran longer than {timeout_s:.3g} s on a batch of {n} and was stopped ({limit})") from None
+    except Exception as err:  # onnxruntime's own types
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise model.fail(f"{label} failed to run on a batch of {n}: {escape(first)}") from None

@@ -56,9 +56,10 @@ def _read(model: ModelDir, name: str, max_bytes: int, exact: int | None = None) 
         raise model.fail(f"cannot read {escape(name)}: {getattr(err, 'strerror', None) or err}") from None
 
 
-def _snapshot(model: ModelDir, folder: Path) -> int:
+def _snapshot(model: ModelDir, folder: Path, hashed: bool) -> int:
     """Write the bytes of manifest.json and every file it names, each read with the safe reader (its size as the
-    manifest says), into folder (created); returns how many. Their digests are model-signing's to compare."""
+    manifest says; hashed: its sha256 too, before signing), into folder (created); returns how many. When
+    verifying, the digests are model-signing's to compare, so that a changed file is named as unsigned bytes."""
     folder.mkdir()
     data = _read(model, MANIFEST, MAX_MANIFEST_BYTES)
     if parse_bytes(data, f"model dir {escape(model.path)}") != model.manifest:
@@ -66,7 +67,7 @@ def _snapshot(model: ModelDir, folder: Path) -> int:
     (folder / MANIFEST).write_bytes(data)
     entries = _entries(model)
     for name, entry in entries.items():
-        (folder / name).write_bytes(_read(model, name, MAX_GRAPH_BYTES, exact=entry.bytes))
+        (folder / name).write_bytes(model.read(entry) if hashed else _read(model, name, MAX_GRAPH_BYTES, exact=entry.bytes))
     return 1 + len(entries)
 
 
@@ -104,7 +105,7 @@ def _mismatch(err: Exception) -> str:
 
 def sign(model: ModelDir, key) -> Path:
     """Sign model's manifest and every file it names with the EC private key at `key` (PEM; P-256, P-384 or
-    P-521); writes MODEL_DIR/model.sig atomically and returns its path. The files are hashed against the
+    P-521); writes MODEL_DIR/model.sig atomically and returns its path. Every file is hashed against the
     manifest first (ModelDirError when one does not match), InputError for a key that is not such a key."""
     from model_signing import hashing, signing
 
@@ -116,9 +117,8 @@ def sign(model: ModelDir, key) -> Path:
     except Exception as err:  # cryptography's and model-signing's own types, for every way a file is not an EC key
         raise InputError(f"--key {escape(key)} is not an elliptic-curve private key in PEM (P-256, P-384 or P-521): "
                          f"{_first_line(err)}") from None
-    model.verify()
     with tempfile.TemporaryDirectory(prefix="edgevae-sign-") as tmp:
-        _snapshot(model, Path(tmp) / "model")
+        _snapshot(model, Path(tmp) / "model", hashed=True)  # only a dir whose files match its manifest is signed
         config.set_hashing_config(hashing.Config().use_file_serialization(hashing_algorithm="sha256"))
         config.sign(Path(tmp) / "model", Path(tmp) / SIGNATURE)
         data = (Path(tmp) / SIGNATURE).read_bytes()
@@ -146,7 +146,7 @@ def check_signature(model: ModelDir, trust) -> int:
     except (OSError, ValueError) as err:
         raise model.fail(f"cannot read {SIGNATURE}: {getattr(err, 'strerror', None) or err}") from None
     with tempfile.TemporaryDirectory(prefix="edgevae-trust-") as tmp:
-        count = _snapshot(model, Path(tmp) / "model")
+        count = _snapshot(model, Path(tmp) / "model", hashed=False)
         (Path(tmp) / SIGNATURE).write_bytes(signature)
         config.set_hashing_config(hashing.Config().use_file_serialization(hashing_algorithm="sha256"))
         try:

@@ -9,7 +9,9 @@ candidate runs back-to-back calls for about SEGMENT_S, each timed on its own. Me
 percentile spread are recorded; the choice is the fastest candidate, unless what the runtime ran before tuning
 (timed in the same rounds) is within KEEP_MARGIN of it. The run is bounded by budget_s: each group gets a share
 of what is left (session creation included) in proportion to its batch size plus 8, since a round's cost grows
-with the batch, and at least MIN_ROUNDS rounds, so a heavily loaded machine or a tiny budget can overrun it.
+with the batch, and at least MIN_ROUNDS rounds, so a heavily loaded machine or a tiny budget can overrun it --
+but never past HARD_LIMIT x budget_s + HARD_SLACK_S: every call is stopped there (runtime/run_guard.py), so a
+hostile or hopelessly slow graph ends tune with one line instead of running for ever.
 Torch-free: the base install runs it.
 """
 
@@ -23,7 +25,7 @@ from .device_profile import FORMAT, Choice, DeviceProfile, Plan, Timing, device_
 from .latent import rng_of, standard_normal
 from .manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
 from .safe_files import escape
-from .sessions import SessionConfig, create_session
+from .sessions import SessionConfig, create_session, run_checked
 
 BATCH_SIZES = (1, 8, 64, 256)
 DEFAULT_BUDGET_S = 20.0
@@ -35,6 +37,7 @@ MIN_PSNR_DB, MAX_ELBO_REL = 35.0, 0.01  # quantize --select's default accuracy b
 # goal is every graph x batch within 5% of the fastest, and switching on a smaller gap chases timing noise
 # (threads=2 and onnxruntime's default, the same setting on a 2-core machine, differed by up to 20% under load).
 KEEP_MARGIN = 0.05
+HARD_LIMIT, HARD_SLACK_S = 2.0, 10.0
 
 
 def eligible_variants(model: ModelDir) -> list:
@@ -85,8 +88,9 @@ def pick(rows, was: Choice) -> Choice:
     return Choice(best.variant, best.threads, best.provider)
 
 
-def _time_group(calls: dict, budget_s: float, rng: np.random.Generator) -> dict:
-    """{candidate: [seconds per call]} from interleaved rounds lasting about budget_s (>= MIN_ROUNDS)."""
+def _time_group(calls: dict, budget_s: float, rng: np.random.Generator, hard_end: float) -> dict:
+    """{candidate: [seconds per call]} from interleaved rounds lasting about budget_s (>= MIN_ROUNDS rounds, but
+    none begun after hard_end, on time.perf_counter)."""
     reps = {}
     for key, fn in calls.items():  # one untimed call each: warms the session up and sizes its repeat count
         start = time.perf_counter()
@@ -95,7 +99,7 @@ def _time_group(calls: dict, budget_s: float, rng: np.random.Generator) -> dict:
     samples = {key: [] for key in calls}
     keys = list(calls)
     start, rounds = time.perf_counter(), 0
-    while rounds < MIN_ROUNDS or time.perf_counter() - start < budget_s:
+    while (rounds < MIN_ROUNDS or time.perf_counter() - start < budget_s) and time.perf_counter() < hard_end:
         for i in rng.permutation(len(keys)):
             fn, out = calls[keys[i]], samples[keys[i]]
             if reps[keys[i]] > 1:
@@ -118,6 +122,7 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
 
     identity = device_identity()
     started = time.perf_counter()
+    hard_end = started + HARD_LIMIT * budget_s + HARD_SLACK_S
     variants, threads = eligible_variants(model), thread_counts(identity["cores"])
     if providers is None:
         providers = sorted({p for g in GRAPH_NAMES for p in usable_providers(model.graph_bytes(FP32, g))},
@@ -138,10 +143,12 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
             if key not in sessions:
                 config = SessionConfig(threads=c.threads, providers=tuple(dict.fromkeys((c.provider, CPU))))
                 sessions[key] = create_session(model, c.variant, graph, config)
-            calls[c] = (lambda s=sessions[key]: s.run(None, {name: feed}))
+            label = model.file_label(c.variant, graph)
+            calls[c] = (lambda s=sessions[key], label=label: run_checked(
+                model, label, s, {name: feed}, max(hard_end - time.perf_counter(), 1e-3), f"tune stops at {HARD_LIMIT:g} x --budget-s + {HARD_SLACK_S:g} s: raise --budget-s"))
         left = max(0.0, budget_s - (time.perf_counter() - started))
         share = left * _weight(batch) / sum(_weight(b) for _, b in groups[done:])  # big batches need longer rounds
-        samples = _time_group(calls, share, rng)
+        samples = _time_group(calls, share, rng, hard_end)
         rows = tuple(_timing(c, s) for c, s in samples.items())
         timings[graph][str(batch)] = rows
         best = choice[graph][str(batch)] = pick(rows, was)

@@ -37,8 +37,8 @@ def to_json(value):
 
 @functools.lru_cache(maxsize=None)
 def _type_hints(cls) -> dict:
-    """typing.get_type_hints of a dataclass, once per class: uncached it was half of load()'s time (0.5 of 1.0 ms),
-    paid on every cold start, and 2/3 of reading a device profile (one Timing per candidate)."""
+    """typing.get_type_hints of a dataclass, once per class: uncached it was a large share of load()'s time,
+    paid on every cold start, and of reading a device profile (one Timing per candidate; docs/results.md)."""
     return typing.get_type_hints(cls)
 
 

@@ -9,6 +9,7 @@ InferenceSession.run is thread-safe, so one runtime can serve many threads.
 import dataclasses
 import math
 import threading
+import time
 
 import numpy as np
 import onnxruntime as ort
@@ -18,11 +19,12 @@ from .device_profile import Choice, Plan, plan as make_plan
 from .errors import InputError
 from .latent import reparameterize, rng_of, standard_normal
 from .manifest import AUTO, GRAPH_NAMES, ModelDir, load
+from .run_guard import check_timeout, default_timeout
 from .safe_files import escape
-from .sessions import DEFAULT_PROVIDERS, SessionConfig, create_session
+from .sessions import DEFAULT_PROVIDERS, SessionConfig, create_session, run_checked
 
 # Images per onnxruntime call: bounds the graphs' intermediate tensors. Larger chunks were no faster per
-# image but grew peak memory (docs/measurements.md).
+# image but grew peak memory (docs/results.md).
 CHUNK = 32
 DEFAULT_VARIANT = AUTO  # the CLI's default too: one seed gives the same images through both
 DEFAULT_THREADS = AUTO  # the device profile's choice, else the manifest's, else onnxruntime's (device_profile.py)
@@ -69,12 +71,13 @@ class VAERuntime:
         # threads (or variants) per batch size, so one runtime can hold a few sessions per graph, built on first use.
         self._sessions = {}
         self._choices = {}  # {(graph, batch size): Choice}; a plain dict: a race only computes one twice
+        self._cost = {}  # {session key: fastest seconds per input seen}: the default deadline's measure
         self._lock = threading.Lock()
         self.providers_given = False  # True: config.providers for every session, whatever a profile chose
 
     @classmethod
     def load(cls, model_dir=None, variant: str = DEFAULT_VARIANT, threads: int | str | None = DEFAULT_THREADS,
-             providers=None, trust=None) -> "VAERuntime":
+             providers=None, timeout_s: float | None = None, spinning: bool = False, trust=None) -> "VAERuntime":
         """Check model_dir (None: the default model shipped in the package) and its files.
 
         variant: a variant in the manifest, or "auto" (the default, as on the CLI) to follow the manifest's
@@ -82,11 +85,15 @@ class VAERuntime:
         (None: onnxruntime's default, one per physical core), or "auto" (the default): both "auto"s follow this
         device's profile from `edgevae tune` first, then the manifest, then fp32 with onnxruntime's default
         (runtime/device_profile.py); explicit values always win. providers: onnxruntime execution providers
-        (default: the device profile's per graph and batch size, else CPU). trust: a PEM public key; the dir
-        must then carry a signature by its private key (`edgevae sign`) over the manifest and every file it
-        names, checked before anything else (needs the `sign` extra; runtime/signing.py). Raises ModelDirError
-        for an unusable model dir or a missing or wrong signature (every file the variant may use is hashed
-        here), InputError for a bad variant, threads, providers or key.
+        (default: the device profile's per graph and batch size, else CPU). timeout_s: the most one onnxruntime
+        call may take (None: 100x the fastest call measured so far, at least 10 s; 300 s for a session's first
+        call: runtime/run_guard.py), after which the call is terminated and raises ModelDirError. spinning: let
+        onnxruntime's idle intra-op threads busy-wait for work (a little lower latency on an idle machine, a core
+        burnt and far worse latency on a busy one; default off). trust: a PEM public key; the dir must then carry
+        a signature by its private key (`edgevae sign`) over the manifest and every file it names, checked
+        before anything else (needs the `sign` extra; runtime/signing.py). Raises ModelDirError for an unusable
+        model dir or a missing or wrong signature (every file the variant may use is hashed here), InputError
+        for a bad variant, threads, providers or key.
 
         Each session is built on first use (then ModelDirError if onnxruntime refuses the graph or its
         boundary differs from the manifest): `sample` never needs the encoder.
@@ -95,6 +102,9 @@ class VAERuntime:
             threads = check_threads(threads)
         if providers is not None and (isinstance(providers, str) or not all(isinstance(p, str) for p in providers)):
             raise InputError(f"providers must be a list of provider names, got {escape(repr(providers))[:60]}")
+        timeout_s = check_timeout(timeout_s)
+        if not isinstance(spinning, bool):
+            raise InputError(f"spinning must be True or False, got {escape(repr(spinning))[:60]}")
         given = providers is not None
         providers = tuple(providers) if given else SessionConfig.providers
         unknown = [p for p in providers if p not in ort.get_available_providers()]
@@ -106,7 +116,8 @@ class VAERuntime:
 
             check_signature(model, trust)
         model.check_variant(variant)
-        config = SessionConfig(threads=None if threads == AUTO else threads, providers=providers)
+        config = SessionConfig(threads=None if threads == AUTO else threads, providers=providers, timeout_s=timeout_s,
+                               spinning=spinning)
         runtime = cls(model, variant, config, plan=make_plan(model, variant, threads))
         runtime.providers_given = given
         for v in runtime.plan.variants_needed(model):
@@ -132,7 +143,7 @@ class VAERuntime:
 
     def choice(self, graph: str, batch: int) -> Choice:
         """The (variant, threads) this runtime runs graph with on a batch of this size (memoized: resolving it
-        costs ~5 us, 1-2% of a batch-1 decode)."""
+        on every call is a visible share of a batch-1 decode: docs/results.md)."""
         key = (graph, batch)
         found = self._choices.get(key)
         if found is None:
@@ -179,13 +190,14 @@ class VAERuntime:
 
     def _run_chunk(self, choice: Choice, graph: str, feed: np.ndarray) -> list:
         session = self._session(choice, graph)
-        name = self.model.manifest.io[graph].inputs[0]
-        try:
-            values = session.run(None, {name: feed})
-        except Exception as err:  # onnxruntime's own types; our inputs were checked, so the graph is at fault
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise self.model.fail(f"{self.model.file_label(choice.variant, graph)} failed to run on a batch of "
-                                  f"{len(feed)}: {escape(first)}") from None
+        key = (choice.variant, graph, choice.threads, choice.provider)
+        timeout_s = self.config.timeout_s or default_timeout(self._cost.get(key), len(feed))
+        start = time.perf_counter()
+        values = run_checked(self.model, self.model.file_label(choice.variant, graph), session,
+                             {self.model.manifest.io[graph].inputs[0]: feed}, timeout_s)
+        per_input = (time.perf_counter() - start) / len(feed)
+        if per_input < self._cost.get(key, math.inf):
+            self._cost[key] = per_input
         return self._checked(choice.variant, graph, values, feed)
 
     def _step(self, choice: Choice, n: int) -> int:

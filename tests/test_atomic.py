@@ -11,6 +11,8 @@ import pytest
 
 from edgevae import atomic
 
+HANG_S = 600  # turns a hung child into a failure; never a verdict on speed
+
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     path = tmp_path / "out.bin"
@@ -72,14 +74,26 @@ def test_names_up_to_name_max_work(tmp_path, length):
     assert path.read_bytes() == b"data"
 
 
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+
+
+def _temp_of(folder, target: str, pid: int, nonce: str = "0badc0de"):
+    """The name edgevae's writer `pid` gives its temporary of folder/target (atomic.temp_name's rule)."""
+    prefix = f".{target}."
+    return folder / f"{prefix}{pid}.{nonce}{atomic._tag(prefix, str(pid), nonce)}.tmp"
+
+
 def test_stale_temporaries_of_dead_processes_are_swept_live_ones_kept(tmp_path):
-    path = tmp_path / "grid.png"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".grid.png.{dead.stdout.strip()}.0badc0de.tmp"
+    path, dead = tmp_path / "grid.png", _dead_pid()
+    stale = _temp_of(tmp_path, "grid.png", dead)
     stale.write_bytes(b"x" * 1000)
-    stale_other = tmp_path / f".neg_elbo.png.{dead.stdout.strip()}.1badc0de.tmp"  # another file's leftover
+    stale_other = _temp_of(tmp_path, "neg_elbo.png", dead, "1badc0de")  # another file's leftover
     stale_other.write_bytes(b"x")
-    live = tmp_path / f".grid.png.{os.getppid()}.0badc0de.tmp"
+    stale_dir = _temp_of(tmp_path, "model", dead)  # a model dir an export killed by SIGKILL was writing
+    (stale_dir / "sub").mkdir(parents=True)
+    (stale_dir / "sub" / "encoder.onnx").write_bytes(b"x")
+    live = _temp_of(tmp_path, "grid.png", os.getppid())
     live.write_bytes(b"y")
     other = tmp_path / ".someone-elses.tmp"
     other.write_bytes(b"z")
@@ -87,21 +101,81 @@ def test_stale_temporaries_of_dead_processes_are_swept_live_ones_kept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, live.name, other.name])
 
 
+def test_temp_names_are_recognised_only_with_their_tag(tmp_path):
+    name = atomic.temp_name(tmp_path / "grid.png").name
+    assert atomic.TEMP_NAME.fullmatch(name)
+    prefix, pid, nonce, tag = atomic.TEMP_NAME.fullmatch(name).groups()
+    assert tag == atomic._tag(prefix, pid, nonce) and int(pid) == os.getpid()
+    assert atomic._tag(".other.png.", pid, nonce) != tag  # the tag covers the target's name
+
+
+def _strangers(folder, dead: int) -> dict:
+    """Entries a user or another program made that look like edgevae temporaries: none may be touched."""
+    made = {}
+    notes = folder / ".notes.4000000.deadbeef.tmp"  # issue 21's example: a user's folder with their files
+    (notes / "deep").mkdir(parents=True)
+    (notes / "deep" / "thesis.txt").write_text("years of work")
+    made["folder"] = notes
+    for label, name in [("ten-digit pid", ".x.4294967296.deadbeef.tmp"), ("pid beyond a C long", ".x.99999999999999999999.deadbeef.tmp"),
+                        ("untagged dead pid", f".grid.png.{dead}.0badc0dedeadbeef.tmp"),
+                        ("old-style name", f".grid.png.{dead}.0badc0de.tmp"), ("uppercase hex", f".g.{dead}.0BADC0DE0BADC0DE.tmp")]:
+        (folder / name).write_bytes(b"mine")
+        made[label] = folder / name
+    link = _temp_of(folder, "link.png", dead)  # a tagged name that is a symlink: not a file we wrote
+    link.symlink_to(folder / ".notes.4000000.deadbeef.tmp")
+    made["tagged symlink"] = link
+    fifo = _temp_of(folder, "fifo.png", dead, "2badc0de")
+    os.mkfifo(fifo)
+    made["tagged fifo"] = fifo
+    return made
+
+
+def test_the_sweep_never_touches_what_edgevae_did_not_make(tmp_path):
+    """Hostile round 2, point 1: only entries that prove by name tag, owner and type that edgevae made them
+    are removed, and a stranger's file never fails a write."""
+    made = _strangers(tmp_path, _dead_pid())
+    for i in range(3):
+        atomic.write_bytes(tmp_path / f"s{i}.png", b"png")
+    for label, path in made.items():
+        assert os.path.lexists(path), f"{label} was removed"
+    assert (tmp_path / ".notes.4000000.deadbeef.tmp" / "deep" / "thesis.txt").read_text() == "years of work"
+
+
+def test_another_users_tag_does_not_match(tmp_path, monkeypatch):
+    """The tag covers the user id: what another account's edgevae left is theirs to sweep, not ours."""
+    stale = _temp_of(tmp_path, "grid.png", _dead_pid())
+    stale.write_bytes(b"x")
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    atomic.write_bytes(tmp_path / "grid.png", b"png")
+    assert stale.exists()
+
+
+def test_the_cli_keeps_a_users_lookalike_folder(tmp_path):
+    """`edgevae sample --out s.png` beside a user's `.notes.4000000.deadbeef.tmp`: the folder and its files stay."""
+    from helpers import run_cli
+
+    made = _strangers(tmp_path, _dead_pid())
+    proc = run_cli("sample", "--n", "4", "--out", tmp_path / "s.png", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert all(os.path.lexists(path) for path in made.values()) and (tmp_path / "s.png").is_file()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_signals_clean_up_the_temporary_file(tmp_path, signum):
     """`sample --n 200000 --out x.npy` streams ~600 MB under a temporary name: a signal mid-way must leave
-    neither the output nor the temporary file, and end with one line and 128 + signal (130 for SIGINT)."""
+    neither the output nor the temporary file, and end with one line and 128 + signal (130 for SIGINT).
+    The test waits for states it can observe (the temporary file exists, the process exits), never for a time:
+    HANG_S only turns a hang into a failure."""
     out = tmp_path / "x.npy"
     proc = subprocess.Popen([sys.executable, "-m", "edgevae", "sample", "--variant", "fp32", "--n", "200000",
                              "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG_S
     while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):  # the kill must land mid-write
         assert proc.poll() is None and time.monotonic() < deadline, "no temporary file appeared"
         time.sleep(0.02)
-    time.sleep(0.3)
     assert proc.poll() is None, "finished before the signal: the test would prove nothing"
     proc.send_signal(signum)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == (130 if signum == signal.SIGINT else 128 + signum), err
     assert len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []

@@ -1,3 +1,4 @@
+import copy
 import os
 import subprocess
 import sys
@@ -7,18 +8,58 @@ import torch
 
 from edgevae.train.checkpoint import load_model
 from edgevae.train.distributed import World, local_slice, world_from_env
-from edgevae.train.model import VAEConfig
-from edgevae.train.trainer import TrainConfig, train
-from helpers import write_idx_dataset
+from edgevae.train.model import VAE, VAEConfig
+from edgevae.train.trainer import Objective, TrainConfig, global_batches, local_loss, train
+from helpers import synthetic_images, write_idx_dataset
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
-# Adam's update lr * m / sqrt(v) is invariant to the gradient's scale, so a relative gradient error d (here
-# from summation order: two half-batch sums all-reduced instead of one sum, ~1e-7 in fp32) moves a weight by
-# ~lr * d per step; weights whose gradient is near Adam's eps (1e-8) amplify it most. Measured: 4.1e-6 at
-# most after 6 steps (decoder.project.weight); 5e-5 leaves room for other CPUs' kernels. A wrong shard,
-# scale or noise slice moves weights by ~lr = 1e-3 per step: 20x this tolerance.
+# The exact check of the data-parallel contract is test_ranks_gradients_average_to_the_global_batch_gradient:
+# in float64 the ranks' averaged gradient equals the global batch's to ~1e-15 relative on any CPU, while a wrong
+# shard, scale or noise slice changes it by a few percent.
+GRADIENT_RTOL = 1e-9
+# The end-to-end DDP run trains in float32 with Adam, whose update lr * m / (sqrt(v) + eps) turns a summation-order
+# difference (~1e-7) into ~lr * 1e-7 per step, except for the few weights whose gradient sits near the noise:
+# there the step's sign can flip, a difference of the order of lr (7.5e-4 seen on an Intel Xeon with AMX, 4e-6
+# on an AMD EPYC). So that run is checked where it is robust on any kernel: nearly all weights agree to ATOL,
+# while a wrong shard or noise moves almost all of them by ~lr.
 ATOL = 5e-5
+MOST = 0.99  # the share of weights that must agree to ATOL
+
+
+def test_ranks_gradients_average_to_the_global_batch_gradient():
+    """Each rank backpropagates local_loss of its slice; DDP averages the ranks' gradients. In float64 that
+    average is the single process's gradient of the whole global batch, for every global batch of an epoch
+    (24 + 24 + 19 images: the last one splits 10 + 9 over 2 ranks, 7 + 6 + 6 over 3)."""
+    cfg = TrainConfig(epochs=1, batch_size=24, seed=3, binarize=True)
+    images = torch.from_numpy(synthetic_images(67, 1)).double().div(255).unsqueeze(1)
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(latent_dim=8)).double()
+
+    def gradient(world, batch, scale_fix=True):
+        step, xb, eps = batch
+        summed = None
+        for rank in range(world.size):
+            objective = Objective(copy.deepcopy(model))
+            loss, _, _ = local_loss(objective, xb, eps.double(), 1.0, World(rank, world.size), "cpu")
+            if not scale_fix:  # the bug the scale prevents: each rank's plain local mean
+                part = local_slice(len(xb), World(rank, world.size))
+                loss = loss * len(xb) / ((part.stop - part.start) * world.size)
+            loss.backward()
+            flat = torch.cat([p.grad.flatten() for p in objective.parameters()])
+            summed = flat if summed is None else summed + flat
+        return summed / world.size  # DDP's all-reduce average
+
+    for batch in global_batches(cfg, images, 1, 8):
+        single = gradient(World(), batch)
+        for size in (2, 3):
+            ranks = gradient(World(0, size), batch)
+            assert torch.allclose(ranks, single, rtol=0, atol=GRADIENT_RTOL * single.abs().max()), (size, batch[0])
+    # teeth: an unscaled uneven split, or a shard whose noise is another image's, is far outside the tolerance
+    last = batch
+    wrong = gradient(World(0, 2), last, scale_fix=False)
+    assert (wrong - single).abs().max() > 1e-4 * single.abs().max()
+    step, xb, eps = last
+    shifted = gradient(World(0, 2), (step, xb, eps.roll(1, 0)))
+    assert (shifted - single).abs().max() > 1e-3 * single.abs().max()
 
 
 @pytest.mark.parametrize("n", [1, 5, 7, 8, 128])
@@ -39,7 +80,7 @@ def test_world_comes_from_torchrun_variables():
 
 
 def torchrun(nproc: int, *argv: str, device: str = "cpu") -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc_per_node nproc -m edgevae train ...` as the README documents it."""
+    """`torchrun --standalone --nproc_per_node nproc -m edgevae train ...` as docs/training.md documents it."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "edgevae", "train", "--device", device, *argv]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
@@ -48,6 +89,7 @@ def torchrun(nproc: int, *argv: str, device: str = "cpu") -> subprocess.Complete
     return proc
 
 
+@pytest.mark.heavy
 def test_two_gloo_processes_train_and_resume_like_one_process(tmp_path, monkeypatch):
     """2 ranks x 1 thread, global batch 24 split 12 + 12 (and a last batch of 19 = 10 + 9, scaled), with
     binarization and KL warm-up: the same weights as one process after 2 epochs, the second one resumed."""
@@ -64,15 +106,22 @@ def test_two_gloo_processes_train_and_resume_like_one_process(tmp_path, monkeypa
     single, _ = load_model(tmp_path / "single" / "checkpoint.pt")
     ddp, state = load_model(tmp_path / "ddp" / "checkpoint.pt")
     assert [row["processes"] for row in state["history"]] == [2, 2]
-    for (name, a), b in zip(single.state_dict().items(), ddp.state_dict().values()):
-        assert torch.allclose(a, b, rtol=0, atol=ATOL), f"{name}: max diff {(a - b).abs().max():.2e}"
-    # the check has teeth: Adam steps move weights by ~lr each, far more than ATOL
+    assert agreeing_share(single, ddp) >= MOST
+    # the check has teeth: one epoch less (what a wrong shard or noise slice also does to the weights) moves
+    # nearly every weight by more than ATOL
     fresh = TrainConfig(epochs=1, batch_size=24, seed=3, binarize=True, kl_warmup_epochs=1, precision="fp32", data_dir=data)
     train(fresh, tmp_path / "one-epoch", VAEConfig(latent_dim=8))
     one, _ = load_model(tmp_path / "one-epoch" / "checkpoint.pt")
-    assert (one.decoder.project.weight - ddp.decoder.project.weight).abs().max() > 20 * ATOL
+    assert agreeing_share(one, ddp) < 0.5
 
 
+def agreeing_share(a, b) -> float:
+    """The share of all weights of models a and b that differ by at most ATOL."""
+    diffs = torch.cat([(x - y).abs().flatten() for x, y in zip(a.state_dict().values(), b.state_dict().values())])
+    return float((diffs <= ATOL).double().mean())
+
+
+@pytest.mark.heavy
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="DDP with nccl needs 2 CUDA devices; this machine has "
                     f"{torch.cuda.device_count()}")
 def test_two_nccl_processes_train(tmp_path, monkeypatch):
@@ -83,6 +132,7 @@ def test_two_nccl_processes_train(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_single_gpu_training_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path / "cache"))

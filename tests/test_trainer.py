@@ -118,22 +118,18 @@ def test_the_plot_is_skipped_with_one_line_without_matplotlib(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_precision_auto_follows_the_cpu_flags(tmp_path):
-    from edgevae.train.precision import autocast, cpu_flags, resolve
+def test_a_run_records_its_probe_and_resume_keeps_the_choice(tmp_path, data_dir, monkeypatch):
+    from edgevae.train import precision
 
-    assert resolve("auto", "cpu", {"avx2", "amx_bf16"}) == "bf16"
-    assert resolve("auto", "cpu", {"avx512f", "avx512_bf16"}) == "bf16"
-    assert resolve("auto", "cpu", {"avx2", "avx512f"}) == "fp32"
-    assert resolve("fp32", "cpu", {"amx_bf16"}) == "fp32" and resolve("bf16", "cpu", set()) == "bf16"
-    with pytest.raises(ValueError, match="precision must be one of"):
-        resolve("fp16", "cpu")
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 amx_bf16\n")
-    assert {"avx2", "amx_bf16"} <= cpu_flags(info) and cpu_flags(tmp_path / "none") == set()
-    with autocast("bf16", "cpu"):
-        assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.bfloat16
-    with autocast("fp32", "cpu"):
-        assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.float32
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "native_bf16", lambda device, flags=None: True)
+    monkeypatch.setattr(precision, "decide", lambda timings: list(timings)[3])  # bf16-nchw, whatever the timings
+    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), tmp_path / "run", SMALL)
+    probe = json.loads((tmp_path / "run" / "probe.json").read_text())
+    assert probe["choice"] == "bf16-nchw" and set(probe["median_ms"]) == {"fp32", "fp32-nchw", "bf16", "bf16-nchw"}
+    monkeypatch.setattr(precision, "decide", lambda timings: list(timings)[0])  # a new probe would now say fp32
+    metrics = train(TrainConfig(epochs=2, batch_size=64, data_dir=data_dir), tmp_path / "run", SMALL, resume=True)
+    assert [(row["precision"], row["channels_last"]) for row in metrics["epochs"]] == [("bf16", False)] * 2
 
 
 def test_bf16_training_keeps_fp32_weights_loss_and_optimizer_state(tmp_path, data_dir):

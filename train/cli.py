@@ -22,8 +22,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
-                   help="bf16 autocast for the network (loss and optimizer stay fp32); auto (default): bf16 where the "
-                        "CPU has amx_bf16/avx512_bf16 or the GPU supports bf16, else fp32")
+                   help="bf16 autocast for the network (loss and optimizer stay fp32); auto (default): whichever of fp32 "
+                        "and (where the hardware has it) bf16 a short probe of the real step measures faster here")
     p.add_argument("--resume", action="store_true", help="continue after the last finished epoch in --out")
     p.set_defaults(run=_train, extra="train")
 
@@ -55,8 +55,8 @@ def _data_arguments(p, default: str = "(default fashion-mnist)") -> None:
 
 def _train(args) -> None:
     # OpenMP's default lets idle threads spin; on cores shared with other processes the spinning threads
-    # take the time the working ones need: 2-thread steps ran 2.5-2.8x faster with PASSIVE on a loaded
-    # 2-core machine (README, Training speed). OpenMP reads it once, when torch loads it: set it first.
+    # take the time the working ones need: PASSIVE made 2-thread steps several times faster on a loaded
+    # machine (docs/results.md, Training). OpenMP reads it once, when torch loads it: set it first.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .trainer import main
 

@@ -94,3 +94,14 @@ def sum_across(value: float, world: World, device: str) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.item()
+
+
+def broadcast(obj, world: World):
+    """Rank 0's obj on every rank (obj itself in a single process): one decision, taken once, for all ranks."""
+    if not world.distributed:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -26,8 +26,8 @@ from .loss import iwae_nll
 from .trainer import TEST_BINARIZE_SEED, evaluate
 
 ENGINES = ("onnx", "torch")
-# k=1000 IWAE on 50 test images, 2 shared cores: onnxruntime fp32 was faster than torch eager
-# (python -m edgevae.benchmarks.iwae_engines; README "Evaluation")
+# onnxruntime fp32 + numpy computes k=1000 IWAE faster than torch eager, with the same figures
+# (python -m edgevae.benchmarks.iwae_engines; docs/results.md, Evaluation)
 ENGINE_DEFAULT = "onnx"
 IWAE_SEED_OFFSET = 1  # the IWAE noise stream differs from the -ELBO one
 
@@ -101,8 +101,8 @@ def evaluate_images(model_dir, variant: str, x: np.ndarray, k: int, batch_size: 
                     threads: int = 1, workers: int | None = None) -> dict:
     """-ELBO (one seeded draw per image) and IWAE NLL of a model dir's variant on x [N,C,H,W], with
     standard errors, in `workers` processes of `threads` onnxruntime threads each (default: one process
-    per usable core). Processes, not threads: on the project's 2-core EPYC, k=1000 ran at 3.94 images/s
-    in 2 single-thread workers against 3.45 in one process of 2 threads (README, Results)."""
+    per usable core). Processes, not threads: single-thread worker processes evaluated faster than
+    one process of as many threads (docs/results.md, Evaluation)."""
     from edgevae.runtime.checks import InputError, check_count, check_threads, usable_cores
 
     threads, cores = check_threads(threads, "--threads"), usable_cores()

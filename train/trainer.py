@@ -15,7 +15,7 @@ from .data import DataConfig, binarize_fixed, load_images
 from .loss import neg_elbo
 from .model import VAE, VAEConfig
 from .plot import write_neg_elbo_plot
-from .precision import PRECISIONS, autocast, resolve
+from .precision import PRECISIONS, StepSetting, autocast, candidates, choose
 
 TEST_BINARIZE_SEED = 1234  # the fixed binarized test set; part of the protocol, not of a run
 LR_FLOOR = 0.01  # the cosine schedule ends at lr * LR_FLOOR and stays there, so training can go on past it
@@ -37,7 +37,7 @@ class TrainConfig:
     data: str = "fashion-mnist"  # dataset spec (train/data.py); the network is built for its image shape
     image_size: str | None = None  # "HxW": crop + resize every image to it
     channels: int | None = None  # 1 or 3: convert the images to gray or RGB
-    precision: str = "auto"  # fp32, bf16 (autocast), or auto: bf16 where the hardware has it (train/precision.py)
+    precision: str = "auto"  # fp32, bf16 (autocast), or auto: whichever step measures faster here (train/precision.py)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -101,41 +101,55 @@ class Objective(nn.Module):
         return terms.loss * scale, terms.neg_elbo.detach()
 
 
-def train_epoch(objective, opt, cfg: TrainConfig, images, epoch: int, latent_dim: int,
-                precision: str = "fp32", world: distributed.World = distributed.World()) -> float:
-    """One pass over images; returns the mean training -ELBO (over all ranks).
+def global_batches(cfg: TrainConfig, images, epoch: int, latent_dim: int):
+    """(step, global batch, its posterior noise eps) for each step of an epoch, all drawn from a generator seeded
+    by (seed, epoch) alone: a run resumed from epoch e's checkpoint replays epoch e+1 bit for bit, and every
+    rank draws the same global batches (train/distributed.py)."""
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    order = torch.randperm(len(images), generator=gen)
+    for step, i in enumerate(range(0, len(images), cfg.batch_size)):
+        xb = images[order[i : i + cfg.batch_size]]  # the global batch (slicing is cheap: docs/results.md)
+        if cfg.binarize:
+            xb = torch.bernoulli(xb, generator=gen)
+        yield step, xb, torch.randn(len(xb), latent_dim, generator=gen)
 
-    The permutation and the noise of every global batch come from a generator seeded by (seed, epoch)
-    alone, so a run resumed from epoch e's checkpoint replays epoch e+1 bit for bit, and N ranks, each
-    taking its slice of every global batch, train the model one process would (train/distributed.py).
-    """
+
+def local_loss(objective, xb, eps, beta: float, world: distributed.World, device: str,
+               setting: StepSetting = StepSetting()):
+    """(loss to backpropagate, the mean -ELBO of this rank's images, their count) for this rank's slice of the global
+    batch xb: the local mean scaled by local_n * N / global_n, so DDP's average of the ranks' gradients is the
+    gradient of the global batch mean even when the batch does not split evenly."""
+    part = distributed.local_slice(len(xb), world)
+    scale = (part.stop - part.start) * world.size / len(xb)  # 1.0 in a single process
+    x_local = xb[part].to(device, memory_format=setting.memory_format)
+    with autocast(setting.precision, device):
+        loss, value = objective(x_local, eps[part].to(device), beta, scale)
+    return loss, value, len(x_local)
+
+
+def train_epoch(objective, opt, cfg: TrainConfig, images, epoch: int, latent_dim: int,
+                setting: StepSetting = StepSetting(), world: distributed.World = distributed.World()) -> float:
+    """One pass over images; returns the mean training -ELBO (over all ranks). N ranks, each taking its
+    slice of every global batch (global_batches, local_loss), train the model one process would."""
     from tqdm import tqdm
 
     objective.train()
-    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1_009 + world.rank)  # per rank: other draws differ
-    order = torch.randperm(len(images), generator=gen)
-    steps = range(0, len(images), cfg.batch_size)
+    n_steps = -(-len(images) // cfg.batch_size)
     total = 0.0
-    for step, i in enumerate(tqdm(steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0, disable=not world.is_main)):
-        xb = images[order[i : i + cfg.batch_size]]  # the global batch (slicing is ~1% of a step)
-        if cfg.binarize:
-            xb = torch.bernoulli(xb, generator=gen)
-        eps = torch.randn(len(xb), latent_dim, generator=gen)
+    batches = global_batches(cfg, images, epoch, latent_dim)
+    for step, xb, eps in tqdm(batches, total=n_steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0,
+                              disable=not world.is_main):
         if len(xb) < world.size:  # a last global batch too small to give every rank an image: skipped by all
             continue
-        part = distributed.local_slice(len(xb), world)
-        scale = (part.stop - part.start) * world.size / len(xb)  # 1.0 in a single process
-        x_local = xb[part].to(cfg.device, memory_format=torch.channels_last)
-        progress = epoch - 1 + step / len(steps)
+        progress = epoch - 1 + step / n_steps
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, progress)
-        with autocast(precision, cfg.device):
-            loss, value = objective(x_local, eps[part].to(cfg.device), beta_at(cfg, progress), scale)
+        loss, value, n = local_loss(objective, xb, eps, beta_at(cfg, progress), world, cfg.device, setting)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total += value.item() * len(x_local)
+        total += value.item() * n
     return distributed.sum_across(total, world, cfg.device) / len(images)
 
 
@@ -180,7 +194,7 @@ def _train(cfg: TrainConfig, out, model_config: VAEConfig, resume: bool, world: 
         test_x = binarize_fixed(test_x, TEST_BINARIZE_SEED)
 
     out.mkdir(parents=True, exist_ok=True)
-    start_epoch, history = 1, []
+    start_epoch, history, probe = 1, [], None
     if resume and ckpt_path.exists():
         model, state = load_model(ckpt_path)
         saved = TrainConfig(**state["train_config"])
@@ -188,31 +202,33 @@ def _train(cfg: TrainConfig, out, model_config: VAEConfig, resume: bool, world: 
             raise ValueError(f"--resume with other settings than {ckpt_path} was trained with: {state['train_config']}")
         model_config, start_epoch = model.config, state["epoch"] + 1
         history = [m for m in state["history"] if m["epoch"] < start_epoch]
-        precision = state.get("precision", resolve(cfg.precision, cfg.device))  # auto stays what it chose
+        # what the run chose (auto included) stays its choice, so the resumed epochs replay bit for bit
+        setting = StepSetting(state.get("precision", "fp32"), state.get("channels_last", True))
     else:
         torch.manual_seed(cfg.seed)
         model = VAE(model_config)
-        precision = resolve(cfg.precision, cfg.device)
-    # channels_last lets oneDNN skip layout reorders in every (transposed) convolution: 1.22x faster per
-    # step on the AVX-512 Xeon, 1.12x on an AVX2 EPYC; torch.compile (0.84x), fused Adam (1.01x) and bf16
-    # without native support (0.13x) did not pay (python -m edgevae.benchmarks.train_speed; README)
-    model.to(cfg.device, memory_format=torch.channels_last)
+        setting, probe = choose_setting(cfg, model, train_x, world)
+    model.to(cfg.device, memory_format=setting.memory_format)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if start_epoch > 1:
         opt.load_state_dict(state["optimizer"])
     objective = distributed.wrap(Objective(model), world, cfg.device)
     if world.is_main:
         write_json(out / "config.json", {"model": asdict(model_config), "train": asdict(cfg)})
-        print(f"precision {precision} ({cfg.precision}), {world.size} process(es), {torch.get_num_threads()} threads each", flush=True)
+        if probe is not None:
+            write_json(out / "probe.json", probe)
+        how = f"{probe['why']}{_probe_summary(probe)}" if probe else "as the checkpoint chose"
+        print(f"step {setting.name} ({cfg.precision}: {how}), {world.size} process(es), "
+              f"{torch.get_num_threads()} threads each", flush=True)
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        train_loss = train_epoch(objective, opt, cfg, train_x, epoch, model_config.latent_dim, precision, world)
+        train_loss = train_epoch(objective, opt, cfg, train_x, epoch, model_config.latent_dim, setting, world)
         seconds = time.perf_counter() - t0
         if not world.is_main:  # rank 0 alone evaluates and writes; the others go on to the next epoch
             continue
         row = {"epoch": epoch, "train_neg_elbo": train_loss, "epoch_seconds": seconds,
-               "precision": precision, "processes": world.size}
+               "precision": setting.precision, "channels_last": setting.channels_last, "processes": world.size}
         row |= evaluate(model, test_x, seed=cfg.seed, device=cfg.device)
         history.append(row)
         print(
@@ -223,12 +239,51 @@ def _train(cfg: TrainConfig, out, model_config: VAEConfig, resume: bool, world: 
         save_checkpoint(ckpt_path, {
             "epoch": epoch, "model_config": asdict(model_config), "train_config": asdict(cfg),
             "model": model.state_dict(), "optimizer": opt.state_dict(), "history": history,
-            "precision": precision,
+            "precision": setting.precision, "channels_last": setting.channels_last,
         })
         write_json(metrics_path, merged_metrics(metrics_path, history))
         save_grids(model, test_x, out, cfg.seed, cfg.device)
         write_neg_elbo_plot(history, out)
     return json.loads(metrics_path.read_text()) if world.is_main else {}
+
+
+def choose_setting(cfg: TrainConfig, model: VAE, images, world: distributed.World) -> tuple[StepSetting, dict]:
+    """The step's precision and layout (train/precision.py): rank 0 measures, every rank follows it."""
+    settings = candidates(cfg.precision, cfg.device)
+    if world.is_main:
+        shape = {"image_shape": list(model.config.image_shape), "latent_dim": model.config.latent_dim,
+                 "batch_size": min(cfg.batch_size, len(images))}
+        chosen = choose(settings, lambda: _probe_steps(settings, model, cfg, images), cfg.device, shape)
+    return distributed.broadcast(chosen if world.is_main else None, world)
+
+
+def _probe_steps(settings: list, model: VAE, cfg: TrainConfig, images) -> dict:
+    """{setting: one real training step}: a copy of model with its own Adam on the first global batch, so that
+    probing draws nothing from the run's generators and leaves its weights untouched."""
+    import copy
+
+    eps = torch.randn(min(cfg.batch_size, len(images)), model.config.latent_dim, generator=torch.Generator().manual_seed(0))
+
+    def make(setting: StepSetting):
+        objective = Objective(copy.deepcopy(model).to(cfg.device, memory_format=setting.memory_format)).train()
+        opt = torch.optim.Adam(objective.parameters(), lr=cfg.lr)
+        xb = images[: len(eps)]
+
+        def step():
+            loss, _, _ = local_loss(objective, xb, eps, 1.0, distributed.World(), cfg.device, setting)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return step
+
+    return {setting: make(setting) for setting in settings}
+
+
+def _probe_summary(probe: dict) -> str:
+    if "median_ms" not in probe:
+        return ""
+    return ": " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in probe["median_ms"].items()) + " per step"
 
 
 def merged_metrics(metrics_path: Path, history: list) -> dict:
