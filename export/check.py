@@ -122,25 +122,40 @@ def _from_session(model, folder: pathlib.Path, target: Target) -> TargetFit | No
                      method=f"onnxruntime session on this machine ({target.provider})", why=why)
 
 
+def _unknown(nodes: int, reason: str) -> TargetFit:
+    return TargetFit(nodes=nodes, taken=None, partitions=None, method="none", why={"": reason})
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
 def fit(data: bytes, targets=TARGETS) -> dict[str, TargetFit]:
-    """{target: TargetFit} for the ONNX graph `data`."""
+    """{target: TargetFit} for the ONNX graph `data`. What onnxruntime's tools cannot judge (a graph whose shapes
+    its shape inference refuses, say) is recorded as unknown with their reason: the record informs, it never
+    stops an export."""
     import onnxruntime as ort
 
     from edgevae.runtime.providers import takes_nodes
 
     fits = {}
     with tempfile.TemporaryDirectory(prefix="edgevae-check-") as tmp:
-        model = optimized(data, pathlib.Path(tmp))
+        try:
+            model = optimized(data, pathlib.Path(tmp))
+        except Exception as err:  # onnx's and onnxruntime's own types
+            return {name: _unknown(0, f"onnxruntime's tools could not prepare the graph: {_first_line(err)}")
+                    for name in targets}
         for name in targets:
             target = TARGET_SPECS[name]
-            local = target.provider in ort.get_available_providers() and takes_nodes(data, target.provider)
-            found = _from_session(model, pathlib.Path(tmp), target) if local else None
-            if found is None and target.ops_list:
-                found = _from_checker(model, target, name)
-            fits[name] = found or TargetFit(
-                nodes=len(model.graph.node), taken=None, partitions=None, method="none",
-                why={"": f"this onnxruntime has no {target.provider} and ships no operator list for it: run edgevae "
-                         f"check where onnxruntime is built with it"})
+            try:
+                local = target.provider in ort.get_available_providers() and takes_nodes(data, target.provider)
+                found = _from_session(model, pathlib.Path(tmp), target) if local else None
+                if found is None and target.ops_list:
+                    found = _from_checker(model, target, name)
+            except Exception as err:  # as above
+                found = _unknown(len(model.graph.node), f"onnxruntime's checker failed: {_first_line(err)}")
+            fits[name] = found or _unknown(len(model.graph.node), f"this onnxruntime has no {target.provider} and ships "
+                                           "no operator list for it: run edgevae check where onnxruntime is built with it")
     return fits
 
 

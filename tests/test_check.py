@@ -101,3 +101,13 @@ def test_info_summarises_the_record_or_says_how_to_make_it(model_dir):
     assert "cpu: both graphs whole, in one partition each: fp32" in result.stdout
     shipped = run_cli("info")  # made before the record existed
     assert "edgevae check --model DIR" in shipped.stdout
+
+
+def test_a_graph_onnxruntimes_tools_cannot_prepare_is_recorded_as_unknown_not_an_error():
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["x"], ["y"])  # declares y as an int64 tensor: strict shape inference refuses it
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, [1, 4])])
+    fits = fit(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]).SerializeToString())
+    assert set(fits) == set(TARGETS) and all(f.taken is None and f.why[""] for f in fits.values())
