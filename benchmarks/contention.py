@@ -5,9 +5,10 @@ beside it, against the fair share.
 
 With N CPU-bound processes beside a job on C cores, a fair scheduler gives it C / (N + C) of the machine, so
 an epoch should take at most (N + C) / C x its quiet time; the goal is 1.25x that bound.
-- Training: `edgevae train --epochs 1 --limit-train L` per setting (fp32, bf16 where offered, auto; 1 process x
-  all threads or 1 thread; 2 DDP processes x 1 thread; OpenMP's idle threads spinning or not), its epoch seconds
-  from metrics.json; the settings interleaved, `--rounds` times, medians.
+- Training: `edgevae train --epochs 1 --limit-train L` per setting (the default: one process per core; fp32,
+  bf16 where offered, auto; one process of all threads or of 1 thread; OpenMP's idle threads spinning or not),
+  its epoch seconds from metrics.json (the probe's verdict is cached by the first run, as for a user); the
+  settings interleaved, `--rounds` times, medians.
 - Runtime: the shipped model's decoder at batch 1 and 64 with 2 intra-op threads, spinning on and off:
   median latency and the process's CPU time per call (what a phone pays in battery), calls interleaved.
 Busy processes are Python loops (`while True: pass`), started before and killed after each load level.
@@ -44,26 +45,26 @@ class Busy:
             proc.wait()
 
 
-def train_settings(ddp: bool) -> dict:
-    """{name: (argv prefix, extra argv, environment changes)} for one epoch of training."""
+def train_settings() -> dict:
+    """{name: (extra argv, environment changes)} for one epoch of `edgevae train`."""
     from edgevae.train.precision import native_bf16
 
-    train = [sys.executable, "-m", "edgevae", "train"]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "edgevae", "train"]
-    settings = {"fp32": (train, ["--precision", "fp32"], {}),
-                "fp32 OMP active": (train, ["--precision", "fp32"], {"OMP_WAIT_POLICY": "ACTIVE"}),
-                "fp32 1 thread": (train, ["--precision", "fp32"], {"OMP_NUM_THREADS": "1"}),
-                "auto": (train, ["--precision", "auto"], {})}
+    one = ["--processes", "1"]
+    settings = {"default (auto: 1 process per core x 1 thread, precision probed)": ([], {}),
+                "fp32, 1 process per core": (["--precision", "fp32"], {}),
+                "fp32, 1 process x all threads": ([*one, "--precision", "fp32"], {}),
+                "fp32, 1 process x all threads, OpenMP threads spinning": ([*one, "--precision", "fp32"], {"OMP_WAIT_POLICY": "ACTIVE"}),
+                "fp32, 1 process x 1 thread": ([*one, "--precision", "fp32"], {"OMP_NUM_THREADS": "1"}),
+                "auto, 1 process x all threads": (one, {})}
     if native_bf16("cpu"):
-        settings["bf16"] = (train, ["--precision", "bf16"], {})
-    if ddp:
-        settings["fp32 2 DDP x 1 thread"] = (torchrun, ["--precision", "fp32"], {"OMP_NUM_THREADS": "1"})
+        settings["bf16, 1 process per core"] = (["--precision", "bf16"], {})
+        settings["bf16, 1 process x all threads"] = ([*one, "--precision", "bf16"], {})
     return settings
 
 
-def epoch_seconds(argv: list, extra: list, env: dict, limit_train: int, folder: Path) -> float:
+def epoch_seconds(extra: list, env: dict, limit_train: int, folder: Path) -> float:
     out = folder / f"run{time.monotonic_ns()}"
-    cmd = [*argv, "--epochs", "1", "--limit-train", str(limit_train), "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "edgevae", "train", "--epochs", "1", "--limit-train", str(limit_train), "--out", str(out), *extra]
     subprocess.run(cmd, check=True, capture_output=True, env=os.environ | env, timeout=3600)
     return json.loads((out / "metrics.json").read_text())["epochs"][0]["epoch_seconds"]
 
@@ -101,14 +102,13 @@ def main(argv=None) -> None:
     parser.add_argument("--limit-train", type=int, default=3840, help="training images per epoch (default 3840)")
     parser.add_argument("--rounds", type=int, default=2, help="times each training setting runs per load (default 2)")
     parser.add_argument("--runtime-s", type=float, default=6.0, help="seconds of runtime timing per batch size and load")
-    parser.add_argument("--no-ddp", action="store_true", help="leave out the 2-process DDP setting")
     parser.add_argument("--skip-train", action="store_true", help="runtime only")
     parser.add_argument("--out", type=Path, help="also write the results as JSON")
     args = parser.parse_args(argv)
     cores = usable_cores()
     print(f"{cpu_model()}, {cores} usable cores")
     results = {"cpu": cpu_model(), "cores": cores, "train": {}, "runtime": {}}
-    settings = train_settings(not args.no_ddp)
+    settings = train_settings()
     with tempfile.TemporaryDirectory(prefix="edgevae-contention-") as tmp:
         for busy in map(int, args.busy.split(",")):
             with Busy(busy):
@@ -116,8 +116,8 @@ def main(argv=None) -> None:
                 if not args.skip_train:
                     times = {name: [] for name in settings}
                     for _ in range(args.rounds):
-                        for name, (cmd, extra, env) in settings.items():
-                            times[name].append(epoch_seconds(cmd, extra, env, args.limit_train, Path(tmp)))
+                        for name, (extra, env) in settings.items():
+                            times[name].append(epoch_seconds(extra, env, args.limit_train, Path(tmp)))
                     results["train"][busy] = {name: statistics.median(t) for name, t in times.items()}
                     results["train"][f"{busy} all"] = times
                 results["runtime"][busy] = runtime_rows(args.runtime_s)

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: `train` runs itself again per rank
     if unknown:  # reported by the subcommand's parser, so the line names it: `edgevae info: error: ...`
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command in LIVE_WARNINGS:

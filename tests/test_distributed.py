@@ -90,15 +90,25 @@ def torchrun(nproc: int, *argv: str, device: str = "cpu") -> subprocess.Complete
 
 
 @pytest.mark.heavy
+def launched(nproc: int, *argv: str) -> subprocess.CompletedProcess:
+    """`edgevae train --processes nproc ...`: edgevae's own launcher."""
+    proc = subprocess.run([sys.executable, "-m", "edgevae", "train", "--processes", str(nproc), *argv],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.heavy
 def test_two_gloo_processes_train_and_resume_like_one_process(tmp_path, monkeypatch):
-    """2 ranks x 1 thread, global batch 24 split 12 + 12 (and a last batch of 19 = 10 + 9, scaled), with
-    binarization and KL warm-up: the same weights as one process after 2 epochs, the second one resumed."""
+    """`edgevae train --processes 2` (the default on 2 cores: train/launch.py), global batch 24 split 12 + 12 (and
+    a last batch of 19 = 10 + 9, scaled), with binarization and KL warm-up: the same weights as one process
+    after 2 epochs, the second one resumed."""
     monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path / "cache"))
     data = str(write_idx_dataset(tmp_path / "idx", n_train=67, n_test=16))
     flags = ["--data-dir", data, "--batch-size", "24", "--latent-dim", "8", "--seed", "3", "--binarize",
              "--kl-warmup-epochs", "1", "--precision", "fp32"]
-    torchrun(2, "--epochs", "1", "--out", str(tmp_path / "ddp"), *flags)
-    proc = torchrun(2, "--epochs", "2", "--out", str(tmp_path / "ddp"), "--resume", *flags)
+    launched(2, "--epochs", "1", "--out", str(tmp_path / "ddp"), *flags)
+    proc = launched(2, "--epochs", "2", "--out", str(tmp_path / "ddp"), "--resume", *flags)
     assert proc.stdout.count("epoch 2:") == 1  # rank 0 alone reports and writes
 
     cfg = TrainConfig(epochs=2, batch_size=24, seed=3, binarize=True, kl_warmup_epochs=1, precision="fp32", data_dir=data)

@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--limit-train", type=int, help="train on the first N training images only")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--processes", default="auto", type=_processes_arg,
+                   help="data-parallel processes of one thread each on this machine; auto (default): one per usable "
+                        "core on the CPU (holds its share of a busy machine), 1 with --device cuda")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                    help="bf16 autocast for the network (loss and optimizer stay fp32); auto (default): whichever of fp32 "
                         "and (where the hardware has it) bf16 a short probe of the real step measures faster here")
@@ -53,11 +56,32 @@ def _data_arguments(p, default: str = "(default fashion-mnist)") -> None:
     p.add_argument("--channels", type=int, choices=(1, 3), help="convert images to gray (1) or RGB (3); default: as stored")
 
 
-def _train(args) -> None:
+def _processes_arg(text: str):
+    """--processes: "auto" or an integer >= 1."""
+    from argparse import ArgumentTypeError
+
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise ArgumentTypeError(f"must be a positive integer or auto, got {text!r}")
+    return int(text)
+
+
+def _train(args) -> int | None:
     # OpenMP's default lets idle threads spin; on cores shared with other processes the spinning threads
     # take the time the working ones need: PASSIVE made 2-thread steps several times faster on a loaded
     # machine (docs/results.md, Training). OpenMP reads it once, when torch loads it: set it first.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "RANK" not in os.environ:  # not yet one rank of a data-parallel run (ours, or torchrun's)
+        from edgevae.cpu import usable_cores
+
+        processes = args.processes
+        if processes == "auto":
+            processes = 1 if args.device == "cuda" else usable_cores()
+        if processes > 1:
+            from .launch import launch
+
+            return launch(processes, args.argv)
     from .trainer import main
 
     main(args)

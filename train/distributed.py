@@ -17,6 +17,7 @@ The contract that makes N processes train the same model as one process (up to f
   every rank, so it must be visible to all of them (one machine, or a shared file system).
 """
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -105,3 +106,20 @@ def broadcast(obj, world: World):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@contextlib.contextmanager
+def all_cores(world: World, device: str):
+    """Rank 0 evaluates and writes while the other ranks wait in their next all-reduce (asleep, not spinning):
+    meanwhile its one thread may use every usable core."""
+    if not (world.distributed and device == "cpu"):
+        yield
+        return
+    from edgevae.cpu import usable_cores
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(usable_cores())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

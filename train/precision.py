@@ -62,11 +62,14 @@ def native_bf16(device: str, flags=None) -> bool:
 
 
 def candidates(precision: str, device: str, flags=None) -> list[StepSetting]:
-    """The settings worth timing for the requested precision, the default of each precision first. Without
-    native bf16, oneDNN emulates it through fp32 conversions: far slower (docs/results.md, Training), never tried."""
+    """The settings worth timing, the default first: for auto, fp32 and (with native bf16 only: oneDNN emulates
+    it otherwise, far slower: docs/results.md, Training) bf16, each with and without channels_last. An explicit
+    precision is taken as it is, with channels_last: nothing to probe."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    precisions = [precision] if precision != "auto" else ["fp32"] + (["bf16"] if native_bf16(device, flags) else [])
+    if precision != "auto":
+        return [StepSetting(precision, True)]
+    precisions = ["fp32"] + (["bf16"] if native_bf16(device, flags) else [])
     return [StepSetting(p, layout) for p in precisions for layout in (True, False)]
 
 

@@ -229,7 +229,8 @@ def _train(cfg: TrainConfig, out, model_config: VAEConfig, resume: bool, world: 
             continue
         row = {"epoch": epoch, "train_neg_elbo": train_loss, "epoch_seconds": seconds,
                "precision": setting.precision, "channels_last": setting.channels_last, "processes": world.size}
-        row |= evaluate(model, test_x, seed=cfg.seed, device=cfg.device)
+        with distributed.all_cores(world, cfg.device):
+            row |= evaluate(model, test_x, seed=cfg.seed, device=cfg.device)
         history.append(row)
         print(
             f"epoch {epoch}: train -ELBO {train_loss:.2f}  test -ELBO {row['test_neg_elbo']:.2f} "
@@ -242,7 +243,8 @@ def _train(cfg: TrainConfig, out, model_config: VAEConfig, resume: bool, world: 
             "precision": setting.precision, "channels_last": setting.channels_last,
         })
         write_json(metrics_path, merged_metrics(metrics_path, history))
-        save_grids(model, test_x, out, cfg.seed, cfg.device)
+        with distributed.all_cores(world, cfg.device):
+            save_grids(model, test_x, out, cfg.seed, cfg.device)
         write_neg_elbo_plot(history, out)
     return json.loads(metrics_path.read_text()) if world.is_main else {}
 
