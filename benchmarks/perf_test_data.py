@@ -50,6 +50,9 @@ def write_perf_test_data(model_dir, out, batch_sizes=BATCH_SIZES) -> list[Path]:
             tensor = numpy_helper.from_array(inputs(graph, batch, model.latent_dim, model.image_shape), name=name)
             write_bytes(folder / "test_data_set_0" / "input_0.pb", tensor.SerializeToString())
             for variant, graphs in model.manifest.variants.items():
+                fixed = model.manifest.static.get(variant)
+                if fixed is not None and fixed.batch != batch:  # a fixed-shape graph takes its own batch size only
+                    continue
                 target = folder / f"{variant}.onnx"
                 _link_or_copy(model.path / graphs[graph].file, target)
                 written.append(target)

@@ -17,15 +17,15 @@ def compare(first, second) -> list[dict]:
     for graph, sizes in first.choice.items():
         for batch, choice in sizes.items():
             timings = second.timings[graph][batch]
-            ms = {(t.variant, t.threads): t.median_ms for t in timings}
+            ms = {(t.variant, t.threads, t.provider): t.median_ms for t in timings}
             best = min(timings, key=lambda t: t.median_ms)
             default = second.default[graph][batch]
-            tuned = ms.get((choice.variant, choice.threads))
+            tuned = ms.get((choice.variant, choice.threads, choice.provider))
             rows.append({"graph": graph, "batch": batch, "tuned": (choice.variant, choice.threads),
                          "best": (best.variant, best.threads), "best_ms": best.median_ms,
                          "tuned_vs_best": None if tuned is None else tuned / best.median_ms,
                          "default": (default.variant, default.threads),
-                         "default_vs_best": ms[(default.variant, default.threads)] / best.median_ms})
+                         "default_vs_best": ms[(default.variant, default.threads, default.provider)] / best.median_ms})
     return rows
 
 

@@ -13,7 +13,7 @@ from . import __version__
 PACKAGE_CLIS = ("edgevae.train.cli", "edgevae.export.cli", "edgevae.runtime.cli", "edgevae.benchmarks.cli",
                 "edgevae.runtime.site_cli", "edgevae.runtime.device_cli")
 EXTRA_OF_MODULE = {"torch": "train", "torchvision": "train", "tqdm": "train", "onnx": "export", "onnxscript": "export",
-                   "onnxconverter_common": "export", "matplotlib": "dev",
+                   "onnxconverter_common": "export", "matplotlib": "dev", "model_signing": "sign", "OpenSSL": "sign",
                    "onnxruntime": None, "numpy": None}  # None: part of the base install
 # Commands that run for hours or until stopped show warnings as they come; the others hold them until
 # the end, so that a failure prints its one line and nothing else (numpy's RuntimeWarnings included).

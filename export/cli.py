@@ -11,7 +11,18 @@ def register(sub) -> None:
     p.add_argument("--data-dir", help="Fashion-MNIST IDX folder for the parity check (default: the Debian folder if present, else seeded noise)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
     p.add_argument("--ort-format", action="store_true", help="also write ORT-format .ort files and their required operators")
+
+    p.add_argument("--static-batch", metavar="B1,B2", help="also write fixed-shape fp32 graphs at these batch sizes "
+                   "(variants fp32-bN, for NNAPI and other NPUs)")
     p.set_defaults(run=_export, extra="export")
+
+    p = sub.add_parser("check", help="which execution providers (NNAPI, CoreML, XNNPACK, QNN, CPU) could run each graph, "
+                       "by onnxruntime's own usability checker (torch-free; needs onnx)")
+    p.add_argument("--model", type=Path, help="model dir (default: the model shipped in the package)")
+    p.add_argument("--target", choices=("nnapi", "coreml", "xnnpack", "qnn", "cpu", "all"), default="all",
+                   help="execution provider to judge (default all)")
+    p.add_argument("--json", action="store_true", help="print the record as JSON (the manifest's `targets` format)")
+    p.set_defaults(run=_check, extra="check")
 
     # --- quantize (owned by export/quantize.py) ---
     p = sub.add_parser("quantize", help="add int8 / int8-dynamic / fp16 variants to a model dir, with their quality vs fp32")
@@ -39,12 +50,20 @@ def register(sub) -> None:
     p.add_argument("--min-speedup", type=float, default=2.0, metavar="X", help="--search: at least X times fp32's speed, "
                    "encoder + decoder at batch 64 (default 2)")
     p.add_argument("--search-budget-s", type=float, default=600.0, metavar="S", help="--search: wall-time bound (default 600)")
+    p.add_argument("--static-batch", metavar="B1,B2", help="also write fixed-shape graphs of every variant at these "
+                   "batch sizes (variants V-bN, for NNAPI and other NPUs; a rebuilt variant's are rebuilt too)")
     p.set_defaults(run=_quantize, extra="export")
     # --- end quantize ---
 
 
 def _export(args) -> None:
     from .exporter import main
+
+    main(args)
+
+
+def _check(args) -> None:
+    from .check import main
 
     main(args)
 

@@ -4,6 +4,7 @@ The model dir is built whole in a temporary sibling folder and renamed into plac
 does not exist, or holds a complete, validated export.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,7 +19,9 @@ from edgevae.runtime import manifest as contract
 from edgevae.train.checkpoint import load_model
 from edgevae.train.model import VAE
 
+from .check import check
 from .graphs import GRAPHS, OPSET, export_graphs
+from .static import add_static, parse_batches, plan
 from .validate import PARITY_BATCH_SIZES, TOLERANCE, check_parity
 
 
@@ -44,12 +47,13 @@ def move_into_place(tmp: Path, out: Path) -> None:
 
 def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None = None, images: np.ndarray | None = None,
                      images_source: str | None = None, force: bool = False, ort_format: bool = False,
-                     tolerance: float = TOLERANCE) -> Path:
+                     tolerance: float = TOLERANCE, static_batch: tuple[int, ...] = ()) -> Path:
     """Export model's encoder and decoder to out_dir as a validated fp32 model dir; returns out_dir.
 
     training: stored as the manifest's "training" entry and in each graph's metadata_props.
     images: float32 [>=64,1,28,28] validation images (None: seeded uniform noise; the manifest says which).
     force: replace a non-empty out_dir. ort_format: also write .ort files (see ort_format.py).
+    static_batch: batch sizes of fixed-shape fp32 variants to add (export/static.py).
     Raises ValueError, leaving out_dir untouched, when the graphs differ from PyTorch beyond tolerance.
     """
     out = Path(out_dir)
@@ -79,7 +83,9 @@ def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None 
             io={name: contract.GraphIO(spec.inputs, spec.outputs) for name, spec in GRAPHS.items()},
             variants={contract.FP32: {name: contract.file_entry(tmp / spec.file) for name, spec in GRAPHS.items()}},
             parity=parity, training=training, ort=ort)
+        manifest = add_static(tmp, manifest, plan(manifest, static_batch))
         manifest = _with_goldens(tmp, manifest, images)
+        manifest = dataclasses.replace(manifest, targets=check(contract.ModelDir(tmp, manifest)))
         contract.write(tmp, manifest)
         move_into_place(tmp, out)
     except BaseException:
@@ -89,14 +95,13 @@ def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None 
 
 
 def _with_goldens(folder: Path, manifest: contract.Manifest, images: np.ndarray | None) -> contract.Manifest:
-    """manifest with the fp32 goldens (runtime/golden.py): their .npy files written into folder, the
-    first validation images (seeded noise without them) and seeded latents through the exported graphs."""
-    import dataclasses
-
+    """manifest with the goldens of fp32 and its fixed-shape siblings (runtime/golden.py): their .npy files
+    written into folder, the first validation images (seeded noise without them) and seeded latents through the
+    exported graphs."""
     from edgevae.runtime import golden as goldens
 
     staged = contract.ModelDir(folder, manifest)
-    golden, files = goldens.build(staged, [contract.FP32], goldens.default_inputs(staged, images), source="edgevae export")
+    golden, files = goldens.build(staged, list(manifest.variants), goldens.default_inputs(staged, images), source="edgevae export")
     goldens.write_files(folder, files)
     return dataclasses.replace(manifest, golden=golden)
 
@@ -151,10 +156,12 @@ def main(args) -> None:
     """CLI entry: load args.checkpoint, export it to args.out, print where and the worst parity figure."""
     t0 = time.perf_counter()
     check_destination(args.out, args.force)  # before the slow part
+    static_batch = parse_batches(args.static_batch) if args.static_batch is not None else ()
     model, state = load_model(args.checkpoint)
     images, source = validation_images(args.data_dir, state.get("train_config"))
     out = export_model_dir(model, args.out, training=training_summary(args.checkpoint, state),
-                           images=images, images_source=source, force=args.force, ort_format=args.ort_format)
+                           images=images, images_source=source, force=args.force, ort_format=args.ort_format,
+                           static_batch=static_batch)
     parity = contract.load(out).manifest.parity
     worst = max(d for rows in parity.max_abs_diff.values() for outs in rows.values() for d in outs.values())
     print(f"exported {args.checkpoint} -> {out} (max abs diff vs PyTorch {worst:.2g}, "

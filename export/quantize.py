@@ -15,7 +15,9 @@ from edgevae.runtime import manifest as contract
 from edgevae.runtime.manifest import FP32, GRAPH_NAMES
 
 from .mixed import SearchConfig
-from .variants import DEFAULT_CALIBRATION, INT8_REWRITES, VARIANTS, DynamicSettings, Fp16Settings, Int8Settings, variant_file
+from .rewrite import DEPTH_TO_SPACE
+from .variants import (DEFAULT_CALIBRATION, VARIANTS, DynamicSettings, Fp16Settings, Int8Settings, NpuSettings, int8_rewrites,
+                       variant_file)
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class QuantizeConfig:
     int8: Int8Settings = field(default_factory=Int8Settings)
     int8_dynamic: DynamicSettings = field(default_factory=DynamicSettings)
     fp16: Fp16Settings = field(default_factory=Fp16Settings)
+    fp32_npu: NpuSettings = field(default_factory=NpuSettings)
+    fp16_npu: NpuSettings = field(default_factory=NpuSettings)
+    int8_npu: Int8Settings = field(default_factory=lambda: Int8Settings(interleave=DEPTH_TO_SPACE))
     calibration_images: int = 1024  # training images (and their posterior z) fed to the calibrator
     test_images: int = 2000  # first N test images for the -ELBO / encoder comparison
     nll_images: int = 200  # first N test images for the IWAE NLL cost (0: not measured)
@@ -36,6 +41,7 @@ class QuantizeConfig:
     threads: int | None = None  # for --select timings; None: the runtime's default
     seed: int = 0
     search: SearchConfig | None = None  # --search: also find the int8-mixed variant (export/mixed.py)
+    static_batch: tuple[int, ...] = ()  # fixed-shape siblings of every variant at these batch sizes (export/static.py)
 
     def settings_for(self, variant: str):
         """The settings object of variant (of the type its VariantSpec names)."""
@@ -101,11 +107,15 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
 
 
 def settings_record(variant: str, config: QuantizeConfig) -> dict:
-    if variant == "int8":
-        return {"format": "QDQ U8S8", "calibration": {g: config.int8.calibration or DEFAULT_CALIBRATION[g] for g in GRAPH_NAMES},
-                "percentile": config.int8.percentile, "per_channel": config.int8.per_channel,
-                "weight_bits": 7 if config.int8.reduce_range else 8, "calibration_images": config.calibration_images,
-                "rewrites": {g: list(r) for g, r in INT8_REWRITES.items()}, "fp32_nodes": ["Sigmoid"]}
+    if variant in ("int8", "int8-npu"):
+        int8 = config.settings_for(variant)
+        return {"format": "QDQ U8S8", "calibration": {g: int8.calibration or DEFAULT_CALIBRATION[g] for g in GRAPH_NAMES},
+                "percentile": int8.percentile, "per_channel": int8.per_channel,
+                "weight_bits": 7 if int8.reduce_range else 8, "calibration_images": config.calibration_images,
+                "rewrites": {g: list(int8_rewrites(g, int8.interleave)) for g in GRAPH_NAMES}, "fp32_nodes": ["Sigmoid"]}
+    if variant in ("fp32-npu", "fp16-npu"):
+        return {"format": f"{variant[:4]} weights, float32 I/O", "rewrites": {"decoder": ["conv-transpose-as-conv"]},
+                "interleave": config.settings_for(variant).interleave}
     if variant == "int8-dynamic":
         return {"format": "dynamic S8 weights", "per_channel": config.int8_dynamic.per_channel,
                 "weight_bits": 7 if config.int8_dynamic.reduce_range else 8, "quantized_ops": ["MatMul", "Gemm"]}
@@ -117,6 +127,8 @@ def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = Quanti
 
     Calibration and test images come from the dataset spec the model was trained on (train/data.py), shaped to
     its image_shape; data (a spec) or data_dir (Fashion-MNIST's folder, or a DataConfig) override it."""
+    from . import static
+    from .check import check
     from .quality import within_budget
     from .selection import measure_latency, select
 
@@ -128,10 +140,13 @@ def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = Quanti
     try:
         built, report = build_variants(model, config, data_dir, data)
         replaced = [v for v in report if v in manifest.variants]
+        replaced += [v for v, shape in manifest.static.items() if shape.base in replaced]  # rebuilt with their base
         if replaced:  # unlist them first: a kill after the renames below must not leave old hashes naming new files
-            contract.write(model.path, dataclasses.replace(
-                manifest, selection={}, latency_ms=None, golden=_without(manifest.golden, replaced),
-                variants={v: g for v, g in manifest.variants.items() if v not in replaced}))
+            manifest = dataclasses.replace(
+                manifest, selection={}, latency_ms=None, golden=_without(manifest.golden, replaced), targets=None,
+                variants={v: g for v, g in manifest.variants.items() if v not in replaced},
+                static={v: shape for v, shape in manifest.static.items() if v not in replaced})
+            contract.write(model.path, manifest)
         variants = {v: dict(graphs) for v, graphs in manifest.variants.items()}
         for (variant, graph), tmp in built.items():
             final = model.path / variant_file(graph, variant)
@@ -145,7 +160,7 @@ def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = Quanti
             quality[variant] = contract.Quality(**measured, bytes=size, size_vs_fp32=round(size / fp32_bytes, 4))
         manifest = dataclasses.replace(manifest, variants=variants, quality=quality)
         if config.select:
-            names = list(variants)
+            names = [v for v in variants if v not in manifest.static]  # fixed shapes are swapped in by batch, not selected
             latency = measure_latency(model.path, manifest, names, config.threads)
             eligible = [v for v in names if v in quality and within_budget(quality[v], config.min_psnr_db, config.max_elbo_rel)]
             if config.search:  # and the user's budget, as the search applied it
@@ -155,7 +170,11 @@ def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = Quanti
             manifest = dataclasses.replace(
                 manifest, selection=select(latency, eligible),
                 latency_ms=contract.Latency(threads=config.threads, eligible=(FP32, *eligible), by_variant=latency))
-        manifest = _with_goldens(model, manifest, list(report))
+        before = [(shape.base, shape.batch) for shape in model.manifest.static.values()]  # rebuilt with a rebuilt base
+        siblings = static.plan(manifest, config.static_batch, keep=before)
+        manifest = static.add_static(model.path, manifest, siblings)
+        manifest = _with_goldens(model, manifest, [*report, *(static.static_name(v, b) for v, b in siblings)])
+        manifest = dataclasses.replace(manifest, targets=check(contract.ModelDir(model.path, manifest)))
         contract.write(model.path, manifest)
     finally:
         for tmp in built.values():
@@ -219,12 +238,15 @@ def main(args) -> None:
     """Entry point of `edgevae quantize`."""
     if not args.search and (args.budget_psnr is not None or args.budget_nats is not None):
         raise ValueError("--budget-psnr and --budget-nats apply to --search; add --search")
+    from .static import parse_batches
+
+    static_batch = parse_batches(args.static_batch) if args.static_batch is not None else ()
     config = QuantizeConfig(
         variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
         int8=Int8Settings(calibration=args.calibration, per_channel=args.per_channel),
         int8_dynamic=DynamicSettings(per_channel=args.per_channel),
         calibration_images=args.calibration_images, test_images=args.test_images, nll_images=args.nll_images,
-        nll_k=args.nll_k, select=args.select, threads=args.threads,
+        nll_k=args.nll_k, select=args.select, threads=args.threads, static_batch=static_batch,
         search=SearchConfig(budget_psnr=args.budget_psnr, budget_nats=args.budget_nats, min_speedup=args.min_speedup,
                             budget_s=args.search_budget_s) if args.search else None,
     )

@@ -32,6 +32,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 log = logging.getLogger(__name__)
+TRANSPOSE, DEPTH_TO_SPACE = "transpose", "depth-to-space"  # the two interleaves of conv_transpose_as_conv
 
 
 def _attr(node: onnx.NodeProto, name: str, default):
@@ -128,8 +129,9 @@ def _stride1_nodes(graph, node, weight, bias, pads, output_padding) -> list[onnx
                              list(node.output), name=f"{p}/conv", kernel_shape=[kh, kw], pads=conv_pads)]
 
 
-def _subpixel_nodes(graph, node, weight, bias, strides, pads, output_padding, in_hw) -> list[onnx.NodeProto]:
-    """Conv (all phases) + channels-last interleave + crop, producing node.output[0] in NCHW."""
+def _subpixel_nodes(graph, node, weight, bias, strides, pads, output_padding, in_hw, interleave) -> list[onnx.NodeProto]:
+    """Conv (all phases) + interleave + crop, producing node.output[0] in NCHW. interleave: "transpose"
+    (channels-last Transpose/Reshape) or "depth-to-space" (DepthToSpace DCR; square strides only)."""
     c_out, (kh, kw), (sh, sw) = weight.shape[1], weight.shape[2:], strides
     kernel, phase_bias = subpixel_kernel(weight, bias, strides)
     jh, jw = kernel.shape[2:]
@@ -142,9 +144,16 @@ def _subpixel_nodes(graph, node, weight, bias, strides, pads, output_padding, in
     h, w = in_hw[0] + jh - 1 + extra_h, in_hw[1] + jw - 1 + extra_w
     p = node.name or node.output[0]
     t = [f"{p}/subpixel_{i}" for i in range(6)]
+    conv = helper.make_node("Conv", [node.input[0], _const(graph, f"{p}/subpixel_w", kernel), _const(graph, f"{p}/subpixel_b", phase_bias)],
+                            [t[0]], name=f"{p}/subpixel_conv", kernel_shape=[jh, jw], pads=[jh - 1, jw - 1, jh - 1 + extra_h, jw - 1 + extra_w])
+    if interleave == DEPTH_TO_SPACE and sh == sw:  # DCR reads channel (rh*s + rw)*C + c: the kernel's (rh, rw, c) order
+        return [conv,
+                helper.make_node("DepthToSpace", [t[0]], [t[1]], name=f"{p}/interleave", blocksize=sh, mode="DCR"),  # (N,C,s*h,s*w)
+                helper.make_node("Slice", [t[1], _const(graph, f"{p}/crop_start", np.array(pads[:2], np.int64)),
+                                           _const(graph, f"{p}/crop_end", np.array([pads[0] + out_h, pads[1] + out_w], np.int64)),
+                                           _const(graph, f"{p}/crop_axes", np.array([2, 3], np.int64))], list(node.output), name=f"{p}/crop")]
     return [
-        helper.make_node("Conv", [node.input[0], _const(graph, f"{p}/subpixel_w", kernel), _const(graph, f"{p}/subpixel_b", phase_bias)],
-                         [t[0]], name=f"{p}/subpixel_conv", kernel_shape=[jh, jw], pads=[jh - 1, jw - 1, jh - 1 + extra_h, jw - 1 + extra_w]),
+        conv,
         helper.make_node("Transpose", [t[0]], [t[1]], name=f"{p}/to_nhwc", perm=[0, 2, 3, 1]),  # (N,h,w,sh*sw*C)
         helper.make_node("Reshape", [t[1], _const(graph, f"{p}/shape_phases", np.array([0, h, w, sh, sw * c_out], np.int64))],
                          [t[2]], name=f"{p}/split_rows"),  # (N,h,w,rh,rw*C)
@@ -158,8 +167,10 @@ def _subpixel_nodes(graph, node, weight, bias, strides, pads, output_padding, in
     ]
 
 
-def conv_transpose_as_conv(model: onnx.ModelProto) -> onnx.ModelProto:
+def conv_transpose_as_conv(model: onnx.ModelProto, interleave: str = TRANSPOSE) -> onnx.ModelProto:
     """A copy of model with every ConvTranspose replaced by an equivalent Conv (see module docstring).
+    interleave: how strided layers put their phases back in place, TRANSPOSE (what int8 runs fastest) or
+    DEPTH_TO_SPACE (one DepthToSpace node; layers whose strides differ between the axes keep TRANSPOSE).
 
     A ConvTranspose the rewrite cannot express (groups, dilations, an explicit output_shape, weights computed
     in the graph...) is left as it is, with one warning line naming it: int8 then keeps it in fp32.
@@ -181,7 +192,7 @@ def conv_transpose_as_conv(model: onnx.ModelProto) -> onnx.ModelProto:
         if all(s == 1 for s in strides):
             nodes.extend(_stride1_nodes(graph, node, weight, bias, pads, output_padding))
         else:
-            nodes.extend(_subpixel_nodes(graph, node, weight, bias, strides, pads, output_padding, in_hw[node.input[0]]))
+            nodes.extend(_subpixel_nodes(graph, node, weight, bias, strides, pads, output_padding, in_hw[node.input[0]], interleave))
     return _replace_nodes(model, nodes, dropped)
 
 
@@ -231,4 +242,8 @@ def pad_input_channels(model: onnx.ModelProto, multiple: int = 4) -> onnx.ModelP
     return _replace_nodes(model, nodes, dropped)
 
 
-REWRITES = {"conv-transpose-as-conv": conv_transpose_as_conv, "pad-input-channels": pad_input_channels}  # name -> ModelProto -> ModelProto
+REWRITES = {  # name -> ModelProto -> ModelProto
+    "conv-transpose-as-conv": conv_transpose_as_conv,
+    "conv-transpose-as-conv-d2s": lambda model: conv_transpose_as_conv(model, DEPTH_TO_SPACE),
+    "pad-input-channels": pad_input_channels,
+}

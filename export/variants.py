@@ -12,6 +12,11 @@
 - fp16: weights and compute in fp16 with float32 I/O kept (a size win; the CPU provider computes fp32).
 - int8-mixed: int8 with chosen layers kept fp32 and settings per graph, found by `quantize --search`
   (export/mixed.py: measured sensitivity, greedy under the user's budget).
+- fp32-npu, fp16-npu, int8-npu: for NNAPI and other NPUs, which take no ConvTranspose (NNAPI) or no 5-D tensor
+  (NNAPI's Transpose and Reshape take rank <= 4): the decoder's ConvTransposes rewritten as stride-phase Conv +
+  DepthToSpace (export/rewrite.py, exact), every tensor 4-D. On the CPU the ConvTranspose graph stays fp32's
+  default: the rewritten fp32 decoder ran 1.8-2.3x slower there (docs/results.md), and int8 keeps its channels-last
+  interleave, which onnxruntime's int8 CPU kernels run fastest.
 
 The measurements behind each decision, with the commands that reproduce them: docs/results.md.
 """
@@ -27,7 +32,7 @@ from pathlib import Path
 import onnx
 
 from .calibrate import ArrayReader
-from .rewrite import REWRITES
+from .rewrite import DEPTH_TO_SPACE, REWRITES, TRANSPOSE, conv_transpose_as_conv
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT8_REWRITES = {"encoder": ("pad-input-channels",), "decoder": ("conv-transpose-as-conv",)}  # graph -> REWRITES names
@@ -48,6 +53,13 @@ class Int8Settings:
     activation_symmetric: bool = False  # onnxruntime's ActivationSymmetric: zero point 128 for uint8 activations
     fp32_nodes: tuple[str, ...] = ()  # nodes of the rewritten graph kept fp32 besides Sigmoid (export/mixed.py)
     keep_conv_transpose: tuple[str, ...] = ()  # ConvTranspose nodes of the fp32 graph left unrewritten, so fp32
+    interleave: str = TRANSPOSE  # the decoder rewrite's interleave (DEPTH_TO_SPACE for int8-npu: 4-D tensors only)
+
+
+def int8_rewrites(graph: str, interleave: str = TRANSPOSE) -> tuple[str, ...]:
+    """The REWRITES names applied to graph before int8 quantization."""
+    return tuple(f"{name}-d2s" if name == "conv-transpose-as-conv" and interleave == DEPTH_TO_SPACE else name
+                 for name in INT8_REWRITES[graph])
 
 
 def _calibration_method(name: str):
@@ -78,18 +90,18 @@ def build_int8(src: Path, dst: Path, graph: str, calibration, settings: Int8Sett
     """Static QDQ int8 of src (an fp32 graph) at dst, calibrated on `calibration` (the graph's input array)."""
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        prepare_int8(src, prepared, graph, settings.keep_conv_transpose)
+        prepare_int8(src, prepared, graph, settings.keep_conv_transpose, settings.interleave)
         quantize_prepared(prepared, dst, graph, calibration, settings)
 
 
-def prepare_int8(src: Path, dst: Path, graph: str, keep_conv_transpose=()) -> None:
+def prepare_int8(src: Path, dst: Path, graph: str, keep_conv_transpose=(), interleave: str = TRANSPOSE) -> None:
     """src with the graph's INT8_REWRITES applied and onnxruntime's pre-processing, at dst: the fp32 graph whose
     node names Int8Settings.fp32_nodes refers to. The ConvTransposes named in keep_conv_transpose are put back
     after the rewrite: a layer kept fp32 can run faster as the original ConvTranspose than as its Conv form."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     original = model = onnx.load(src)
-    for name in INT8_REWRITES[graph]:
+    for name in int8_rewrites(graph, interleave):
         model = REWRITES[name](model)
     if keep_conv_transpose:
         model = restore_nodes(original, model, keep_conv_transpose)
@@ -188,6 +200,26 @@ def build_fp16(src: Path, dst: Path, graph: str, calibration, settings: Fp16Sett
               f"were clipped ({clipped[0].splitlines()[0][:120]})", file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class NpuSettings:
+    """Options of the fp32-npu and fp16-npu variants."""
+
+    interleave: str = DEPTH_TO_SPACE  # 4-D tensors only: NNAPI's Transpose and Reshape take rank <= 4
+
+
+def build_fp32_npu(src: Path, dst: Path, graph: str, calibration, settings: NpuSettings) -> None:
+    """The fp32 graph with its ConvTransposes rewritten as Conv (the encoder has none: copied as it is)."""
+    onnx.save(conv_transpose_as_conv(onnx.load(src), settings.interleave), dst)
+
+
+def build_fp16_npu(src: Path, dst: Path, graph: str, calibration, settings: NpuSettings) -> None:
+    """fp16 of the fp32-npu graph."""
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as tmp:
+        rewritten = Path(tmp) / "rewritten.onnx"
+        build_fp32_npu(src, rewritten, graph, calibration, settings)
+        build_fp16(rewritten, dst, graph, calibration, Fp16Settings())
+
+
 @contextlib.contextmanager
 def quiet_quantizer(graph: str):
     """onnxruntime.quantization narrates on stdout ("Collecting tensor data", "Finding optimal threshold")
@@ -224,6 +256,9 @@ VARIANTS = {
     "int8-dynamic": VariantSpec(".int8-dynamic.onnx", build_int8_dynamic, DynamicSettings, needs_calibration=False),
     "fp16": VariantSpec(".fp16.onnx", build_fp16, Fp16Settings, needs_calibration=False),
     "int8-mixed": VariantSpec(".int8-mixed.onnx", build_int8_mixed, MixedSettings, needs_calibration=True),  # by --search
+    "fp32-npu": VariantSpec(".fp32-npu.onnx", build_fp32_npu, NpuSettings, needs_calibration=False),
+    "fp16-npu": VariantSpec(".fp16-npu.onnx", build_fp16_npu, NpuSettings, needs_calibration=False),
+    "int8-npu": VariantSpec(".int8-npu.onnx", build_int8, Int8Settings, needs_calibration=True),
 }
 
 

@@ -9,6 +9,8 @@ def _model_args(p, threads: bool = True) -> None:
     p.add_argument("--variant", default="auto",
                    help="fp32, int8, int8-dynamic, fp16, or auto: the manifest's choice per graph and batch size (default, "
                         "as in VAERuntime.load)")
+    p.add_argument("--trust", type=Path, metavar="PUB.pem",
+                   help="refuse the dir unless it is signed (edgevae sign) by this public key's private key")
     if threads:
         p.add_argument("--threads", type=_threads_arg, default="auto",
                        help="intra-op threads per session, or auto (default): this device's profile from `edgevae tune`, "
@@ -72,7 +74,8 @@ def _load(args):
     if getattr(args, "seed", None) is not None:
         check_count("--seed", args.seed, minimum=0)  # numpy's seeds are non-negative
     timeout_s = check_timeout(args.timeout, "--timeout")
-    return VAERuntime.load(args.model, variant=args.variant, threads=threads, timeout_s=timeout_s, spinning=args.spin)
+    return VAERuntime.load(args.model, variant=args.variant, threads=threads, timeout_s=timeout_s, spinning=args.spin,
+                           trust=args.trust)
 
 
 def _sample(args) -> None:
@@ -167,6 +170,10 @@ def _info(args) -> None:
     from .safe_files import escape
 
     model = load(args.model)
+    if args.trust is not None:
+        from .signing import check_signature
+
+        check_signature(model, args.trust)
     model.verify()  # every file hashed before a line is printed: no half report
     variant = model.check_variant(args.variant)
     m = model.manifest
@@ -182,6 +189,8 @@ def _info(args) -> None:
             vs_fp32 = f"  decoder PSNR {psnr}, -ELBO {100 * q.neg_elbo_rel_change:+.3f}% vs fp32"
             if q.nll is not None:
                 vs_fp32 += f", IWAE NLL {q.nll.cost:+.3f} +- {q.nll.cost_stderr:.3f} nats"
+        fixed = m.static.get(name)
+        vs_fp32 += f"  fixed batch {fixed.batch} of {escape(fixed.base)}" if fixed else ""
         lines.append(f"variant       {escape(name):<13} {size / 1e6:6.2f} MB  sha256 ok{vs_fp32}")
     from .device_profile import plan as device_plan
 
@@ -194,6 +203,16 @@ def _info(args) -> None:
         why = why if chosen.profile is None else "measured on this device"
         lines.append(f"runs          {graph} with --variant {escape(variant)}: {runs} ({why})")
     lines.append(f"in force      {chosen.why}")
+    if m.static:
+        lines.append("fixed shapes  a batch of exactly a fixed-shape variant's size runs it in place of its base "
+                     "(never padded): " + ", ".join(f"{escape(s.base)} at {s.batch}" for s in m.static.values()))
+    from .signing import SIGNATURE
+    from .targets import summary
+
+    lines += [f"{'targets' if i == 0 else '':<14}{line}" for i, line in enumerate(summary(m))]
+    signed = (model.path / SIGNATURE).is_file()
+    lines.append(f"signature     {SIGNATURE + ' present (edgevae verify --trust PUB.pem checks it)' if signed else 'none'}"
+                 + (" and verified with --trust" if args.trust is not None else ""))
     if m.golden is not None:
         lines.append(f"goldens       {', '.join(escape(v) for v in m.golden.outputs)} (edgevae verify)")
     if m.parity is not None:

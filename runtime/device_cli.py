@@ -1,5 +1,5 @@
-"""Subcommands `verify` and `tune`: the device-side checks of a model dir (argument parsing only; numpy and
-onnxruntime are imported when one runs). Both are torch-free."""
+"""Subcommands `verify`, `tune` and `sign`: the device-side checks of a model dir and its signature (argument
+parsing only; numpy and onnxruntime are imported when one runs). All are torch-free."""
 
 from pathlib import Path
 
@@ -10,7 +10,16 @@ def register(sub) -> None:
     p.add_argument("--variant", default="all",
                    help="all (default: every variant with goldens), auto (those --variant auto may run), or one variant")
     p.add_argument("--threads", type=int, help="intra-op threads for the check (default: onnxruntime's)")
+    p.add_argument("--trust", type=Path, metavar="PUB.pem",
+                   help="check first that the dir is signed (edgevae sign) by this public key's private key")
     p.set_defaults(run=_verify, extra=None)
+
+    p = sub.add_parser("sign", help="sign a model dir's manifest and every file it names (MODEL_DIR/model.sig)")
+    p.add_argument("model_dir", type=Path, help="model dir to sign")
+    p.add_argument("--key", type=Path, required=True, metavar="KEY.pem",
+                   help="elliptic-curve private key in PEM (P-256, P-384 or P-521), e.g. from "
+                        "openssl ecparam -name prime256v1 -genkey -noout -out KEY.pem")
+    p.set_defaults(run=_sign, extra="sign")
 
     p = sub.add_parser("tune", help="time every eligible variant x threads x batch size here; write a device profile")
     p.add_argument("--model", type=Path, help="model dir (default: the model shipped in the package)")
@@ -24,6 +33,17 @@ def _verify(args) -> int:
     from .verify import main
 
     return main(args)
+
+
+def _sign(args) -> None:
+    from .manifest import load
+    from .safe_files import escape
+    from .signing import sign, signed_files
+
+    model = load(args.model_dir)
+    path = sign(model, args.key)
+    print(f"signed {len(signed_files(model))} files of {escape(model.path)} (manifest.json and every file it names) "
+          f"-> {escape(path)}")
 
 
 def _tune(args) -> None:

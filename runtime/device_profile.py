@@ -20,6 +20,7 @@ tuning must not change the model's hash): they are read with the same safe reade
 into the frozen dataclasses below, so a hostile one can at worst choose a slower listed variant.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -59,6 +60,8 @@ class Choice:
 
     variant: str = doc("a variant of the model dir")
     threads: int | None = doc("intra-op threads; null: onnxruntime's default")
+    provider: str | None = doc("onnxruntime execution provider (the CPU's for nodes it does not take); null: the "
+                               "runtime's providers (CPUExecutionProvider unless given)", default=None)
 
     def __post_init__(self):
         _check_pick(self.variant, self.threads)
@@ -74,6 +77,8 @@ class Timing:
     p25_ms: float = doc("25th percentile, ms")
     p75_ms: float = doc("75th percentile, ms")
     calls: int = doc("timed calls")
+    provider: str | None = doc("execution provider; null in profiles made before providers were timed: the CPU's",
+                               default=None)
 
     def __post_init__(self):
         _check_pick(self.variant, self.threads)
@@ -228,6 +233,11 @@ def mismatch(model: ModelDir, profile: DeviceProfile, identity: dict | None = No
     unknown = [c.variant for c in picks if c.variant not in model.manifest.variants]
     if unknown:
         return f"names variant {escape(unknown[0])}, which the model dir lacks"
+    import onnxruntime as ort
+
+    absent = [c.provider for c in picks if c.provider is not None and c.provider not in ort.get_available_providers()]
+    if absent:
+        return f"names execution provider {escape(absent[0])}, which this onnxruntime lacks"
     return None
 
 
@@ -287,7 +297,20 @@ class Plan:
         return sorted(needed)
 
     def choose(self, model: ModelDir, graph: str, batch: int) -> Choice:
-        """The (variant, threads) to run graph on a batch of this size."""
+        """The (variant, threads, provider) to run graph on a batch of this size. A fixed-shape variant that `auto`
+        picked runs only on a batch of its own size, its base on the others (one asked for by name is run on
+        multiples of its batch, or refused: VAERuntime). Without a profile, a variant's fixed-shape sibling runs
+        whenever the batch matches it; with one, tune timed both at that batch and the profile says which."""
+        choice = self._choose(model, graph, batch)
+        static = model.manifest.static.get(choice.variant)
+        if static is not None and static.batch != batch and choice.variant != self.variant:
+            return dataclasses.replace(choice, variant=static.base)
+        sibling = model.static_sibling(choice.variant, batch)
+        if sibling is not None and self.profile is None:
+            return dataclasses.replace(choice, variant=sibling)
+        return choice
+
+    def _choose(self, model: ModelDir, graph: str, batch: int) -> Choice:
         if self.variant != AUTO and self.threads != AUTO:
             return Choice(self.variant, self.threads)
         if self.profile is not None and graph in self.profile.choice and self.profile.choice[graph]:
@@ -298,7 +321,7 @@ class Plan:
                        and (self.threads == AUTO or t.threads == self.threads)]
             if timings:
                 best = min(timings, key=lambda t: t.median_ms)
-                return Choice(best.variant, best.threads)
+                return Choice(best.variant, best.threads, best.provider)
         variant = model.variant_for(self.variant, batch, graph)
         if self.threads != AUTO:
             return Choice(variant, self.threads)

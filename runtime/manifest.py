@@ -31,6 +31,7 @@ MAX_MANIFEST_BYTES = 1 << 20  # ours are ~5 KB
 MAX_GRAPH_BYTES = 1 << 30  # a VAE for the edge is a few MB; 1 GiB bounds what a hostile manifest can make us read
 SHA256 = re.compile(r"[0-9a-f]{64}")
 BATCH_KEY = re.compile(r"[1-9][0-9]{0,8}")  # ASCII digits only ('²'.isdigit() is True)
+MAX_STATIC_BATCH = 4096  # a fixed-shape graph's batch; the runtime runs it whole, so a hostile manifest is bounded
 
 
 def _graph_map(value, what: str) -> None:
@@ -186,6 +187,37 @@ class Golden:
 
 
 @dataclass(frozen=True)
+class StaticShape:
+    """A fixed-shape variant: its base variant's graphs with every input and output shape fixed to one batch size
+    (what NNAPI and other NPUs need). It computes what its base computes; a runtime runs it on batches of
+    exactly `batch` rows and never pads a batch to fit it."""
+
+    base: str = doc("the variant (with a dynamic batch) whose graphs these are")
+    batch: int = doc(f"the fixed batch size, 1..{MAX_STATIC_BATCH}")
+
+
+@dataclass(frozen=True)
+class TargetFit:
+    """How much of one graph one execution provider would take, as onnxruntime judges it (`edgevae check`)."""
+
+    nodes: int = doc("nodes in the graph after onnxruntime's basic optimizations (what a provider is offered)")
+    taken: int | None = doc("nodes the provider would take; null when it cannot be told on the machine that checked")
+    partitions: int | None = doc("connected groups of taken nodes (each one hand-off to and from the provider)")
+    method: str = doc("how it was found: onnxruntime's usability checker on its shipped operator list, or a "
+                      "session on the checking machine")
+    why: dict[str, str] = doc("{operator or reason: why those nodes stay off the provider}", default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Which execution providers (NNAPI, CoreML, XNNPACK, QNN, CPU) could run each graph, recorded by export and
+    quantize (export/check.py), so a device with the base install can read it (`edgevae info`)."""
+
+    onnxruntime: str = doc("onnxruntime version whose checker and operator lists were used")
+    fits: dict[str, dict[str, dict[str, TargetFit]]] = doc("{variant: {graph: {target: fit}}}")
+
+
+@dataclass(frozen=True)
 class Manifest:
     """manifest.json of a model dir."""
 
@@ -207,6 +239,9 @@ class Manifest:
     golden: Golden | None = doc("golden inputs and expected outputs per variant, for `edgevae verify`", default=None)
     control_flow: tuple[str, ...] | None = doc("operators with subgraphs (Loop, Scan, If, ...) that the producer declares "
                                                "its graphs use; a graph holding any other is refused at load", default=None)
+    static: dict[str, StaticShape] = doc("{variant: its base and fixed batch} for the fixed-shape variants",
+                                         omit_empty=True, default_factory=dict)
+    targets: Targets | None = doc("which execution providers could run each graph (`edgevae check`)", default=None)
 
     def __post_init__(self):
         if self.format != FORMAT:
@@ -237,6 +272,24 @@ class Manifest:
         unknown = [v for v in (self.golden.outputs if self.golden else ()) if v not in self.variants]
         if unknown:
             raise ValueError(f"golden.outputs names variant {unknown[0]!r}, which the manifest lacks")
+        self._check_static()
+
+    def _check_static(self) -> None:
+        """Each fixed-shape variant is listed, has a listed dynamic base, a bounded batch, and is the only one for
+        its (base, batch); `selection` names dynamic variants only (a runtime swaps the fixed ones in by batch)."""
+        seen = set()
+        for variant, shape in self.static.items():
+            if variant not in self.variants or shape.base not in self.variants or shape.base in self.static:
+                raise ValueError(f"static.{variant} must name a listed variant whose base is a listed variant "
+                                 f"with a dynamic batch, got base {shape.base!r}")
+            if not 1 <= shape.batch <= MAX_STATIC_BATCH:
+                raise ValueError(f"static.{variant}.batch {shape.batch} is outside 1..{MAX_STATIC_BATCH}")
+            if (shape.base, shape.batch) in seen:
+                raise ValueError(f"static lists two variants of {shape.base!r} at batch {shape.batch}")
+            seen.add((shape.base, shape.batch))
+        chosen = [v for choice in self.selection.values() for v in choice.values() if v in self.static]
+        if chosen:
+            raise ValueError(f"selection names the fixed-shape variant {chosen[0]!r}; it must name its base")
 
     def file_entries(self) -> list[FileEntry]:
         """Every file the manifest names: graphs, then golden arrays."""
@@ -317,6 +370,10 @@ class ModelDir:
         for entry in self.manifest.file_entries():
             self.read(entry)
 
+    def static_sibling(self, variant: str, batch: int) -> str | None:
+        """The fixed-shape variant of `variant` at exactly this batch size, or None."""
+        return next((v for v, shape in self.manifest.static.items() if (shape.base, shape.batch) == (variant, batch)), None)
+
     def variant_for(self, variant: str, batch: int, graph: str) -> str:
         """The concrete variant to run graph on a batch of this size. `auto` follows the graph's selection:
         the entry for the largest batch size <= batch (the smallest entry when batch is below all of them);
@@ -332,10 +389,14 @@ class ModelDir:
     def variants_needed(self, variant: str) -> list:
         """The concrete variants a runtime loaded with `variant` may run."""
         if variant != AUTO:
-            return [variant]
+            return self.with_static({variant})
         chosen = {v for choice in self.manifest.selection.values() for v in choice.values()}
         missing = [g for g in GRAPH_NAMES if not self.manifest.selection.get(g)]
-        return sorted(chosen | ({FP32} if missing else set()))
+        return self.with_static(chosen | ({FP32} if missing else set()))
+
+    def with_static(self, variants) -> list:
+        """variants and their fixed-shape siblings (a runtime runs a sibling when a batch matches it), sorted."""
+        return sorted(set(variants) | {v for v, shape in self.manifest.static.items() if shape.base in variants})
 
 
 def resolve_path(model_dir) -> Path:
@@ -373,6 +434,11 @@ def load(model_dir=None) -> ModelDir:
         raise ModelDirError(f"{where}: has no {MANIFEST} (not an edgevae model dir)") from None
     except (OSError, ValueError) as err:
         raise ModelDirError(f"{where}: cannot read {MANIFEST}: {getattr(err, 'strerror', None) or err}") from None
+    return ModelDir(path, parse_bytes(data, where))
+
+
+def parse_bytes(data: bytes, where: str) -> Manifest:
+    """The Manifest in the bytes of a manifest.json; ModelDirError starting with `where` otherwise."""
     try:
         obj = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -382,10 +448,9 @@ def load(model_dir=None) -> ModelDir:
     except RecursionError:
         raise ModelDirError(f"{where}: {MANIFEST} is nested too deeply") from None
     try:
-        manifest = parse_manifest(obj)
+        return parse_manifest(obj)
     except ValueError as err:
         raise ModelDirError(f"{where}: {MANIFEST}: {escape(err)}") from None
-    return ModelDir(path, manifest)
 
 
 def write(model_dir, manifest: Manifest) -> None:

@@ -1,5 +1,7 @@
 """`edgevae tune`: time, on this device, every variant inside the manifest's quality budget x intra-op threads x
-batch sizes, and write a device profile that `variant="auto"` / `threads="auto"` then follow (device_profile.py).
+execution provider x batch sizes, and write a device profile that `variant="auto"` / `threads="auto"` then follow
+(device_profile.py). The providers are those onnxruntime offers here that take nodes of the model's graphs
+(runtime/providers.py); a fixed-shape variant is timed at its own batch size, beside its base.
 
 For each (graph, batch size) group, every candidate (variant, threads) takes turns in interleaved rounds, in
 a fresh random order each round, so load from other processes falls on all of them alike; within a round a
@@ -13,6 +15,7 @@ hostile or hopelessly slow graph ends tune with one line instead of running for 
 Torch-free: the base install runs it.
 """
 
+import dataclasses
 import sys
 import time
 
@@ -72,6 +75,22 @@ def _feed(model: ModelDir, graph: str, batch: int) -> np.ndarray:
     return standard_normal(rng, (batch, model.latent_dim))
 
 
+def candidates(variants: list, threads: list, providers: list, was: Choice) -> list[Choice]:
+    """Every (variant, threads, provider) to time for one graph and batch size, and what the runtime ran before
+    tuning (e.g. onnxruntime's default threads), so that before and after are compared in one run."""
+    found = [Choice(v, t, p) for p in providers for v in variants for t in threads]
+    return found if was in found else [*found, was]
+
+
+def pick(rows, was: Choice) -> Choice:
+    """The fastest timed candidate, unless `was` (what the runtime ran before) is within KEEP_MARGIN of it."""
+    best = min(rows, key=lambda r: r.median_ms)
+    kept = next(r for r in rows if Choice(r.variant, r.threads, r.provider) == was)
+    if kept.median_ms <= (1 + KEEP_MARGIN) * best.median_ms:
+        best = kept
+    return Choice(best.variant, best.threads, best.provider)
+
+
 def _time_group(calls: dict, budget_s: float, rng: np.random.Generator, hard_end: float) -> dict:
     """{candidate: [seconds per call]} from interleaved rounds lasting about budget_s (>= MIN_ROUNDS rounds, but
     none begun after hard_end, on time.perf_counter)."""
@@ -96,33 +115,40 @@ def _time_group(calls: dict, budget_s: float, rng: np.random.Generator, hard_end
     return samples
 
 
-def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_SIZES, progress: bool = True) -> DeviceProfile:
+def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_SIZES, progress: bool = True,
+         providers: list | None = None) -> DeviceProfile:
     """Time every candidate on this device and return the profile (not written: see device_profile.write).
     model: a ModelDir; budget_s: seconds in (0, MAX_BUDGET_S]; batch_sizes: batch sizes to time (1..MAX_BATCH);
-    progress: show a progress bar. InputError for a wrong argument, before anything is timed."""
+    progress: show a progress bar; providers: the execution providers to time (default: usable_providers of
+    the fp32 graphs). InputError for a wrong argument, before anything is timed."""
     from edgevae import __version__
+
+    from .providers import CPU, usable_providers
 
     budget_s, batch_sizes = _check_arguments(model, budget_s, batch_sizes, progress)
     identity = device_identity()
     started = time.perf_counter()
     hard_end = started + HARD_LIMIT * budget_s + HARD_SLACK_S
     variants, threads = eligible_variants(model), thread_counts(identity["cores"])
+    if providers is None:
+        providers = sorted({p for g in GRAPH_NAMES for p in usable_providers(model.graph_bytes(FP32, g))},
+                           key=lambda p: p == CPU)  # the CPU's last, as in onnxruntime's order of preference
     before = Plan(AUTO, AUTO)  # what the runtime runs with no profile
+    batch_sizes = sorted(set(batch_sizes) | {s.batch for s in model.manifest.static.values()})
     groups = [(g, b) for g in GRAPH_NAMES for b in batch_sizes]
     sessions, rng = {}, np.random.default_rng(0)
     choice, timings, default = {g: {} for g in GRAPH_NAMES}, {g: {} for g in GRAPH_NAMES}, {g: {} for g in GRAPH_NAMES}
     bar = _progress(len(groups), progress)
     for done, (graph, batch) in enumerate(groups):
-        was = before.choose(model, graph, batch)
-        candidates = [Choice(v, t) for v in variants for t in threads]
-        if was not in candidates:
-            candidates.append(was)  # e.g. onnxruntime's default threads: timed so before/after compare in one run
+        was = dataclasses.replace(before.choose(model, graph, batch), provider=CPU)
+        here = [*variants, *(s for v in variants if (s := model.static_sibling(v, batch)))]  # fixed shapes: own batch
         feed, name = _feed(model, graph, batch), model.manifest.io[graph].inputs[0]
         calls = {}
-        for c in candidates:
-            key = (c.variant, graph, c.threads)
+        for c in candidates(here, threads, providers, was):
+            key = (c.variant, graph, c.threads, c.provider)
             if key not in sessions:
-                sessions[key] = create_session(model, c.variant, graph, SessionConfig(threads=c.threads))
+                config = SessionConfig(threads=c.threads, providers=tuple(dict.fromkeys((c.provider, CPU))))
+                sessions[key] = create_session(model, c.variant, graph, config)
             label = model.file_label(c.variant, graph)
             calls[c] = (lambda s=sessions[key], label=label: run_checked(
                 model, label, s, {name: feed}, max(hard_end - time.perf_counter(), 1e-3), f"tune stops at {HARD_LIMIT:g} x --budget-s + {HARD_SLACK_S:g} s: raise --budget-s"))
@@ -131,11 +157,7 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
         samples = _time_group(calls, share, rng, hard_end)
         rows = tuple(_timing(c, s) for c, s in samples.items())
         timings[graph][str(batch)] = rows
-        best = min(rows, key=lambda r: r.median_ms)
-        kept = next(r for r in rows if (r.variant, r.threads) == (was.variant, was.threads))
-        if kept.median_ms <= (1 + KEEP_MARGIN) * best.median_ms:
-            best = kept
-        choice[graph][str(batch)] = Choice(best.variant, best.threads)
+        best = choice[graph][str(batch)] = pick(rows, was)
         default[graph][str(batch)] = was
         if bar is not None:
             bar.set_postfix_str(f"{graph} batch {batch}: {escape(best.variant)} x{best.threads or 'default'}")
@@ -175,7 +197,8 @@ def _weight(batch: int) -> float:
 def _timing(c: Choice, seconds: list) -> Timing:
     ms = np.asarray(seconds) * 1e3
     p25, p50, p75 = (round(float(v), 4) for v in np.percentile(ms, [25, 50, 75]))
-    return Timing(variant=c.variant, threads=c.threads, median_ms=p50, p25_ms=p25, p75_ms=p75, calls=len(seconds))
+    return Timing(variant=c.variant, threads=c.threads, median_ms=p50, p25_ms=p25, p75_ms=p75, calls=len(seconds),
+                  provider=c.provider)
 
 
 def _progress(total: int, enabled: bool):
@@ -190,9 +213,10 @@ def _progress(total: int, enabled: bool):
 
 
 def _cell(profile: DeviceProfile, graph: str, batch: str, c: Choice) -> tuple:
-    row = next(r for r in profile.timings[graph][batch] if r.variant == c.variant and r.threads == c.threads)
+    row = next(r for r in profile.timings[graph][batch] if (r.variant, r.threads, r.provider) == (c.variant, c.threads, c.provider))
     threads = "default" if c.threads is None else str(c.threads)
-    return f"{escape(c.variant)} x{threads}", row
+    on = "" if c.provider in (None, "CPUExecutionProvider") else f" on {escape(c.provider.removesuffix('ExecutionProvider'))}"
+    return f"{escape(c.variant)} x{threads}{on}", row
 
 
 def format_table(profile: DeviceProfile) -> str:
@@ -225,5 +249,6 @@ def main(args) -> None:
     path = write(model.path / IN_MODEL_DIR if args.in_model_dir else cache_path(model), profile)
     print(format_table(profile))
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""  # timings are only as quiet as the machine
+    timed = sorted({r.provider for sizes in profile.timings.values() for rows in sizes.values() for r in rows})
     print(f"device profile {escape(path)} ({escape(profile.cpu_model)}, {profile.cores} cores, onnxruntime "
-          f"{escape(profile.onnxruntime)}; {time.perf_counter() - t0:.1f} s{load})")
+          f"{escape(profile.onnxruntime)}, providers timed: {escape(', '.join(timed))}; {time.perf_counter() - t0:.1f} s{load})")

@@ -12,16 +12,22 @@ import typing
 from dataclasses import field
 
 
-def doc(text: str, **kwargs):
-    """A dataclass field carrying its description into the JSON Schema."""
-    return field(metadata={"doc": text}, **kwargs)
+def doc(text: str, omit_empty: bool = False, **kwargs):
+    """A dataclass field carrying its description into the JSON Schema. omit_empty: leave the field out of the
+    JSON when it is empty, so that files written before the field existed read and write back unchanged."""
+    return field(metadata={"doc": text, "omit_empty": omit_empty}, **kwargs)
+
+
+def _absent(value, f) -> bool:
+    """Whether field f of a dataclass is left out of its JSON: an absent optional part, or an empty omit_empty one."""
+    return (value is None and f.default is None) or (f.metadata.get("omit_empty", False) and not value)
 
 
 def to_json(value):
     """A manifest (or part) as plain JSON values: tuples as lists, absent optional parts left out."""
     if dataclasses.is_dataclass(value):
         return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not (getattr(value, f.name) is None and f.default is None)}  # absent optional parts left out
+                if not _absent(getattr(value, f.name), f)}
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

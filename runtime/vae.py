@@ -21,7 +21,7 @@ from .latent import reparameterize, rng_of, standard_normal
 from .manifest import AUTO, GRAPH_NAMES, ModelDir, load
 from .run_guard import check_timeout, default_timeout
 from .safe_files import escape
-from .sessions import SessionConfig, create_session, run_checked
+from .sessions import DEFAULT_PROVIDERS, SessionConfig, create_session, run_checked
 
 # Images per onnxruntime call: bounds the graphs' intermediate tensors. Larger chunks were no faster per
 # image but grew peak memory (docs/results.md).
@@ -73,10 +73,11 @@ class VAERuntime:
         self._choices = {}  # {(graph, batch size): Choice}; a plain dict: a race only computes one twice
         self._cost = {}  # {session key: fastest seconds per input seen}: the default deadline's measure
         self._lock = threading.Lock()
+        self.providers_given = False  # True: config.providers for every session, whatever a profile chose
 
     @classmethod
     def load(cls, model_dir=None, variant: str = DEFAULT_VARIANT, threads: int | str | None = DEFAULT_THREADS,
-             providers=None, timeout_s: float | None = None, spinning: bool = False) -> "VAERuntime":
+             providers=None, timeout_s: float | None = None, spinning: bool = False, trust=None) -> "VAERuntime":
         """Check model_dir (None: the default model shipped in the package) and its files.
 
         variant: a variant in the manifest, or "auto" (the default, as on the CLI) to follow the manifest's
@@ -84,12 +85,15 @@ class VAERuntime:
         (None: onnxruntime's default, one per physical core), or "auto" (the default): both "auto"s follow this
         device's profile from `edgevae tune` first, then the manifest, then fp32 with onnxruntime's default
         (runtime/device_profile.py); explicit values always win. providers: onnxruntime execution providers
-        (default CPU). timeout_s: the most one onnxruntime call may take (None: 100x the fastest call measured
-        so far, at least 10 s; 300 s for a session's first call: runtime/run_guard.py), after which the call is
-        terminated and raises ModelDirError. spinning: let onnxruntime's idle intra-op threads busy-wait for work
-        (a little lower latency on an idle machine, a core burnt and far worse latency on a busy one; default
-        off). Raises ModelDirError for an unusable model dir (every file the variant may use is
-        hashed here), InputError for a bad variant, threads or providers.
+        (default: the device profile's per graph and batch size, else CPU). timeout_s: the most one onnxruntime
+        call may take (None: 100x the fastest call measured so far, at least 10 s; 300 s for a session's first
+        call: runtime/run_guard.py), after which the call is terminated and raises ModelDirError. spinning: let
+        onnxruntime's idle intra-op threads busy-wait for work (a little lower latency on an idle machine, a core
+        burnt and far worse latency on a busy one; default off). trust: a PEM public key; the dir must then carry
+        a signature by its private key (`edgevae sign`) over the manifest and every file it names, checked
+        before anything else (needs the `sign` extra; runtime/signing.py). Raises ModelDirError for an unusable
+        model dir or a missing or wrong signature (every file the variant may use is hashed here), InputError
+        for a bad variant, threads, providers or key.
 
         Each session is built on first use (then ModelDirError if onnxruntime refuses the graph or its
         boundary differs from the manifest): `sample` never needs the encoder.
@@ -101,15 +105,21 @@ class VAERuntime:
         timeout_s = check_timeout(timeout_s)
         if not isinstance(spinning, bool):
             raise InputError(f"spinning must be True or False, got {escape(repr(spinning))[:60]}")
-        providers = tuple(providers) if providers is not None else SessionConfig.providers
+        given = providers is not None
+        providers = tuple(providers) if given else SessionConfig.providers
         unknown = [p for p in providers if p not in ort.get_available_providers()]
         if unknown or not providers:
             raise InputError(f"providers {escape(list(providers))} are not available (onnxruntime has {ort.get_available_providers()})")
         model = load(model_dir)
+        if trust is not None:
+            from .signing import check_signature
+
+            check_signature(model, trust)
         model.check_variant(variant)
         config = SessionConfig(threads=None if threads == AUTO else threads, providers=providers, timeout_s=timeout_s,
                                spinning=spinning)
         runtime = cls(model, variant, config, plan=make_plan(model, variant, threads))
+        runtime.providers_given = given
         for v in runtime.plan.variants_needed(model):
             for graph in GRAPH_NAMES:
                 model.graph_bytes(v, graph)  # hash check now, so a changed file fails load, not a later call
@@ -118,13 +128,16 @@ class VAERuntime:
     def _session(self, choice: Choice, graph: str):
         """The session of (variant, graph, threads), built on first use; the lock makes that happen once even
         when several threads ask at the same moment."""
-        key = (choice.variant, graph, choice.threads)
+        providers = self.config.providers
+        if choice.provider is not None and not self.providers_given:  # the profile's provider, the CPU for the rest
+            providers = tuple(dict.fromkeys((choice.provider, *DEFAULT_PROVIDERS)))
+        key = (choice.variant, graph, choice.threads, providers)
         session = self._sessions.get(key)
         if session is None:
             with self._lock:
                 session = self._sessions.get(key)
                 if session is None:
-                    config = dataclasses.replace(self.config, threads=choice.threads)
+                    config = dataclasses.replace(self.config, threads=choice.threads, providers=providers)
                     session = self._sessions[key] = create_session(self.model, choice.variant, graph, config)
         return session
 
@@ -177,7 +190,7 @@ class VAERuntime:
 
     def _run_chunk(self, choice: Choice, graph: str, feed: np.ndarray) -> list:
         session = self._session(choice, graph)
-        key = (choice.variant, graph, choice.threads)
+        key = (choice.variant, graph, choice.threads, choice.provider)
         timeout_s = self.config.timeout_s or default_timeout(self._cost.get(key), len(feed))
         start = time.perf_counter()
         values = run_checked(self.model, self.model.file_label(choice.variant, graph), session,
@@ -187,11 +200,23 @@ class VAERuntime:
             self._cost[key] = per_input
         return self._checked(choice.variant, graph, values, feed)
 
+    def _step(self, choice: Choice, n: int) -> int:
+        """Rows per onnxruntime call for a request of n rows: the chunk, or a fixed-shape variant's own batch, of
+        which n must then be a multiple (a batch is never padded to fit a fixed shape)."""
+        static = self.model.manifest.static.get(choice.variant)
+        if static is None:
+            return self.chunk
+        if n % static.batch:
+            raise InputError(f"variant {escape(choice.variant)} has a fixed batch of {static.batch}; {n} rows are not a "
+                             f"multiple of it (use variant {escape(static.base)} or auto for other sizes)")
+        return static.batch
+
     def _run(self, graph: str, array: np.ndarray, outputs: list) -> None:
         """Run graph over array in chunks, writing into the preallocated outputs (one per graph output)."""
         choice = self.choice(graph, len(array))
-        for start in range(0, len(array), self.chunk):
-            stop = start + self.chunk
+        step = self._step(choice, len(array))
+        for start in range(0, len(array), step):
+            stop = start + step
             for out, value in zip(outputs, self._run_chunk(choice, graph, array[start:stop])):
                 out[start:stop] = value
 
@@ -231,8 +256,9 @@ class VAERuntime:
         rng = _seeded(seed)
         # One variant for the whole request: `auto` selects by the total batch size, as sample() does.
         choice = self.choice("decoder", n)
-        for start in range(0, n, self.chunk):
-            z = standard_normal(rng, (min(self.chunk, n - start), self.latent_dim))
+        step = self._step(choice, n)
+        for start in range(0, n, step):
+            z = standard_normal(rng, (min(step, n - start), self.latent_dim))
             yield self._run_chunk(choice, "decoder", z)[0]
 
     def sample(self, n: int, seed=None) -> np.ndarray:
@@ -266,8 +292,9 @@ class VAERuntime:
         steps = check_count("steps", steps, minimum=2)
         mu = self._line_ends(x_a, x_b)
         choice = self.choice("decoder", steps)
-        for start in range(0, steps, self.chunk):
-            t = (np.arange(start, min(start + self.chunk, steps), dtype=np.float64) / (steps - 1))[:, None]
+        step = self._step(choice, steps)
+        for start in range(0, steps, step):
+            t = (np.arange(start, min(start + step, steps), dtype=np.float64) / (steps - 1))[:, None]
             z = ((1.0 - t) * mu[0] + t * mu[1]).astype(np.float32)
             yield self._run_chunk(choice, "decoder", z)[0]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .golden import max_abs_diff, read_expected, read_inputs, rule_tolerance, run_graph, tolerance_cap
+from .golden import fit_rows, max_abs_diff, read_expected, read_inputs, rule_tolerance, run_graph, tolerance_cap
 from .manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
 from .safe_files import escape
 
@@ -80,7 +80,8 @@ def verify(model: ModelDir, variant: str = ALL, threads: int | None = None) -> l
                          "python -m edgevae.runtime.golden DIR)")
     inputs = read_inputs(model)
     variants = variants_to_check(model, variant)
-    expected = {(v, g): read_expected(model, v, g, len(inputs[g])) for v in variants for g in GRAPH_NAMES}
+    # fixed shapes: whole batches
+    expected = {(v, g): read_expected(model, v, g, len(fit_rows(model, v, inputs[g]))) for v in variants for g in GRAPH_NAMES}
     tolerance = {key: checked_tolerance(model, *key, outputs) for key, outputs in expected.items()}  # before any run
     checks = []
     for v in variants:
@@ -121,6 +122,11 @@ def main(args) -> int:
 
     threads = None if args.threads is None else check_threads(args.threads, "--threads")
     model = load(args.model)
+    if args.trust is not None:  # before anything of the dir is run: a dir its signer did not write is bad input
+        from .signing import SIGNATURE, check_signature
+
+        count = check_signature(model, args.trust)
+        print(f"signature {SIGNATURE} verified with {escape(args.trust)}: manifest.json and {count - 1} files it names")
     model.verify()  # every file hashed first: a changed file is bad input (exit 2), not a failed check
     checks = verify(model, args.variant, threads)
     print(format_table(checks))

@@ -2,17 +2,23 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 # A fresh interpreter in which the heavy packages cannot be imported, as on a base install.
-BLOCK = "import sys\nfor m in ('torch', 'torchvision', 'onnx', 'onnxscript', 'matplotlib'): sys.modules[m] = None\n"
+BLOCK = ("import sys\nfor m in ('torch', 'torchvision', 'onnx', 'onnxscript', 'matplotlib', 'model_signing'): "
+         "sys.modules[m] = None\n")
+SHIPPED = str(Path(__file__).resolve().parent.parent / "runtime" / "default_model")
 
 
 @pytest.mark.parametrize("argv, extra", [
     (["bench", "--out", "{tmp}/b"], "bench"),
     (["train", "--epochs", "1", "--out", "{tmp}/r"], "train"),
     (["export", "{tmp}/c.pt", "--out", "{tmp}/m"], "export"),
+    (["check", "--target", "nnapi"], "check"),  # torch-free: onnx alone
+    (["sign", SHIPPED, "--key", "{tmp}/k.pem"], "sign"),
+    (["verify", "--trust", "{tmp}/k.pem"], "sign"),
 ])
 def test_missing_extra_is_named_once(tmp_path, argv, extra):
     argv = [a.format(tmp=tmp_path) for a in argv]

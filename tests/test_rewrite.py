@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgevae.export.rewrite import conv_transpose_as_conv, pad_input_channels
+from edgevae.export.rewrite import DEPTH_TO_SPACE, TRANSPOSE, conv_transpose_as_conv, pad_input_channels
 
 TOL = 1e-5  # float32 summation order may differ between the kernels; nothing else may
 
@@ -31,10 +31,10 @@ def conv_transpose_graph(c_in, c_out, k, stride, pads, size, seed=0, output_padd
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
 
 
-def assert_rewrite_exact(model, c_in, size):
+def assert_rewrite_exact(model, c_in, size, interleave=TRANSPOSE):
     h, w = size if isinstance(size, tuple) else (size, size)
     x = np.random.default_rng(1).standard_normal((3, c_in, h, w)).astype(np.float32)
-    rewritten = conv_transpose_as_conv(model)
+    rewritten = conv_transpose_as_conv(model, interleave)
     assert "ConvTranspose" not in {n.op_type for n in rewritten.graph.node}
     expected, got = run(model, {"x": x}), run(rewritten, {"x": x})
     assert got.shape == expected.shape
@@ -48,16 +48,19 @@ def assert_rewrite_exact(model, c_in, size):
     (3, 2, (3, 4), 1, [1, 1, 1, 1], (5, 7)), (2, 3, (2, 4), 1, [1, 0, 1, 2], 6), (2, 3, 3, (2, 1), [1, 1, 1, 1], (4, 6)),
     (3, 2, (3, 2), (2, 3), [0, 1, 1, 0], (5, 3)), (2, 2, 3, 2, [1, 0, 1, 0], (3, 5)), (2, 2, 1, 2, [0, 0, 0, 0], 4),
 ])
-def test_single_conv_transpose_rewrite_is_exact(c_in, c_out, k, stride, pads, size):
-    assert_rewrite_exact(conv_transpose_graph(c_in, c_out, k, stride, pads, size), c_in, size)
+@pytest.mark.parametrize("interleave", [TRANSPOSE, DEPTH_TO_SPACE])
+def test_single_conv_transpose_rewrite_is_exact(c_in, c_out, k, stride, pads, size, interleave):
+    assert_rewrite_exact(conv_transpose_graph(c_in, c_out, k, stride, pads, size), c_in, size, interleave)
 
 
 @pytest.mark.parametrize("k,stride,pads,output_padding,size", [
     (3, 2, [1, 1, 1, 1], [1, 1], 4), (4, 2, [1, 1, 1, 1], [1, 0], (3, 5)), (3, 2, [0, 0, 0, 0], [1, 1], 3),
     (2, 2, [0, 0, 0, 0], [1, 1], 3), ((3, 5), (3, 2), [1, 2, 0, 1], [2, 1], (4, 3)), (4, (2, 3), [0, 1, 0, 1], [1, 2], 3),
 ])
-def test_output_padding_is_rewritten_exactly(k, stride, pads, output_padding, size):
-    assert_rewrite_exact(conv_transpose_graph(2, 3, k, stride, pads, size, output_padding=output_padding), 2, size)
+@pytest.mark.parametrize("interleave", [TRANSPOSE, DEPTH_TO_SPACE])
+def test_output_padding_is_rewritten_exactly(k, stride, pads, output_padding, size, interleave):
+    assert_rewrite_exact(conv_transpose_graph(2, 3, k, stride, pads, size, output_padding=output_padding), 2, size,
+                         interleave)
 
 
 def test_conv_transpose_without_bias_is_rewritten():
@@ -75,11 +78,36 @@ def test_builtin_configs_decoders_rewrite_exactly():
         torch.manual_seed(0)
         model = VAE(VAEConfig(latent_dim=4, image_shape=shape)).eval()
         decoder = export_graph(model, DECODER, {})
-        rewritten = conv_transpose_as_conv(decoder)
-        assert "ConvTranspose" not in {n.op_type for n in rewritten.graph.node}
-        z = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
-        got, expected = run(rewritten, {"z": z}), run(decoder, {"z": z})
-        assert got.shape == (3, *shape) and np.abs(got - expected).max() <= TOL
+        for interleave in (TRANSPOSE, DEPTH_TO_SPACE):
+            rewritten = conv_transpose_as_conv(decoder, interleave)
+            assert "ConvTranspose" not in {n.op_type for n in rewritten.graph.node}
+            z = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+            got, expected = run(rewritten, {"z": z}), run(decoder, {"z": z})
+            assert got.shape == (3, *shape) and np.abs(got - expected).max() <= TOL
+
+
+def test_depth_to_space_rewrite_keeps_every_tensor_4d_and_matches_the_reference_evaluator():
+    """The NPU form (fp32-npu, fp16-npu, int8-npu): one DCR DepthToSpace per strided layer and no tensor of rank 5
+    (NNAPI's Transpose and Reshape take rank <= 4), and the shipped fp32 decoder rewritten so computes what onnx's
+    reference evaluator computes for the ConvTranspose graph, within float32 summation order (TOL)."""
+    from onnx.reference import ReferenceEvaluator
+
+    from edgevae.runtime.manifest import DEFAULT_MODEL_DIR
+
+    decoder = onnx.load(DEFAULT_MODEL_DIR / "decoder.onnx")
+    rewritten = onnx.shape_inference.infer_shapes(conv_transpose_as_conv(decoder, DEPTH_TO_SPACE))
+    ops = [n.op_type for n in rewritten.graph.node]
+    strided = sum(1 for n in decoder.graph.node if n.op_type == "ConvTranspose"
+                  and any(a.name == "strides" and max(a.ints) > 1 for a in n.attribute))
+    assert "ConvTranspose" not in ops and "Transpose" not in ops and ops.count("DepthToSpace") == strided > 0
+    modes = {helper.get_attribute_value(a) for n in rewritten.graph.node if n.op_type == "DepthToSpace"
+             for a in n.attribute if a.name == "mode"}
+    assert modes == {b"DCR"}  # the only mode NNAPI takes
+    assert {len(v.type.tensor_type.shape.dim) for v in rewritten.graph.value_info} <= {2, 4}
+    z = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    expected = ReferenceEvaluator(decoder).run(None, {"z": z})[0]
+    for got in (ReferenceEvaluator(rewritten).run(None, {"z": z})[0], run(rewritten, {"z": z})):
+        assert got.shape == expected.shape and np.abs(got - expected).max() <= TOL
 
 
 def test_decoder_rewrite_is_exact_and_drops_old_weights(tmp_path):

@@ -37,6 +37,13 @@ async function loadOrt() {
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
 
+/** The variants `auto` measures: those with a dynamic batch. A fixed-shape variant (the manifest's `static`, for
+ * NPUs) takes only batches of its own size; this runtime runs one only when asked for it by name. */
+function dynamicVariants(model) {
+  const fixed = model.raw.static !== null && typeof model.raw.static === "object" ? model.raw.static : {};
+  return Object.keys(model.variants).filter((v) => !Object.hasOwn(fixed, v));
+}
+
 export class EdgeVAE {
   /**
    * Load and check the model dir at `dir` (URL in a browser; URL or folder path in Node).
@@ -173,7 +180,7 @@ export class EdgeVAE {
     const found = this.measured(graph);
     if (found) { choices.set(key, found); return found; }
     if (!this._measuring.has(key)) { // one measurement even when several calls ask at once
-      this._measuring.set(key, this._measure(graph, Object.keys(this.model.variants)).then((measured) => {
+      this._measuring.set(key, this._measure(graph, dynamicVariants(this.model)).then((measured) => {
         const result = { runtime: this.runtime, ...measured };
         choices.set(key, result);
         try { this.cache?.set(key, result); } catch { /* storage full or disabled: measured again next time */ }
