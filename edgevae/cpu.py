@@ -12,19 +12,17 @@ CPUINFO = Path("/proc/cpuinfo")
 
 @functools.lru_cache(maxsize=None)
 def _fields(cpuinfo: Path = CPUINFO) -> dict:
-    """The first processor block's `key: value` lines (empty where /proc/cpuinfo is absent, e.g. macOS)."""
+    """The first value of each `key: value` line (empty where /proc/cpuinfo is absent, e.g. macOS). The whole file:
+    ARM boards give their 'Hardware' and 'Model' after the last processor block."""
     try:
         text = cpuinfo.read_text(errors="replace")
     except OSError:
         return {}
     fields = {}
     for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
+        key, sep, value = line.partition(":")
+        if sep and value.strip():
+            fields.setdefault(key.strip(), value.strip())
     return fields
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevae.cpu import usable_cores  # noqa: F401 (re-exported: callers ask checks for it)
+
 from .errors import InputError
 
 
@@ -94,15 +96,6 @@ def check_path(name: str, value) -> Path:
     got = ("an empty path" if value == "" else "a path holding NUL" if isinstance(value, str)
            else type(value).__name__)
     raise InputError(f"{name} must be a path (a non-empty str or os.PathLike without NUL), got {got}")
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask: what taskset, cgroups' cpusets or a
-    container leave it), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # no affinity call on this platform (macOS, Windows)
-        return os.cpu_count() or 1
 
 
 def check_threads(value, name: str = "threads") -> int:

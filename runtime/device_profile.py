@@ -28,6 +28,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgevae.cpu import cpu_model
+
 from .manifest import AUTO, BATCH_KEY, GRAPH_NAMES, SHA256, ModelDir
 from .safe_files import escape, read_regular_file, sha256_hex
 from .typed_json import doc, parse
@@ -35,6 +37,7 @@ from .typed_json import doc, parse
 FORMAT = "edgevae-device-profile/1"
 IN_MODEL_DIR = "device-profile.json"
 MAX_PROFILE_BYTES = 1 << 20
+CPU_PROVIDER = "CPUExecutionProvider"
 MAX_THREADS = 4096  # a thread count beyond any CPU this runs on
 MAX_TEXT = 256  # characters of a variant name, version or CPU model (they are printed in `info` and warnings)
 _warned: set = set()  # one warning per profile path per process
@@ -45,9 +48,12 @@ def _check_text(what: str, value: str) -> None:
         raise ValueError(f"{what} must be 1 to {MAX_TEXT} characters, got {len(value)}")
 
 
-def _check_pick(variant: str, threads: int | None) -> None:
-    """A (variant, threads) a profile may name: a concrete variant name and a thread count (None: default)."""
+def _check_pick(variant: str, threads: int | None, provider: str | None) -> None:
+    """A (variant, threads, provider) a profile may name: a concrete variant name, a thread count (None:
+    default) and a provider name or None."""
     _check_text("variant", variant)
+    if provider is not None:
+        _check_text("provider", provider)
     if variant == AUTO:
         raise ValueError(f"variant {AUTO!r} is not a concrete variant")
     if threads is not None and not 1 <= threads <= MAX_THREADS:
@@ -64,7 +70,7 @@ class Choice:
                                "runtime's providers (CPUExecutionProvider unless given)", default=None)
 
     def __post_init__(self):
-        _check_pick(self.variant, self.threads)
+        _check_pick(self.variant, self.threads, self.provider)
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,7 @@ class Timing:
                                default=None)
 
     def __post_init__(self):
-        _check_pick(self.variant, self.threads)
+        _check_pick(self.variant, self.threads, self.provider)
         ms = (self.p25_ms, self.median_ms, self.p75_ms)
         if not all(math.isfinite(t) for t in ms) or not 0 <= self.p25_ms <= self.median_ms <= self.p75_ms:
             raise ValueError(f"timings of {self.variant!r} x{self.threads} must be finite with 0 <= p25 <= median "
@@ -126,14 +132,15 @@ class DeviceProfile:
                     raise ValueError(f"{name}.{graph} key {bad[0][:20]!r} is not a batch size (1-9 ASCII digits, no leading 0)")
         for graph, sizes in self.timings.items():
             for size, rows in sizes.items():
-                picks = [(t.variant, t.threads) for t in rows]
+                picks = [(t.variant, t.threads, t.provider or CPU_PROVIDER) for t in rows]
                 if not picks or len(set(picks)) != len(picks):
-                    raise ValueError(f"timings.{graph}.{size} must list each timed (variant, threads) once")
+                    raise ValueError(f"timings.{graph}.{size} must list each timed (variant, threads, provider) once")
         for name in ("choice", "default"):  # each pick is one of the candidates timed (tune's table shows both)
             for graph, sizes in getattr(self, name).items():
                 for size, c in sizes.items():
                     rows = self.timings.get(graph, {}).get(size, ())
-                    if not any((t.variant, t.threads) == (c.variant, c.threads) for t in rows):
+                    pick = (c.variant, c.threads, c.provider or CPU_PROVIDER)  # null: the CPU's
+                    if not any((t.variant, t.threads, t.provider or CPU_PROVIDER) == pick for t in rows):
                         raise ValueError(f"{name}.{graph}.{size} ({c.variant[:40]!r} x{c.threads}) is not in timings")
 
 
@@ -141,25 +148,6 @@ def model_key(model: ModelDir) -> str:
     """The profile's key for a model: the sha256 of its manifest as canonical JSON (sorted keys), which holds
     every graph's sha256, so a re-export or a re-quantization gets a new key."""
     return sha256_hex(json.dumps(model.manifest.to_json(), sort_keys=True, separators=(",", ":")).encode())
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo ('model name' on x86, 'Hardware'/'Model' on some ARM boards)."""
-    import platform
-
-    fields = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, sep, value = line.partition(":")
-                if sep and value.strip():
-                    fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    for key in ("model name", "Hardware", "Model"):  # x86 (its "model" is a number), then ARM boards
-        if key in fields:
-            return fields[key]
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def device_identity() -> dict:

@@ -64,6 +64,7 @@ SURFACE = [
      lambda v, rt, m, s: VAERuntime.load(providers=v)),
     ("timeout_s", ["1", True, 0, -1.0, float("nan"), [1.0], b"1", {}], lambda v, rt, m, s: VAERuntime.load(timeout_s=v)),
     ("spinning", ["yes", 1, None, 1.5, [True], b"1"], lambda v, rt, m, s: VAERuntime.load(spinning=v)),
+    ("trust", [3, b"key.pem", "", "/nonexistent/key.pem", ["key.pem"]], lambda v, rt, m, s: VAERuntime.load(trust=v)),
     ("x", ARRAYS, lambda v, rt, m, s: rt.encode(v)),
     ("z", LATENTS, lambda v, rt, m, s: rt.decode(v)),
     ("mu", LATENTS, lambda v, rt, m, s: rt.reparameterize(v, Z)),

@@ -75,7 +75,9 @@ def _profile_picking(model, provider):
     """A profile of model (as tune writes it) whose decoder choice at every size runs on `provider`."""
     profile = tune.tune(model, budget_s=0.02, batch_sizes=(1,), progress=False, providers=[CPU])
     choice = dict(profile.choice, decoder={"1": Choice("fp32", 1, provider)})
-    return dataclasses.replace(profile, choice=choice)
+    timed = dataclasses.replace(profile.timings["decoder"]["1"][0], variant="fp32", threads=1, provider=provider)
+    timings = dict(profile.timings, decoder={"1": (*profile.timings["decoder"]["1"], timed)})  # a choice is a timed one
+    return dataclasses.replace(profile, choice=choice, timings=timings)
 
 
 def test_the_runtime_builds_its_session_with_the_profiles_provider(monkeypatch, model_copy):

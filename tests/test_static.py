@@ -132,9 +132,12 @@ def test_auto_maps_a_profiles_fixed_shape_pick_back_to_its_base_at_other_sizes(s
     from edgevae.runtime.device_profile import DeviceProfile, FORMAT
 
     def profile(pick):
+        from edgevae.runtime.device_profile import Timing
+
         choice = {g: {"1": Choice("fp32", 1), "2": Choice(pick, 1), "4": Choice("fp32", 1)} for g in ("encoder", "decoder")}
-        return DeviceProfile(format=FORMAT, model_key="k", onnxruntime="x", cpu_model="x", cores=1, choice=choice,
-                             timings={}, default={}, budget_s=1.0, edgevae_version="x")
+        timings = {g: {size: (Timing(c.variant, 1, 1.0, 1.0, 1.0, 1),) for size, c in sizes.items()} for g, sizes in choice.items()}
+        return DeviceProfile(format=FORMAT, model_key="0" * 64, onnxruntime="x", cpu_model="x", cores=1, choice=choice,
+                             timings=timings, default={}, budget_s=1.0, edgevae_version="x")
 
     tuned = Plan("auto", "auto", profile("fp32-b2"), None)
     assert [tuned.choose(model, "decoder", n).variant for n in (1, 2, 3)] == ["fp32", "fp32-b2", "fp32"]
