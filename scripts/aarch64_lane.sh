@@ -25,9 +25,9 @@ PY=3.11  # bookworm's python3; the onnxruntime and numpy wheels must exist for i
 #   cortex-a76  Raspberry Pi 5: dot product (int8) and fp16 arithmetic
 #   max         everything QEMU 7.2 emulates: SVE2, i8mm, bf16, SME
 CPUS="cortex-a53 cortex-a72 cortex-a76 max"
-MAIN_CPU=cortex-a76  # runs the commands and the tests too (SVE and SME emulation is 3x slower)
+MAIN_CPU=cortex-a76  # runs the commands and the tests too (max's SVE and SME emulation is 3-6x slower)
 
-die() { echo "aarch64 lane: $*" >&2; exit 1; }
+die() { died=1; echo "aarch64 lane: $*" >&2; exit 1; }
 start=$(date +%s)
 at() { echo "[$(($(date +%s) - start)) s]"; }
 
@@ -38,7 +38,13 @@ wheel=$1 x86py=$2
 cache=${EDGEVAE_AARCH64_CACHE:-$HOME/.cache/edgevae-aarch64}
 mkdir -p "$cache"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+step=setup
+finish() {  # a step that fails shows its own output (verify's table, pytest's report); this line names it
+  local status=$?
+  rm -rf "$work"
+  if [ "$status" -ne 0 ] && [ -z "${died:-}" ]; then echo "aarch64 lane: failed in $step (exit $status)" >&2; fi
+}
+trap finish EXIT
 
 # --- the emulator
 if [ -n "${QEMU_AARCH64:-}" ]; then
@@ -94,9 +100,10 @@ if [ -n "${AARCH64_WHEELHOUSE:-}" ]; then
   site=$work/site wheels=$AARCH64_WHEELHOUSE
 else
   wheels=$cache/wheels-$key
-  if [ ! -f "$site/.complete" ] && ! ls "$wheels"/onnxruntime-*.whl >/dev/null 2>&1; then
+  if [ ! -f "$site/.complete" ] && [ ! -f "$wheels/.complete" ]; then
     "$x86py" -m pip download -q -d "$wheels" "${platform[@]}" "${pins[@]}" >"$work/pip.log" 2>&1 \
       || die "no aarch64 wheel of onnxruntime==$ort_v or numpy==$np_v for Python $PY: $(grep -E '^ERROR' "$work/pip.log" | head -1)"
+    touch "$wheels/.complete"
   fi
 fi
 if [ ! -f "$site/.complete" ]; then
@@ -112,7 +119,8 @@ fi
 # --- running under the emulator
 # qemu-user looks up absolute paths inside the prefix first. onnxruntime's cpuinfo library reads
 # /proc/cpuinfo and dies (SIGSEGV) on the host's x86 one, so the prefix gets an ARM one: one block per
-# possible CPU, with the MIDR fields of the emulated core (QEMU's own for max).
+# possible CPU, with the MIDR fields of the emulated core (QEMU's own for max, whose implementer 0 makes
+# onnxruntime warn "Unknown CPU vendor").
 write_cpuinfo() {
   local midr core
   case $1 in
@@ -149,6 +157,7 @@ commands() {  # commands RUNNER CPU OUT: the runtime's commands, their outputs k
   "${run[@]}" -m edgevae interpolate --input "$work/images.npy" --a 0 --b 7 --steps 8 --out "$out/cmd.interpolate.npy"
 }
 
+step="the x86 side"
 echo "== x86 side: $("$x86py" -c 'import platform; print(platform.machine())'), the clean venv's install $(at)"
 x86 -c 'import shutil, sys; from edgevae.runtime.manifest import DEFAULT_MODEL_DIR as d; shutil.copy(d / "golden.encoder.input.npy", sys.argv[1])' \
   "$work/images.npy"  # the shipped golden images: 8 of the model's own kind
@@ -161,14 +170,18 @@ for cpu in $CPUS; do
   write_cpuinfo "$cpu"
   if [ "$cpu" = "$MAIN_CPU" ]; then
     mkdir -p "$work/$cpu"
+    step="the commands on aarch64 $cpu"
     commands arm "$cpu" "$work/$cpu"
+    step="tests/runtime_portable on aarch64 $cpu"
     arm "$cpu" -m pytest -p no:cacheprovider -q "$repo/tests/runtime_portable"
   fi
-  # Every variant's goldens (as verify does), then the graphs' outputs; SVE and SME emulation is ~6x
+  step="the goldens and outputs on aarch64 $cpu"
+  # Every variant's goldens (as verify does), then the graphs' outputs; SVE and SME emulation is 3-6x
   # slower than NEON's, so max runs the golden inputs alone.
   arm "$cpu" "$repo/scripts/aarch64_outputs.py" write "$work/$cpu" $([ "$cpu" = max ] && echo --inputs 8)
 done
 
+step="the comparison with x86"
 echo "== aarch64 outputs vs x86 $(at)"
 x86 scripts/aarch64_outputs.py compare "$work/x86" $(for cpu in $CPUS; do echo "$work/$cpu"; done)
 times >"$work/times"  # in this shell (a subshell's children are not the lane's): user and system CPU time
