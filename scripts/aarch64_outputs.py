@@ -97,7 +97,8 @@ def compare(x86: Path, arms: list) -> int:
             total, identical = total + 1, identical + same
             if not ok:
                 failed.append(f"{arm.name} {name}")
-            print(f"{arm.name:<13}{name:<36}{len(a):>4}{diff:>13.3g}{tolerance:>11.3g}  {'yes' if same else 'no':<13}  "
+            count = len(a) if name.endswith(".npy") else "-"  # images (a PNG is one grid)
+            print(f"{arm.name:<13}{name:<36}{count:>4}{diff:>13.3g}{tolerance:>11.3g}  {'yes' if same else 'no':<13}  "
                   f"{'yes' if ok else 'NO'}")
     if failed:
         print(f"FAIL: {len(failed)} of {total} aarch64 outputs differ from x86's beyond tolerance: {', '.join(failed)}")
