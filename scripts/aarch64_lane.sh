@@ -35,7 +35,7 @@ at() { echo "[$(($(date +%s) - start)) s]"; }
 wheel=$1 x86py=$2
 [ -f "$wheel" ] || die "no wheel at $wheel"
 [ -x "$x86py" ] || die "no x86 python at $x86py"
-cache=${EDGEVAE_AARCH64_CACHE:-$HOME/.cache/edgevae-aarch64}
+cache=${EDGEVAE_AARCH64_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/edgevae-aarch64}
 mkdir -p "$cache"
 work=$(mktemp -d)
 step=setup
