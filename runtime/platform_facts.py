@@ -17,14 +17,13 @@ AT_HWCAP, AT_HWCAP2 = 16, 26
 ARM_HWCAP = {"asimd": 1 << 1, "asimdhp": 1 << 10, "asimddp": 1 << 20, "sve": 1 << 22}
 ARM_HWCAP2 = {"sve2": 1 << 1, "i8mm": 1 << 13, "bf16": 1 << 14, "sme": 1 << 23}
 X86_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
-CPUINFO_BYTES = 1 << 20  # /proc/cpuinfo of a 256-core machine is ~300 KB
 
 
 @dataclass(frozen=True)
 class PlatformFacts:
     machine: str  # platform.machine(): x86_64, aarch64, arm64 (macOS), AMD64 (Windows)
     system: str  # e.g. "Linux 6.1.0-28-arm64"
-    cpu: str  # the model name the OS gives, or on ARM Linux the MIDR fields (implementer, part, revision)
+    cpu: str  # edgevae.cpu.cpu_model(): /proc/cpuinfo's model name (x86), often just the machine on ARM
     board: str  # the device tree's model ("Raspberry Pi 5 Model B Rev 1.0"), "" where there is none
     features: tuple  # of ARM_HWCAP / ARM_HWCAP2 / X86_FLAGS present
     cores: int  # usable by this process
@@ -35,22 +34,12 @@ class PlatformFacts:
     providers: tuple
 
 
-def _read_text(path: str, limit: int = CPUINFO_BYTES) -> str:
+def _read_text(path: str, limit: int) -> str:
     try:
         with open(path, "rb") as f:
             return f.read(limit).decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def _cpuinfo_fields(text: str) -> dict:
-    """The first value of each `key : value` line of /proc/cpuinfo (the first core's)."""
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip(), value.strip())
-    return fields
 
 
 def _arm_hwcaps() -> tuple:
@@ -65,35 +54,33 @@ def _arm_hwcaps() -> tuple:
     return tuple(name for word, bits in zip(words, (ARM_HWCAP, ARM_HWCAP2)) for name, bit in bits.items() if word & bit)
 
 
-def _cpu_and_features(machine: str) -> tuple:
-    fields = _cpuinfo_fields(_read_text("/proc/cpuinfo"))
+def _features(machine: str) -> tuple:
+    from edgevae.cpu import cpu_flags
+
     if machine.lower() in ("aarch64", "arm64") and sys.platform.startswith("linux"):
-        midr = [f"{k.split()[-1]} {fields[k]}" for k in ("CPU implementer", "CPU part", "CPU variant", "CPU revision")
-                if k in fields]
-        return (f"ARM {', '.join(midr)}" if midr else platform.processor() or "unknown"), _arm_hwcaps()
-    flags = set(fields.get("flags", "").split())
-    return fields.get("model name") or platform.processor() or "unknown", tuple(f for f in X86_FLAGS if f in flags)
+        return _arm_hwcaps()
+    flags = cpu_flags()
+    return tuple(f for f in X86_FLAGS if f in flags)
 
 
 def facts() -> PlatformFacts:
     import numpy
     import onnxruntime as ort
 
-    from .checks import usable_cores
+    from edgevae.cpu import cpu_model, usable_cores
 
     machine = platform.machine() or "unknown"
-    cpu, features = _cpu_and_features(machine)
     board = _read_text("/sys/firmware/devicetree/base/model", 256).rstrip("\0\n")
     build = getattr(ort, "get_build_info", lambda: "")().removeprefix("ORT Build Info: ")
-    return PlatformFacts(machine=machine, system=f"{platform.system()} {platform.release()}".strip(), cpu=cpu,
-                         board=board, features=features, cores=usable_cores(),
+    return PlatformFacts(machine=machine, system=f"{platform.system()} {platform.release()}".strip(), cpu=cpu_model(),
+                         board=board, features=_features(machine), cores=usable_cores(),
                          python=f"{platform.python_version()} ({platform.python_implementation()})",
                          numpy=numpy.__version__, onnxruntime=ort.__version__, onnxruntime_build=build or "unknown",
                          providers=tuple(ort.get_available_providers()))
 
 
 def lines(f: PlatformFacts) -> list:
-    """`edgevae info`'s first lines (names escaped: an OS string is not trusted to be printable)."""
+    """`edgevae info`'s closing lines (escaped: an OS string is not trusted to be printable)."""
     from .safe_files import escape
 
     board = f", board {escape(f.board)}" if f.board else ""
