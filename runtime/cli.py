@@ -222,4 +222,7 @@ def _info(args) -> None:
     if m.training is not None and m.training.final:
         metrics = ", ".join(f"{escape(k)} {v:.2f}" for k, v in sorted(m.training.final.items()))
         lines.append(f"training      epoch {m.training.epoch}: {metrics}")
+    from .platform_facts import facts, lines as platform_lines
+
+    lines += platform_lines(facts())  # what this device is, so a pasted report says what it ran on
     print("\n".join(lines))

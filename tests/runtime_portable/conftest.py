@@ -1,0 +1,24 @@
+"""Torch-free tests of the runtime on the model shipped in the package: they need numpy, onnxruntime and
+pytest only, so that they run unchanged on every platform the wheel installs on. The normal suite runs
+them on x86; CI's aarch64 lane (scripts/aarch64_lane.sh) runs them under QEMU on an arm64 Python with the
+wheel's aarch64 install, where torch does not exist. Keep them so: no import of torch, onnx or tests/helpers."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    """The shipped model dir, every file hashed once."""
+    from edgevae.runtime.manifest import load
+
+    model = load(None)
+    model.verify()
+    return model
+
+
+@pytest.fixture(scope="session")
+def goldens(shipped):
+    """{graph: golden input batch} of the shipped model."""
+    from edgevae.runtime.golden import read_inputs
+
+    return read_inputs(shipped)
