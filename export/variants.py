@@ -1,12 +1,13 @@
 """The quantized variants of a model dir: how each is built from the fp32 graph (a plain dict registry).
 
 - int8: static QDQ, U8S8 (uint8 activations, int8 weights), 8-bit weights (reduce_range off): on an AVX2 CPU
-  without VNNI, where onnxruntime's docs warn that U8S8 sums may saturate, 7-bit weights cost decoder PSNR
-  and still did not make the fused kernels agree with the reference path (docs/results.md). Each graph first gets its INT8_REWRITES (export/rewrite.py, exact): the decoder's
-  ConvTranspose -> Conv, since onnxruntime has no int8 ConvTranspose; the encoder's 1-channel input padded to
-  4 channels, since a reduction depth of 9 runs in a slow int8 path. The final Sigmoid stays fp32: an int8
-  sigmoid rounds probabilities below 1/510 to 0, where only the BCE's probability floor bounds the loss.
-  The decoder calibrates by percentile, the encoder by MinMax (DEFAULT_CALIBRATION: outliers vs clipping).
+  without VNNI, where onnxruntime's docs warn that U8S8 sums may saturate, 7-bit weights cost decoder PSNR and
+  still did not make the fused kernels agree with the reference path (docs/results.md). Each graph first gets its
+  INT8_REWRITES (export/rewrite.py, exact): the decoder's ConvTranspose -> Conv, since onnxruntime has no int8
+  ConvTranspose; the encoder's 1-channel input padded to 4 channels, since a reduction depth of 9 runs in a slow
+  int8 path. The final Sigmoid stays fp32: an int8 sigmoid rounds probabilities below 1/510 to 0, where only the
+  BCE's probability floor bounds the loss. The decoder calibrates by percentile, the encoder by MinMax
+  (DEFAULT_CALIBRATION: outliers vs clipping).
 - int8-dynamic: Gemm/MatMul weights int8, activations quantized at run time. Convs stay fp32: dynamic int8
   Convs run as ConvInteger, several times slower than fp32 here.
 - fp16: weights and compute in fp16 with float32 I/O kept (a size win; the CPU provider computes fp32).

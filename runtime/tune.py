@@ -151,7 +151,8 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
                 sessions[key] = create_session(model, c.variant, graph, config)
             label = model.file_label(c.variant, graph)
             calls[c] = (lambda s=sessions[key], label=label: run_checked(
-                model, label, s, {name: feed}, max(hard_end - time.perf_counter(), 1e-3), f"tune stops at {HARD_LIMIT:g} x --budget-s + {HARD_SLACK_S:g} s: raise --budget-s"))
+                model, label, s, {name: feed}, max(hard_end - time.perf_counter(), 1e-3),
+                f"tune stops at {HARD_LIMIT:g} x --budget-s + {HARD_SLACK_S:g} s: raise --budget-s"))
         left = max(0.0, budget_s - (time.perf_counter() - started))
         share = left * _weight(batch) / sum(_weight(b) for _, b in groups[done:])  # big batches need longer rounds
         samples = _time_group(calls, share, rng, hard_end)

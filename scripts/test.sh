@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+python -m ruff check .  # pyproject's [tool.ruff]
 python -m pytest -q -m "not slow" "$@"

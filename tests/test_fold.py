@@ -23,7 +23,7 @@ def test_folded_halves_compute_the_unfolded_model(shape):
             assert got.shape == want.shape and (got - want).abs().max() <= TOL
         want, got = model.decoder(z), decoder(z)
     assert got.shape == want.shape and (got - want).abs().max() <= TOL
-    convs = lambda m: sum(isinstance(l, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for l in m.modules())  # noqa: E731
+    convs = lambda m: sum(isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for layer in m.modules())  # noqa: E731
     assert (convs(encoder), convs(decoder)) == (convs(model.encoder) - 1, convs(model.decoder) - 1)
 
 

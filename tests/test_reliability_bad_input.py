@@ -102,7 +102,8 @@ CLI_CASES = {
     "export out under a regular file": (lambda s, t: ["export", s["checkpoint"], "--out", a_file(t) / "m"], "plain"),
     # folders where a file is expected, files where a folder is expected
     "sample model is a file": (lambda s, t: ["sample", "--model", s["x"], "--n", 2, "--out", t / "o.png"], "is not a folder"),
-    "reconstruct input is a folder": (lambda s, t: ["reconstruct", "--model", s["model"], "--input", a_folder(t, "in.npy"), "--out", t / "o.png"], "not a file"),
+    "reconstruct input is a folder": (lambda s, t: ["reconstruct", "--model", s["model"], "--input", a_folder(t, "in.npy"), "--out", t / "o.png"],
+                                      "not a file"),
     "eval checkpoint is a folder": (lambda s, t: ["eval", a_folder(t, "c.pt"), "--data-dir", s["data"]], "not a file"),
     "export checkpoint is a folder": (lambda s, t: ["export", a_folder(t, "c.pt"), "--out", t / "m"], "not a file"),
     "train data-dir is a file": (lambda s, t: ["train", "--epochs", 1, "--data-dir", s["checkpoint"], "--out", t / "run"], "no Fashion-MNIST found"),
@@ -119,9 +120,11 @@ CLI_CASES = {
     "unknown format version": (lambda s, t: ["info", "--model", damaged_copy(s["model"], t, format_version)], "'edgevae-model/2'"),
     "quantize unknown format version": (lambda s, t: ["quantize", damaged_copy(s["model"], t, format_version), "--data-dir", s["data"]], "'edgevae-model/2'"),
     # unreadable inputs
-    "npy of random bytes": (lambda s, t: ["reconstruct", "--model", s["model"], "--input", garbage(t, "in.npy", b"\x93NUMPY garbage" * 9), "--out", t / "o.png"],
+    "npy of random bytes": (lambda s, t: ["reconstruct", "--model", s["model"], "--input", garbage(t, "in.npy", b"\x93NUMPY garbage" * 9),
+                                          "--out", t / "o.png"],
                             "not a readable .npy"),
-    "npy of pickled objects": (lambda s, t: ["reconstruct", "--model", s["model"], "--input", pickled_npy(t), "--out", t / "o.png"], "objects.npy holds object values"),
+    "npy of pickled objects": (lambda s, t: ["reconstruct", "--model", s["model"], "--input", pickled_npy(t), "--out", t / "o.png"],
+                               "objects.npy holds object values"),
     # counts so large they must be refused before any work
     "sample n 10**12 to npy": (lambda s, t: ["sample", "--model", s["model"], "--n", 10**12, "--out", t / "o.npy"], "GB free"),
     "sample n 10**12 to png": (lambda s, t: ["sample", "--model", s["model"], "--n", 10**12, "--out", t / "o.png"], "too many for a PNG grid"),

@@ -64,8 +64,6 @@ def image_files(folder: Path) -> list[Path]:
 
 def folder_channels(files: list[Path]) -> int:
     """The auto channel rule: 1 when every file is grayscale (Pillow modes L, LA, 1, I, F...), else 3."""
-    from PIL import Image
-
     for path in files:
         with _open(path) as img:
             if img.mode not in GRAY_MODES:

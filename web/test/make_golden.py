@@ -4,7 +4,8 @@
 
 OUT_DIR gets golden.json ({"model", "variants", "arrays": {name: {"file", "dims"}}}) and one raw
 little-endian float32 file per array: z (seeded numpy normals, plus a row scaled x4 to reach the sigmoid's
-flat ends), x (images to encode), and per variant decode_<v>, mu_<v>, logvar_<v>, interpolate_<v> (x[0] to x[1], 5 steps) from VAERuntime, and decode_<v>_qdq: the same graph
+flat ends), x (images to encode), and per variant decode_<v>, mu_<v>, logvar_<v>, interpolate_<v> (x[0] to x[1],
+5 steps) from VAERuntime, and decode_<v>_qdq: the same graph
 run unfused (see _unfused_decode).
 """
 
