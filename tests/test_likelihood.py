@@ -138,7 +138,7 @@ def test_sigterm_during_a_two_worker_eval_leaves_no_worker_behind(tmp_path, monk
     assert proc.returncode == 128 + signal.SIGTERM
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("IWAE")]  # less the progress bar
     assert lines == ["edgevae eval: terminated by SIGTERM"]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 600  # a hang guard only: the verdict is that every worker ends
     while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]

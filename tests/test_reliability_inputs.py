@@ -25,7 +25,6 @@ from edgevae.runtime.checks import check_threads, usable_cores
 from edgevae.runtime.image_files import read_images
 from edgevae.runtime.png import decode_png
 
-QUICK_S = 5.0  # "refused at once", with room for a loaded 2-core machine
 
 
 def png_bytes(width: int, height: int, filter_type: int = 0, raw: bytes | None = None) -> bytes:
@@ -91,20 +90,18 @@ def decoder(request, monkeypatch):
 def test_png_declaring_10000x10000_is_refused_before_inflating(tmp_path, decoder):
     path = tmp_path / "big.png"
     path.write_bytes(png_bytes(10000, 10000))  # 97 KB; 100 M pixels once inflated
-    start = time.perf_counter()
     err, peak = peak_traced(lambda: read_images(path))
     assert isinstance(err, ValueError) and "declares 10000x10000 pixels: more than a grid of 4096 28x28 tiles" in str(err)
     assert str(path) in str(err)
-    assert peak < 2 << 20 and time.perf_counter() - start < QUICK_S, (peak, decoder)
+    assert peak < 2 << 20, (peak, decoder)  # refused before inflating: the work, not the clock, is the evidence
 
 
 def test_png_5600x5600_paeth_is_refused_at_its_header(tmp_path, decoder):
     path = tmp_path / "paeth.png"
     path.write_bytes(png_bytes(5600, 5600, filter_type=4))  # took 43 s in a per-byte Python loop
-    start = time.perf_counter()
-    with pytest.raises(ValueError, match="declares 5600x5600 pixels"):
-        read_images(path)
-    assert time.perf_counter() - start < QUICK_S
+    err, peak = peak_traced(lambda: read_images(path))
+    assert isinstance(err, ValueError) and "declares 5600x5600 pixels" in str(err)
+    assert peak < 2 << 20, peak  # 31 MB of pixels were never unfiltered
 
 
 def test_png_data_inflating_past_its_header_is_cut_off(tmp_path, decoder):
@@ -127,10 +124,9 @@ def test_png_file_far_larger_than_its_image_is_refused_unread(tmp_path, decoder)
 
 def test_gz_bomb_inflates_only_the_images_asked_for(tmp_path):
     path = gz_idx_bomb(tmp_path / "bomb-idx3-ubyte.gz", 1_000_000)  # ~0.8 MB; 784 MB inflated
-    start = time.perf_counter()
     x, peak = peak_traced(lambda: read_images(path, count=3))
     assert isinstance(x, np.ndarray) and x.shape == (3, 1, 28, 28) and not x.any()
-    assert peak < 4 << 20 and time.perf_counter() - start < QUICK_S, peak
+    assert peak < 4 << 20, peak
     with pytest.raises(ValueError, match="read at most"):  # all of it: refused from the header alone
         read_images(path)
     with pytest.raises(ValueError, match="holds 28x28 images; the model takes 29x29"):
@@ -238,11 +234,10 @@ def test_threads_are_bounded_by_the_usable_cores(monkeypatch):
 
 
 def test_cli_threads_1000000_is_refused_naming_the_flag(tmp_path, capsys):
-    start = time.perf_counter()
     assert main(["sample", "--n", "2", "--threads", "1000000", "--out", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("edgevae sample: error: --threads 1000000 is more than") and err.count("\n") == 1
-    assert "model" not in err and time.perf_counter() - start < QUICK_S
+    assert "model" not in err  # refused before the model dir was even read
     assert list(tmp_path.iterdir()) == []
 
 
