@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +49,32 @@ def test_a_rank_killed_by_a_signal_ends_the_run_with_128_plus_it(capfd):
     code = "if rank == 1:\n    os.kill(os.getpid(), 9)\ntime.sleep(3600)\n"
     assert launch(2, [], rank_script(code)) == 128 + 9
     assert "rank 1 exited with -9" in capfd.readouterr().err
+
+
+def test_ranks_end_when_the_launcher_is_killed(tmp_path):
+    """SIGKILL cannot be caught: the ranks, in sessions of their own, must still not train on, orphaned."""
+    pids = tmp_path / "pids"
+    code = f"open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')\ntime.sleep(3600)\n"
+    launcher = subprocess.Popen([sys.executable, "-c", "import sys\nfrom edgevae.train.launch import launch\n"
+                                 f"sys.exit(launch(2, [], {rank_script(code)!r}))"])
+    deadline = time.monotonic() + HANG_S
+    while not pids.exists() or len(pids.read_text().split()) < 2:
+        assert time.monotonic() < deadline and launcher.poll() is None
+        time.sleep(0.05)
+    launcher.kill()
+    launcher.wait()
+    for pid in map(int, pids.read_text().split()):
+        while alive(pid):
+            assert time.monotonic() < deadline, f"rank {pid} outlived its launcher"
+            time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """pid runs (a zombie waiting for its reaper does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 @pytest.mark.heavy

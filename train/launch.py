@@ -39,6 +39,23 @@ def require(*modules: str) -> None:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
+def _die_with_the_launcher(launcher: int):
+    """In each rank before it starts (Linux): SIGTERM when the launcher dies, even by SIGKILL, since a rank runs
+    in its own session (a terminal's signals reach the launcher only) and would otherwise train on, orphaned."""
+    def arm():
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # not Linux: the launcher's own handlers are all there is
+            return
+        if os.getppid() != launcher:  # it died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,7 +97,7 @@ def launch(processes: int, argv: list, command: tuple = EDGEVAE) -> int:
     ranks, logs = [], [tempfile.TemporaryFile() for _ in range(processes - 1)]  # the other ranks' stderr
     for rank in range(processes):
         # its own session: a terminal's Ctrl-C reaches the launcher alone, which passes it on once
-        ranks.append(subprocess.Popen([*command, *argv], start_new_session=True,
+        ranks.append(subprocess.Popen([*command, *argv], start_new_session=True, preexec_fn=_die_with_the_launcher(os.getpid()),
                                       env=env | {"RANK": str(rank), "LOCAL_RANK": str(rank)},
                                       stdout=None if rank == 0 else subprocess.DEVNULL,
                                       stderr=subprocess.PIPE if rank == 0 else logs[rank - 1]))
