@@ -1,59 +1,64 @@
 """`edgevae web` and `edgevae serve`: a static page that samples from a model dir in the visitor's browser.
 
-The site is the JavaScript runtime (web/*.js, which reads the model dir the way runtime/manifest.py does),
-the page, onnxruntime-web's wasm build (copied from web/node_modules: `npm ci` in web/ installs it) and a
-copy of the model dir. Nothing is inferred on the server: any static host can serve it, and `serve` adds the
-cross-origin isolation headers (COOP/COEP) that let onnxruntime-web run wasm threads.
+The site is the JavaScript runtime and the page (web/, shipped in the wheel as edgevae/web), onnxruntime-web's
+wasm and WebGPU bundles (runtime/ort_web.py says where they come from), site.json (those files' sha256, which
+the page checks them against) and a copy of the model dir. Nothing is inferred on the server: any static host
+can serve it, and `serve` adds the cross-origin isolation headers (COOP/COEP) that let onnxruntime-web run wasm
+threads.
 
 Stdlib only (base install). The site is written to a temporary folder beside SITE and renamed into place.
 """
 
+import hashlib
 import http.server
-import os
+import json
 import shutil
 from pathlib import Path
 
 from edgevae.atomic import sweep_stale, temp_name
 
+from . import ort_web
 from .errors import InputError
 from .manifest import MANIFEST, load
 from .safe_files import escape
 from .site_server import SiteServer, make_handler
 
-WEB_DIR = Path(__file__).resolve().parents[1] / "web"  # the checkout's web/ (edgevae is installed editable there)
-PAGE_FILES = ("index.html", "page.js", "edgevae.js", "manifest.js", "checks.js", "random.js", "source.js")
-# onnxruntime-web's wasm-only build: the module, its loader, and the SIMD+threads binary (the one it fetches).
-ORT_DIST = Path("node_modules") / "onnxruntime-web" / "dist"
-ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+# web/ beside runtime/: the checkout's in an editable install, edgevae/web (pyproject's package-data) in a wheel
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+PAGE_FILES = ("index.html", "page.js", "edgevae.js", "vae.js", "auto.js", "backends.js", "manifest.js", "checks.js",
+              "random.js", "source.js", "sha256.js", "cache.js", "verify.js")
+LOCK_FILE = "package-lock.json"  # pins onnxruntime-web's version and tarball integrity
+ORT_SUBDIR = "ort"
+SITE_JSON = "site.json"
+SITE_FORMAT = "edgevae-site/1"
 MODEL_SUBDIR = "model"
 MARKER = ".edgevae-site"  # marks a folder this module wrote, so that writing again may replace it
 
 
 class SiteError(ValueError):
-    """The site cannot be written or served (web/ or onnxruntime-web missing, SITE not ours)."""
+    """The site cannot be written or served (the page's files missing, SITE not ours)."""
 
 
 def web_dir() -> Path:
-    """web/ of the checkout, or $EDGEVAE_WEB_DIR."""
-    path = Path(os.environ.get("EDGEVAE_WEB_DIR") or WEB_DIR)
-    if not (path / "edgevae.js").is_file():
-        raise SiteError(f"{escape(path)} has no edgevae.js: `edgevae web` needs the web/ folder of an edgevae checkout "
-                        "(or set EDGEVAE_WEB_DIR)")
-    return path
-
-
-def _ort_dir(web: Path) -> Path:
-    ort = web / ORT_DIST
-    missing = [name for name in ORT_FILES if not (ort / name).is_file()]
+    """The JavaScript runtime and page that this edgevae installed (WEB_DIR)."""
+    missing = [name for name in (*PAGE_FILES, LOCK_FILE) if not (WEB_DIR / name).is_file()]
     if missing:
-        raise SiteError(f"onnxruntime-web is not installed ({missing[0]} missing): run "
-                        f"`ONNXRUNTIME_NODE_INSTALL=skip npm ci` in {escape(web)}")
-    return ort
+        raise SiteError(f"{escape(WEB_DIR)} lacks {escape(missing[0])}: this edgevae install is incomplete "
+                        "(reinstall it: pip install --force-reinstall edgevae)")
+    return WEB_DIR
 
 
-def write_site(out, model_dir=None) -> Path:
+def site_json(ort_files: dict[str, bytes], version: str) -> dict:
+    """What the page checks onnxruntime-web against: each file's sha256 and size, and the bundles (ort_web.BUNDLES)."""
+    return {"format": SITE_FORMAT, "onnxruntime_web": {
+        "version": version, "bundles": ort_web.BUNDLES,
+        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in ort_files.items()}}}
+
+
+def write_site(out, model_dir=None, ort_web_dir=None) -> Path:
     """Write the static site for model_dir (None: the shipped default model) to out; returns out.
 
+    ort_web_dir: a folder holding onnxruntime-web (a node_modules); None: the npm cache (runtime/ort_web.py).
     The model dir is verified (every file's sha256) before it is copied, so a tampered model is refused here
     rather than published. out is replaced only if an earlier write_site made it.
     """
@@ -62,19 +67,21 @@ def write_site(out, model_dir=None) -> Path:
     out = check_path("out", out)
     model = load(model_dir)
     web = web_dir()
-    ort = _ort_dir(web)
+    lock = ort_web.locked(web)
+    ort_files = ort_web.find_files(ort_web_dir, lock)
     if out.exists() and not (out / MARKER).is_file():
         raise SiteError(f"{escape(out)} exists and is not a site written by `edgevae web`; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(out)
     tmp = temp_name(out)
     try:
-        (tmp / "ort").mkdir(parents=True)
+        (tmp / ORT_SUBDIR).mkdir(parents=True)
         (tmp / MODEL_SUBDIR).mkdir()
         for name in PAGE_FILES:
             shutil.copyfile(web / name, tmp / name)
-        for name in ORT_FILES:
-            shutil.copyfile(ort / name, tmp / "ort" / name)
+        for name, data in ort_files.items():
+            (tmp / ORT_SUBDIR / name).write_bytes(data)
+        (tmp / SITE_JSON).write_text(json.dumps(site_json(ort_files, lock.version), indent=1))
         # The graphs are copied from the bytes whose sha256 was just checked (ModelDir.read), never re-read.
         for entry in model.manifest.file_entries():
             (tmp / MODEL_SUBDIR / entry.file).write_bytes(model.read(entry))

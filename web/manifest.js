@@ -118,7 +118,37 @@ export function parseManifest(obj, where = "model dir") {
       }
     }
   }
-  return { latentDim: obj.latent_dim, imageShape: [...shape], io, variants, selection, raw: obj };
+  const golden = obj.golden === undefined || obj.golden === null ? null : parseGolden(obj.golden, fail);
+  return { latentDim: obj.latent_dim, imageShape: [...shape], io, variants, selection, golden, raw: obj };
+}
+
+/** The optional `golden` entry (runtime/manifest.py Golden): {inputs: {graph: file entry}, outputs: {variant:
+ * {graph: {output name: file entry}}}, tolerance: {variant: {graph: max abs difference}}}. Which variants and
+ * outputs it must name is checked where it is used (web/verify.js), as the Python runtime does. */
+function parseGolden(value, fail) {
+  if (!isObject(value)) fail("golden must be an object");
+  graphMap(value.inputs, "golden.inputs", fail);
+  const inputs = Object.create(null);
+  for (const graph of GRAPHS) inputs[graph] = fileEntry(value.inputs[graph], `golden.inputs.${graph}`, fail);
+  if (!isObject(value.outputs) || !isObject(value.tolerance)) fail("golden needs \"outputs\" and \"tolerance\" objects");
+  const outputs = Object.create(null), tolerance = Object.create(null);
+  for (const [variant, graphs] of Object.entries(value.outputs)) {
+    const where = `golden.outputs.${short(variant)}`;
+    graphMap(graphs, where, fail);
+    const limits = value.tolerance[variant];
+    if (!Object.hasOwn(value.tolerance, variant) || !isObject(limits)) fail(`golden.tolerance must give every graph of variant ${short(variant)}`);
+    outputs[variant] = Object.create(null);
+    tolerance[variant] = Object.create(null);
+    for (const graph of GRAPHS) {
+      if (!isObject(graphs[graph])) fail(`${where}.${graph} must map output names to files`);
+      outputs[variant][graph] = Object.create(null);
+      for (const [name, entry] of Object.entries(graphs[graph])) outputs[variant][graph][name] = fileEntry(entry, `${where}.${graph}.${short(name)}`, fail);
+      const limit = limits[graph];
+      if (typeof limit !== "number" || !(limit >= 0) || limit === Infinity) fail(`golden.tolerance.${short(variant)}.${graph} ${short(limit)} is not a finite number >= 0`);
+      tolerance[variant][graph] = limit;
+    }
+  }
+  return { inputs, outputs, tolerance };
 }
 
 /** The manifest from its bytes (Uint8Array): size, UTF-8 and JSON checked, then parseManifest. */
@@ -127,7 +157,7 @@ export function parseManifestBytes(bytes, where = "model dir") {
     throw new ModelDirError(`${where}: manifest.json is ${bytes.byteLength} bytes, more than the ${MAX_MANIFEST_BYTES} allowed`);
   }
   let text;
-  try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); } catch {
+  try { text = decodeUtf8(bytes); } catch {
     throw new ModelDirError(`${where}: manifest.json is not UTF-8 text`);
   }
   let obj;
@@ -135,4 +165,32 @@ export function parseManifestBytes(bytes, where = "model dir") {
     throw new ModelDirError(`${where}: manifest.json is not valid JSON (${err.message})`);
   }
   return parseManifest(obj, where);
+}
+
+/** Strict UTF-8 decoding of bytes (a leading byte order mark dropped, as TextDecoder does): TextDecoder where the
+ * platform has one, else by hand (React Native's Hermes has none). Throws TypeError on malformed input
+ * (overlong forms, surrogates, code points past U+10FFFF, truncated sequences). */
+export function decodeUtf8(bytes, { native = true } = {}) {
+  if (native && typeof TextDecoder === "function") return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  const units = [];
+  let i = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
+  while (i < bytes.length) {
+    const lead = bytes[i++];
+    // [continuation bytes, the smallest code point that needs them]
+    const [more, least] = lead < 0x80 ? [0, 0] : lead >= 0xc2 && lead < 0xe0 ? [1, 0x80]
+      : lead >= 0xe0 && lead < 0xf0 ? [2, 0x800] : lead >= 0xf0 && lead < 0xf5 ? [3, 0x10000] : [-1, 0];
+    if (more < 0) throw new TypeError(`invalid UTF-8 lead byte at ${i - 1}`);
+    let point = more ? lead & (0x3f >> more) : lead;
+    for (let k = 0; k < more; k++) {
+      const next = bytes[i++];
+      if (next === undefined || (next & 0xc0) !== 0x80) throw new TypeError(`invalid UTF-8 continuation at ${i - 1}`);
+      point = (point << 6) | (next & 0x3f);
+    }
+    if (point < least || point > 0x10ffff || (point >= 0xd800 && point < 0xe000)) throw new TypeError(`invalid UTF-8 sequence before ${i}`);
+    if (point >= 0x10000) units.push(0xd800 + ((point - 0x10000) >> 10), 0xdc00 + ((point - 0x10000) & 0x3ff));
+    else units.push(point);
+  }
+  let text = "";
+  for (let k = 0; k < units.length; k += 8192) text += String.fromCharCode(...units.slice(k, k + 8192));
+  return text;
 }

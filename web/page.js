@@ -1,19 +1,26 @@
-// The sampling page: a grid of 64 samples, a latent walk between two of them, the variant in use and the
-// measured decode times. Query parameters: ?variant=auto|fp32|int8|...&threads=N&model=URL&fresh=1
-// (fresh: re-measure `auto` instead of using the choice cached in localStorage).
+// The sampling page: a grid of 64 samples, a latent walk between two of them, the candidate in use, the measured
+// decode times, which files came from the browser's cache, and whether the model's goldens pass here.
+// Query parameters: ?variant=auto|fp32|int8|...&backend=auto|wasm|webgpu&threads=N&model=URL&fresh=1&nocache=1
+// (fresh: re-measure `auto` instead of using the choice kept in localStorage; nocache: fetch every file).
 // Tests and benchmarks drive it through window.edgevae = {ready, vae, state, draw}.
 
-import { EdgeVAE, tensor } from "./edgevae.js";
+import { FileCache, cachedSource } from "./cache.js";
+import { EdgeVAE, ModelDirError, tensor, webBackend } from "./edgevae.js";
+import { openSource } from "./source.js";
+import { formatChecks, verifyGoldens } from "./verify.js";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 const COLUMNS = 8, ROWS = 8, WALK = 10;
-const state = { grid: null, latents: null, ends: [0, 1], timings: {}, firstGridMs: null, firstVariant: null, error: null };
+const state = {
+  grid: null, latents: null, ends: [0, 1], timings: { modules: performance.now() }, firstGridMs: null, firstCandidate: null,
+  error: null, files: [], adapter: null, checks: null,
+};
 
-function fail(err) {
+function fail(err, detail = "") {
   // A clear message instead of a blank or wrong image: the grid is hidden and nothing else is drawn.
   state.error = String(err?.message ?? err);
-  $("error").textContent = `The model could not be used: ${state.error}`;
+  $("error").textContent = `The model could not be used: ${state.error}${detail ? "\n" + detail : ""}`;
   document.body.classList.add("failed");
   document.body.dataset.state = "failed";
 }
@@ -53,13 +60,14 @@ async function timed(label, call) {
   return result;
 }
 
+const nextFrame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+
 async function newSamples(vae) {
   const seed = Number($("seed").value);
   $("status").textContent = "decoding...";
   state.latents = vae.sampleLatents(ROWS * COLUMNS, seed); // throws InputError for a bad seed
   state.grid = await timed("grid", () => vae.decode(state.latents));
   draw($("grid"), state.grid, COLUMNS);
-  await walk(vae);
   $("status").textContent = `seed ${seed}`;
 }
 
@@ -69,20 +77,78 @@ async function walk(vae) {
   draw($("walk"), await timed("walk", () => vae.walk(a, b, WALK)), WALK);
 }
 
+/** onnxruntime-web's bundles and their files' sha256 (site.json, written by `edgevae web`). */
+async function readSite() {
+  const response = await fetch("site.json");
+  if (!response.ok) throw new Error(`site.json: HTTP ${response.status} (not a site written by \`edgevae web\`?)`);
+  return response.json();
+}
+
+/** A backend whose onnxruntime-web module starts from the wasm binary read through the cache (checked there). */
+function ortBackend(provider, site, files, ortDir, { threads, describe }) {
+  const { bundles, files: entries, version } = site.onnxruntime_web;
+  const bundle = bundles[provider], entry = entries[bundle.wasm];
+  let loading = null;
+  const load = () => (loading ??= Promise.all([
+    import(`./ort/${bundle.module}`),
+    files.get(`ort/${bundle.wasm}`, entry, () => ortDir.read(bundle.wasm, { maxBytes: entry.bytes, exact: entry.bytes }),
+      (message) => { throw new ModelDirError(`onnxruntime-web: ${message}`); }),
+  ]).then(([module, binary]) => {
+    module.env.wasm.wasmBinary = binary; // so onnxruntime-web compiles these checked bytes instead of fetching its own
+    return module;
+  }));
+  return { ...webBackend(provider, load, { threads, version, describe }), load };
+}
+
+/** The backends this page offers `auto`: wasm, and WebGPU where it is wanted and the browser gives an adapter. */
+async function backends(site, files, threads) {
+  const wanted = params.get("backend") ?? "auto";
+  if (!["auto", "wasm", "webgpu"].includes(wanted)) throw new Error(`backend must be auto, wasm or webgpu, got ${wanted.slice(0, 40)}`);
+  const ortDir = await openSource("ort/", "onnxruntime-web folder");
+  const list = [];
+  if (wanted !== "webgpu") list.push(ortBackend("wasm", site, files, ortDir, { threads }));
+  if (wanted !== "wasm") {
+    const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+    if (adapter) {
+      const { vendor = "?", architecture = "?" } = adapter.info ?? {};
+      state.adapter = `${vendor} ${architecture}${adapter.info?.isFallbackAdapter ? " (software)" : ""}`;
+      list.push(ortBackend("webgpu", site, files, ortDir, { threads, describe: `onnxruntime-web ${site.onnxruntime_web.version} webgpu ${state.adapter}` }));
+    } else if (wanted === "webgpu") {
+      throw new Error("backend=webgpu, but this browser gives no WebGPU adapter");
+    }
+  }
+  return list;
+}
+
+const label = (c) => (c ? `${c.variant}@${c.backend}` : "?");
+const megabytes = (n) => `${(n / 1e6).toFixed(n < 1e5 ? 3 : 1)} MB`;
+
 async function info(vae) {
-  const used = await vae.variantFor("decoder", ROWS * COLUMNS);
+  const used = await vae.pick("decoder", ROWS * COLUMNS);
   const measured = vae.measured("decoder");
-  const variant = vae.variant === "auto"
-    ? `${used} (auto; measured in this browser, batch: variant ${JSON.stringify(measured?.choice ?? null)})`
-    : vae.variant;
-  const t = state.timings;
+  const choice = measured ? Object.entries(measured.choice).map(([n, c]) => `${n}: ${label(c)}`).join(", ") : null;
+  const t = state.timings, ms = (x, digits = 0) => (x === undefined ? "-" : x.toFixed(digits));
+  const from = (where) => state.files.filter((f) => f.from === where).map((f) => `${f.file} ${megabytes(f.bytes)}`).join(", ") || "none";
   $("info").textContent = [
     `runtime: ${vae.runtime}, cross-origin isolated: ${self.crossOriginIsolated}`,
-    `variant: ${variant}`,
-    `decode, median ms: batch 1 ${t.decode1?.toFixed(2)}, batch 64 ${t.decode64?.toFixed(1)}   (last grid ${t.grid?.toFixed(1)}, walk of ${WALK} ${t.walk?.toFixed(1)})`,
-    `first grid drawn ${state.firstGridMs?.toFixed(0)} ms after navigation: load (fetch + sha256) ${t.load?.toFixed(0)} ms, `
-      + `first decode (${state.firstVariant}) ${t.firstGrid?.toFixed(0)} ms; auto measured after it: ${t.auto?.toFixed(0) ?? "cached"} ms`,
+    `candidate: ${label(used)}${vae.candidates().length > 1 ? ` (measured in this browser, batch: candidate ${choice ?? "not yet"})` : ""}`,
+    `decode, median ms: batch 1 ${ms(t.decode1, 2)}, batch 64 ${ms(t.decode64, 1)}   (last grid ${ms(t.grid, 1)}, walk of ${WALK} ${ms(t.walk, 1)})`,
+    `first grid drawn ${ms(state.firstGridMs)} ms after navigation: page modules ${ms(t.modules)} ms, manifest ${ms(t.load)} ms, `
+      + `onnxruntime start + decoder session (${label(state.firstCandidate)}) ${ms(t.session)} ms, first decode ${ms(t.firstGrid)} ms; `
+      + `measuring auto after it: ${t.auto === undefined ? "cached" : ms(t.auto) + " ms"}`,
+    `from the browser's cache (sha256 checked): ${from("cache")}`,
+    `from the network: ${from("network")}`,
   ].join("\n");
+}
+
+function showChecks(checks) {
+  const failed = checks.filter((c) => !c.passed);
+  const badge = $("verified");
+  badge.className = failed.length ? "fail" : "pass";
+  const variants = [...new Set(checks.map((c) => c.variant))].join(", ");
+  const where = [...new Set(checks.map((c) => c.backend))].join(", ");
+  badge.textContent = failed.length ? `goldens FAIL here:\n${formatChecks(checks)}`
+    : `verified: the goldens of ${variants} match within the manifest's tolerances (${where})`;
 }
 
 async function medianMs(vae, n, reps) {
@@ -92,21 +158,35 @@ async function medianMs(vae, n, reps) {
 }
 
 async function main() {
-  // First visit: `auto` draws the first grid with fp32 (nothing is measured yet), then measures the
-  // variants in this browser and uses the winner from then on (and on later visits, from localStorage).
-  const options = { variant: params.get("variant") ?? "auto", cache: localCache(), untilMeasured: "fp32" };
-  if (params.get("threads")) options.threads = Number(params.get("threads"));
-  const vae = await timed("load", () => EdgeVAE.load(params.get("model") ?? "model/", options));
+  const threads = params.get("threads") ? Number(params.get("threads")) : undefined;
+  const [site, files] = await Promise.all([readSite(), FileCache.open("edgevae", { enabled: !params.get("nocache") })]);
+  const list = await backends(site, files, threads);
+  list[0].load().catch(() => {}); // the runtime's wasm is read while the manifest and first graph are (errors: below)
+  // First visit: `auto` draws the first grid with fp32 on the first backend (nothing is measured yet), then
+  // measures every candidate in this browser and uses the winners from then on (later visits: localStorage).
+  const options = { variant: params.get("variant") ?? "auto", backends: list, threads, cache: localCache(), untilMeasured: "fp32", lazy: true };
+  const source = cachedSource(await openSource(params.get("model") ?? "model/"), files);
+  const vae = await timed("load", () => EdgeVAE.load(source, options));
   window.edgevae.vae = vae;
-  state.firstVariant = await vae.variantFor("decoder", ROWS * COLUMNS);
+  state.firstCandidate = await timed("session", () => vae.prepare("decoder", ROWS * COLUMNS));
   await newSamples(vae);
-  await new Promise((resolve) => requestAnimationFrame(resolve)); // the frame that paints the grid
+  await nextFrame(); // the frame that paints the grid
   state.firstGridMs = performance.now(); // performance.now() counts from navigation start
   state.timings.firstGrid = state.timings.grid;
+  state.files = [...files.log];
+  await walk(vae);
   $("status").textContent += ", measuring...";
-  if (vae.variant === "auto" && !vae.measured("decoder")) await timed("auto", () => vae.choose("decoder"));
+  if (vae.candidates().length > 1 && !vae.measured("decoder")) await timed("auto", () => vae.choose("decoder"));
   state.timings.decode1 = await medianMs(vae, 1, 9);
   state.timings.decode64 = await medianMs(vae, ROWS * COLUMNS, 3);
+  // the goldens of every variant on the first backend, and on every other backend `auto` chose
+  const chosen = Object.values(vae.measured("decoder")?.choice ?? {}).map((c) => c.backend);
+  const checkBackends = [...new Set([list[0].name, ...chosen])];
+  state.checks = await timed("verify", () => verifyGoldens(vae, { variant: vae.variant === "auto" ? "all" : vae.variant, backends: checkBackends }));
+  showChecks(state.checks);
+  if (!state.checks.every((c) => c.passed)) return fail("its goldens do not match here", formatChecks(state.checks));
+  state.files = [...files.log];
+  await files.prune();
   $("status").textContent = `seed ${$("seed").value}`;
   await info(vae);
   document.body.dataset.state = "ready";
@@ -114,8 +194,8 @@ async function main() {
   const guard = (call) => (...args) => call(...args).then(() => info(vae)).catch((err) => {
     if (err?.name === "InputError") $("status").textContent = err.message; else fail(err);
   });
-  $("new").onclick = guard(() => newSamples(vae));
-  $("seed").onchange = guard(() => newSamples(vae));
+  $("new").onclick = guard(async () => { await newSamples(vae); await walk(vae); });
+  $("seed").onchange = $("new").onclick;
   $("grid").onclick = guard(async (event) => {
     const box = event.target.getBoundingClientRect();
     const i = Math.floor((event.clientY - box.top) / box.height * ROWS) * COLUMNS + Math.floor((event.clientX - box.left) / box.width * COLUMNS);

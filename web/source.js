@@ -1,34 +1,24 @@
-// Where a model dir's files come from: a folder (Node, fs) or a URL (browser and Node, fetch). Either way
-// only plain names the manifest lists are read, the size is checked against the manifest before the body
-// is taken, and the sha256 (WebCrypto) is checked before the bytes go anywhere else.
+// Loaders (vae.js) for browsers and Node: a model dir in a folder (Node, fs) or at a URL (fetch). Either way
+// only plain names the manifest lists are read and the size is checked against the manifest before the body
+// is taken; vae.js checks the sha256 before the bytes go anywhere else.
 
 import { ModelDirError, escape, isPlainName } from "./manifest.js";
 
 export const IS_NODE = typeof process === "object" && !!process.versions?.node && typeof window === "undefined";
-
-/** Lower-case hex sha256 of bytes, with WebCrypto (browsers in a secure context; Node). */
-export async function sha256Hex(bytes, where) {
-  // Node 18 has WebCrypto only as node:crypto's webcrypto (global from Node 19)
-  const subtle = globalThis.crypto?.subtle ?? (IS_NODE ? (await import("node:crypto")).webcrypto.subtle : undefined);
-  if (!subtle) {
-    throw new ModelDirError(`${where}: cannot check the model's sha256 here: WebCrypto needs a secure context (https or localhost)`);
-  }
-  const digest = new Uint8Array(await subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 function isUrl(dir) {
   return dir instanceof URL || (typeof dir === "string" && /^(https?|file|blob):/i.test(dir)) || (!IS_NODE && typeof dir === "string");
 }
 
 /**
- * A reader for the model dir `dir`: {where, read(name, {maxBytes, exact})} returning a Uint8Array.
+ * A loader for the folder `dir`: {where, read(name, {maxBytes, exact})} returning a Uint8Array.
  * `dir`: a URL (string or URL; relative strings resolve against the page in a browser) or, in Node, a path.
+ * what: how messages name the folder.
  */
-export async function openSource(dir) {
-  if (isUrl(dir)) return urlSource(dir);
-  if (typeof dir !== "string") throw new ModelDirError(`model dir must be a path or URL string, got ${typeof dir}`);
-  return fsSource(dir);
+export async function openSource(dir, what = "model dir") {
+  if (isUrl(dir)) return urlSource(dir, what);
+  if (typeof dir !== "string") throw new ModelDirError(`${what} must be a path or URL string, got ${typeof dir}`);
+  return fsSource(dir, what);
 }
 
 function checkName(where, name) {
@@ -40,10 +30,10 @@ function checkSize(where, name, size, maxBytes, exact) {
   if (size > maxBytes) throw new ModelDirError(`${where}: ${escape(name)} is ${size} bytes, more than the ${maxBytes} allowed`);
 }
 
-function urlSource(dir) {
+function urlSource(dir, what) {
   const base = new URL(String(dir).endsWith("/") ? String(dir) : String(dir) + "/",
     typeof document !== "undefined" ? document.baseURI : undefined);
-  const where = `model dir ${escape(base.href)}`;
+  const where = `${what} ${escape(base.href)}`;
   return {
     where,
     async read(name, { maxBytes, exact } = {}) {
@@ -67,10 +57,10 @@ function urlSource(dir) {
   };
 }
 
-async function fsSource(dir) {
+async function fsSource(dir, what) {
   const fs = await import("node:fs");
   const path = await import("node:path");
-  const where = `model dir ${escape(dir)}`;
+  const where = `${what} ${escape(dir)}`;
   let info;
   try { info = await fs.promises.stat(dir); } catch { info = null; }
   if (!info?.isDirectory()) throw new ModelDirError(`${where}: does not exist or is not a folder`);

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { EdgeVAE, Generator, InputError, ModelDirError, tensor } from "../edgevae.js";
+import { EdgeVAE, Generator, InputError, ModelDirError, defaultBackend, tensor } from "../edgevae.js";
 import { parseManifest } from "../manifest.js";
 import { MODEL_DIR, copyModel } from "./helpers.mjs";
 
@@ -61,6 +61,10 @@ test("bad manifests are refused with one line naming the field", () => {
     [(m) => { m.io.decoder.outputs = []; }, /io.decoder/],
     [(m) => { m.selection = { decoder: { "1": "toString" } }; }, /lacks/],
     [(m) => { m.variants = JSON.parse('{"__proto__": {}}'); }, /must include "fp32"/],
+    [(m) => { m.golden.tolerance.int8.decoder = -1; }, /golden.tolerance.int8.decoder/],
+    [(m) => { delete m.golden.tolerance.int8; }, /golden.tolerance must give every graph of variant "int8"/],
+    [(m) => { delete m.golden.inputs.encoder; }, /golden.inputs must have exactly the graphs/],
+    [(m) => { m.golden.outputs.fp32.decoder.x_hat.file = "../x.npy"; }, /golden.outputs.*plain file name/],
   ];
   for (const [edit, pattern] of cases) {
     const m = structuredClone(good);
@@ -132,22 +136,54 @@ test("auto is measured in this runtime, not copied from the manifest's native se
   const { choice, timings, runtime } = await auto.choose("decoder");
   assert.match(runtime, /onnxruntime-node/);
   assert.deepEqual(Object.keys(choice).map(Number), [1, 64]);
-  for (const [n, v] of Object.entries(choice)) {
-    for (const other of Object.keys(timings)) if (timings[other][n] !== undefined) assert.ok(timings[v][n] <= timings[other][n]);
+  for (const [n, c] of Object.entries(choice)) {
+    for (const other of Object.keys(timings)) if (timings[other][n] !== undefined) assert.ok(timings[`${c.variant}@${c.backend}`][n] <= timings[other][n]);
   }
   const x = await auto.sample(2, 0);
   assert.deepEqual(x.dims, [2, 1, 28, 28]);
+});
+
+test("a second backend is one more candidate; one that cannot run the graph is set aside, not fatal", async () => {
+  const ort = await import("onnxruntime-node");
+  const cpu = defaultBackend(ort, 1);
+  const other = { ...defaultBackend(ort, 2), name: "cpu2", describe: "cpu, 2 threads" };
+  const broken = { name: "none", ort, options: { executionProviders: ["no-such-provider"] } };
+  const vae = await EdgeVAE.load(MODEL_DIR, { backends: [cpu, other, broken], variant: "fp32" });
+  assert.deepEqual(vae.candidates().map((c) => `${c.variant}@${c.backend}`), ["fp32@cpu", "fp32@cpu2", "fp32@none"]);
+  const { choice, timings, failed } = await vae.choose("decoder");
+  assert.deepEqual(Object.keys(timings).sort(), ["fp32@cpu", "fp32@cpu2"]);
+  assert.match(failed["fp32@none"], /no-such-provider|provider/i);
+  for (const c of Object.values(choice)) assert.ok(["cpu", "cpu2"].includes(c.backend) && c.variant === "fp32");
+  // the first backend's failures are the model's: they are not set aside
+  const first = await EdgeVAE.load(MODEL_DIR, { backends: [broken, cpu], variant: "fp32" });
+  await assert.rejects(first.choose("decoder"), (err) => err instanceof ModelDirError && /none/.test(err.message));
+});
+
+test("lazy loading reads a file when its first session needs it, and still checks it", async () => {
+  const dir = copyModel();
+  const file = manifestOf(dir).variants.int8.decoder.file;
+  const bytes = readFileSync(join(dir, file));
+  bytes[bytes.length >> 1] ^= 1;
+  writeFileSync(join(dir, file), bytes);
+  await assert.rejects(EdgeVAE.load(dir), /sha256/); // eager (default): every candidate's file checked at load
+  // a runtime label of its own: choices measured by other tests in this process are not this test's
+  const backends = [{ ...defaultBackend(await import("onnxruntime-node")), describe: "lazy test" }];
+  const vae = await EdgeVAE.load(dir, { lazy: true, untilMeasured: "fp32", backends });
+  assert.deepEqual((await vae.sample(2, 0)).dims, [2, 1, 28, 28]); // fp32 alone: the changed int8 file is not read
+  await assert.rejects(vae.choose("decoder"), (err) => err instanceof ModelDirError && err.message.includes(file));
 });
 
 test("untilMeasured runs its variant until choose(); a cache entry naming unknown variants is ignored", async () => {
   const store = new Map();
   const cache = { get: (k) => store.get(k), set: (k, v) => store.set(k, v) };
   const vae = await EdgeVAE.load(MODEL_DIR, { cache, untilMeasured: "int8", threads: 1 });
-  for (const k of [vae._choiceKey("decoder")]) store.set(k, { choice: { 1: "fp64" } });
-  assert.equal(vae.measured("decoder"), null);
-  assert.equal(await vae.variantFor("decoder", 64), "int8");
+  for (const bad of [{ 1: "fp32" }, { 1: { variant: "fp64", backend: "cpu" } }, { 1: { variant: "fp32", backend: "webgpu" } }, { 0: { variant: "fp32", backend: "cpu" } }]) {
+    store.set(vae._choiceKey("decoder"), { choice: bad });
+    assert.equal(vae.measured("decoder"), null, JSON.stringify(bad));
+  }
+  assert.deepEqual(await vae.pick("decoder", 64), { variant: "int8", backend: "cpu" });
   const { choice } = await vae.choose("decoder");
-  assert.equal(await vae.variantFor("decoder", 64), choice[64]);
+  assert.deepEqual(await vae.pick("decoder", 64), choice[64]);
   assert.deepEqual(store.get(vae._choiceKey("decoder")).choice, choice); // kept for the next load
   await assert.rejects(EdgeVAE.load(MODEL_DIR, { untilMeasured: "int4" }), /int4/);
 });

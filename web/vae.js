@@ -1,0 +1,424 @@
+// edgevae's JavaScript runtime, free of any platform: an exported model dir (manifest.json + ONNX graphs) run
+// with onnxruntime-web, -node or -react-native, with the Python runtime's shapes, ranges and checks.
+//
+//   import { EdgeVAE, defaultBackend } from "./vae.js";
+//   const vae = await EdgeVAE.load(loader, { ort });     // ort: any onnxruntime module; loader: see below
+//   const x = await vae.sample(64, 0);                   // {data: Float32Array, dims: [64, C, H, W]}
+//
+// This module uses nothing but onnxruntime-common's interface (InferenceSession.create(bytes, options),
+// session.run, session.inputNames/outputNames, Tensor) and the loader it is given:
+//   loader = {where: "text naming the dir", read(name, {maxBytes, exact, sha256}) -> Promise<Uint8Array>}
+// where name is a plain file name from the manifest, maxBytes a bound the loader must enforce before reading,
+// exact the manifest's size and sha256 its hash (a caching loader may key on it; this module checks it anyway).
+// edgevae.js adds the loaders for URLs and folders and imports onnxruntime by name (browser and Node);
+// React Native passes onnxruntime-react-native and its own loader.
+//
+// Every file is size- and sha256-checked before a session is built from those same bytes; every graph
+// output is checked (dtype, shape, finite, decoder in [0, 1]) before it is returned. Errors are
+// InputError (bad argument) or ModelDirError (unusable model dir), one line each.
+
+import { checkCount, checkFinite, checkImages, checkLatents, tensor } from "./checks.js";
+import { AUTO, GRAPHS, InputError, MAX_GRAPH_BYTES, MAX_MANIFEST_BYTES, ModelDirError, escape, parseManifestBytes } from "./manifest.js";
+import { Generator } from "./random.js";
+import { sha256Hex } from "./sha256.js";
+
+export { AUTO, InputError, ModelDirError, tensor, Generator };
+
+// Images per onnxruntime call (bounds intermediate tensors). 64: the page's grid in one call.
+export const CHUNK = 64;
+// `auto` times every candidate (variant x backend) at these batch sizes and runs, at batch n, the winner of the
+// largest probe <= n (the manifest's native "selection" rule, but measured in THIS runtime: in wasm the int8
+// graphs were slower than fp32, the opposite of native onnxruntime).
+export const PROBE_BATCHES = [1, 64];
+const choices = new Map(); // measured choices in this process/page: key -> {choice, timings}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
+const firstLine = (err) => String(err?.message ?? err).split("\n")[0];
+
+/**
+ * The backend an onnxruntime module gives by itself: onnxruntime-web's wasm provider, or the CPU provider of
+ * onnxruntime-node / -react-native with the Python runtime's options (runtime/sessions.py: a sequential chain
+ * of convolutions, no spinning threads). A backend is {name, ort, options, describe}: ort the module or a
+ * function that imports it on first use, options its session options, describe a label for measured choices.
+ */
+export function defaultBackend(ort, threads) {
+  const versions = ort.env?.versions ?? {};
+  if (versions.web) return webBackend("wasm", ort, { threads, version: versions.web });
+  const platform = versions.node ? `onnxruntime-node ${versions.node}` : versions["react-native"]
+    ? `onnxruntime-react-native ${versions["react-native"]}` : `onnxruntime ${versions.common ?? "?"}`;
+  return {
+    name: "cpu", ort, describe: `${platform} cpu threads=${threads ?? "default"}`,
+    options: {
+      executionProviders: ["cpu"], graphOptimizationLevel: "all", executionMode: "sequential", logSeverityLevel: 3,
+      interOpNumThreads: 1, ...(threads ? { intraOpNumThreads: threads } : {}),
+      extra: { session: { intra_op: { allow_spinning: "0" } } },
+    },
+  };
+}
+
+/** onnxruntime-web with one execution provider ("wasm" or "webgpu"). ort: the module, or a function that imports
+ * it (then it is loaded when a session first needs it). threads: wasm threads, set before the module starts. */
+export function webBackend(provider, ort, { threads, version = "?", describe } = {}) {
+  return {
+    name: provider, ort, threads, describe: describe ?? `onnxruntime-web ${version} ${provider} threads=${threads ?? "default"}`,
+    options: { executionProviders: [provider], graphOptimizationLevel: "all", logSeverityLevel: 3 },
+    prepare(module) { // onnxruntime-web reads these once, when its first session starts the wasm module
+      module.env.logLevel = "error";
+      if (threads !== undefined) module.env.wasm.numThreads = threads;
+    },
+  };
+}
+
+const label = ({ variant, backend }) => `${variant}@${backend}`;
+
+export class EdgeVAE {
+  /**
+   * Load and check the model dir that `loader` reads (see the top of this file).
+   * options.ort: an onnxruntime module, or options.backends: [backend, ...] (defaultBackend, webBackend); the
+   * first backend runs until `auto` has measured. options.variant: a variant the manifest lists, or "auto"
+   * (default: measured here, see PROBE_BATCHES; with several backends every variant x backend is a candidate,
+   * and a named variant is still measured across backends). options.threads: intra-op threads.
+   * options.cache: {get(key), set(key, value)} keeps measured choices across loads (e.g. over localStorage).
+   * options.untilMeasured: a variant `auto` runs (on the first backend) until choose() has measured (default
+   * null: measure on first use); the page uses "fp32" so a first visit draws at once and measures after.
+   * options.lazy: false (default) reads and hashes every file the candidates may run now, so a changed file
+   * fails load; true reads each when its first session is built (the page: its first grid needs one file).
+   */
+  static async load(loader, options = {}) {
+    const { variant = AUTO, threads, chunk = CHUNK, cache = null, untilMeasured = null, lazy = false } = options;
+    if (typeof variant !== "string") throw new InputError(`variant must be a string, got ${typeof variant}`);
+    if (threads !== undefined) checkCount("threads", threads);
+    checkCount("chunk", chunk);
+    if (typeof loader?.read !== "function") throw new InputError("the model dir's loader must have a read(name, options) method");
+    const backends = options.backends ?? (options.ort ? [defaultBackend(options.ort, threads)] : null);
+    if (!Array.isArray(backends) || !backends.length || new Set(backends.map((b) => b?.name)).size !== backends.length
+        || !backends.every((b) => typeof b.name === "string" && b.ort && b.options)) {
+      throw new InputError("pass options.ort (an onnxruntime module) or options.backends: [{name, ort, options}, ...] with distinct names");
+    }
+    const where = loader.where ?? "model dir";
+    const model = parseManifestBytes(await loader.read("manifest.json", { maxBytes: MAX_MANIFEST_BYTES }), where);
+    const names = Object.keys(model.variants);
+    for (const v of [variant, untilMeasured]) {
+      if (v !== null && v !== AUTO && !names.includes(v)) {
+        throw new InputError(`variant ${escape(JSON.stringify(v))} is not in ${where} (has: ${names.map(escape).join(", ")}, or 'auto')`);
+      }
+    }
+    const vae = new this(loader, where, model, variant, { backends, chunk, cache, untilMeasured, threads });
+    if (!lazy) await Promise.all((variant === AUTO ? names : [variant]).flatMap((v) => GRAPHS.map((g) => vae._graphBytes(v, g))));
+    return vae;
+  }
+
+  constructor(loader, where, model, variant, { backends, chunk, cache, untilMeasured, threads }) {
+    this.loader = loader;
+    this.where = where;
+    this.model = model;
+    this.variant = variant;
+    this.backends = backends;
+    this.threads = threads;
+    this.chunk = chunk;
+    this.cache = cache;
+    // a named variant runs as itself until measured; untilMeasured only stands in for `auto`
+    this.untilMeasured = variant === AUTO ? untilMeasured : variant;
+    this._files = new Map(); // file name -> Promise<checked bytes>
+    this._orts = new Map(); // backend name -> Promise<onnxruntime module>
+    this._sessions = new Map(); // "backend/variant/graph" -> Promise<InferenceSession>, each built once
+    this._measuring = new Map(); // choice key -> Promise of the measurement in progress
+  }
+
+  get latentDim() { return this.model.latentDim; }
+  get imageShape() { return [...this.model.imageShape]; }
+
+  /** Which onnxruntime runs the graphs, and how: part of the key under which `auto` choices are kept. */
+  get runtime() { return this.backends.map((b) => b.describe ?? b.name).join(" + "); }
+
+  /** A file the manifest lists, read once, its size and sha256 checked before anything uses it. */
+  readFile(entry, maxBytes = MAX_GRAPH_BYTES) {
+    if (!this._files.has(entry.file)) {
+      this._files.set(entry.file, (async () => {
+        const data = await this.loader.read(entry.file, { maxBytes, exact: entry.bytes, sha256: entry.sha256 });
+        if (!(data instanceof Uint8Array) || data.byteLength !== entry.bytes) {
+          throw new ModelDirError(`${this.where}: ${escape(entry.file)} was read as ${data?.byteLength ?? typeof data} bytes, the manifest says ${entry.bytes}`);
+        }
+        if (await sha256Hex(data) !== entry.sha256) {
+          throw new ModelDirError(`${this.where}: ${escape(entry.file)} does not match its sha256 in the manifest (file changed or corrupt)`);
+        }
+        return data;
+      })());
+      this._files.get(entry.file).catch(() => {}); // reported where it is awaited; a lazy read nobody awaits is no crash
+    }
+    return this._files.get(entry.file);
+  }
+
+  _graphBytes(variant, graph) { return this.readFile(this.model.variants[variant][graph]); }
+
+  _backend(name) { return this.backends.find((b) => b.name === name); }
+
+  _ort(backend) {
+    if (!this._orts.has(backend.name)) {
+      this._orts.set(backend.name, (async () => {
+        let module = backend.ort;
+        if (typeof module === "function") {
+          try { module = await module(); } catch (err) {
+            throw new Error(`cannot load the ${backend.name} backend of onnxruntime: ${firstLine(err)}`);
+          }
+        }
+        module = module?.InferenceSession ? module : module?.default;
+        backend.prepare?.(module);
+        return module;
+      })());
+    }
+    return this._orts.get(backend.name);
+  }
+
+  /** The candidates (variant x backend) of this runtime, first backend first. */
+  candidates() {
+    const variants = this.variant === AUTO ? Object.keys(this.model.variants) : [this.variant];
+    return this.backends.flatMap((b) => variants.map((variant) => ({ variant, backend: b.name })));
+  }
+
+  _session(candidate, graph) {
+    const key = `${candidate.backend}/${candidate.variant}/${graph}`;
+    if (!this._sessions.has(key)) this._sessions.set(key, this._createSession(candidate, graph));
+    return this._sessions.get(key);
+  }
+
+  async _createSession({ variant, backend: name }, graph) {
+    const backend = this._backend(name);
+    const [ort, bytes] = await Promise.all([this._ort(backend), this._graphBytes(variant, graph)]);
+    const file = escape(this.model.variants[variant][graph].file);
+    let session;
+    try {
+      session = await ort.InferenceSession.create(bytes, backend.options);
+    } catch (err) {
+      throw new ModelDirError(`${this.where}: onnxruntime (${escape(name)}) cannot load ${file}: ${firstLine(err)}`);
+    }
+    const io = this.model.io[graph];
+    if (JSON.stringify(session.inputNames) !== JSON.stringify(io.inputs) || JSON.stringify(session.outputNames) !== JSON.stringify(io.outputs)) {
+      throw new ModelDirError(`${this.where}: ${file} has inputs ${escape(JSON.stringify(session.inputNames))} and outputs `
+        + `${escape(JSON.stringify(session.outputNames))}, the manifest says ${escape(JSON.stringify(io.inputs))} and ${escape(JSON.stringify(io.outputs))}`);
+    }
+    return { session, ort };
+  }
+
+  /** The shapes of graph's outputs after the batch dimension, in the manifest's output order. */
+  outputShapes(graph) {
+    return graph === "decoder" ? [this.model.imageShape] : [[this.model.latentDim], [this.model.latentDim]];
+  }
+
+  /**
+   * Run graph with one candidate {variant, backend} on a batch {data: Float32Array, dims} in chunks: one
+   * Float32Array per output, dtype and shape checked (values are checked by the public methods). For verify.
+   */
+  async runGraph(graph, candidate, input) {
+    const { session, ort } = await this._session(candidate, graph);
+    const { inputs, outputs } = this.model.io[graph];
+    const outTails = this.outputShapes(graph);
+    const n = input.dims[0], tail = input.dims.slice(1), width = input.data.length / n;
+    const widths = outTails.map((t) => t.reduce((a, b) => a * b, 1));
+    const results = widths.map((w) => new Float32Array(n * w));
+    for (let start = 0; start < n; start += this.chunk) {
+      const k = Math.min(this.chunk, n - start);
+      const feed = new ort.Tensor("float32", input.data.slice(start * width, (start + k) * width), [k, ...tail]);
+      const out = await session.run({ [inputs[0]]: feed });
+      outputs.forEach((name, j) => {
+        const t = out[name], want = [k, ...outTails[j]];
+        if (t?.type !== "float32" || JSON.stringify([...t.dims]) !== JSON.stringify(want)) {
+          throw new ModelDirError(`${this.where}: ${graph} (${label(candidate)}) returned ${name} as ${t?.type} ${JSON.stringify(t ? [...t.dims] : null)}, expected float32 ${JSON.stringify(want)}`);
+        }
+        results[j].set(t.data, start * widths[j]);
+      });
+    }
+    return results;
+  }
+
+  /** The candidate {variant, backend} that runs graph on a batch of n (measured here when there are several). */
+  async pick(graph, n) {
+    const all = this.candidates();
+    if (all.length === 1) return all[0];
+    if (this.untilMeasured && !this.measured(graph)) return { variant: this.untilMeasured, backend: this.backends[0].name };
+    const { choice } = await this.choose(graph);
+    const sizes = Object.keys(choice).map(Number).sort((a, b) => a - b);
+    const below = sizes.filter((s) => s <= n);
+    return choice[below.length ? below[below.length - 1] : sizes[0]];
+  }
+
+  /** Build (once) the session that graph at batch n will run, and say which: the page times its start alone. */
+  async prepare(graph, n) {
+    const candidate = await this.pick(graph, n);
+    await this._session(candidate, graph);
+    return candidate;
+  }
+
+  /** `auto`'s choice for graph: {choice: {batch: {variant, backend}}, timings: {"variant@backend": {batch: median
+   * ms}}, failed: {"variant@backend": reason}, runtime}. Measured once per runtime and file set (cached in-process
+   * and in options.cache). */
+  async choose(graph) {
+    const key = this._choiceKey(graph);
+    const found = this.measured(graph);
+    if (found) { choices.set(key, found); return found; }
+    if (!this._measuring.has(key)) { // one measurement even when several calls ask at once
+      this._measuring.set(key, this._measure(graph).then((measured) => {
+        const result = { runtime: this.runtime, ...measured };
+        choices.set(key, result);
+        try { this.cache?.set(key, result); } catch { /* storage full or disabled: measured again next time */ }
+        return result;
+      }).finally(() => this._measuring.delete(key)));
+    }
+    return this._measuring.get(key);
+  }
+
+  _choiceKey(graph) {
+    const files = Object.keys(this.model.variants).map((v) => this.model.variants[v][graph].sha256.slice(0, 16));
+    return ["edgevae-choice", this.runtime, this.variant, graph, ...files].join("|");
+  }
+
+  /** The choice for graph already measured here (this process/page, or options.cache), else null. */
+  measured(graph) {
+    const key = this._choiceKey(graph);
+    let found = choices.get(key) ?? null;
+    if (!found) { try { found = this.cache?.get(key) ?? null; } catch { found = null; } }
+    // a cached entry is only a hint: it must name batch sizes and candidates this runtime has
+    const names = new Set(this.candidates().map(label));
+    const valid = found && typeof found.choice === "object" && found.choice !== null && Object.keys(found.choice).length > 0
+      && Object.entries(found.choice).every(([n, c]) => /^[1-9][0-9]*$/.test(n) && typeof c?.variant === "string"
+        && typeof c?.backend === "string" && names.has(label(c)));
+    return valid ? found : null;
+  }
+
+  async _measure(graph) {
+    const gen = new Generator(0), choice = {}, timings = {}, failed = {};
+    const [C, H, W] = this.model.imageShape, D = this.model.latentDim;
+    for (const n of PROBE_BATCHES) {
+      const input = graph === "decoder" ? tensor(gen.normals(n * D), [n, D])
+        : tensor(Float32Array.from({ length: n * C * H * W }, () => gen.uniform()), [n, C, H, W]);
+      let best = Infinity;
+      for (const candidate of this.candidates()) {
+        const name = label(candidate);
+        if (failed[name]) continue;
+        try {
+          await this.runGraph(graph, candidate, input); // warm-up (builds the session)
+        } catch (err) {
+          // a second backend may lack an operator the first runs: it is no candidate then, not a broken model
+          if (candidate.backend === this.backends[0].name) throw err;
+          failed[name] = firstLine(err);
+          continue;
+        }
+        const times = [];
+        for (let r = 0; r < (n === 1 ? 7 : 3); r++) {
+          const t0 = performance.now();
+          await this.runGraph(graph, candidate, input);
+          times.push(performance.now() - t0);
+          if (Math.min(...times) > 2 * best) break; // even its fastest run is twice the best median: no need for more
+        }
+        (timings[name] ??= {})[n] = median(times);
+        if (timings[name][n] < best) { best = timings[name][n]; choice[n] = candidate; }
+      }
+    }
+    return { choice, timings, failed };
+  }
+
+  /** x {data, dims [N,C,H,W]} in [0,1] -> {mu, logvar}, each {data: Float32Array, dims [N,D]}. */
+  async encode(x) {
+    x = checkImages(x, this.model.imageShape);
+    const n = x.dims[0], D = this.model.latentDim;
+    const candidate = await this.pick("encoder", n);
+    const [mu, logvar] = await this.runGraph("encoder", candidate, x);
+    for (const [name, data] of [["mu", mu], ["logvar", logvar]]) {
+      try { checkFinite(name, data, [n, D]); } catch (err) {
+        throw new ModelDirError(`${this.where}: the encoder (${label(candidate)}) returned non-finite ${err.message}`);
+      }
+    }
+    return { mu: tensor(mu, [n, D]), logvar: tensor(logvar, [n, D]) };
+  }
+
+  /** z = mu + exp(logvar/2) * eps, eps ~ N(0, I) from Generator(seed) (Kingma & Welling 2014, eq. 10). */
+  reparameterize(mu, logvar, seed) {
+    mu = checkLatents(mu, this.model.latentDim, "mu");
+    logvar = checkLatents(logvar, this.model.latentDim, "logvar");
+    if (mu.dims[0] !== logvar.dims[0]) throw new InputError(`mu and logvar must have the same shape, got ${JSON.stringify(mu.dims)} and ${JSON.stringify(logvar.dims)}`);
+    const eps = new Generator(seed).normals(mu.data.length);
+    const z = new Float32Array(mu.data.length);
+    for (let i = 0; i < z.length; i++) z[i] = mu.data[i] + Math.exp(0.5 * logvar.data[i]) * eps[i];
+    if (!z.every(Number.isFinite)) throw new InputError("z = mu + exp(logvar/2) * eps overflows float32");
+    return tensor(z, mu.dims);
+  }
+
+  /** z {data, dims [N,D]} -> x_hat {data: Float32Array, dims [N,C,H,W]}, Bernoulli means in [0,1]. */
+  async decode(z) {
+    z = checkLatents(z, this.model.latentDim);
+    const n = z.dims[0], dims = [n, ...this.model.imageShape];
+    const candidate = await this.pick("decoder", n);
+    const [x] = await this.runGraph("decoder", candidate, z);
+    let low = Infinity, high = -Infinity;
+    for (const v of x) {
+      if (!Number.isFinite(v)) {
+        // as the Python runtime: a finite but huge z overflows inside the graph
+        throw new InputError(`z holds values up to ${z.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0)} in magnitude: too large for the decoder (its output overflowed to NaN)`);
+      }
+      if (v < low) low = v;
+      if (v > high) high = v;
+    }
+    if (low < 0 || high > 1) throw new ModelDirError(`${this.where}: the decoder (${label(candidate)}) returned values in [${low}, ${high}], outside [0, 1]`);
+    return tensor(x, dims);
+  }
+
+  /** n latents z ~ N(0, I) from Generator(seed): {data, dims [n,D]} (seed undefined: fresh entropy). */
+  sampleLatents(n, seed) {
+    n = checkCount("n", n);
+    return tensor(new Generator(seed).normals(n * this.model.latentDim), [n, this.model.latentDim]);
+  }
+
+  /** n images decoded from z ~ N(0, I): {data, dims [n,C,H,W]}. Same seed, same images. */
+  async sample(n, seed) { return this.decode(this.sampleLatents(n, seed)); }
+
+  /** Decode x's posterior: its mean when seed is undefined/null, else one reparameterized draw. */
+  async reconstruct(x, seed) {
+    const { mu, logvar } = await this.encode(x);
+    return this.decode(seed === undefined || seed === null ? mu : this.reparameterize(mu, logvar, seed));
+  }
+
+  /** Decode `steps` points on the line from mu(xA) to mu(xB), ends included: {dims [steps,C,H,W]}.
+   * xA, xB: one image each, dims [C,H,W] or [1,C,H,W]. */
+  async interpolate(xA, xB, steps = 8) {
+    steps = checkCount("steps", steps, 2);
+    const pair = [["x_a", xA], ["x_b", xB]].map(([name, x]) => {
+      if (x && Array.isArray(x.dims) && x.dims.length === this.model.imageShape.length) x = { data: x.data, dims: [1, ...x.dims] };
+      x = checkImages(x, this.model.imageShape, name);
+      if (x.dims[0] !== 1) throw new InputError(`${name} must be one image, got a batch of ${x.dims[0]}`);
+      return x.data;
+    });
+    const both = new Float32Array(pair[0].length * 2);
+    both.set(pair[0]); both.set(pair[1], pair[0].length);
+    const { mu } = await this.encode(tensor(both, [2, ...this.model.imageShape]));
+    const D = this.model.latentDim;
+    return this.decode(line(mu.data.subarray(0, D), mu.data.subarray(D), steps));
+  }
+
+  /** Decode `steps` points on the line from latent zA to zB (dims [D] or [1,D]), ends included. */
+  async walk(zA, zB, steps = 8) {
+    steps = checkCount("steps", steps, 2);
+    const ends = [["z_a", zA], ["z_b", zB]].map(([name, z]) => {
+      if (z && Array.isArray(z.dims) && z.dims.length === 1) z = { data: z.data, dims: [1, ...z.dims] };
+      z = checkLatents(z, this.model.latentDim, name);
+      if (z.dims[0] !== 1) throw new InputError(`${name} must be one latent, got a batch of ${z.dims[0]}`);
+      return z.data;
+    });
+    return this.decode(line(ends[0], ends[1], steps));
+  }
+
+  /** Free the onnxruntime sessions. */
+  async release() {
+    for (const s of this._sessions.values()) await (await s.catch(() => null))?.session?.release?.();
+    this._sessions.clear();
+  }
+}
+
+// (1 - t) * a + t * b in float32 arithmetic, t = linspace(0, 1, steps) as float32: numpy's float32 result.
+function line(a, b, steps) {
+  const f = Math.fround, D = a.length, out = new Float32Array(steps * D);
+  for (let i = 0; i < steps; i++) {
+    const t = f(i === steps - 1 ? 1 : i * (1 / (steps - 1)));
+    for (let j = 0; j < D; j++) out[i * D + j] = f(f(f(1 - t) * a[j]) + f(t * b[j]));
+  }
+  return tensor(out, [steps, D]);
+}
