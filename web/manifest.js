@@ -133,7 +133,7 @@ function parseGolden(value, fail) {
   if (!isObject(value.outputs) || !isObject(value.tolerance)) fail("golden needs \"outputs\" and \"tolerance\" objects");
   const outputs = Object.create(null), tolerance = Object.create(null);
   for (const [variant, graphs] of Object.entries(value.outputs)) {
-    const where = `golden.outputs.${short(variant)}`;
+    const where = `golden.outputs.${variant}`;
     graphMap(graphs, where, fail);
     const limits = value.tolerance[variant];
     if (!Object.hasOwn(value.tolerance, variant) || !isObject(limits)) fail(`golden.tolerance must give every graph of variant ${short(variant)}`);
@@ -142,9 +142,9 @@ function parseGolden(value, fail) {
     for (const graph of GRAPHS) {
       if (!isObject(graphs[graph])) fail(`${where}.${graph} must map output names to files`);
       outputs[variant][graph] = Object.create(null);
-      for (const [name, entry] of Object.entries(graphs[graph])) outputs[variant][graph][name] = fileEntry(entry, `${where}.${graph}.${short(name)}`, fail);
+      for (const [name, entry] of Object.entries(graphs[graph])) outputs[variant][graph][name] = fileEntry(entry, `${where}.${graph}.${name}`, fail);
       const limit = limits[graph];
-      if (typeof limit !== "number" || !(limit >= 0) || limit === Infinity) fail(`golden.tolerance.${short(variant)}.${graph} ${short(limit)} is not a finite number >= 0`);
+      if (typeof limit !== "number" || !(limit >= 0) || limit === Infinity) fail(`golden.tolerance.${variant}.${graph} ${short(limit)} is not a finite number >= 0`);
       tolerance[variant][graph] = limit;
     }
   }
