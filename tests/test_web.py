@@ -1,38 +1,143 @@
 """The JavaScript runtime and the sampling page, with the real components: `edgevae web` / `serve`,
 onnxruntime-node under Node's test runner (web/test/*.test.mjs) and onnxruntime-web in Debian's headless
 Chromium (driven by web/test/browser.mjs with playwright-core). Goldens come from the Python runtime
-(web/test/make_golden.py). Tests skip, saying why, where node, chromium or web/node_modules are missing
-(`ONNXRUNTIME_NODE_INSTALL=skip npm ci` in web/, `apt-get install chromium`). EDGEVAE_TEST_ARTIFACTS=DIR
-keeps the page's screenshot there (default: the test's tmp_path)."""
+(web/test/make_golden.py). The quick tests check where `edgevae web` takes onnxruntime-web from
+(runtime/ort_web.py) with stand-ins for the package and npm; the heavy ones skip, saying why, where node,
+chromium or web/node_modules are missing (`ONNXRUNTIME_NODE_INSTALL=skip npm ci` in web/, `apt-get install
+chromium`). EDGEVAE_TEST_ARTIFACTS=DIR keeps the page's screenshot there (default: the test's tmp_path)."""
 
+import base64
+import hashlib
 import importlib.util
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from edgevae.runtime import ort_web
 from edgevae.runtime.manifest import DEFAULT_MODEL_DIR, load
-from edgevae.runtime.site import MARKER, write_site
-from helpers import run_cli
-
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+from edgevae.runtime.site import MARKER, SITE_JSON, write_site
+from helpers import flip_byte, resign, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
+NODE_MODULES = WEB / "node_modules"
 NODE = shutil.which("node")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-need_node = pytest.mark.skipif(not NODE or not (WEB / "node_modules" / "onnxruntime-node").is_dir(),
+LOCK = ort_web.locked(WEB)
+heavy = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+need_node = pytest.mark.skipif(not NODE or not (NODE_MODULES / "onnxruntime-node").is_dir(),
                                reason="needs node and web/node_modules (ONNXRUNTIME_NODE_INSTALL=skip npm ci in web/)")
-need_ort_web = pytest.mark.skipif(not (WEB / "node_modules" / "onnxruntime-web").is_dir(),
-                                  reason="needs web/node_modules (ONNXRUNTIME_NODE_INSTALL=skip npm ci in web/)")
-need_chromium = pytest.mark.skipif(not NODE or not Path(CHROMIUM).is_file() or not (WEB / "node_modules" / "playwright-core").is_dir(),
+need_ort_web = pytest.mark.skipif(not (NODE_MODULES / "onnxruntime-web").is_dir() or not shutil.which("npm"),
+                                  reason="needs npm and web/node_modules (ONNXRUNTIME_NODE_INSTALL=skip npm ci in web/)")
+need_chromium = pytest.mark.skipif(not NODE or not Path(CHROMIUM).is_file() or not (NODE_MODULES / "playwright-core").is_dir(),
                                    reason=f"needs node, {CHROMIUM} (apt-get install chromium) and web/node_modules/playwright-core")
 
+
+# --- where onnxruntime-web comes from (quick: stand-ins for the package and for npm) ---
+
+def _fake_package(root: Path, version: str = LOCK.version) -> Path:
+    """root/onnxruntime-web: package.json of that version and each file the page loads (its name as content)."""
+    package = root / ort_web.PACKAGE
+    (package / "dist").mkdir(parents=True)
+    (package / "package.json").write_text(json.dumps({"name": ort_web.PACKAGE, "version": version}))
+    for name in ort_web.FILES:
+        (package / "dist" / name).write_bytes(name.encode())
+    return package
+
+
+def _tarball(path: Path, package: Path, link: str | None = None) -> str:
+    """An npm-style tarball (package/...) of package at path; its SRI integrity. link: a file made a symlink."""
+    with tarfile.open(path, "w:gz") as tar:
+        for file in sorted(package.rglob("*")):
+            name = "package/" + file.relative_to(package).as_posix()
+            if file.name == link:
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(info)
+            elif file.is_file():
+                tar.add(file, name)
+    return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
+
+
+@pytest.fixture
+def fake_npm(tmp_path, monkeypatch):
+    """`npm` on PATH that packs tmp_path/pack.tgz when its exit file says 0 (as npm pack --json does)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(f"""#!{sys.executable}
+import json, shutil, sys
+args = sys.argv[1:]
+open({str(tmp_path / 'args')!r}, 'w').write(json.dumps(args))
+code = int(open({str(tmp_path / 'exit')!r}).read())
+if code == 0:
+    shutil.copyfile({str(tmp_path / 'pack.tgz')!r}, args[args.index('--pack-destination') + 1] + '/x.tgz')
+    print(json.dumps([{{"filename": "x.tgz"}}]))
+sys.exit(code)
+""")
+    npm.chmod(0o755)
+    (tmp_path / "exit").write_text("0")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return tmp_path
+
+
+def test_ort_web_from_a_folder_is_the_locked_version(tmp_path):
+    _fake_package(tmp_path / "node_modules")
+    for folder in (tmp_path / "node_modules", tmp_path / "node_modules" / ort_web.PACKAGE):  # either is accepted
+        files = ort_web.from_folder(folder, LOCK)
+        assert files == {name: name.encode() for name in ort_web.FILES}
+    _fake_package(tmp_path / "old", version="1.0.0")
+    with pytest.raises(ort_web.OrtWebError, match=f"holds onnxruntime-web 1.0.0; .* {LOCK.version} "):
+        ort_web.from_folder(tmp_path / "old", LOCK)
+    with pytest.raises(ort_web.OrtWebError, match="no onnxruntime-web package there"):
+        ort_web.from_folder(tmp_path, LOCK)
+    (tmp_path / "node_modules" / ort_web.PACKAGE / "dist" / ort_web.FILES[1]).unlink()
+    with pytest.raises(ort_web.OrtWebError, match="is missing"):
+        ort_web.from_folder(tmp_path / "node_modules", LOCK)
+
+
+def test_ort_web_from_the_npm_cache_is_offline_and_checked_against_the_lock(tmp_path, fake_npm):
+    integrity = _tarball(tmp_path / "pack.tgz", _fake_package(tmp_path / "src"))
+    lock = ort_web.Locked(LOCK.version, f"sha1-ignored {integrity}")
+    assert ort_web.find_files(None, lock) == {name: name.encode() for name in ort_web.FILES}
+    args = json.loads((tmp_path / "args").read_text())
+    assert args[:2] == ["pack", f"onnxruntime-web@{LOCK.version}"] and "--offline" in args and "--ignore-scripts" in args
+    # bytes the lock file does not know are refused, whatever npm says
+    with pytest.raises(ort_web.OrtWebError, match="does not match the lock file's integrity"):
+        ort_web.find_files(None, ort_web.Locked(LOCK.version, LOCK.integrity))
+    # a wanted file that is a link in the tarball is refused
+    integrity = _tarball(tmp_path / "pack.tgz", tmp_path / "src" / ort_web.PACKAGE, link=ort_web.FILES[0])
+    with pytest.raises(ort_web.OrtWebError, match="not a regular file"):
+        ort_web.find_files(None, ort_web.Locked(LOCK.version, integrity))
+    (tmp_path / "exit").write_text("1")  # npm: ENOTCACHED
+    with pytest.raises(ort_web.OrtWebError, match=rf"not in the npm cache: run `npm cache add onnxruntime-web@{LOCK.version}`"):
+        ort_web.find_files(None, lock)
+
+
+def test_ort_web_without_npm_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ort_web.OrtWebError, match="npm is not installed: run `npm cache add onnxruntime-web@.*--ort-web DIR"):
+        ort_web.find_files(None, LOCK)
+
+
+def test_the_lock_file_pins_onnxruntime_web_and_the_page_files_are_installed():
+    assert LOCK.version.count(".") == 2 and LOCK.integrity.startswith("sha512-")
+    from edgevae.runtime.site import PAGE_FILES, web_dir
+
+    assert all((web_dir() / name).is_file() for name in PAGE_FILES)
+    assert set(ort_web.FILES) == {f for b in ort_web.BUNDLES.values() for f in (b["module"], b["wasm"])} | {
+        "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.asyncify.mjs"}
+
+
+# --- Node ---
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory):
@@ -42,8 +147,9 @@ def golden(tmp_path_factory):
     return module.write_golden(tmp_path_factory.mktemp("golden"))
 
 
+@heavy
 @need_node
-def test_node_runtime_parity_tamper_and_inputs(golden):
+def test_node_runtime_parity_tamper_verify_and_inputs(golden):
     env = {**os.environ, "EDGEVAE_GOLDEN": str(golden)}
     files = sorted(str(p.relative_to(WEB)) for p in (WEB / "test").glob("*.test.mjs"))
     out = subprocess.run([NODE, "--test", "--test-reporter=tap", *files], cwd=WEB, env=env, capture_output=True, text=True, timeout=300)
@@ -53,40 +159,71 @@ def test_node_runtime_parity_tamper_and_inputs(golden):
     assert parity["fp32"]["decode"] <= 1e-5 and set(parity) >= {"fp32", "int8"}
 
 
+def _initializer_offset(path: Path) -> int:
+    """The high byte (sign and exponent) of the first float of the largest initializer: flipping it moves the
+    outputs by far more than any golden tolerance (tests/test_device.py does the same in Python)."""
+    import onnx
+
+    data = path.read_bytes()
+    tensor = max(onnx.load_model_from_string(data).graph.initializer, key=lambda t: len(t.raw_data))
+    offset = data.find(tensor.raw_data)
+    assert offset > 0 and data.find(tensor.raw_data, offset + 1) == -1
+    return offset + 3
+
+
+@heavy
+@need_node
+def test_node_verify_fails_on_a_flipped_weight_whose_hash_was_resigned(tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, model)
+    flip_byte(model / "decoder.onnx", _initializer_offset(model / "decoder.onnx"))
+    resign(model, "decoder.onnx")
+    out = subprocess.run([NODE, str(WEB / "verify-cli.mjs"), str(model)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.count(" NO") == 1 and "decoder  fp32" in out.stdout
+    assert out.stdout.strip().splitlines()[-1].startswith("FAIL: 1 of 4") and "decoder fp32" in out.stdout.splitlines()[-1]
+
+
+# --- `edgevae web` and `serve` ---
+
+@heavy
 @need_ort_web
-def test_web_writes_a_site_and_replaces_only_its_own(tmp_path):
+def test_web_writes_a_site_from_the_npm_cache_and_replaces_only_its_own(tmp_path):
     site = tmp_path / "site"
-    out = run_cli("web", "--out", str(site))
+    out = run_cli("web", "--out", str(site))  # onnxruntime-web from the npm cache that `npm ci` filled
     assert out.returncode == 0, out.stderr
-    for name in ("index.html", "page.js", "edgevae.js", "manifest.js", "ort/ort-wasm-simd-threaded.wasm", "model/manifest.json", MARKER):
+    for name in ("index.html", "page.js", "vae.js", "verify.js", "cache.js", "model/manifest.json", SITE_JSON, MARKER):
         assert (site / name).is_file(), name
     assert (site / "model" / "decoder.onnx").read_bytes() == (DEFAULT_MODEL_DIR / "decoder.onnx").read_bytes()
+    listed = json.loads((site / SITE_JSON).read_text())["onnxruntime_web"]
+    assert listed["version"] == LOCK.version and set(listed["files"]) == set(ort_web.FILES)
+    for name, entry in listed["files"].items():  # what the page checks each file against
+        data = (site / "ort" / name).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        assert data == (NODE_MODULES / "onnxruntime-web" / "dist" / name).read_bytes()
     (site / "stale.txt").write_text("x")
-    write_site(site)  # a second write replaces the first, whole
+    write_site(site, ort_web_dir=NODE_MODULES)  # a second write replaces the first, whole
     assert not (site / "stale.txt").exists() and (site / "index.html").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name != "site"]  # no temp folders left
     other = tmp_path / "other"
     other.mkdir()
-    out = run_cli("web", "--out", str(other))
+    out = run_cli("web", "--out", str(other), "--ort-web", str(NODE_MODULES))
     assert out.returncode == 2 and "not a site written by `edgevae web`" in out.stderr and out.stderr.count("\n") == 1
 
 
+@heavy
 @need_ort_web
-def test_web_refuses_a_tampered_model_and_names_npm_ci(tmp_path):
+def test_web_refuses_a_tampered_model_and_says_what_to_install(tmp_path):
     model = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL_DIR, model)
-    data = bytearray((model / "decoder.int8.onnx").read_bytes())
-    data[len(data) // 2] ^= 1
-    (model / "decoder.int8.onnx").write_bytes(bytes(data))
-    out = run_cli("web", "--model", str(model), "--out", str(tmp_path / "site"))
+    flip_byte(model / "decoder.int8.onnx")
+    out = run_cli("web", "--model", str(model), "--out", str(tmp_path / "site"), "--ort-web", str(NODE_MODULES))
     assert out.returncode == 2 and "decoder.int8.onnx" in out.stderr and "sha256" in out.stderr
+    empty = tmp_path / "npm-cache"
+    out = run_cli("web", "--out", str(tmp_path / "site"), env={**os.environ, "npm_config_cache": str(empty)})
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert f"npm cache add onnxruntime-web@{LOCK.version}" in out.stderr and "--ort-web DIR" in out.stderr
     assert not (tmp_path / "site").exists()
-    bare = tmp_path / "web"
-    bare.mkdir()
-    for name in ("edgevae.js", "index.html"):
-        shutil.copyfile(WEB / name, bare / name)
-    out = run_cli("web", "--out", str(tmp_path / "site"), env={**os.environ, "EDGEVAE_WEB_DIR": str(bare)})
-    assert out.returncode == 2 and "npm ci" in out.stderr and out.stderr.count("\n") == 1
 
 
 class Server:
@@ -106,19 +243,23 @@ class Server:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    if not (WEB / "node_modules" / "onnxruntime-web").is_dir():
+    if not (NODE_MODULES / "onnxruntime-web").is_dir():
         pytest.skip("needs web/node_modules (ONNXRUNTIME_NODE_INSTALL=skip npm ci in web/)")
     root = tmp_path_factory.mktemp("sites")
-    good, tampered = write_site(root / "good"), write_site(root / "tampered")
-    data = bytearray((tampered / "model" / "decoder.onnx").read_bytes())
-    data[100] ^= 0xFF
-    (tampered / "model" / "decoder.onnx").write_bytes(bytes(data))
-    servers = {"good": Server(good), "tampered": Server(tampered)}
+    good, tampered = write_site(root / "good", ort_web_dir=NODE_MODULES), write_site(root / "tampered", ort_web_dir=NODE_MODULES)
+    flip_byte(tampered / "model" / "decoder.onnx", 100)
+    resigned_model = root / "resigned-model"  # a weight changed and the hash re-signed: only the goldens can tell
+    shutil.copytree(DEFAULT_MODEL_DIR, resigned_model)
+    flip_byte(resigned_model / "decoder.onnx", _initializer_offset(resigned_model / "decoder.onnx"))
+    resign(resigned_model, "decoder.onnx")
+    resigned = write_site(root / "resigned", resigned_model, ort_web_dir=NODE_MODULES)
+    servers = {"good": Server(good), "tampered": Server(tampered), "resigned": Server(resigned)}
     yield servers
     for server in servers.values():
         server.close()
 
 
+@heavy
 @need_ort_web
 def test_serve_sends_isolation_headers_on_loopback(served):
     assert served["good"].url.startswith("http://127.0.0.1:")
@@ -130,14 +271,15 @@ def test_serve_sends_isolation_headers_on_loopback(served):
     assert out.returncode == 2 and "--port must be in 0..65535" in out.stderr
 
 
-def _browse(url, *args):
-    out = subprocess.run([NODE, str(WEB / "test" / "browser.mjs"), url, *args], capture_output=True, text=True, timeout=240)
+def _browse(url, *args, timeout=240):
+    out = subprocess.run([NODE, str(WEB / "test" / "browser.mjs"), url, *args], capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@heavy
 @need_chromium
-def test_page_draws_64_samples_equal_to_python(served, golden, tmp_path):
+def test_page_draws_64_samples_equal_to_python_and_verifies_its_goldens(served, golden, tmp_path):
     shot = Path(os.environ.get("EDGEVAE_TEST_ARTIFACTS", tmp_path)) / "page.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
     report = _browse(served["good"].url + "?fresh=1", "--golden", str(golden), "--screenshot", str(shot), "--interact")
@@ -153,6 +295,9 @@ def test_page_draws_64_samples_equal_to_python(served, golden, tmp_path):
     tolerance = load(DEFAULT_MODEL_DIR).manifest.golden.tolerance["int8"]["decoder"]
     assert report["parityUnfused"]["int8"] <= tolerance
     assert report["pixelDiff"]["fp32"] <= 1 and report["latentsEqualNode"] is True
+    # the page ran the goldens of every variant here and says so
+    assert {(c["variant"], c["graph"]) for c in report["checks"]} == {(v, g) for v in ("fp32", "int8") for g in ("encoder", "decoder")}
+    assert all(c["passed"] for c in report["checks"]) and report["verifiedText"].startswith("verified: the goldens of fp32, int8")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     interact = report["interact"]  # a new seed redraws sample(64, seed); a bad seed is reported, the grid stays
     assert interact["redrawn"] and interact["equalsSample"] and interact["gridStillVisible"], interact
@@ -160,8 +305,75 @@ def test_page_draws_64_samples_equal_to_python(served, golden, tmp_path):
     print(f"\nweb parity {json.dumps({k: report[k] for k in ('parity', 'parityUnfused', 'pixelDiff', 'firstGridMs')})} screenshot {shot}")
 
 
+@heavy
+@need_chromium
+def test_second_visit_reads_runtime_and_model_from_the_cache_and_refetches_what_changed(tmp_path):
+    site = write_site(tmp_path / "site", ort_web_dir=NODE_MODULES)
+    profile = tmp_path / "profile"
+    server = Server(site)
+    try:
+        report = _browse(server.url, "--visits", "2", "--profile", str(profile))
+        first, second = report["visits"]
+        for visit in (first, second):
+            assert visit["state"] == "ready" and visit["logs"] == [], visit
+        big = ("ort-wasm-simd-threaded.wasm", "decoder.onnx", "decoder.int8.onnx", "encoder.onnx")
+        assert {f["file"].split("/")[-1] for f in first["files"] if f["from"] == "network"} >= set(big)
+        assert second["files"] and all(f["from"] == "cache" for f in second["files"]), second["files"]
+        # over the wire on the second visit: revalidations of the page, site.json and manifest.json, no file bodies
+        assert not [r for r in second["network"]["requests"] if r[0].endswith((".wasm", ".onnx", ".npy"))], second["network"]
+        assert second["network"]["bytes"] < 20_000 < first["network"]["bytes"], (first["network"]["bytes"], second["network"]["bytes"])
+        assert second["choice"] == first["choice"] and "auto" not in second["timings"]  # measured once, kept
+
+        # a changed model dir: its changed file is fetched again (and the cache keeps serving the rest)
+        import onnx
+
+        model = tmp_path / "model"
+        shutil.copytree(DEFAULT_MODEL_DIR, model)
+        proto = onnx.load(model / "decoder.onnx")
+        proto.doc_string = "the same graph, other bytes"
+        onnx.save(proto, model / "decoder.onnx")
+        resign(model, "decoder.onnx")
+        write_site(site, model, ort_web_dir=NODE_MODULES)
+        third = _browse(server.url, "--profile", str(profile))
+        assert third["state"] == "ready", third
+        fetched = {f["file"] for f in third["files"] if f["from"] == "network"}
+        assert fetched == {"decoder.onnx"}, third["files"]
+    finally:
+        server.close()
+
+
+@heavy
+@need_chromium
+def test_webgpu_is_a_measured_candidate_with_wasm_parity_on_swiftshader(served):
+    report = _browse(served["good"].url + "?fresh=1", "--webgpu", "--timeout", "400000", timeout=480)
+    assert report["state"] == "ready" and report["logs"] == [], report
+    if report["adapter"] is None:
+        pytest.skip("this Chromium gives no WebGPU adapter with --enable-unsafe-webgpu (SwiftShader missing)")
+    assert "webgpu" in report["runtime"] and {"fp32@webgpu", "fp32@wasm"} <= set(report["choice"]["timings"])
+    webgpu = report["webgpu"]
+    # every golden on both backends within the model dir's tolerances, and the two backends against each other:
+    # WebGPU's shaders sum in other orders than wasm's kernels, which is what the fp32 tolerance allows for
+    failed = [c for c in webgpu["checks"] if not c["passed"]]
+    assert not failed and {c["backend"] for c in webgpu["checks"]} == {"wasm", "webgpu"}, webgpu
+    tolerance = load(DEFAULT_MODEL_DIR).manifest.golden.tolerance
+    for key, diff in webgpu["diff"].items():
+        variant, graph = key.split()
+        assert diff <= tolerance[variant][graph], (key, diff)
+    print(f"\nwebgpu {report['adapter']}: wasm vs webgpu {webgpu['diff']}, timings {report['choice']['timings']}")
+
+
+@heavy
 @need_chromium
 def test_page_shows_an_error_for_a_tampered_model(served):
     report = _browse(served["tampered"].url)
     assert report["state"] == "failed" and report["errorVisible"] and not report["gridVisible"], report
     assert "decoder.onnx" in report["errorText"] and "sha256" in report["errorText"] and report["tiles"] == 0
+
+
+@heavy
+@need_chromium
+def test_page_shows_the_failing_goldens_of_a_resigned_graph(served):
+    report = _browse(served["resigned"].url)
+    assert report["state"] == "failed" and report["errorVisible"] and not report["gridVisible"], report
+    assert "goldens do not match" in report["errorText"] and "FAIL:" in report["errorText"]
+    assert "worst: decoder fp32" in report["errorText"] and report["verifiedText"].startswith("goldens FAIL")

@@ -28,7 +28,7 @@ export { AUTO, InputError, ModelDirError, tensor, Generator };
 export const CHUNK = 64;
 // `auto` times every candidate (variant x backend) at these batch sizes and runs, at batch n, the winner of the
 // largest probe <= n (the manifest's native "selection" rule, but measured in THIS runtime: in wasm the int8
-// graphs were slower than fp32, the opposite of native onnxruntime).
+// graphs were slower than fp32, the opposite of native onnxruntime). Candidates are timed first backend first.
 export const PROBE_BATCHES = [1, 64];
 const choices = new Map(); // measured choices in this process/page: key -> {choice, timings}
 
@@ -295,6 +295,9 @@ export class EdgeVAE {
       for (const candidate of this.candidates()) {
         const name = label(candidate);
         if (failed[name]) continue;
+        // a batch never runs faster than a smaller one: a candidate already twice the best at a smaller batch is
+        // not run at this one (on a software WebGPU adapter that saves tens of seconds)
+        if (Object.values(timings[name] ?? {}).some((ms) => ms > 2 * best)) continue;
         try {
           await this.runGraph(graph, candidate, input); // warm-up (builds the session)
         } catch (err) {

@@ -1,11 +1,17 @@
 // Drive the sampling page in headless Chromium (Debian's /usr/bin/chromium, never a downloaded browser)
-// with playwright-core, and print one JSON report. Used by tests/test_web.py and benchmarks.
+// with playwright-core, and print one JSON report. Used by tests/test_web.py, .ci/run and benchmarks.
 //
 //   node web/test/browser.mjs URL [--golden DIR] [--screenshot FILE] [--bench] [--interact] [--timeout MS]
+//                                 [--visits N] [--webgpu] [--profile DIR]
 //
-// Report: {state: "ready"|"failed", error, firstGridMs, timings, variant, runtime, crossOriginIsolated,
-//          tiles (grid image count), parity: {variant: max abs diff vs the Python runtime}, parityUnfused: {the
-//          same vs the graph run unfused (make_golden.py)}, pixelDiff: {variant: max canvas level diff}, bench}.
+// Report (of the first visit): {state: "ready"|"failed", error, firstGridMs, timings, variant, runtime,
+//   crossOriginIsolated, tiles (grid image count), files (which came from the browser's cache), network
+//   ({bytes, requests: [[url, status, bytes]]} over the wire), checks (the page's goldens), parity: {variant: max
+//   abs diff vs the Python runtime}, parityUnfused: {the same vs the graph run unfused (make_golden.py)},
+//   pixelDiff: {variant: max canvas level diff}, bench, webgpu: {adapter, checks, diff}}; visits: the report of
+//   every visit (--visits N: the same URL again in the same browser profile, so from its caches).
+// --webgpu starts Chromium with a WebGPU adapter (SwiftShader, on the CPU: correct, slow). --profile DIR keeps the
+// browser profile (its caches) in DIR for a later run instead of a fresh temporary one.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,13 +22,15 @@ import { Generator } from "../random.js";
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 export const FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
   "--disable-component-update", "--disable-sync", "--disable-default-apps", "--mute-audio"];
+// WebGPU in headless Chromium without a GPU: --enable-unsafe-webgpu gives SwiftShader's adapter (--disable-gpu off)
+export const WEBGPU_FLAGS = [...FLAGS.filter((f) => f !== "--disable-gpu"), "--enable-unsafe-webgpu"];
 
 function parseArgs(argv) {
-  const args = { url: argv[0], golden: null, screenshot: null, bench: false, timeout: 60000 };
+  const args = { url: argv[0], golden: null, screenshot: null, bench: false, interact: false, webgpu: false, timeout: 60000, visits: 1, profile: null };
   for (let i = 1; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, "");
-    if (key === "bench" || key === "interact") args[key] = true;
-    else args[key] = key === "timeout" ? Number(argv[++i]) : argv[++i];
+    if (["bench", "interact", "webgpu"].includes(key)) args[key] = true;
+    else args[key] = ["timeout", "visits"].includes(key) ? Number(argv[++i]) : argv[++i];
   }
   return args;
 }
@@ -33,10 +41,17 @@ async function openPage(context, url, timeout) {
   const logs = [];
   page.on("console", (msg) => { if (msg.type() === "error") logs.push(msg.text()); });
   page.on("pageerror", (err) => logs.push(String(err)));
+  // what crosses the wire (a 304 revalidation counts its headers; files read from Cache Storage count nothing)
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Network.enable");
+  const requests = new Map();
+  cdp.on("Network.responseReceived", (e) => requests.set(e.requestId, { url: e.response.url, status: e.response.status, bytes: 0 }));
+  cdp.on("Network.loadingFinished", (e) => { if (requests.has(e.requestId)) requests.get(e.requestId).bytes = e.encodedDataLength; });
   await page.goto(url);
   await page.waitForFunction(() => ["ready", "failed"].includes(document.body.dataset.state), null, { timeout });
   await page.evaluate(() => window.edgevae.ready);
-  return { page, logs };
+  const list = [...requests.values()].map((r) => [new URL(r.url).pathname, r.status, r.bytes]);
+  return { page, logs, network: { bytes: list.reduce((sum, r) => sum + r[2], 0), requests: list } };
 }
 
 // In the page: decode the golden z with each variant (a fresh EdgeVAE per variant) and report max abs diff,
@@ -123,33 +138,72 @@ async function interact(page) {
   };
 }
 
+// In the page: the goldens on wasm and on WebGPU (each against the model dir's expected outputs and tolerances),
+// and the two backends' outputs on the golden inputs against each other.
+async function webgpu(page) {
+  return page.evaluate(async () => {
+    const { state, vae } = window.edgevae;
+    const { parseNpy, verifyGoldens } = await import("./verify.js");
+    const backends = vae.backends.map((b) => b.name);
+    if (!backends.includes("webgpu")) return { adapter: state.adapter, backends };
+    const checks = await verifyGoldens(vae, { variant: "all", backends: ["wasm", "webgpu"] });
+    const diff = {};
+    for (const variant of Object.keys(vae.model.variants)) {
+      for (const graph of ["encoder", "decoder"]) {
+        const input = parseNpy(await vae.readFile(vae.model.golden.inputs[graph]), (what) => { throw new Error(what); });
+        const wasm = await vae.runGraph(graph, { variant, backend: "wasm" }, input);
+        const gpu = await vae.runGraph(graph, { variant, backend: "webgpu" }, input);
+        diff[`${variant} ${graph}`] = Math.max(...wasm.map((out, j) => out.reduce((m, v, i) => Math.max(m, Math.abs(v - gpu[j][i])), 0)));
+      }
+    }
+    return { adapter: state.adapter, backends, checks, diff };
+  });
+}
+
+async function visit(context, args) {
+  const { page, logs, network } = await openPage(context, args.url, args.timeout);
+  const report = await page.evaluate(async () => {
+    const { state, vae } = window.edgevae;
+    return {
+      state: document.body.dataset.state, error: state.error, firstGridMs: state.firstGridMs, timings: state.timings,
+      errorText: document.getElementById("error").textContent,
+      errorVisible: document.getElementById("error").checkVisibility(),
+      gridVisible: document.getElementById("grid").checkVisibility(),
+      verifiedText: document.getElementById("verified").textContent,
+      tiles: state.grid ? state.grid.dims[0] : 0, gridPixels: state.grid ? state.grid.dims.slice(1) : null,
+      variant: vae?.variant ?? null, runtime: vae?.runtime ?? null, crossOriginIsolated: self.crossOriginIsolated,
+      candidates: vae?.candidates() ?? null, firstCandidate: state.firstCandidate, adapter: state.adapter,
+      files: state.files, checks: state.checks,
+      choice: vae && document.body.dataset.state === "ready" && vae.candidates().length > 1 ? await vae.choose("decoder") : null,
+    };
+  });
+  Object.assign(report, { logs, network });
+  return { page, report };
+}
+
 export async function run(args) {
-  const profile = mkdtempSync(join(tmpdir(), "edgevae-chromium-"));
+  const profile = args.profile ?? mkdtempSync(join(tmpdir(), "edgevae-chromium-"));
   // A fresh profile per run (Playwright passes it as --user-data-dir); headless: true adds --headless.
-  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS });
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: args.webgpu ? WEBGPU_FLAGS : FLAGS });
   try {
-    const { page, logs } = await openPage(browser, args.url, args.timeout);
-    const report = await page.evaluate(async () => {
-      const { state, vae } = window.edgevae;
-      return {
-        state: document.body.dataset.state, error: state.error, firstGridMs: state.firstGridMs, timings: state.timings,
-        errorText: document.getElementById("error").textContent,
-        errorVisible: document.getElementById("error").checkVisibility(),
-        gridVisible: document.getElementById("grid").checkVisibility(),
-        tiles: state.grid ? state.grid.dims[0] : 0, gridPixels: state.grid ? state.grid.dims.slice(1) : null,
-        variant: vae?.variant ?? null, runtime: vae?.runtime ?? null, crossOriginIsolated: self.crossOriginIsolated,
-        choice: vae && vae.variant === "auto" ? await vae.choose("decoder") : null,
-      };
-    });
-    report.logs = logs;
+    const visits = [];
+    let page = null;
+    for (let i = 0; i < args.visits; i++) {
+      if (page) await page.close(); // a later visit: the same profile, so the browser's caches and localStorage
+      const opened = await visit(browser, args);
+      page = opened.page;
+      visits.push(opened.report);
+    }
+    const report = { ...visits[0], visits };
     if (args.screenshot) { await page.screenshot({ path: args.screenshot, fullPage: true }); report.screenshot = args.screenshot; }
     if (args.golden && report.state === "ready") Object.assign(report, await parity(page, args.golden));
     if (args.bench && report.state === "ready") report.bench = await bench(page);
     if (args.interact && report.state === "ready") report.interact = await interact(page);
+    if (args.webgpu && report.state === "ready") report.webgpu = await webgpu(page);
     return report;
   } finally {
     await browser.close();
-    rmSync(profile, { recursive: true, force: true });
+    if (!args.profile) rmSync(profile, { recursive: true, force: true });
   }
 }
 
