@@ -86,8 +86,11 @@ async function readSite() {
 
 /** A backend whose onnxruntime-web module starts from the wasm binary read through the cache (checked there). */
 function ortBackend(provider, site, files, ortDir, { threads, describe }) {
-  const { bundles, files: entries, version } = site.onnxruntime_web;
-  const bundle = bundles[provider], entry = entries[bundle.wasm];
+  const { bundles, files: entries, version } = site.onnxruntime_web ?? {};
+  const bundle = bundles?.[provider], entry = entries?.[bundle?.wasm];
+  if (!entry || !Number.isSafeInteger(entry.bytes) || typeof entry.sha256 !== "string") {
+    throw new Error(`site.json lists no onnxruntime-web ${provider} bundle with its sha256 (rebuild the site with \`edgevae web\`)`);
+  }
   let loading = null;
   const load = () => (loading ??= Promise.all([
     import(`./ort/${bundle.module}`),

@@ -207,7 +207,8 @@ export class EdgeVAE {
 
   /**
    * Run graph with one candidate {variant, backend} on a batch {data: Float32Array, dims} in chunks: one
-   * Float32Array per output, dtype and shape checked (values are checked by the public methods). For verify.
+   * Float32Array per output, dtype and shape checked. The input is not checked and the outputs' values are not
+   * either (encode and decode do both): this is for verify.js and for comparing backends on the same input.
    */
   async runGraph(graph, candidate, input) {
     const { session, ort } = await this._session(candidate, graph);
