@@ -109,7 +109,10 @@ async function backends(site, files, threads) {
   if (!["auto", "wasm", "webgpu"].includes(wanted)) throw new Error(`backend must be auto, wasm or webgpu, got ${wanted.slice(0, 40)}`);
   const ortDir = await openSource("ort/", "onnxruntime-web folder");
   const list = [];
-  if (wanted !== "webgpu") list.push(ortBackend("wasm", site, files, ortDir, { threads }));
+  if (wanted !== "webgpu") {
+    list.push(ortBackend("wasm", site, files, ortDir, { threads }));
+    list[0].load().catch(() => {}); // its wasm is read while the rest starts (errors surface where a session awaits it)
+  }
   if (wanted !== "wasm") {
     const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
     if (adapter) {
@@ -164,7 +167,7 @@ async function main() {
   const threads = params.get("threads") ? Number(params.get("threads")) : undefined;
   const [site, files] = await Promise.all([readSite(), FileCache.open("edgevae", { enabled: !params.get("nocache") })]);
   const list = await backends(site, files, threads);
-  list[0].load().catch(() => {}); // the runtime's wasm is read while the manifest and first graph are (errors: below)
+  list[0].load().catch(() => {}); // the runtime's wasm is read while the manifest and the first graph are
   // First visit: `auto` draws the first grid with fp32 on the first backend (nothing is measured yet), then
   // measures every candidate in this browser and uses the winners from then on (later visits: localStorage).
   const options = { variant: params.get("variant") ?? "auto", backends: list, threads, cache: localCache(), untilMeasured: "fp32", lazy: true };
