@@ -17,59 +17,22 @@
 // output is checked (dtype, shape, finite, decoder in [0, 1]) before it is returned. Errors are
 // InputError (bad argument) or ModelDirError (unusable model dir), one line each.
 
+import { choose, measured } from "./auto.js";
+import { defaultBackend, label } from "./backends.js";
 import { checkCount, checkFinite, checkImages, checkLatents, tensor } from "./checks.js";
 import { AUTO, GRAPHS, InputError, MAX_GRAPH_BYTES, MAX_MANIFEST_BYTES, ModelDirError, escape, parseManifestBytes } from "./manifest.js";
 import { Generator } from "./random.js";
 import { sha256Hex } from "./sha256.js";
 
 export { AUTO, InputError, ModelDirError, tensor, Generator };
+export { PROBE_BATCHES } from "./auto.js";
+export { defaultBackend, webBackend } from "./backends.js";
+
+const firstLine = (err) => String(err?.message ?? err).split("\n")[0];
 
 // Images per onnxruntime call (bounds intermediate tensors). 64: the page's grid in one call.
 export const CHUNK = 64;
-// `auto` times every candidate (variant x backend) at these batch sizes and runs, at batch n, the winner of the
-// largest probe <= n (the manifest's native "selection" rule, but measured in THIS runtime: in wasm the int8
-// graphs were slower than fp32, the opposite of native onnxruntime). Candidates are timed first backend first.
-export const PROBE_BATCHES = [1, 64];
-const choices = new Map(); // measured choices in this process/page: key -> {choice, timings}
 
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
-const firstLine = (err) => String(err?.message ?? err).split("\n")[0];
-
-/**
- * The backend an onnxruntime module gives by itself: onnxruntime-web's wasm provider, or the CPU provider of
- * onnxruntime-node / -react-native with the Python runtime's options (runtime/sessions.py: a sequential chain
- * of convolutions, no spinning threads). A backend is {name, ort, options, describe}: ort the module or a
- * function that imports it on first use, options its session options, describe a label for measured choices.
- */
-export function defaultBackend(ort, threads) {
-  const versions = ort.env?.versions ?? {};
-  if (versions.web) return webBackend("wasm", ort, { threads, version: versions.web });
-  const platform = versions.node ? `onnxruntime-node ${versions.node}` : versions["react-native"]
-    ? `onnxruntime-react-native ${versions["react-native"]}` : `onnxruntime ${versions.common ?? "?"}`;
-  return {
-    name: "cpu", ort, describe: `${platform} cpu threads=${threads ?? "default"}`,
-    options: {
-      executionProviders: ["cpu"], graphOptimizationLevel: "all", executionMode: "sequential", logSeverityLevel: 3,
-      interOpNumThreads: 1, ...(threads ? { intraOpNumThreads: threads } : {}),
-      extra: { session: { intra_op: { allow_spinning: "0" } } },
-    },
-  };
-}
-
-/** onnxruntime-web with one execution provider ("wasm" or "webgpu"). ort: the module, or a function that imports
- * it (then it is loaded when a session first needs it). threads: wasm threads, set before the module starts. */
-export function webBackend(provider, ort, { threads, version = "?", describe } = {}) {
-  return {
-    name: provider, ort, threads, describe: describe ?? `onnxruntime-web ${version} ${provider} threads=${threads ?? "default"}`,
-    options: { executionProviders: [provider], graphOptimizationLevel: "all", logSeverityLevel: 3 },
-    prepare(module) { // onnxruntime-web reads these once, when its first session starts the wasm module
-      module.env.logLevel = "error";
-      if (threads !== undefined) module.env.wasm.numThreads = threads;
-    },
-  };
-}
-
-const label = ({ variant, backend }) => `${variant}@${backend}`;
 
 export class EdgeVAE {
   /**
@@ -122,7 +85,6 @@ export class EdgeVAE {
     this._files = new Map(); // file name -> Promise<checked bytes>
     this._orts = new Map(); // backend name -> Promise<onnxruntime module>
     this._sessions = new Map(); // "backend/variant/graph" -> Promise<InferenceSession>, each built once
-    this._measuring = new Map(); // choice key -> Promise of the measurement in progress
   }
 
   get latentDim() { return this.model.latentDim; }
@@ -251,75 +213,11 @@ export class EdgeVAE {
   }
 
   /** `auto`'s choice for graph: {choice: {batch: {variant, backend}}, timings: {"variant@backend": {batch: median
-   * ms}}, failed: {"variant@backend": reason}, runtime}. Measured once per runtime and file set (cached in-process
-   * and in options.cache). */
-  async choose(graph) {
-    const key = this._choiceKey(graph);
-    const found = this.measured(graph);
-    if (found) { choices.set(key, found); return found; }
-    if (!this._measuring.has(key)) { // one measurement even when several calls ask at once
-      this._measuring.set(key, this._measure(graph).then((measured) => {
-        const result = { runtime: this.runtime, ...measured };
-        choices.set(key, result);
-        try { this.cache?.set(key, result); } catch { /* storage full or disabled: measured again next time */ }
-        return result;
-      }).finally(() => this._measuring.delete(key)));
-    }
-    return this._measuring.get(key);
-  }
-
-  _choiceKey(graph) {
-    const files = Object.keys(this.model.variants).map((v) => this.model.variants[v][graph].sha256.slice(0, 16));
-    return ["edgevae-choice", this.runtime, this.variant, graph, ...files].join("|");
-  }
+   * ms}}, failed: {"variant@backend": reason}, runtime}, measured once per runtime and file set (auto.js). */
+  choose(graph) { return choose(this, graph); }
 
   /** The choice for graph already measured here (this process/page, or options.cache), else null. */
-  measured(graph) {
-    const key = this._choiceKey(graph);
-    let found = choices.get(key) ?? null;
-    if (!found) { try { found = this.cache?.get(key) ?? null; } catch { found = null; } }
-    // a cached entry is only a hint: it must name batch sizes and candidates this runtime has
-    const names = new Set(this.candidates().map(label));
-    const valid = found && typeof found.choice === "object" && found.choice !== null && Object.keys(found.choice).length > 0
-      && Object.entries(found.choice).every(([n, c]) => /^[1-9][0-9]*$/.test(n) && typeof c?.variant === "string"
-        && typeof c?.backend === "string" && names.has(label(c)));
-    return valid ? found : null;
-  }
-
-  async _measure(graph) {
-    const gen = new Generator(0), choice = {}, timings = {}, failed = {};
-    const [C, H, W] = this.model.imageShape, D = this.model.latentDim;
-    for (const n of PROBE_BATCHES) {
-      const input = graph === "decoder" ? tensor(gen.normals(n * D), [n, D])
-        : tensor(Float32Array.from({ length: n * C * H * W }, () => gen.uniform()), [n, C, H, W]);
-      let best = Infinity;
-      for (const candidate of this.candidates()) {
-        const name = label(candidate);
-        if (failed[name]) continue;
-        // a batch never runs faster than a smaller one: a candidate already twice the best at a smaller batch is
-        // not run at this one (on a software WebGPU adapter that saves tens of seconds)
-        if (Object.values(timings[name] ?? {}).some((ms) => ms > 2 * best)) continue;
-        try {
-          await this.runGraph(graph, candidate, input); // warm-up (builds the session)
-        } catch (err) {
-          // a second backend may lack an operator the first runs: it is no candidate then, not a broken model
-          if (candidate.backend === this.backends[0].name) throw err;
-          failed[name] = firstLine(err);
-          continue;
-        }
-        const times = [];
-        for (let r = 0; r < (n === 1 ? 7 : 3); r++) {
-          const t0 = performance.now();
-          await this.runGraph(graph, candidate, input);
-          times.push(performance.now() - t0);
-          if (Math.min(...times) > 2 * best) break; // even its fastest run is twice the best median: no need for more
-        }
-        (timings[name] ??= {})[n] = median(times);
-        if (timings[name][n] < best) { best = timings[name][n]; choice[n] = candidate; }
-      }
-    }
-    return { choice, timings, failed };
-  }
+  measured(graph) { return measured(this, graph); }
 
   /** x {data, dims [N,C,H,W]} in [0,1] -> {mu, logvar}, each {data: Float32Array, dims [N,D]}. */
   async encode(x) {

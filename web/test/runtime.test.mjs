@@ -5,6 +5,7 @@ import { readFileSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { EdgeVAE, Generator, InputError, ModelDirError, defaultBackend, tensor } from "../edgevae.js";
+import { choiceKey } from "../auto.js";
 import { parseManifest } from "../manifest.js";
 import { MODEL_DIR, copyModel } from "./helpers.mjs";
 
@@ -178,12 +179,12 @@ test("untilMeasured runs its variant until choose(); a cache entry naming unknow
   const cache = { get: (k) => store.get(k), set: (k, v) => store.set(k, v) };
   const vae = await EdgeVAE.load(MODEL_DIR, { cache, untilMeasured: "int8", threads: 1 });
   for (const bad of [{ 1: "fp32" }, { 1: { variant: "fp64", backend: "cpu" } }, { 1: { variant: "fp32", backend: "webgpu" } }, { 0: { variant: "fp32", backend: "cpu" } }]) {
-    store.set(vae._choiceKey("decoder"), { choice: bad });
+    store.set(choiceKey(vae, "decoder"), { choice: bad });
     assert.equal(vae.measured("decoder"), null, JSON.stringify(bad));
   }
   assert.deepEqual(await vae.pick("decoder", 64), { variant: "int8", backend: "cpu" });
   const { choice } = await vae.choose("decoder");
   assert.deepEqual(await vae.pick("decoder", 64), choice[64]);
-  assert.deepEqual(store.get(vae._choiceKey("decoder")).choice, choice); // kept for the next load
+  assert.deepEqual(store.get(choiceKey(vae, "decoder")).choice, choice); // kept for the next load
   await assert.rejects(EdgeVAE.load(MODEL_DIR, { untilMeasured: "int4" }), /int4/);
 });
