@@ -24,6 +24,7 @@ export class FileCache {
     this.storage = storage;
     this.log = []; // {file, from: "cache" | "network", bytes, ms}, in the order the files were ready
     this._used = new Set();
+    this._storing = []; // puts in flight
   }
 
   _key(sha256) { return new URL(PREFIX + sha256, globalThis.document?.baseURI ?? globalThis.location?.href).href; }
@@ -52,16 +53,18 @@ export class FileCache {
     const data = await fetchBytes();
     if (!(await matches(data))) fail(`${file} does not match its sha256 (file changed or corrupt)`);
     if (this.storage) {
-      // a full disk or quota only costs the next visit a fetch
-      await this.storage.put(key, new Response(data, { headers: { "content-type": "application/octet-stream" } })).catch(() => {});
+      // stored while the bytes are used (prune() waits for it); a full disk only costs the next visit a fetch
+      this._storing.push(this.storage.put(key, new Response(data, { headers: { "content-type": "application/octet-stream" } })).catch(() => {}));
     }
     this.log.push({ file, from: "network", bytes, ms: performance.now() - t0 });
     return data;
   }
 
-  /** Delete this site's entries that this page did not use (files of an earlier model or onnxruntime-web). */
+  /** Once every entry is stored, delete this site's entries that this page did not use (files of an earlier
+   * model or onnxruntime-web). */
   async prune() {
     if (!this.storage) return 0;
+    await Promise.all(this._storing);
     const mine = this._key("");
     const stale = (await this.storage.keys()).filter((r) => r.url.startsWith(mine) && !this._used.has(r.url));
     await Promise.all(stale.map((r) => this.storage.delete(r)));

@@ -33,7 +33,6 @@ const firstLine = (err) => String(err?.message ?? err).split("\n")[0];
 // Images per onnxruntime call (bounds intermediate tensors). 64: the page's grid in one call.
 export const CHUNK = 64;
 
-
 export class EdgeVAE {
   /**
    * Load and check the model dir that `loader` reads (see the top of this file).
@@ -125,6 +124,9 @@ export class EdgeVAE {
           }
         }
         module = module?.InferenceSession ? module : module?.default;
+        if (typeof module?.InferenceSession?.create !== "function" || typeof module?.Tensor !== "function") {
+          throw new Error(`the ${backend.name} backend's module is not onnxruntime (it has no InferenceSession and Tensor)`);
+        }
         backend.prepare?.(module);
         return module;
       })());
@@ -146,6 +148,10 @@ export class EdgeVAE {
 
   async _createSession({ variant, backend: name }, graph) {
     const backend = this._backend(name);
+    if (!backend || !Object.hasOwn(this.model.variants, variant)) {
+      throw new InputError(`${escape(label({ variant, backend: name }))} is no candidate here (backends: `
+        + `${this.backends.map((b) => b.name).join(", ")}; variants: ${Object.keys(this.model.variants).map(escape).join(", ")})`);
+    }
     const [ort, bytes] = await Promise.all([this._ort(backend), this._graphBytes(variant, graph)]);
     const file = escape(this.model.variants[variant][graph].file);
     let session;

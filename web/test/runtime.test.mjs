@@ -155,6 +155,8 @@ test("a second backend is one more candidate; one that cannot run the graph is s
   assert.deepEqual(Object.keys(timings).sort(), ["fp32@cpu", "fp32@cpu2"]);
   assert.match(failed["fp32@none"], /no-such-provider|provider/i);
   for (const c of Object.values(choice)) assert.ok(["cpu", "cpu2"].includes(c.backend) && c.variant === "fp32");
+  await assert.rejects(vae.runGraph("decoder", { variant: "fp32", backend: "webgpu" }, vae.sampleLatents(1, 0)), /fp32@webgpu is no candidate here \(backends: cpu, cpu2, none/);
+  await assert.rejects(vae.runGraph("decoder", { variant: "fp64", backend: "cpu" }, vae.sampleLatents(1, 0)), (err) => err instanceof InputError);
   // the first backend's failures are the model's: they are not set aside
   const first = await EdgeVAE.load(MODEL_DIR, { backends: [broken, cpu], variant: "fp32" });
   await assert.rejects(first.choose("decoder"), (err) => err instanceof ModelDirError && /none/.test(err.message));
