@@ -169,7 +169,7 @@ async function visit(context, args) {
       errorText: document.getElementById("error").textContent,
       errorVisible: document.getElementById("error").checkVisibility(),
       gridVisible: document.getElementById("grid").checkVisibility(),
-      verifiedText: document.getElementById("verified").textContent,
+      verifiedText: document.getElementById("verified")?.textContent ?? null,
       tiles: state.grid ? state.grid.dims[0] : 0, gridPixels: state.grid ? state.grid.dims.slice(1) : null,
       variant: vae?.variant ?? null, runtime: vae?.runtime ?? null, crossOriginIsolated: self.crossOriginIsolated,
       candidates: vae?.candidates?.() ?? null, firstCandidate: state.firstCandidate, adapter: state.adapter,
