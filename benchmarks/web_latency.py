@@ -125,7 +125,7 @@ def goals(result: dict) -> dict:
         "second visit: first grid <= 300 ms": round(second["firstGridMs"]),
         "wasm decode batch 1 <= 2x Python's (fp32, 1 thread)": round(wasm["fp32"]["1"] / py["fp32"]["1"], 2),
         "the same, each runtime's fastest variant": round(min(v["1"] for v in wasm.values()) / min(v["1"] for v in py.values()), 2),
-        "second visit: bytes over the network (headers of revalidations only)": second["network bytes"],
+        "second visit: bytes over the network (the page and manifests, no wasm or model file)": second["network bytes"],
     }
 
 

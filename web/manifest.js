@@ -9,6 +9,7 @@ export const FP32 = "fp32"; // the variant every model dir has
 export const AUTO = "auto"; // chosen by measurement in THIS runtime (see edgevae.js selectVariants)
 export const MAX_MANIFEST_BYTES = 1 << 20;
 export const MAX_GRAPH_BYTES = 1 << 30;
+export const MAX_STATIC_BATCH = 4096; // runtime/manifest.py's bound on a fixed-shape graph's batch
 // The fields every manifest has (docs/model-dir.schema.json "required"; web/test/schema.test.mjs keeps them in step).
 export const REQUIRED = ["format", "edgevae_version", "latent_dim", "image_shape", "opset", "io", "variants"];
 export const FILE_ENTRY_REQUIRED = ["file", "sha256", "bytes"];
@@ -118,8 +119,25 @@ export function parseManifest(obj, where = "model dir") {
       }
     }
   }
+  const fixed = obj.static === undefined || obj.static === null ? Object.create(null) : parseStatic(obj.static, variants, fail);
   const golden = obj.golden === undefined || obj.golden === null ? null : parseGolden(obj.golden, fail);
-  return { latentDim: obj.latent_dim, imageShape: [...shape], io, variants, selection, golden, raw: obj };
+  return { latentDim: obj.latent_dim, imageShape: [...shape], io, variants, selection, static: fixed, golden, raw: obj };
+}
+
+/** The optional `static` entry: {variant: {base, batch}} for fixed-shape variants (NPUs), which run batches of
+ * exactly `batch` rows and are never candidates of `auto`; checked as runtime/manifest.py checks it. */
+function parseStatic(value, variants, fail) {
+  if (!isObject(value)) fail("static must map variants to {base, batch}");
+  const fixed = Object.create(null);
+  for (const [variant, shape] of Object.entries(value)) {
+    const base = shape?.base, batch = shape?.batch;
+    if (!Object.hasOwn(variants, variant) || typeof base !== "string" || !Object.hasOwn(variants, base) || Object.hasOwn(value, base)) {
+      fail(`static.${variant} must name a listed variant whose base is a listed variant with a dynamic batch`);
+    }
+    if (!isInt(batch) || batch < 1 || batch > MAX_STATIC_BATCH) fail(`static.${variant}.batch ${short(batch)} is outside 1..${MAX_STATIC_BATCH}`);
+    fixed[variant] = { base, batch };
+  }
+  return fixed;
 }
 
 /** The optional `golden` entry (runtime/manifest.py Golden): {inputs: {graph: file entry}, outputs: {variant:
@@ -148,7 +166,22 @@ function parseGolden(value, fail) {
       tolerance[variant][graph] = limit;
     }
   }
-  return { inputs, outputs, tolerance };
+  // the figures the tolerance rule was applied to (verify.js recomputes the rule from them, as runtime/verify.py does)
+  const figures = (table, name) => {
+    if (table === undefined) return Object.create(null);
+    if (!isObject(table)) fail(`golden.${name} must map variants to {graph: number}`);
+    const out = Object.create(null);
+    for (const [variant, graphs] of Object.entries(table)) {
+      if (!isObject(graphs)) fail(`golden.${name}.${variant} must map graphs to numbers`);
+      out[variant] = Object.create(null);
+      for (const [graph, x] of Object.entries(graphs)) {
+        if (typeof x !== "number" || !(x >= 0) || x === Infinity) fail(`golden.${name}.${variant}.${graph} ${short(x)} is not a finite number >= 0`);
+        out[variant][graph] = x;
+      }
+    }
+    return out;
+  };
+  return { inputs, outputs, tolerance, measured: figures(value.measured, "measured"), reference: figures(value.reference, "reference") };
 }
 
 /** The manifest from its bytes (Uint8Array): size, UTF-8 and JSON checked, then parseManifest. */

@@ -134,9 +134,10 @@ export class EdgeVAE {
     return this._orts.get(backend.name);
   }
 
-  /** The candidates (variant x backend) of this runtime, first backend first. */
+  /** The candidates (variant x backend) of this runtime, first backend first. `auto` takes the variants with a
+   * dynamic batch: a fixed-shape one (the manifest's `static`, for NPUs) runs only when named. */
   candidates() {
-    const variants = this.variant === AUTO ? Object.keys(this.model.variants) : [this.variant];
+    const variants = this.variant === AUTO ? Object.keys(this.model.variants).filter((v) => !(v in this.model.static)) : [this.variant];
     return this.backends.flatMap((b) => variants.map((variant) => ({ variant, backend: b.name })));
   }
 
@@ -183,10 +184,15 @@ export class EdgeVAE {
     const { inputs, outputs } = this.model.io[graph];
     const outTails = this.outputShapes(graph);
     const n = input.dims[0], tail = input.dims.slice(1), width = input.data.length / n;
+    // a fixed-shape variant runs whole batches of its size, never a padded one
+    const step = this.model.static[candidate.variant]?.batch ?? this.chunk;
+    if (candidate.variant in this.model.static && n % step !== 0) {
+      throw new InputError(`variant ${escape(candidate.variant)} has a fixed batch of ${step}: give it a multiple of ${step} rows, got ${n}`);
+    }
     const widths = outTails.map((t) => t.reduce((a, b) => a * b, 1));
     const results = widths.map((w) => new Float32Array(n * w));
-    for (let start = 0; start < n; start += this.chunk) {
-      const k = Math.min(this.chunk, n - start);
+    for (let start = 0; start < n; start += step) {
+      const k = Math.min(step, n - start);
       const feed = new ort.Tensor("float32", input.data.slice(start * width, (start + k) * width), [k, ...tail]);
       const out = await session.run({ [inputs[0]]: feed });
       outputs.forEach((name, j) => {

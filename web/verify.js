@@ -9,6 +9,10 @@ export const ALL = "all";
 export const MAX_GOLDEN_BYTES = 16 << 20; // per file, as runtime/golden.py: a golden batch is tens of KB
 const MAX_GOLDEN_N = 4096;
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
+// runtime/golden.py's rule and cap, never the manifest's factors (tests/test_web.py keeps these equal to Python's)
+export const RULE = {
+  SAFETY_FACTOR: 10.0, REFERENCE_FACTOR: 1.5, FLOOR: 8 * 2 ** -23, PARITY_TOLERANCE: 1e-4, QUANTIZED_CAP_STEPS: 48,
+};
 
 /**
  * A float32 .npy file's array: {data: Float32Array, dims}. Only what numpy writes for a C-ordered little-endian
@@ -61,6 +65,44 @@ function variantsToCheck(vae, golden, variant) {
   return names;
 }
 
+/** What a difference in one output is measured against: x_hat's [0, 1] for the decoder, the spread of the
+ * expected values for the encoder's outputs (0 if any is not finite), as runtime/golden.py's output_range. */
+function outputRange(graph, data) {
+  if (graph === "decoder") return 1;
+  let low = Infinity, high = -Infinity;
+  for (const v of data) {
+    if (!Number.isFinite(v)) return 0;
+    if (v < low) low = v;
+    if (v > high) high = v;
+  }
+  return data.length ? high - low : 0;
+}
+
+/**
+ * The largest tolerance the manifest may state for (variant, graph): the rule recomputed from its measured figures
+ * with runtime/golden.py's factors, capped by golden.py's tolerance_cap (10 x export's parity bound for fp32, 48
+ * steps of 1/255 of the output's range for a quantized variant). A looser one would pass graphs of another model.
+ */
+export function allowedTolerance(golden, variant, graph, expected) {
+  const { SAFETY_FACTOR, REFERENCE_FACTOR, FLOOR, PARITY_TOLERANCE, QUANTIZED_CAP_STEPS } = RULE;
+  const figure = (table, v) => table[v]?.[graph] ?? 0;
+  const rule = Math.max(SAFETY_FACTOR * Math.max(figure(golden.measured, variant), figure(golden.measured, "fp32"), FLOOR),
+    REFERENCE_FACTOR * figure(golden.reference, variant));
+  const scale = Math.min(...expected.map((e) => outputRange(graph, e.data)));
+  const cap = variant === "fp32" ? SAFETY_FACTOR * PARITY_TOLERANCE * Math.max(1, scale) : QUANTIZED_CAP_STEPS / 255 * scale;
+  return Math.min(rule, Math.max(cap, SAFETY_FACTOR * FLOOR));
+}
+
+/** input as a fixed-shape variant takes it: its rows repeated up to the next multiple of the batch (golden.py's
+ * fit_rows), so every golden input is covered in whole batches; unchanged for a dynamic variant. */
+function fitRows(input, step) {
+  const n = input.dims[0];
+  if (!step || n % step === 0) return input;
+  const rows = Math.ceil(n / step) * step, width = input.data.length / n, data = new Float32Array(rows * width);
+  for (let i = 0; i < rows; i++) data.set(input.data.subarray((i % n) * width, (i % n + 1) * width), i * width);
+  return { data, dims: [rows, ...input.dims.slice(1)] };
+}
+
 async function readArray(vae, entry) {
   const fail = (what) => { throw new ModelDirError(`${vae.where}: ${escape(entry.file)} ${what}`); };
   if (entry.bytes > MAX_GOLDEN_BYTES) fail(`is ${entry.bytes} bytes, more than the ${MAX_GOLDEN_BYTES} a golden may be`);
@@ -90,29 +132,39 @@ export async function verifyGoldens(vae, { variant = ALL, backends = [vae.backen
     }
     inputs[graph] = array;
   }
+  // every expected output read and every tolerance checked before any graph runs
+  const variants = variantsToCheck(vae, golden, variant), cases = [];
+  for (const v of variants) {
+    for (const graph of GRAPHS) {
+      const names = vae.model.io[graph].outputs, entries = golden.outputs[v][graph];
+      if (Object.keys(entries).sort().join() !== [...names].sort().join()) {
+        throw new ModelDirError(`${vae.where}: golden.outputs.${escape(v)}.${graph} names outputs ${escape(JSON.stringify(Object.keys(entries)))}, the graph has ${escape(JSON.stringify(names))}`);
+      }
+      const input = fitRows(inputs[graph], vae.model.static[v]?.batch), n = input.dims[0];
+      const expected = [];
+      for (const [j, name] of names.entries()) {
+        const array = await readArray(vae, entries[name]), want = [n, ...vae.outputShapes(graph)[j]];
+        if (!sameDims(array.dims, want)) throw new ModelDirError(`${vae.where}: ${escape(entries[name].file)} has shape [${array.dims}], expected [${want}]`);
+        expected.push(array);
+      }
+      const tolerance = golden.tolerance[v][graph], allowed = allowedTolerance(golden, v, graph, expected);
+      if (tolerance > allowed * (1 + 1e-9)) {
+        throw new ModelDirError(`${vae.where}: golden.tolerance.${escape(v)}.${graph} is ${tolerance.toPrecision(3)}, more than its measured `
+          + `figures and the cap allow (${allowed.toPrecision(3)}): goldens that loose prove nothing`);
+      }
+      cases.push({ v, graph, input, expected, tolerance });
+    }
+  }
   const checks = [];
   for (const backend of backends) {
-    for (const v of variantsToCheck(vae, golden, variant)) {
-      for (const graph of GRAPHS) {
-        const names = vae.model.io[graph].outputs, entries = golden.outputs[v][graph];
-        if (Object.keys(entries).sort().join() !== [...names].sort().join()) {
-          throw new ModelDirError(`${vae.where}: golden.outputs.${escape(v)}.${graph} names outputs ${escape(JSON.stringify(Object.keys(entries)))}, the graph has ${escape(JSON.stringify(names))}`);
-        }
-        const n = inputs[graph].dims[0];
-        const got = await vae.runGraph(graph, { variant: v, backend }, inputs[graph]);
-        let worst = 0;
-        for (const [j, name] of names.entries()) {
-          const expected = await readArray(vae, entries[name]);
-          const tail = vae.outputShapes(graph)[j];
-          if (!sameDims(expected.dims, [n, ...tail])) {
-            throw new ModelDirError(`${vae.where}: ${escape(entries[name].file)} has shape [${expected.dims}], expected [${[n, ...tail]}]`);
-          }
-          const d = maxAbsDiff(got[j], expected.data);
-          worst = Number.isNaN(d) || Number.isNaN(worst) ? NaN : Math.max(worst, d);
-        }
-        const tolerance = golden.tolerance[v][graph];
-        checks.push({ graph, variant: v, backend, maxAbsDiff: worst, tolerance, passed: worst <= tolerance });
+    for (const { v, graph, input, expected, tolerance } of cases) {
+      const got = await vae.runGraph(graph, { variant: v, backend }, input);
+      let worst = 0;
+      for (const [j, array] of expected.entries()) {
+        const d = maxAbsDiff(got[j], array.data);
+        worst = Number.isNaN(d) || Number.isNaN(worst) ? NaN : Math.max(worst, d);
       }
+      checks.push({ graph, variant: v, backend, maxAbsDiff: worst, tolerance, passed: worst <= tolerance });
     }
   }
   return checks;

@@ -71,6 +71,62 @@ test("malformed or missing goldens are ModelDirErrors naming the file", async ()
   await assert.rejects(verifyGoldens(await EdgeVAE.load(dir, { variant: "fp32" }), { variant: "fp32" }), new RegExp(`${file.replaceAll(".", "\\.")} does not match its sha256`));
 });
 
+test("a tolerance looser than the measured figures and the cap allow is refused before any graph runs", async () => {
+  for (const [variant, loose] of [["fp32", 1e-3], ["int8", 0.5]]) {
+    const dir = copyModel();
+    const m = manifestOf(dir);
+    m.golden.tolerance[variant].decoder = loose;
+    writeFileSync(join(dir, "manifest.json"), JSON.stringify(m));
+    const vae = await EdgeVAE.load(dir, { variant });
+    let ran = 0;
+    const runGraph = vae.runGraph.bind(vae);
+    vae.runGraph = (...args) => { ran++; return runGraph(...args); };
+    await assert.rejects(verifyGoldens(vae, { variant }), new RegExp(`golden.tolerance.${variant}.decoder is .*more than its measured figures and the cap allow`));
+    assert.equal(ran, 0);
+  }
+});
+
+/** A .npy file of float32 rows (C order), as numpy writes it. */
+function npyBytes(data, dims) {
+  const header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${dims.join(", ")}${dims.length === 1 ? "," : ""}), }`.padEnd(117) + "\n";
+  const out = new Uint8Array(10 + header.length + 4 * data.length);
+  out.set([0x93, ...Buffer.from("NUMPY"), 1, 0, header.length & 0xff, header.length >> 8]);
+  out.set(Buffer.from(header), 10);
+  new Float32Array(out.buffer, 10 + header.length).set(data);
+  return out;
+}
+
+test("a fixed-shape variant runs whole batches of its size, is never auto's, and its goldens cover the rows repeated", async () => {
+  const dir = copyModel();
+  const m = manifestOf(dir);
+  // fp32's graphs listed again as a fixed-batch-3 variant (onnxruntime takes any batch; the runtime must not)
+  m.variants["fp32-b3"] = structuredClone(m.variants.fp32);
+  m.static = { "fp32-b3": { base: "fp32", batch: 3 } };
+  m.golden.outputs["fp32-b3"] = {};
+  m.golden.tolerance["fp32-b3"] = { ...m.golden.tolerance.fp32 };
+  for (const [graph, outs] of Object.entries(m.golden.outputs.fp32)) {
+    m.golden.outputs["fp32-b3"][graph] = {};
+    for (const [name, entry] of Object.entries(outs)) {
+      // the 8 golden rows fitted to 9 (rows 0..7 then 0), as runtime/golden.py's fit_rows writes them
+      const { data, dims } = parseNpy(new Uint8Array(readFileSync(join(dir, entry.file))), (what) => { throw new Error(what); });
+      const width = data.length / dims[0];
+      const fitted = new Float32Array(9 * width);
+      for (let i = 0; i < 9; i++) fitted.set(data.subarray((i % 8) * width, (i % 8 + 1) * width), i * width);
+      const file = `golden.fp32-b3.${graph}.${name}.npy`, bytes = npyBytes(fitted, [9, ...dims.slice(1)]);
+      writeFileSync(join(dir, file), bytes);
+      m.golden.outputs["fp32-b3"][graph][name] = { file, sha256: createHash("sha256").update(bytes).digest("hex"), bytes: bytes.length };
+    }
+  }
+  writeFileSync(join(dir, "manifest.json"), JSON.stringify(m));
+  const auto = await EdgeVAE.load(dir);
+  assert.deepEqual(auto.candidates().map((c) => c.variant), ["fp32", "int8"]);
+  const fixed = await EdgeVAE.load(dir, { variant: "fp32-b3" });
+  await assert.rejects(fixed.sample(4, 0), /fixed batch of 3: give it a multiple of 3 rows, got 4/);
+  assert.deepEqual((await fixed.sample(6, 0)).data, (await EdgeVAE.load(dir, { variant: "fp32" }).then((v) => v.sample(6, 0))).data);
+  const checks = await verifyGoldens(fixed, { variant: "fp32-b3" });
+  assert.ok(checks.length === 2 && checks.every((c) => c.passed), JSON.stringify(checks));
+});
+
 test("parseNpy reads numpy's float32 files and refuses anything else", () => {
   const golden = parseNpy(new Uint8Array(readFileSync(join(MODEL_DIR, "golden.decoder.input.npy"))), (what) => { throw new Error(what); });
   assert.deepEqual(golden.dims, [8, 64]);
