@@ -9,7 +9,6 @@ chromium`). EDGEVAE_TEST_ARTIFACTS=DIR keeps the page's screenshot there (defaul
 import base64
 import hashlib
 import importlib.util
-import io
 import json
 import os
 import shutil
