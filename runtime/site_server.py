@@ -136,11 +136,20 @@ class SiteHandler(http.server.BaseHTTPRequestHandler):
         except Refused as refused:
             self.send_error(refused.status, str(refused))
             return
+        # A validator from the file's identity, so that a second visit with `no-cache` revalidates (a 304 with
+        # no body) instead of fetching the page's scripts again; a changed file gets a new one.
+        etag = f'"{info.st_ino:x}-{info.st_size:x}-{info.st_mtime_ns:x}"'
         with os.fdopen(file, "rb") as f:
+            if etag in (self.headers.get("If-None-Match") or "").replace(" ", "").split(","):
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
             self.send_response(200)
             kind = CONTENT_TYPES.get(os.path.splitext(names[-1])[1].lower(), "application/octet-stream")
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(info.st_size))
+            self.send_header("ETag", etag)
             self.end_headers()
             left = info.st_size if body else 0
             while left > 0:

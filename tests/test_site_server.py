@@ -199,3 +199,23 @@ def test_serve_cli_logs_one_line_per_refused_request_and_no_traceback(site):
     lines = err.strip().splitlines()
     assert "Traceback" not in err and lines[-1] == "edgevae serve: terminated by SIGTERM", err
     assert len(lines) == len(targets) + 1, err
+
+
+def test_a_second_request_with_the_etag_gets_a_304_and_no_body(server, site):
+    """The page's second visit revalidates (Cache-Control: no-cache) instead of downloading its scripts again;
+    a changed file is sent again."""
+    port = server.server_address[1]
+    status, headers, body = get(port, b"/page.js")
+    assert status == 200 and body and headers["ETag"].startswith('"')
+    ask = lambda etag: send(port, b"GET /page.js HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: " + etag.encode()  # noqa: E731
+                            + b"\r\nConnection: close\r\n\r\n")
+    status, again, body = ask(headers["ETag"])
+    assert status == 304 and body == b"" and again["ETag"] == headers["ETag"]
+    assert ask('"other", ' + headers["ETag"])[0] == 304  # a list of validators
+    original = (site / "page.js").read_bytes()  # the site is shared by this module's tests
+    try:
+        (site / "page.js").write_text("export const changed = 1;\n")
+        status, _, body = ask(headers["ETag"])
+        assert status == 200 and b"changed" in body
+    finally:
+        (site / "page.js").write_bytes(original)
