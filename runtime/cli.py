@@ -41,6 +41,13 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="FILE.png (grid) or FILE.npy (float32 [N,1,28,28])")
     p.set_defaults(run=_sample, extra=None)
 
+    p = sub.add_parser("decode", help="decode given latents (a .npy array in the model's latent convention) to a "
+                                      "PNG grid or a .npy array, streamed")
+    _model_args(p)
+    p.add_argument("--latents", type=Path, required=True, help="float .npy of shape [N, *latent] (see `edgevae info`)")
+    p.add_argument("--out", type=Path, required=True, help="FILE.png (grid) or FILE.npy (float32 [N,C,H,W] in [0, 1])")
+    p.set_defaults(run=_decode, extra=None)
+
     p = sub.add_parser("reconstruct", help="encode and decode images from an IDX (raw or .gz), .npy or .png file")
     _model_args(p)
     p.add_argument("--input", type=Path, required=True, help="images: IDX (raw or .gz), .npy, or .png (one image or a grid)")
@@ -90,6 +97,31 @@ def _sample(args) -> None:
     _check_disk(out, n, rt.image_shape, "--n")
     with NpyWriter(out, (n, *rt.image_shape)) as npy:
         for chunk in rt.iter_samples(n, args.seed):
+            npy.write(chunk)
+
+
+def _decode(args) -> None:
+    import numpy as np
+
+    from .image_files import MAX_PNG_IMAGES, NpyWriter, check_output_path, write_images
+    from .latent_files import read_latents
+
+    out = check_output_path(args.out)
+    z = read_latents(args.latents)  # memory-mapped: read chunk by chunk as it is decoded
+    if out.suffix.lower() == ".png" and len(z) > MAX_PNG_IMAGES:
+        raise ValueError(f"{args.latents} holds {len(z)} latents, too many for a PNG grid (at most {MAX_PNG_IMAGES}); "
+                         "write .npy")
+    rt = _load(args)
+    chunks = rt.iter_decode(z)
+    first = next(chunks)  # the latent's shape checked and the image size known before the output is opened
+    if out.suffix.lower() == ".png":
+        write_images(out, np.concatenate([first, *chunks]))
+        return
+    shape = (len(z), *first.shape[1:])
+    _check_disk(out, len(z), shape[1:], "--latents")
+    with NpyWriter(out, shape) as npy:
+        npy.write(first)
+        for chunk in chunks:
             npy.write(chunk)
 
 

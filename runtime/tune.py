@@ -66,7 +66,7 @@ def _feed(model: ModelDir, graph: str, batch: int) -> np.ndarray:
     rng = rng_of(0)
     if graph == "encoder":
         return rng.random((batch, *model.image_shape), dtype=np.float32)
-    return standard_normal(rng, (batch, model.latent_dim))
+    return standard_normal(rng, (batch, *model.latent_shape))
 
 
 def _time_group(calls: dict, budget_s: float, rng: np.random.Generator, hard_end: float) -> dict:
