@@ -83,6 +83,9 @@ class Parity:
     encoder_inputs: str = doc("which images fed the encoder")
     decoder_inputs: str = doc("which latents fed the decoder")
     max_abs_diff: dict[str, dict[str, dict[str, float]]] = doc("{graph: {batch size: {output: max abs difference}}}")
+    sizes: dict[str, dict[str, dict[str, float]]] | None = doc(
+        "fully convolutional models: {\"CxHxW\" of a second image size: {graph: {output: max abs difference}}} at batch 2, "
+        "proving the dynamic H and W", default=None)
 
 
 @dataclass(frozen=True)
