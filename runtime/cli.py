@@ -204,14 +204,22 @@ def _info(args) -> None:
     m = model.manifest
     lines = [f"model dir     {escape(model.path.resolve())}",
              f"format        {escape(m.format)}  (edgevae {escape(m.edgevae_version)}, opset {m.opset})",
-             f"latent_dim    {m.latent_dim}   image_shape {list(m.image_shape)}"]
+             f"latent_dim    {m.latent_dim}   image_shape {list(m.image_shape)}"
+             + (f"   latent_shape {list(m.latent_shape)}" if m.latent_shape else "")]
+    if m.conventions is not None:
+        c = m.conventions
+        lines.append(f"conventions   pixels {list(c.pixel_range)}, decoder {escape(c.decoder_head)}, posterior "
+                     f"{escape(c.posterior)}, prior {escape(c.prior)}, latent scale {c.latent_scale:g} shift "
+                     f"{c.latent_shift:g}" + (f", fully convolutional /{c.downsampling}" if c.downsampling else "")
+                     + (f", receptive field {c.receptive_field}" if c.receptive_field else ""))
     for name, graphs in sorted(m.variants.items()):
         size = sum(graphs[g].bytes for g in GRAPH_NAMES)
         q = m.quality.get(name)
         vs_fp32 = ""
         if q is not None:
             psnr = "identical" if q.decoder_psnr_db is None else f"{q.decoder_psnr_db:.1f} dB"
-            vs_fp32 = f"  decoder PSNR {psnr}, -ELBO {100 * q.neg_elbo_rel_change:+.3f}% vs fp32"
+            vs_fp32 = f"  decoder PSNR {psnr}" + (f", -ELBO {100 * q.neg_elbo_rel_change:+.3f}% vs fp32"
+                                                  if q.neg_elbo_rel_change is not None else "")
             if q.nll is not None:
                 vs_fp32 += f", IWAE NLL {q.nll.cost:+.3f} +- {q.nll.cost_stderr:.3f} nats"
         lines.append(f"variant       {escape(name):<13} {size / 1e6:6.2f} MB  sha256 ok{vs_fp32}")

@@ -118,10 +118,12 @@ class Quality:
     decoder_psnr_db: float | None = doc("PSNR of those x_hat against fp32 in dB; null when identical")
     decoder_samples: int = doc("number of z decoded")
     encoder_mu_max_abs_diff: float = doc("max |mu - mu_fp32| over the test images")
-    encoder_logvar_max_abs_diff: float = doc("max |logvar - logvar_fp32| over the test images")
-    test_neg_elbo: float = doc("-ELBO in nats per image through this variant (one seeded posterior draw per image)")
-    test_neg_elbo_fp32: float = doc("the same through fp32")
-    neg_elbo_rel_change: float = doc("(test_neg_elbo - test_neg_elbo_fp32) / test_neg_elbo_fp32")
+    encoder_logvar_max_abs_diff: float | None = doc("max |logvar - logvar_fp32| over the test images (null: a "
+                                                    "deterministic encoder)")
+    test_neg_elbo: float | None = doc("-ELBO in nats per image through this variant (one seeded posterior draw per "
+                                      "image); null when the model declares no likelihood or no Gaussian posterior")
+    test_neg_elbo_fp32: float | None = doc("the same through fp32")
+    neg_elbo_rel_change: float | None = doc("(test_neg_elbo - test_neg_elbo_fp32) / test_neg_elbo_fp32")
     test_images: int = doc("number of test images")
     bytes: int = doc("encoder + decoder file sizes")
     size_vs_fp32: float = doc("bytes / fp32 bytes")
@@ -231,6 +233,8 @@ class Conventions:
                                      ("posterior", self.posterior, POSTERIORS), ("prior", self.prior, PRIORS)):
             if value not in allowed:
                 raise ValueError(f"{name} {short_repr(value)} is not one of {', '.join(allowed)}")
+        if self.decoder_head.startswith("bernoulli") and tuple(self.pixel_range) != (0.0, 1.0):
+            raise ValueError(f"decoder_head {self.decoder_head} models pixels in [0, 1], not {list(self.pixel_range)}")
         if (self.decoder_head == "gaussian_mean") != (self.decoder_scale is not None):
             raise ValueError("decoder_scale is given exactly when decoder_head is gaussian_mean")
         if self.decoder_scale is not None and not self.decoder_scale > 0:

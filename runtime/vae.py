@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .checks import check_count, check_images, check_latent_shape, check_latents, check_threads
+from .conventions import to_pixels, to_unit
 from .device_profile import Choice, Plan, plan as make_plan
 from .errors import InputError
 from .latent import reparameterize, rng_of, standard_normal
@@ -173,8 +174,7 @@ class VAERuntime:
 
     def _to_graph_pixels(self, x: np.ndarray) -> np.ndarray:
         """Images in [0, 1] -> the encoder's pixel range."""
-        low, high = self.conventions.pixel_range
-        return x if (low, high) == (0.0, 1.0) else (low + (high - low) * x).astype(np.float32)
+        return to_pixels(x, self.conventions)
 
     def _to_graph_latent(self, z: np.ndarray) -> np.ndarray:
         """Latents in the model's convention -> the decoder's input: z / latent_scale + latent_shift."""
@@ -195,17 +195,7 @@ class VAERuntime:
 
     def _to_unit(self, y: np.ndarray) -> np.ndarray:
         """The decoder's x_hat (checked finite) -> images in [0, 1], in place: the declared head's mapping."""
-        head = self.conventions.decoder_head
-        if head == "bernoulli_means":
-            return y
-        if head == "bernoulli_logits":
-            with np.errstate(over="ignore"):  # exp(-y) overflows to inf for y << 0: the mean is then 0, as it should be
-                return np.reciprocal(1.0 + np.exp(-y, out=y), out=y)
-        low, high = self.conventions.pixel_range
-        if (low, high) != (0.0, 1.0):
-            y -= np.float32(low)
-            y /= np.float32(high - low)
-        return np.clip(y, 0.0, 1.0, out=y)
+        return to_unit(y, self.conventions)
 
     def _checked(self, variant: str, graph: str, values: list, feed: np.ndarray) -> list:
         """The graph's outputs once each has the contract's shape and dtype, is finite, and (x_hat) lies in
