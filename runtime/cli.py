@@ -46,6 +46,10 @@ def register(sub) -> None:
     _model_args(p)
     p.add_argument("--latents", type=Path, required=True, help="float .npy of shape [N, *latent] (see `edgevae info`)")
     p.add_argument("--out", type=Path, required=True, help="FILE.png (grid) or FILE.npy (float32 [N,C,H,W] in [0, 1])")
+    p.add_argument("--tile", type=int, metavar="T", help="fully convolutional models: decode each latent in T x T "
+                   "tiles, memory bounded by the tile (VAERuntime.decode_tiled)")
+    p.add_argument("--overlap", type=int, metavar="O", help="--tile: latent pixels tiles share (default: twice the "
+                   "declared receptive field, else T/4)")
     p.set_defaults(run=_decode, extra=None)
 
     p = sub.add_parser("reconstruct", help="encode and decode images from an IDX (raw or .gz), .npy or .png file")
@@ -111,8 +115,11 @@ def _decode(args) -> None:
     if out.suffix.lower() == ".png" and len(z) > MAX_PNG_IMAGES:
         raise ValueError(f"{args.latents} holds {len(z)} latents, too many for a PNG grid (at most {MAX_PNG_IMAGES}); "
                          "write .npy")
+    if args.overlap is not None and args.tile is None:
+        raise ValueError("--overlap applies to --tile")
     rt = _load(args)
-    chunks = rt.iter_decode(z)
+    chunks = rt.iter_decode(z) if args.tile is None else \
+        (rt.decode_tiled(np.asarray(z[i:i + 1]), args.tile, args.overlap) for i in range(len(z)))  # one at a time
     first = next(chunks)  # the latent's shape checked and the image size known before the output is opened
     if out.suffix.lower() == ".png":
         write_images(out, np.concatenate([first, *chunks]))

@@ -30,6 +30,7 @@ CHUNK = 32
 # ...and at most this many output values per call (4 MB of float32), so that a 512 x 512 RGB decoder, whose
 # intermediate tensors are ~100x its output, runs one image at a time instead of 32 (several GB).
 CHUNK_VALUES = 1 << 20
+DEFAULT_TILE = 32  # latent pixels a side: a 256 x 256 image at downsampling 8
 NO_PRIOR = "this model has no prior to sample from; decode latents with `edgevae decode`"
 DEFAULT_VARIANT = AUTO  # the CLI's default too: one seed gives the same images through both
 DEFAULT_THREADS = AUTO  # the device profile's choice, else the manifest's, else onnxruntime's (device_profile.py)
@@ -51,6 +52,28 @@ def _allocate(shape: tuple, what: str) -> np.ndarray:
         raise InputError(f"{what} would need {size / 1e9:.3g} GB in one array (at most {MAX_RESULT_BYTES / 1e9:.3g}); "
                          "ask for fewer or stream them (iter_samples, or --out FILE.npy on the CLI)")
     return np.empty(shape, np.float32)
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list:
+    """Start positions of tiles of `tile` covering [0, length) with at least `overlap` in common; the last flush
+    with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile - overlap))
+    return starts + [length - tile]
+
+
+def _ramp(start: int, size: int, length: int, overlap: int, margin: int, factor: int) -> np.ndarray:
+    """One tile's blending weight along one axis, in output pixels: 0 over `margin` latent pixels at each side
+    shared with a neighbour, then a linear ramp to 1 across the rest of the overlap."""
+    pixels = np.arange(size * factor, dtype=np.float32) + 0.5
+    span = max(1, (overlap - 2 * margin) * factor)
+    weight = np.ones(size * factor, np.float32)
+    if start > 0:
+        weight = np.minimum(weight, np.clip((pixels - margin * factor) / span, 0, 1))
+    if start + size < length:
+        weight = np.minimum(weight, np.clip((pixels[::-1] - margin * factor) / span, 0, 1))
+    return weight
 
 
 def _gather(out: np.ndarray, chunks) -> np.ndarray:
@@ -286,6 +309,45 @@ class VAERuntime:
         x_hat = _allocate((len(z), *self.model.image_shape_for(z.shape[2:])), "x_hat")
         self._run("decoder", self._to_graph_latent(z), [x_hat])
         return x_hat
+
+    def decode_tiled(self, z: np.ndarray, tile: int = DEFAULT_TILE, overlap: int | None = None) -> np.ndarray:
+        """decode(z) of a fully convolutional model, tile by tile, so that the decoder's intermediate tensors are
+        bounded by a tile x tile latent (times N) whatever the latent's size; the output is the same [N,C,H,W].
+
+        Tiles of tile x tile latent pixels overlap by `overlap` (default: twice the declared receptive field, else
+        tile // 4). Across an overlap, each tile's outer `margin` latent pixels (the receptive field, else overlap
+        // 4), which saw zero padding instead of their neighbours, get weight 0, then a linear ramp hands over to
+        the next tile. With a declared receptive field r and overlap >= 2r every output pixel comes from tiles
+        that saw all its context, so the result equals decode(z) up to float rounding; otherwise the seams are
+        blended and the difference is the model's (measured in docs/results.md)."""
+        factor = self.conventions.downsampling
+        if factor is None:
+            raise InputError("tiled decode needs a fully convolutional model (conventions.downsampling); this one "
+                             "decodes one fixed size")
+        tile = check_count("tile", tile)
+        field = self.conventions.receptive_field
+        overlap = (2 * field if field else tile // 4) if overlap is None else check_count("overlap", overlap, minimum=0)
+        if overlap >= tile:
+            raise InputError(f"overlap {overlap} must be smaller than tile {tile}")
+        margin = min(field if field else overlap // 4, overlap // 2)
+        z = self._check_latents(z)
+        n, _, h, w = z.shape
+        out = _allocate((n, *self.model.image_shape_for((h, w))), "x_hat")
+        out.fill(0.0)
+        total = np.zeros(out.shape[2:], np.float32)
+        graph_z = self._to_graph_latent(z)
+        for top in _tile_starts(h, tile, overlap):
+            for left in _tile_starts(w, tile, overlap):
+                part = np.ascontiguousarray(graph_z[:, :, top:top + tile, left:left + tile])
+                image = _allocate((n, *self.model.image_shape_for(part.shape[2:])), "tile")
+                self._run("decoder", part, [image])
+                weight = np.outer(_ramp(top, part.shape[2], h, overlap, margin, factor),
+                                  _ramp(left, part.shape[3], w, overlap, margin, factor))
+                rows, cols = slice(top * factor, top * factor + image.shape[2]), slice(left * factor, left * factor + image.shape[3])
+                out[:, :, rows, cols] += weight * image
+                total[rows, cols] += weight
+        out /= total
+        return out
 
     def iter_decode(self, z: np.ndarray):
         """decode(z) as float32 [k,C,H,W] chunks, for any N in bounded memory (z may be a np.load memmap)."""

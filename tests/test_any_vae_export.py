@@ -128,6 +128,10 @@ def test_diffusers_export_matches_the_diffusers_module(tmp_path, make):
     assert rt.conventions.prior == "none" and (rt.conventions.receptive_field is not None) == (make is diffusers_tiny)
     done = run_cli("sample", "--model", tmp_path / "m", "--n", "1", "--out", tmp_path / "s.png")
     assert done.returncode == 2 and "no prior" in done.stderr
+    if make is diffusers_tiny:  # a measured receptive field r: tiles overlapping by 2r give the whole decode
+        r = rt.conventions.receptive_field
+        big = np.random.default_rng(1).standard_normal((1, 4, 2 * r + 12, 3 * r + 7)).astype(np.float32)
+        np.testing.assert_allclose(rt.decode_tiled(big, tile=2 * r + 4), rt.decode(big), atol=1e-5)
 
 
 @pytest.mark.heavy

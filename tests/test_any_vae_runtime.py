@@ -218,3 +218,22 @@ def test_a_manifest_without_conventions_is_the_classic_family():
     model = contract.load(None)
     assert model.manifest.conventions is None and model.conventions == contract.CLASSIC
     assert model.latent_shape == (model.latent_dim,)
+
+
+@pytest.mark.parametrize("tile, overlap", [(4, 2), (5, 2), (3, 0), (16, None)])
+def test_tiled_decode_equals_whole_decode_when_the_overlap_covers_the_receptive_field(tiny, tile, overlap):
+    z = RNG.standard_normal((2, LATENT_C, 9, 13)).astype(np.float32)  # not a multiple of the tile: a flush last tile
+    np.testing.assert_allclose(tiny.decode_tiled(z, tile=tile, overlap=overlap), tiny.decode(z), atol=ATOL)
+
+
+def test_tiled_decode_refuses_what_it_cannot_do(tiny, tmp_path):
+    z = np.zeros((1, LATENT_C, 8, 8), np.float32)
+    with pytest.raises(InputError, match="overlap 4 must be smaller than tile 4"):
+        tiny.decode_tiled(z, tile=4, overlap=4)
+    with pytest.raises(InputError, match="fully convolutional"):
+        VAERuntime.load(None, variant="fp32").decode_tiled(np.zeros((1, 64), np.float32))
+    np.save(tmp_path / "z.npy", RNG.standard_normal((3, LATENT_C, 6, 10)).astype(np.float32))
+    done = run_cli("decode", "--model", tiny.model.path, "--latents", tmp_path / "z.npy", "--out", tmp_path / "x.npy",
+                   "--tile", "4")
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), tiny.decode(np.load(tmp_path / "z.npy")), atol=ATOL)
