@@ -177,7 +177,8 @@ class Search:
         c["meets_budget"] = meets(c, self.budget)
         self.candidates.append(c)
         print(f"search {len(self.candidates):>2} {name:<40} PSNR {c['psnr_db'] if c['psnr_db'] is not None else 'inf':>7} dB  "
-              f"{c['nats']:+.3f} nats  {c['speedup']:.2f}x fp32", flush=True)
+              + (f"{c['nats']:+.3f} nats" if self.budget["fp32_neg_elbo"] is not None else "(no likelihood: no nats)")
+              + f"  {c['speedup']:.2f}x fp32", flush=True)
         return c
 
     def ok(self, c: dict) -> bool:
