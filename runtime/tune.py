@@ -46,7 +46,7 @@ def eligible_variants(model: ModelDir) -> list:
     else:
         others = [v for v, q in m.quality.items() if v in m.variants
                   and (q.decoder_psnr_db is None or q.decoder_psnr_db >= MIN_PSNR_DB)
-                  and abs(q.neg_elbo_rel_change) <= MAX_ELBO_REL]
+                  and (q.neg_elbo_rel_change is None or abs(q.neg_elbo_rel_change) <= MAX_ELBO_REL)]  # None: no likelihood
     return [FP32] + sorted(set(others) - {FP32})
 
 
