@@ -103,8 +103,6 @@ def family_row(name: str, out: Path) -> dict:
 
 def tiled_child(folder: str, mode: str) -> None:
     """One decode of a 64x64x4 latent in this process; prints JSON with its time and peak RSS."""
-    import resource
-
     from edgevae.runtime import VAERuntime
 
     rt = VAERuntime.load(folder, variant="fp32", threads=1)
@@ -115,7 +113,16 @@ def tiled_child(folder: str, mode: str) -> None:
     seconds = time.perf_counter() - start
     np.save(Path(folder).parent / f"tiled-{mode.replace(':', '-')}.npy", x)
     print(json.dumps({"mode": mode, "seconds": round(seconds, 2),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+                      "peak_rss_mb": _peak_rss_mb()}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM, Linux): unlike getrusage's ru_maxrss, it is not carried over
+    from the parent that forked it (the parent here held torch and the exported model)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
 
 
 def tiled_rows(out: Path) -> list:
