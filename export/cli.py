@@ -6,7 +6,11 @@ from pathlib import Path
 def register(sub) -> None:
     """Add the export package's subcommands to the `edgevae` parser's subparsers."""
     p = sub.add_parser("export", help="checkpoint -> model dir: fp32 encoder.onnx + decoder.onnx, validated, manifest.json")
-    p.add_argument("checkpoint", type=Path, help="RUN/checkpoint.pt written by `edgevae train`")
+    p.add_argument("checkpoint", type=Path, nargs="?", help="RUN/checkpoint.pt written by `edgevae train` (or --diffusers)")
+    p.add_argument("--diffusers", type=Path, metavar="DIR", help="export a diffusers AutoencoderKL or AutoencoderTiny "
+                   "save_pretrained folder instead (needs the diffusers extra; never downloads)")
+    p.add_argument("--image-size", metavar="HxW", help="--diffusers: the native image size, a multiple of the "
+                   "downsampling factor (default: the config's sample_size, at most 64)")
     p.add_argument("--out", type=Path, required=True, help="model dir to create (built in a temporary folder, renamed into place)")
     p.add_argument("--data-dir", help="Fashion-MNIST IDX folder for the parity check (default: the Debian folder if present, else seeded noise)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
@@ -57,6 +61,17 @@ def register(sub) -> None:
 
 
 def _export(args) -> None:
+    if (args.checkpoint is None) == (args.diffusers is None):
+        raise ValueError("give a checkpoint or --diffusers DIR (one of them)")
+    if args.image_size is not None and args.diffusers is None:
+        raise ValueError("--image-size applies to --diffusers")
+    if args.diffusers is not None:
+        from .diffusers_import import main
+
+        args.extra = "diffusers"  # what a missing module is installed with
+
+        main(args)
+        return
     from .exporter import main
 
     main(args)

@@ -20,7 +20,7 @@ from edgevae.train.checkpoint import load_model
 from edgevae.train.model import VAE
 
 from .check import check
-from .graphs import GRAPHS, OPSET, export_graphs
+from .graphs import OPSET, conventions_of, export_graphs, graph_specs, latent_shape_of
 from .static import add_static, parse_batches, plan
 from .validate import PARITY_BATCH_SIZES, TOLERANCE, check_parity
 
@@ -63,6 +63,7 @@ def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None 
                 "training": json.dumps(contract.to_json(training) if training else {}, sort_keys=True)}
     protos = export_graphs(model, metadata)
     parity = check_parity(model, protos, images, images_source, tolerance)
+    specs = graph_specs(model)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(out)
@@ -71,18 +72,21 @@ def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None 
     tmp.chmod(0o755)
     try:
         for name, proto in protos.items():
-            write_bytes(tmp / GRAPHS[name].file, proto.SerializeToString(), mode=0o644)  # one self-contained file, no .data
+            write_bytes(tmp / specs[name].file, proto.SerializeToString(), mode=0o644)  # one self-contained file, no .data
         ort = None
         if ort_format:
             from .ort_format import convert_to_ort
 
-            ort = convert_to_ort(tmp, [spec.file for spec in GRAPHS.values()])
+            ort = convert_to_ort(tmp, [spec.file for spec in specs.values()])
         manifest = contract.Manifest(
             format=contract.FORMAT, edgevae_version=__version__, latent_dim=latent_dim,
             image_shape=tuple(model.config.image_shape), opset=OPSET,
-            io={name: contract.GraphIO(spec.inputs, spec.outputs) for name, spec in GRAPHS.items()},
-            variants={contract.FP32: {name: contract.file_entry(tmp / spec.file) for name, spec in GRAPHS.items()}},
-            parity=parity, training=training, ort=ort)
+            io={name: contract.GraphIO(spec.inputs, spec.outputs) for name, spec in specs.items()},
+            variants={contract.FP32: {name: contract.file_entry(tmp / spec.file) for name, spec in specs.items()}},
+            parity=parity, training=training, ort=ort,
+            # edgevae's own family writes neither, so its manifests stay as they were
+            latent_shape=latent_shape_of(model) if len(latent_shape_of(model)) > 1 else None,
+            conventions=None if conventions_of(model) == contract.CLASSIC else conventions_of(model))
         manifest = add_static(tmp, manifest, plan(manifest, static_batch))
         manifest = _with_goldens(tmp, manifest, images)
         manifest = dataclasses.replace(manifest, targets=check(contract.ModelDir(tmp, manifest)))

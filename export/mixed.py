@@ -93,7 +93,8 @@ def meets(c: dict, budget: dict) -> bool:
 
 def meets_quality(quality, config: SearchConfig) -> bool:
     """A manifest Quality inside the budgets given explicitly in config (--select's own apply besides)."""
-    figures = {"nats": quality.test_neg_elbo - quality.test_neg_elbo_fp32, "psnr_db": quality.decoder_psnr_db}
+    nats = 0.0 if quality.test_neg_elbo is None else quality.test_neg_elbo - quality.test_neg_elbo_fp32
+    figures = {"nats": nats, "psnr_db": quality.decoder_psnr_db}
     return meets(figures, {"nats": config.budget_nats, "psnr_db": config.budget_psnr})
 
 
@@ -121,7 +122,7 @@ class Search:
         from .sensitivity import prepare
 
         self.model, self.test, self.reference, self.config, self.work = model, test_images, reference, config, Path(work)
-        self.seed, self.threads, self.latent_dim = seed, threads, model.manifest.latent_dim
+        self.seed, self.threads, self.latent_dim = seed, threads, model.latent_shape
         self.start = time.monotonic()
         self.deadline = self.start + config.budget_s
         self.fp32 = {g: model.path / model.manifest.variants["fp32"][g].file for g in GRAPH_NAMES}
@@ -130,8 +131,8 @@ class Search:
         elbo = mean_neg_elbo(reference, test_images)
         defaults = config.budget_psnr is None and config.budget_nats is None  # --select's budget (quality.within_budget)
         self.budget = {"psnr_db": 35.0 if defaults else config.budget_psnr,
-                       "nats": round(0.01 * elbo, 4) if defaults else config.budget_nats,
-                       "min_speedup": config.min_speedup, "fp32_neg_elbo": round(elbo, 4),
+                       "nats": (round(0.01 * abs(elbo), 4) if elbo is not None else None) if defaults else config.budget_nats,
+                       "min_speedup": config.min_speedup, "fp32_neg_elbo": round(elbo, 4) if elbo is not None else None,
                        "source": "--select's defaults (35 dB, 1% of fp32 -ELBO)" if defaults else "--budget-psnr/--budget-nats"}
         self.candidates, self.timed_out = [], False
         # One intra-op thread runs on the calling thread, so its CPU time is the kernels' time, without the waits
@@ -176,7 +177,8 @@ class Search:
         c["meets_budget"] = meets(c, self.budget)
         self.candidates.append(c)
         print(f"search {len(self.candidates):>2} {name:<40} PSNR {c['psnr_db'] if c['psnr_db'] is not None else 'inf':>7} dB  "
-              f"{c['nats']:+.3f} nats  {c['speedup']:.2f}x fp32", flush=True)
+              + (f"{c['nats']:+.3f} nats" if self.budget["fp32_neg_elbo"] is not None else "(no likelihood: no nats)")
+              + f"  {c['speedup']:.2f}x fp32", flush=True)
         return c
 
     def ok(self, c: dict) -> bool:
@@ -298,7 +300,7 @@ def search(model, calibration: dict, test_images, reference: dict, config: Searc
             rng = np.random.default_rng(seed)
             b = config.speed_batch
             feeds = {"encoder": {"x": rng.random((b, *model.manifest.image_shape), dtype=np.float32)},
-                     "decoder": {"z": rng.standard_normal((b, s.latent_dim)).astype(np.float32)}}
+                     "decoder": {"z": rng.standard_normal((b, *s.latent_dim)).astype(np.float32)}}
             rows = group_sensitivity(s.prepared, combined["raw"], reference, test_images, s.latent_dim, feeds, seed,
                                      deadline=s.deadline)
             current = combined if combined["meets_budget"] and s.ok(combined) else s.greedy(combined, rows)

@@ -14,6 +14,8 @@ from edgevae.atomic import temp_name
 from edgevae.runtime import manifest as contract
 from edgevae.runtime.manifest import FP32, GRAPH_NAMES
 
+from edgevae.runtime.conventions import to_pixels
+
 from .mixed import SearchConfig
 from .rewrite import DEPTH_TO_SPACE
 from .variants import (DEFAULT_CALIBRATION, VARIANTS, DynamicSettings, Fp16Settings, Int8Settings, NpuSettings, int8_rewrites,
@@ -72,17 +74,19 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
     binarize = calibrate.binarized(manifest)
     fp32 = {g: model.path / manifest.variants[FP32][g].file for g in GRAPH_NAMES}
     calibration = {}
+    conventions = model.conventions
     if config.search or any(VARIANTS[v].needs_calibration for v in config.variants):
-        images = calibrate.training_images(data_dir, config.calibration_images, config.seed, binarize)
+        images = to_pixels(calibrate.training_images(data_dir, config.calibration_images, config.seed, binarize), conventions)
         calibration = {"encoder": images,
                        "decoder": calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, config.seed)}
-    test = calibrate.test_images(data_dir, config.test_images, binarize)
-    reference = quality.graph_outputs(fp32, test, manifest.latent_dim, config.seed)
-    nll_images = test[:config.nll_images]
+    test = to_pixels(calibrate.test_images(data_dir, config.test_images, binarize), conventions)  # the graphs' pixels
+    reference = quality.graph_outputs(fp32, test, model.latent_shape, config.seed, conventions)
+    # IWAE NLL (runtime/likelihood.py) is Bernoulli means with a Gaussian posterior: edgevae's own family's
+    nll_images = test[:config.nll_images] if conventions == contract.CLASSIC else test[:0]
     reference_nll = quality.iwae_per_image(fp32, nll_images, config.nll_k, config.seed) if len(nll_images) else None
 
     def measure(paths: dict, settings: dict) -> dict:
-        measured = quality.measure(reference, paths, test, manifest.latent_dim, config.seed) | {"settings": settings}
+        measured = quality.measure(reference, paths, test, model.latent_shape, config.seed) | {"settings": settings}
         if reference_nll is not None:
             measured["nll"] = quality.nll_cost(reference_nll, paths, nll_images, config.nll_k, config.seed)
         return measured
@@ -211,13 +215,15 @@ def format_table(manifest: contract.Manifest) -> str:
     lines = [f"{'variant':<13}{'MB':>7}{'size':>7}{'dec max|d|':>11}{'PSNR dB':>9}{'mu max|d|':>10}{'lv max|d|':>10}{'-ELBO':>10}{'vs fp32':>9}"
              f"{'NLL cost':>18}"]
     fp32_bytes = sum(e.bytes for e in manifest.variants[FP32].values())
-    fp32_elbo = next((q.test_neg_elbo_fp32 for q in manifest.quality.values()), float("nan"))
-    lines.append(f"{FP32:<13}{fp32_bytes / 1e6:>7.2f}{1:>7.2f}{'-':>11}{'-':>9}{'-':>10}{'-':>10}{fp32_elbo:>10.2f}{'-':>9}")
+    fp32_elbo = next((q.test_neg_elbo_fp32 for q in manifest.quality.values()), None)
+    lines.append(f"{FP32:<13}{fp32_bytes / 1e6:>7.2f}{1:>7.2f}{'-':>11}{'-':>9}{'-':>10}{'-':>10}{_cell(fp32_elbo, '.2f'):>10}{'-':>9}")
     for v, q in manifest.quality.items():
         psnr = float("inf") if q.decoder_psnr_db is None else q.decoder_psnr_db
         lines.append(f"{v:<13}{q.bytes / 1e6:>7.2f}{q.size_vs_fp32:>7.2f}{q.decoder_max_abs_diff:>11.4f}{psnr:>9.2f}"
-                     f"{q.encoder_mu_max_abs_diff:>10.4f}{q.encoder_logvar_max_abs_diff:>10.4f}{q.test_neg_elbo:>10.2f}"
-                     f"{q.neg_elbo_rel_change * 100:>8.3f}%{_nll_cell(q.nll):>18}")
+                     f"{q.encoder_mu_max_abs_diff:>10.4f}{_cell(q.encoder_logvar_max_abs_diff, '.4f'):>10}"
+                     f"{_cell(q.test_neg_elbo, '.2f'):>10}"
+                     f"{_cell(None if q.neg_elbo_rel_change is None else q.neg_elbo_rel_change * 100, '.3f', '%'):>9}"
+                     f"{_nll_cell(q.nll):>18}")
     latency = manifest.latency_ms
     if latency:
         sizes = list(manifest.selection["decoder"])
@@ -228,6 +234,11 @@ def format_table(manifest: contract.Manifest) -> str:
         for graph, choice in manifest.selection.items():
             lines.append(f"selection, {graph}: " + ", ".join(f"batch {b} -> {v}" for b, v in choice.items()))
     return "\n".join(lines)
+
+
+def _cell(value: float | None, spec: str, unit: str = "") -> str:
+    """A table cell; "-" where the figure does not exist (no likelihood declared: no nats; no logvar)."""
+    return "-" if value is None else f"{value:{spec}}{unit}"
 
 
 def _nll_cell(nll: contract.NllCost | None) -> str:

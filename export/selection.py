@@ -25,7 +25,8 @@ def measure_latency(model_dir, manifest, variants: list[str], threads: int | Non
     """{variant: {"encoder": {batch: median ms}, "decoder": {...}}}, each figure the median over ROUNDS
     interleaved rounds of the mean of repeated calls lasting about budget_s."""
     sessions = {v: _sessions(model_dir, manifest, v, threads) for v in variants}
-    return time_sessions(sessions, manifest.image_shape, manifest.latent_dim, batch_sizes, budget_s)
+    latent = manifest.latent_shape or (manifest.latent_dim,)
+    return time_sessions(sessions, manifest.image_shape, latent, batch_sizes, budget_s)
 
 
 def time_sessions(sessions: dict, image_shape, latent_dim: int, batch_sizes=TIMING_BATCH_SIZES,
@@ -37,7 +38,7 @@ def time_sessions(sessions: dict, image_shape, latent_dim: int, batch_sizes=TIMI
     result = {v: {g: {} for g in graphs} for v, graphs in sessions.items()}
     for batch in batch_sizes:
         feeds = {"encoder": {"x": rng.random((batch, *image_shape), dtype=np.float32)},
-                 "decoder": {"z": rng.standard_normal((batch, latent_dim)).astype(np.float32)}}
+                 "decoder": {"z": rng.standard_normal((batch, *np.atleast_1d(latent_dim))).astype(np.float32)}}
         for graph, feed in feeds.items():
             variants = [v for v in sessions if graph in sessions[v]]
             reps = {}

@@ -147,12 +147,14 @@ def quality_of(reference: dict, paths: dict, test_images: np.ndarray, latent_dim
     "neg_elbo": -ELBO}; PSNR of identical outputs is reported as None (JSON has no inf)."""
     from .quality import graph_outputs, mean_neg_elbo, psnr
 
-    got = graph_outputs(paths, test_images, latent_dim, seed)
+    got = graph_outputs(paths, test_images, latent_dim, seed, reference["conventions"])
     elbo = mean_neg_elbo(got, test_images)
     finite = lambda db: None if db == float("inf") else round(db, 3)  # noqa: E731
     return {"psnr_db": finite(psnr(reference["samples"], got["samples"])),
             "recon_psnr_db": finite(psnr(reference["x_hat"], got["x_hat"])),
-            "nats": round(elbo - mean_neg_elbo(reference, test_images), 4), "neg_elbo": round(elbo, 4)}
+            # a model without a likelihood has no nats: its cost counts as 0 and only the PSNR budget binds
+            "nats": round(elbo - mean_neg_elbo(reference, test_images), 4) if elbo is not None else 0.0,
+            "neg_elbo": round(elbo, 4) if elbo is not None else None}
 
 
 def group_sensitivity(prepared: dict, settings: dict, reference: dict, test_images: np.ndarray, latent_dim: int,

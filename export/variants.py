@@ -34,6 +34,7 @@ import onnx
 
 from .calibrate import ArrayReader
 from .rewrite import DEPTH_TO_SPACE, REWRITES, TRANSPOSE, conv_transpose_as_conv
+from .unshare import preflight, unshare_initializers
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT8_REWRITES = {"encoder": ("pad-input-channels",), "decoder": ("conv-transpose-as-conv",)}  # graph -> REWRITES names
@@ -92,6 +93,7 @@ def build_int8(src: Path, dst: Path, graph: str, calibration, settings: Int8Sett
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         prepare_int8(src, prepared, graph, settings.keep_conv_transpose, settings.interleave)
+        preflight(prepared, graph, calibration, settings)  # seconds, before minutes of calibration (export/unshare.py)
         quantize_prepared(prepared, dst, graph, calibration, settings)
 
 
@@ -110,6 +112,9 @@ def prepare_int8(src: Path, dst: Path, graph: str, keep_conv_transpose=(), inter
     try:
         onnx.save(model, rewritten)
         quant_pre_process(str(rewritten), str(dst), skip_symbolic_shape=True)
+        # after pre-processing, whose optimizer may share equal constants again: the QDQ quantizer refuses a
+        # weight read by several nodes (GroupNorm's InstanceNormalization scale and bias: export/unshare.py)
+        onnx.save(unshare_initializers(onnx.load(dst)), dst)
     finally:
         rewritten.unlink(missing_ok=True)
 

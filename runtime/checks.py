@@ -36,9 +36,14 @@ def _check_batch(name, x, tail: tuple, tail_text: str):
         raise InputError(f"{name} is an empty batch (shape {list(x.shape)})")
 
 
-def check_images(x, image_shape: tuple, name: str = "x") -> np.ndarray:
-    """x as float32 [N,C,H,W] with N >= 1, finite, every value in [0, 1]."""
+def check_images(x, image_shape: tuple, name: str = "x", multiple_of: int | None = None) -> np.ndarray:
+    """x as float32 [N,C,H,W] with N >= 1, finite, every value in [0, 1]. multiple_of: a fully convolutional
+    model's downsampling factor; H and W may then be any positive multiple of it."""
     x = _as_float32(name, x)
+    if multiple_of is not None and x.ndim == 4 and x.shape[1] == image_shape[0] and min(x.shape[2:]) >= 1:
+        if x.shape[2] % multiple_of or x.shape[3] % multiple_of:
+            raise InputError(f"{name} has H x W {x.shape[2]} x {x.shape[3]}; this model takes multiples of {multiple_of}")
+        image_shape = x.shape[1:]
     _check_batch(name, x, tuple(image_shape), "[N, " + ", ".join(map(str, image_shape)) + "]")
     _check_finite(name, x)
     low, high = float(x.min()), float(x.max())
@@ -57,12 +62,26 @@ def check_image_batch(x, name: str = "images") -> np.ndarray:
     return x
 
 
-def check_latents(z, latent_dim: int, name: str = "z") -> np.ndarray:
-    """z as float32 [N,D] with N >= 1 and D the model's latent size, finite."""
+def check_latents(z, latent_dim, name: str = "z", any_size: bool = False) -> np.ndarray:
+    """z as float32 [N, *latent] with N >= 1 and latent the model's latent shape (an int D: [D]), finite.
+    any_size: a fully convolutional model's [C, h, w], whose h and w may be any positive sizes."""
     z = _as_float32(name, z)
-    _check_batch(name, z, (latent_dim,), f"[N, {latent_dim}] (the model's latent_dim is {latent_dim})")
+    check_latent_shape(z.shape, latent_dim, name, any_size)
     _check_finite(name, z)
     return z
+
+
+def check_latent_shape(shape: tuple, latent_dim, name: str = "z", any_size: bool = False) -> None:
+    """check_latents' shape rule alone, for an array not read yet (a memory-mapped file)."""
+    latent = (latent_dim,) if isinstance(latent_dim, (int, np.integer)) else tuple(latent_dim)
+    if any_size and len(shape) == 1 + len(latent) and shape[1] == latent[0] and min(shape[2:], default=1) >= 1:
+        latent = tuple(shape[1:])
+    text = ("[N, C, h, w] with C = " + str(latent[0]) if any_size else "[N, " + ", ".join(map(str, latent)) + "]")
+    model = f"the model's latent_dim is {latent[0]}" if len(latent) == 1 else f"the model's latent is {list(latent)}"
+    if len(shape) != 1 + len(latent) or tuple(shape[1:]) != latent:
+        raise InputError(f"{name} must have shape {text} ({model}), got {list(shape)}")
+    if shape[0] == 0:
+        raise InputError(f"{name} is an empty batch (shape {list(shape)})")
 
 
 def check_count(name: str, value, minimum: int = 1) -> int:

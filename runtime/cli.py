@@ -43,6 +43,17 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="FILE.png (grid) or FILE.npy (float32 [N,1,28,28])")
     p.set_defaults(run=_sample, extra=None)
 
+    p = sub.add_parser("decode", help="decode given latents (a .npy array in the model's latent convention) to a "
+                                      "PNG grid or a .npy array, streamed")
+    _model_args(p)
+    p.add_argument("--latents", type=Path, required=True, help="float .npy of shape [N, *latent] (see `edgevae info`)")
+    p.add_argument("--out", type=Path, required=True, help="FILE.png (grid) or FILE.npy (float32 [N,C,H,W] in [0, 1])")
+    p.add_argument("--tile", type=int, metavar="T", help="fully convolutional models: decode each latent in T x T "
+                   "tiles, memory bounded by the tile (VAERuntime.decode_tiled)")
+    p.add_argument("--overlap", type=int, metavar="O", help="--tile: latent pixels tiles share (default: twice the "
+                   "declared receptive field, else T/4)")
+    p.set_defaults(run=_decode, extra=None)
+
     p = sub.add_parser("reconstruct", help="encode and decode images from an IDX (raw or .gz), .npy or .png file")
     _model_args(p)
     p.add_argument("--input", type=Path, required=True, help="images: IDX (raw or .gz), .npy, or .png (one image or a grid)")
@@ -93,6 +104,34 @@ def _sample(args) -> None:
     _check_disk(out, n, rt.image_shape, "--n")
     with NpyWriter(out, (n, *rt.image_shape)) as npy:
         for chunk in rt.iter_samples(n, args.seed):
+            npy.write(chunk)
+
+
+def _decode(args) -> None:
+    import numpy as np
+
+    from .image_files import MAX_PNG_IMAGES, NpyWriter, check_output_path, write_images
+    from .latent_files import read_latents
+
+    out = check_output_path(args.out)
+    z = read_latents(args.latents)  # memory-mapped: read chunk by chunk as it is decoded
+    if out.suffix.lower() == ".png" and len(z) > MAX_PNG_IMAGES:
+        raise ValueError(f"{args.latents} holds {len(z)} latents, too many for a PNG grid (at most {MAX_PNG_IMAGES}); "
+                         "write .npy")
+    if args.overlap is not None and args.tile is None:
+        raise ValueError("--overlap applies to --tile")
+    rt = _load(args)
+    chunks = rt.iter_decode(z) if args.tile is None else \
+        (rt.decode_tiled(np.asarray(z[i:i + 1]), args.tile, args.overlap) for i in range(len(z)))  # one at a time
+    first = next(chunks)  # the latent's shape checked and the image size known before the output is opened
+    if out.suffix.lower() == ".png":
+        write_images(out, np.concatenate([first, *chunks]))
+        return
+    shape = (len(z), *first.shape[1:])
+    _check_disk(out, len(z), shape[1:], "--latents")
+    with NpyWriter(out, shape) as npy:
+        npy.write(first)
+        for chunk in chunks:
             npy.write(chunk)
 
 
@@ -179,14 +218,22 @@ def _info(args) -> None:
     m = model.manifest
     lines = [f"model dir     {escape(model.path.resolve())}",
              f"format        {escape(m.format)}  (edgevae {escape(m.edgevae_version)}, opset {m.opset})",
-             f"latent_dim    {m.latent_dim}   image_shape {list(m.image_shape)}"]
+             f"latent_dim    {m.latent_dim}   image_shape {list(m.image_shape)}"
+             + (f"   latent_shape {list(m.latent_shape)}" if m.latent_shape else "")]
+    if m.conventions is not None:
+        c = m.conventions
+        lines.append(f"conventions   pixels {list(c.pixel_range)}, decoder {escape(c.decoder_head)}, posterior "
+                     f"{escape(c.posterior)}, prior {escape(c.prior)}, latent scale {c.latent_scale:g} shift "
+                     f"{c.latent_shift:g}" + (f", fully convolutional /{c.downsampling}" if c.downsampling else "")
+                     + (f", receptive field {c.receptive_field}" if c.receptive_field else ""))
     for name, graphs in sorted(m.variants.items()):
         size = sum(graphs[g].bytes for g in GRAPH_NAMES)
         q = m.quality.get(name)
         vs_fp32 = ""
         if q is not None:
             psnr = "identical" if q.decoder_psnr_db is None else f"{q.decoder_psnr_db:.1f} dB"
-            vs_fp32 = f"  decoder PSNR {psnr}, -ELBO {100 * q.neg_elbo_rel_change:+.3f}% vs fp32"
+            vs_fp32 = f"  decoder PSNR {psnr}" + (f", -ELBO {100 * q.neg_elbo_rel_change:+.3f}% vs fp32"
+                                                  if q.neg_elbo_rel_change is not None else "")
             if q.nll is not None:
                 vs_fp32 += f", IWAE NLL {q.nll.cost:+.3f} +- {q.nll.cost_stderr:.3f} nats"
         fixed = m.static.get(name)

@@ -302,24 +302,26 @@ def probe_inputs(model: ModelDir, graph: str, golden: np.ndarray) -> np.ndarray:
     rng = rng_of(SEED + 1)
     extra = max(0, PROBE_N - len(golden))
     if graph == "decoder":
-        more = standard_normal(rng, (extra, model.latent_dim))
+        more = standard_normal(rng, (extra, *model.latent_shape))
     else:
         base = golden[np.arange(extra) % len(golden)]
-        more = np.clip(base + 0.1 * standard_normal(rng, base.shape), 0.0, 1.0).astype(np.float32)
+        low, high = model.conventions.pixel_range
+        more = np.clip(base + 0.1 * (high - low) * standard_normal(rng, base.shape), low, high).astype(np.float32)
     return np.ascontiguousarray(np.concatenate([golden, more]), np.float32)
 
 
 def default_inputs(model: ModelDir, images: np.ndarray | None = None) -> dict:
     """{graph: golden input}: the first GOLDEN_N of images (None: seeded uniform noise) and GOLDEN_N latents
-    z ~ N(0, I) from runtime.latent's stream with SEED."""
+    z ~ N(0, I) from runtime.latent's stream with SEED. Images in [0, 1] are fed in the model's pixel range."""
     if images is None:
         images = np.random.default_rng(SEED).random((GOLDEN_N, *model.image_shape), dtype=np.float32)
     else:
         from .checks import check_images
 
         images = check_images(images, model.image_shape, "images")
-    return {"encoder": np.ascontiguousarray(images[:GOLDEN_N], np.float32),
-            "decoder": standard_normal(rng_of(SEED), (GOLDEN_N, model.latent_dim))}
+    low, high = model.conventions.pixel_range
+    return {"encoder": np.ascontiguousarray(low + (high - low) * images[:GOLDEN_N], np.float32),
+            "decoder": standard_normal(rng_of(SEED), (GOLDEN_N, *model.latent_shape))}
 
 
 def write_files(folder: Path, files: dict) -> None:

@@ -34,6 +34,15 @@ BATCH_KEY = re.compile(r"[1-9][0-9]{0,8}")  # ASCII digits only ('²'.isdigit() 
 MAX_STATIC_BATCH = 4096  # a fixed-shape graph's batch; the runtime runs it whole, so a hostile manifest is bounded
 
 
+PIXEL_RANGES = ((0.0, 1.0), (-1.0, 1.0))
+# What the decoder's output means (Conventions.decoder_head); the runtimes map each onto images in [0, 1].
+DECODER_HEADS = ("bernoulli_means", "bernoulli_logits", "gaussian_mean", "image")
+LIKELIHOOD_HEADS = ("bernoulli_means", "bernoulli_logits", "gaussian_mean")  # those that define p(x|z), hence nats
+POSTERIORS = ("gaussian", "deterministic")
+PRIORS = ("standard_normal", "none")
+MAX_LATENT_RANK = 3  # [D] or [C, h, w] per item
+
+
 def _graph_map(value, what: str) -> None:
     if set(value) != set(GRAPH_NAMES):
         raise ValueError(f"{what} must have exactly the graphs {', '.join(GRAPH_NAMES)}, got {sorted(value)}")
@@ -75,6 +84,9 @@ class Parity:
     encoder_inputs: str = doc("which images fed the encoder")
     decoder_inputs: str = doc("which latents fed the decoder")
     max_abs_diff: dict[str, dict[str, dict[str, float]]] = doc("{graph: {batch size: {output: max abs difference}}}")
+    sizes: dict[str, dict[str, dict[str, float]]] | None = doc(
+        "fully convolutional models: {\"CxHxW\" of a second image size: {graph: {output: max abs difference}}} at batch 2, "
+        "proving the dynamic H and W", default=None)
 
 
 @dataclass(frozen=True)
@@ -107,10 +119,12 @@ class Quality:
     decoder_psnr_db: float | None = doc("PSNR of those x_hat against fp32 in dB; null when identical")
     decoder_samples: int = doc("number of z decoded")
     encoder_mu_max_abs_diff: float = doc("max |mu - mu_fp32| over the test images")
-    encoder_logvar_max_abs_diff: float = doc("max |logvar - logvar_fp32| over the test images")
-    test_neg_elbo: float = doc("-ELBO in nats per image through this variant (one seeded posterior draw per image)")
-    test_neg_elbo_fp32: float = doc("the same through fp32")
-    neg_elbo_rel_change: float = doc("(test_neg_elbo - test_neg_elbo_fp32) / test_neg_elbo_fp32")
+    encoder_logvar_max_abs_diff: float | None = doc("max |logvar - logvar_fp32| over the test images (null: a "
+                                                    "deterministic encoder)")
+    test_neg_elbo: float | None = doc("-ELBO in nats per image through this variant (one seeded posterior draw per "
+                                      "image); null when the model declares no likelihood or no Gaussian posterior")
+    test_neg_elbo_fp32: float | None = doc("the same through fp32")
+    neg_elbo_rel_change: float | None = doc("(test_neg_elbo - test_neg_elbo_fp32) / test_neg_elbo_fp32")
     test_images: int = doc("number of test images")
     bytes: int = doc("encoder + decoder file sizes")
     size_vs_fp32: float = doc("bytes / fp32 bytes")
@@ -218,15 +232,78 @@ class Targets:
 
 
 @dataclass(frozen=True)
+class Conventions:
+    """How a model's graphs speak, declared by its exporter and applied by the runtimes, whose APIs take and return
+    images in [0, 1] and latents in the model's own convention. A manifest without it is edgevae's own family:
+    every default below (Bernoulli means over [0, 1] pixels, Gaussian posterior, N(0, I) prior, fixed image size)."""
+
+    pixel_range: tuple[float, float] = doc("[low, high] of the pixels the encoder takes and an image or Gaussian "
+                                           "decoder head gives: [0, 1] or [-1, 1]", default=(0.0, 1.0))
+    decoder_head: str = doc("what x_hat is: bernoulli_means (in [0, 1]), bernoulli_logits, gaussian_mean (mean of "
+                            "N(x; x_hat, decoder_scale^2) in pixel_range units) or image (pixel_range, no likelihood)",
+                            default="bernoulli_means")
+    decoder_scale: float | None = doc("gaussian_mean only: the standard deviation of p(x|z) (fixed, or the learned "
+                                      "global value at export)", default=None)
+    posterior: str = doc("gaussian: the encoder returns mu and logvar; deterministic: it returns the latent alone and "
+                         "reparameterize is the identity", default="gaussian")
+    prior: str = doc("standard_normal: sample draws the graph's latent from N(0, I); none: the model has no prior "
+                     "and sample is refused", default="standard_normal")
+    latent_scale: float = doc("the model's latents are (graph latent - latent_shift) x latent_scale (a latent-"
+                              "diffusion scaling_factor); the runtime maps them back before decoding", default=1.0)
+    latent_shift: float = doc("see latent_scale (a latent-diffusion shift_factor)", default=0.0)
+    downsampling: int | None = doc("fully convolutional models: image H and W are this factor times the latent's h "
+                                   "and w, and both graphs take any size that divides; null: image_shape only",
+                                   default=None)
+    receptive_field: int | None = doc("the decoder's receptive field radius in latent pixels, when bounded (tiled "
+                                      "decode overlaps tiles by at least this); null: unbounded or unknown",
+                                      default=None)
+
+    def __post_init__(self):
+        if tuple(self.pixel_range) not in PIXEL_RANGES:
+            raise ValueError(f"pixel_range {list(self.pixel_range)} is not [0, 1] or [-1, 1]")
+        for name, value, allowed in (("decoder_head", self.decoder_head, DECODER_HEADS),
+                                     ("posterior", self.posterior, POSTERIORS), ("prior", self.prior, PRIORS)):
+            if value not in allowed:
+                raise ValueError(f"{name} {short_repr(value)} is not one of {', '.join(allowed)}")
+        if self.decoder_head.startswith("bernoulli") and tuple(self.pixel_range) != (0.0, 1.0):
+            raise ValueError(f"decoder_head {self.decoder_head} models pixels in [0, 1], not {list(self.pixel_range)}")
+        if (self.decoder_head == "gaussian_mean") != (self.decoder_scale is not None):
+            raise ValueError("decoder_scale is given exactly when decoder_head is gaussian_mean")
+        if self.decoder_scale is not None and not self.decoder_scale > 0:
+            raise ValueError(f"decoder_scale {self.decoder_scale} must be > 0")
+        if not self.latent_scale > 0:
+            raise ValueError(f"latent_scale {self.latent_scale} must be > 0")
+        for name in ("downsampling", "receptive_field"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= 1024:
+                raise ValueError(f"{name} {value} is outside 1..1024")
+
+    @property
+    def likelihood(self) -> bool:
+        """Whether the decoder defines p(x|z), so that nats (-ELBO, NLL) mean something."""
+        return self.decoder_head in LIKELIHOOD_HEADS
+
+    @property
+    def stochastic(self) -> bool:
+        return self.posterior == "gaussian"
+
+
+CLASSIC = Conventions()  # edgevae's own family: what a manifest without conventions declares
+
+
+@dataclass(frozen=True)
 class Manifest:
     """manifest.json of a model dir."""
 
     format: str = doc(f'always "{FORMAT}"')
     edgevae_version: str = doc("edgevae version that wrote it")
-    latent_dim: int = doc("D: the decoder's input is [N, D]; the encoder's outputs are [N, D]")
-    image_shape: tuple[int, int, int] = doc("[C, H, W] of every image in and out, pixel values in [0, 1]")
+    latent_dim: int = doc("D: values in one item's latent (the product of latent_shape); the decoder's input is "
+                          "[N, D] when latent_shape is absent")
+    image_shape: tuple[int, int, int] = doc("[C, H, W] of every image in and out (the native size of a fully "
+                                            "convolutional model), pixel values in conventions.pixel_range")
     opset: int = doc("ONNX opset of the graphs")
-    io: dict[str, GraphIO] = doc("{graph: boundary names}; graphs are encoder (x -> mu, logvar) and decoder (z -> x_hat)")
+    io: dict[str, GraphIO] = doc("{graph: boundary names}; graphs are encoder (x -> mu, logvar; x -> z for a "
+                                 "deterministic posterior) and decoder (z -> x_hat)")
     variants: dict[str, dict[str, FileEntry]] = doc(f'{{variant: {{graph: file}}}}; "{FP32}" is always present')
     parity: Parity | None = doc("fp32 parity with PyTorch", default=None)
     training: Training | None = doc("training summary", default=None)
@@ -242,6 +319,10 @@ class Manifest:
     static: dict[str, StaticShape] = doc("{variant: its base and fixed batch} for the fixed-shape variants",
                                          omit_empty=True, default_factory=dict)
     targets: Targets | None = doc("which execution providers could run each graph (`edgevae check`)", default=None)
+    latent_shape: tuple[int, ...] | None = doc("the latent of one item: [D] or [C, h, w] (at image_shape); its product "
+                                               "is latent_dim; absent: [latent_dim]", default=None)
+    conventions: Conventions | None = doc("pixel range, decoder head, posterior, prior, latent scale and shift, "
+                                          "fully convolutional factor; absent: edgevae's own family", default=None)
 
     def __post_init__(self):
         if self.format != FORMAT:
@@ -252,9 +333,12 @@ class Manifest:
         if min(self.image_shape) < 1:
             raise ValueError(f"image_shape {list(self.image_shape)} is not [C, H, W] of positive sizes")
         _graph_map(self.io, "io")
+        self._check_latent()
+        encoder_outputs = 2 if (self.conventions or CLASSIC).stochastic else 1
         for graph, names in self.io.items():
-            if len(names.inputs) != 1 or len(names.outputs) != (2 if graph == "encoder" else 1):
-                raise ValueError(f"io.{graph} must have 1 input and {2 if graph == 'encoder' else 1} output(s)")
+            want = encoder_outputs if graph == "encoder" else 1
+            if len(names.inputs) != 1 or len(names.outputs) != want:
+                raise ValueError(f"io.{graph} must have 1 input and {want} output(s)")
         if FP32 not in self.variants:
             raise ValueError(f"variants must include {FP32!r}")
         for variant, graphs in self.variants.items():
@@ -291,6 +375,18 @@ class Manifest:
         if chosen:
             raise ValueError(f"selection names the fixed-shape variant {chosen[0]!r}; it must name its base")
 
+    def _check_latent(self) -> None:
+        """latent_shape against latent_dim, and a fully convolutional factor against both shapes."""
+        shape = self.latent_shape or (self.latent_dim,)
+        if len(shape) not in (1, MAX_LATENT_RANK) or min(shape) < 1:
+            raise ValueError(f"latent_shape {list(shape)} is not [D] or [C, h, w] of positive sizes")
+        if _product(shape) != self.latent_dim:
+            raise ValueError(f"latent_shape {list(shape)} holds {_product(shape)} values, latent_dim says {self.latent_dim}")
+        factor = (self.conventions or CLASSIC).downsampling
+        if factor is not None and (len(shape) != 3 or [factor * s for s in shape[1:]] != list(self.image_shape[1:])):
+            raise ValueError(f"downsampling {factor} needs latent_shape [C, h, w] with image_shape [C, {factor}h, "
+                             f"{factor}w], got {list(shape)} and {list(self.image_shape)}")
+
     def file_entries(self) -> list[FileEntry]:
         """Every file the manifest names: graphs, then golden arrays."""
         graphs = [entry for graphs in self.variants.values() for entry in graphs.values()]
@@ -298,6 +394,13 @@ class Manifest:
 
     def to_json(self) -> dict:
         return to_json(self)
+
+
+def _product(shape) -> int:
+    total = 1
+    for size in shape:
+        total *= int(size)
+    return total
 
 
 def parse_manifest(obj) -> Manifest:
@@ -325,6 +428,29 @@ class ModelDir:
     def image_shape(self) -> tuple:
         return self.manifest.image_shape
 
+    @property
+    def latent_shape(self) -> tuple:
+        """One item's latent at image_shape: (D,) or (C, h, w)."""
+        return tuple(self.manifest.latent_shape or (self.manifest.latent_dim,))
+
+    @property
+    def conventions(self) -> Conventions:
+        return self.manifest.conventions or CLASSIC
+
+    def latent_shape_for(self, image_hw: tuple) -> tuple:
+        """The latent of one item for an image of image_hw = (H, W) (a fully convolutional model's sizes follow it)."""
+        factor = self.conventions.downsampling
+        if factor is None:
+            return self.latent_shape
+        return (self.latent_shape[0], image_hw[0] // factor, image_hw[1] // factor)
+
+    def image_shape_for(self, latent_hw: tuple) -> tuple:
+        """The image of one item decoded from a latent of latent_hw = (h, w)."""
+        factor = self.conventions.downsampling
+        if factor is None:
+            return tuple(self.image_shape)
+        return (self.image_shape[0], latent_hw[0] * factor, latent_hw[1] * factor)
+
     def fail(self, what: str) -> ModelDirError:
         return ModelDirError(f"model dir {escape(self.path)}: {what}")
 
@@ -332,10 +458,13 @@ class ModelDir:
         """The file name of (variant, graph), escaped for messages."""
         return escape(self.manifest.variants[variant][graph].file)
 
-    def io_shapes(self, graph: str, n: int) -> tuple:
-        """(input shape, [output shapes]) of graph on a batch of n, as the contract fixes them."""
-        d, image = self.latent_dim, tuple(self.image_shape)
-        return {"encoder": ((n, *image), [(n, d), (n, d)]), "decoder": ((n, d), [(n, *image)])}[graph]
+    def io_shapes(self, graph: str, n: int, image_hw: tuple | None = None) -> tuple:
+        """(input shape, [output shapes]) of graph on a batch of n, as the contract fixes them; image_hw: the
+        images' (H, W) for a fully convolutional model (default: image_shape's)."""
+        hw = tuple(image_hw or self.image_shape[1:])
+        latent, image = (n, *self.latent_shape_for(hw)), (n, self.image_shape[0], *hw)
+        outputs = len(self.manifest.io["encoder"].outputs)
+        return {"encoder": (image, [latent] * outputs), "decoder": (latent, [image])}[graph]
 
     def check_variant(self, variant) -> str:
         """variant if it is `auto` or one the manifest lists; InputError for a non-string, ModelDirError

@@ -79,9 +79,13 @@ def _check_io(model: ModelDir, variant: str, graph: str, session) -> None:
     if wrong:
         raise model.fail(f"{file}: {escape(wrong[0])} is not a float32 tensor (the contract's boundary type)")
     latent_arg = inputs[0] if graph == "decoder" else outputs[0]
-    width = latent_arg.shape[-1] if latent_arg.shape else None
-    if isinstance(width, int) and width != model.latent_dim:
-        raise model.fail(f"{file} has latent size {width}, the manifest says latent_dim {model.latent_dim}")
+    dims = list(latent_arg.shape[1:]) if latent_arg.shape else []
+    want = list(model.latent_shape)
+    checked = want if model.conventions.downsampling is None else want[:1]  # h and w of such a model follow the image
+    if dims and (len(dims) != len(want) or any(isinstance(d, int) and d != w for d, w in zip(dims, checked))):
+        if len(want) == 1 and len(dims) == 1:
+            raise model.fail(f"{file} has latent size {dims[0]}, the manifest says latent_dim {want[0]}")
+        raise model.fail(f"{file} has latent {dims}, the manifest says latent_shape {want}")
 
 
 def new_session(data: bytes, config: SessionConfig = SessionConfig(), control_flow=()) -> ort.InferenceSession:

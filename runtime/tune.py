@@ -52,7 +52,7 @@ def eligible_variants(model: ModelDir) -> list:
     else:
         others = [v for v, q in m.quality.items() if v in m.variants
                   and (q.decoder_psnr_db is None or q.decoder_psnr_db >= MIN_PSNR_DB)
-                  and abs(q.neg_elbo_rel_change) <= MAX_ELBO_REL]
+                  and (q.neg_elbo_rel_change is None or abs(q.neg_elbo_rel_change) <= MAX_ELBO_REL)]  # None: no likelihood
     return [FP32] + sorted(set(others) - {FP32})
 
 
@@ -72,7 +72,7 @@ def _feed(model: ModelDir, graph: str, batch: int) -> np.ndarray:
     rng = rng_of(0)
     if graph == "encoder":
         return rng.random((batch, *model.image_shape), dtype=np.float32)
-    return standard_normal(rng, (batch, model.latent_dim))
+    return standard_normal(rng, (batch, *model.latent_shape))
 
 
 def candidates(variants: list, threads: list, providers: list, was: Choice) -> list[Choice]:

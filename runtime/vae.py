@@ -14,7 +14,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from .checks import check_count, check_images, check_latents, check_threads
+from .checks import check_count, check_images, check_latent_shape, check_latents, check_threads
+from .conventions import to_pixels, to_unit
 from .device_profile import Choice, Plan, plan as make_plan
 from .errors import InputError
 from .latent import reparameterize, rng_of, standard_normal
@@ -26,6 +27,11 @@ from .sessions import DEFAULT_PROVIDERS, SessionConfig, create_session, run_chec
 # Images per onnxruntime call: bounds the graphs' intermediate tensors. Larger chunks were no faster per
 # image but grew peak memory (docs/results.md).
 CHUNK = 32
+# ...and at most this many output values per call (4 MB of float32), so that a 512 x 512 RGB decoder, whose
+# intermediate tensors are ~100x its output, runs one image at a time instead of 32 (several GB).
+CHUNK_VALUES = 1 << 20
+DEFAULT_TILE = 32  # latent pixels a side: a 256 x 256 image at downsampling 8
+NO_PRIOR = "this model has no prior to sample from; decode latents with `edgevae decode`"
 DEFAULT_VARIANT = AUTO  # the CLI's default too: one seed gives the same images through both
 DEFAULT_THREADS = AUTO  # the device profile's choice, else the manifest's, else onnxruntime's (device_profile.py)
 MAX_RESULT_BYTES = 1 << 32  # one result array; more is refused up front (stream with iter_samples instead)
@@ -46,6 +52,28 @@ def _allocate(shape: tuple, what: str) -> np.ndarray:
         raise InputError(f"{what} would need {size / 1e9:.3g} GB in one array (at most {MAX_RESULT_BYTES / 1e9:.3g}); "
                          "ask for fewer or stream them (iter_samples, or --out FILE.npy on the CLI)")
     return np.empty(shape, np.float32)
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list:
+    """Start positions of tiles of `tile` covering [0, length) with at least `overlap` in common; the last flush
+    with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile - overlap))
+    return starts + [length - tile]
+
+
+def _ramp(start: int, size: int, length: int, overlap: int, margin: int, factor: int) -> np.ndarray:
+    """One tile's blending weight along one axis, in output pixels: 0 over `margin` latent pixels at each side
+    shared with a neighbour, then a linear ramp to 1 across the rest of the overlap."""
+    pixels = np.arange(size * factor, dtype=np.float32) + 0.5
+    span = max(1, (overlap - 2 * margin) * factor)
+    weight = np.ones(size * factor, np.float32)
+    if start > 0:
+        weight = np.minimum(weight, np.clip((pixels - margin * factor) / span, 0, 1))
+    if start + size < length:
+        weight = np.minimum(weight, np.clip((pixels[::-1] - margin * factor) / span, 0, 1))
+    return weight
 
 
 def _gather(out: np.ndarray, chunks) -> np.ndarray:
@@ -160,19 +188,66 @@ class VAERuntime:
     def image_shape(self) -> tuple:
         return self.model.image_shape
 
+    @property
+    def latent_shape(self) -> tuple:
+        """One item's latent at image_shape: (D,) or (C, h, w)."""
+        return self.model.latent_shape
+
+    @property
+    def conventions(self):
+        """The model's declared conventions (runtime/manifest.py Conventions), which every method applies."""
+        return self.model.conventions
+
+    def _rows(self, item_shape: tuple) -> int:
+        """Items per onnxruntime call for items whose larger end (latent or image) is item_shape."""
+        return max(1, min(self.chunk, CHUNK_VALUES // max(1, math.prod(item_shape))))
+
+    def _check_images(self, x, name: str = "x") -> np.ndarray:
+        return check_images(x, self.image_shape, name, multiple_of=self.conventions.downsampling)
+
+    def _check_latents(self, z, name: str = "z") -> np.ndarray:
+        return check_latents(z, self.latent_shape, name, any_size=self.conventions.downsampling is not None)
+
+    def _to_graph_pixels(self, x: np.ndarray) -> np.ndarray:
+        """Images in [0, 1] -> the encoder's pixel range."""
+        return to_pixels(x, self.conventions)
+
+    def _to_graph_latent(self, z: np.ndarray) -> np.ndarray:
+        """Latents in the model's convention -> the decoder's input: z / latent_scale + latent_shift."""
+        c = self.conventions
+        if (c.latent_scale, c.latent_shift) == (1.0, 0.0):
+            return z
+        return (z / np.float32(c.latent_scale) + np.float32(c.latent_shift)).astype(np.float32)
+
+    def _from_graph_latent(self, mu: np.ndarray, logvar: np.ndarray | None) -> tuple:
+        """The encoder's (mu, logvar) -> the model's convention: (mu - shift) x scale, logvar + 2 ln scale."""
+        c = self.conventions
+        if (c.latent_scale, c.latent_shift) == (1.0, 0.0):
+            return mu, logvar
+        mu = ((mu - np.float32(c.latent_shift)) * np.float32(c.latent_scale)).astype(np.float32)
+        if logvar is not None:
+            logvar = (logvar + np.float32(2.0 * math.log(c.latent_scale))).astype(np.float32)
+        return mu, logvar
+
+    def _to_unit(self, y: np.ndarray) -> np.ndarray:
+        """The decoder's x_hat (checked finite) -> images in [0, 1], in place: the declared head's mapping."""
+        return to_unit(y, self.conventions)
+
     def _checked(self, variant: str, graph: str, values: list, feed: np.ndarray) -> list:
         """The graph's outputs once each has the contract's shape and dtype, is finite, and (x_hat) lies in
         [0, 1]: a hostile or broken graph whose hashes match must not hand garbage to the user."""
         names = self.model.manifest.io[graph].outputs
-        for name, value, shape in zip(names, values, self.model.io_shapes(graph, len(feed))[1]):
+        hw = feed.shape[2:] if graph == "encoder" else self.model.image_shape_for(feed.shape[2:])[1:]
+        means = graph != "decoder" or self.conventions.decoder_head == "bernoulli_means"  # only those have a range
+        for name, value, shape in zip(names, values, self.model.io_shapes(graph, len(feed), tuple(hw))[1]):
             if not isinstance(value, np.ndarray) or value.dtype != np.float32 or value.shape != shape:
                 got = f"{value.dtype} {list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
                 raise self.model.fail(f"{self.model.file_label(variant, graph)} returned {escape(name)} as {got} "
                                       f"for a batch of {len(feed)}, expected float32 {list(shape)}")
             # x_hat: min and max in [0, 1] also prove it finite (NaN fails every comparison); one check per
             # pass over the data, as these run on every call (batch 1 included)
-            low, high = (float(value.min()), float(value.max())) if graph == "decoder" else (0.0, 1.0)
-            if not (0.0 <= low and high <= 1.0) or (graph != "decoder" and not np.isfinite(value).all()):
+            low, high = (float(value.min()), float(value.max())) if graph == "decoder" and means else (0.0, 1.0)
+            if not (0.0 <= low and high <= 1.0) or (not means and not np.isfinite(value).all()):
                 self._fail_output(variant, graph, name, value, feed)
         return values
 
@@ -198,14 +273,17 @@ class VAERuntime:
         per_input = (time.perf_counter() - start) / len(feed)
         if per_input < self._cost.get(key, math.inf):
             self._cost[key] = per_input
-        return self._checked(choice.variant, graph, values, feed)
+        values = self._checked(choice.variant, graph, values, feed)
+        if graph == "decoder":
+            values[0] = self._to_unit(values[0])
+        return values
 
-    def _step(self, choice: Choice, n: int) -> int:
-        """Rows per onnxruntime call for a request of n rows: the chunk, or a fixed-shape variant's own batch, of
-        which n must then be a multiple (a batch is never padded to fit a fixed shape)."""
+    def _step(self, choice: Choice, n: int, rows: int) -> int:
+        """Rows per onnxruntime call for a request of n rows: rows (see _rows), or a fixed-shape variant's own batch,
+        of which n must then be a multiple (a batch is never padded to fit a fixed shape)."""
         static = self.model.manifest.static.get(choice.variant)
         if static is None:
-            return self.chunk
+            return rows
         if n % static.batch:
             raise InputError(f"variant {escape(choice.variant)} has a fixed batch of {static.batch}; {n} rows are not a "
                              f"multiple of it (use variant {escape(static.base)} or auto for other sizes)")
@@ -214,26 +292,33 @@ class VAERuntime:
     def _run(self, graph: str, array: np.ndarray, outputs: list) -> None:
         """Run graph over array in chunks, writing into the preallocated outputs (one per graph output)."""
         choice = self.choice(graph, len(array))
-        step = self._step(choice, len(array))
+        rows = self._rows(max(array.shape[1:], outputs[0].shape[1:], key=math.prod))
+        step = self._step(choice, len(array), rows)
         for start in range(0, len(array), step):
             stop = start + step
             for out, value in zip(outputs, self._run_chunk(choice, graph, array[start:stop])):
                 out[start:stop] = value
 
     def encode(self, x: np.ndarray) -> tuple:
-        """x float [N,C,H,W] in [0,1] -> (mu, logvar), each float32 [N,D]."""
-        x = check_images(x, self.image_shape)
-        mu = _allocate((len(x), self.latent_dim), "mu")
-        logvar = np.empty_like(mu)
-        self._run("encoder", x, [mu, logvar])
-        return mu, logvar
+        """x float [N,C,H,W] in [0,1] -> (mu, logvar), each float32 [N, *latent_shape] in the model's latent
+        convention; a deterministic encoder (conventions.posterior) gives (z, None)."""
+        x = self._check_images(x)
+        mu = _allocate((len(x), *self.model.latent_shape_for(x.shape[2:])), "mu")
+        outputs = [mu] + [np.empty_like(mu) for _ in self.model.manifest.io["encoder"].outputs[1:]]
+        self._run("encoder", self._to_graph_pixels(x), outputs)
+        return self._from_graph_latent(mu, outputs[1] if len(outputs) == 2 else None)
 
-    def reparameterize(self, mu: np.ndarray, logvar: np.ndarray, seed=None) -> np.ndarray:
+    def reparameterize(self, mu: np.ndarray, logvar: np.ndarray | None, seed=None) -> np.ndarray:
         """z = mu + exp(logvar/2) * eps, eps ~ N(0, I) from numpy.random.default_rng(seed)
-        (Kingma & Welling 2014, eq. 10). seed: int >= 0, None (fresh entropy) or a numpy Generator."""
+        (Kingma & Welling 2014, eq. 10). seed: int >= 0, None (fresh entropy) or a numpy Generator.
+        A deterministic encoder's (z, None): z itself."""
         rng = _seeded(seed)
-        mu = check_latents(mu, self.latent_dim, "mu")
-        logvar = check_latents(logvar, self.latent_dim, "logvar")
+        mu = self._check_latents(mu, "mu")
+        if not self.conventions.stochastic:
+            if logvar is not None:
+                raise InputError("this model's encoder is deterministic: pass logvar=None (encode returns it so)")
+            return mu
+        logvar = self._check_latents(logvar, "logvar")
         if mu.shape != logvar.shape:
             raise InputError(f"mu and logvar must have the same shape, got {list(mu.shape)} and {list(logvar.shape)}")
         z = reparameterize(mu, logvar, standard_normal(rng, mu.shape))
@@ -243,28 +328,87 @@ class VAERuntime:
         return z
 
     def decode(self, z: np.ndarray) -> np.ndarray:
-        """z float [N,D] -> x_hat float32 [N,C,H,W], Bernoulli means in [0,1]."""
-        z = check_latents(z, self.latent_dim)
-        x_hat = _allocate((len(z), *self.image_shape), "x_hat")
-        self._run("decoder", z, [x_hat])
+        """z float [N, *latent_shape] in the model's latent convention -> x_hat float32 [N,C,H,W] in [0,1]
+        (Bernoulli means, or the declared head mapped onto [0, 1])."""
+        z = self._check_latents(z)
+        x_hat = _allocate((len(z), *self.model.image_shape_for(z.shape[2:])), "x_hat")
+        self._run("decoder", self._to_graph_latent(z), [x_hat])
         return x_hat
+
+    def decode_tiled(self, z: np.ndarray, tile: int = DEFAULT_TILE, overlap: int | None = None) -> np.ndarray:
+        """decode(z) of a fully convolutional model, tile by tile, so that the decoder's intermediate tensors are
+        bounded by a tile x tile latent (times N) whatever the latent's size; the output is the same [N,C,H,W].
+
+        Tiles of tile x tile latent pixels overlap by `overlap` (default: twice the declared receptive field, else
+        tile // 4). Across an overlap, each tile's outer `margin` latent pixels (the receptive field, else overlap
+        // 4), which saw zero padding instead of their neighbours, get weight 0, then a linear ramp hands over to
+        the next tile. With a declared receptive field r and overlap >= 2r every output pixel comes from tiles
+        that saw all its context, so the result equals decode(z) up to float rounding; otherwise the seams are
+        blended and the difference is the model's (measured in docs/results.md)."""
+        factor = self.conventions.downsampling
+        if factor is None:
+            raise InputError("tiled decode needs a fully convolutional model (conventions.downsampling); this one "
+                             "decodes one fixed size")
+        tile = check_count("tile", tile)
+        field = self.conventions.receptive_field
+        overlap = (2 * field if field else tile // 4) if overlap is None else check_count("overlap", overlap, minimum=0)
+        if overlap >= tile:
+            raise InputError(f"overlap {overlap} must be smaller than tile {tile}")
+        margin = min(field if field else overlap // 4, overlap // 2)
+        z = self._check_latents(z)
+        n, _, h, w = z.shape
+        out = _allocate((n, *self.model.image_shape_for((h, w))), "x_hat")
+        out.fill(0.0)
+        total = np.zeros(out.shape[2:], np.float32)
+        graph_z = self._to_graph_latent(z)
+        for top in _tile_starts(h, tile, overlap):
+            for left in _tile_starts(w, tile, overlap):
+                part = np.ascontiguousarray(graph_z[:, :, top:top + tile, left:left + tile])
+                image = _allocate((n, *self.model.image_shape_for(part.shape[2:])), "tile")
+                self._run("decoder", part, [image])
+                weight = np.outer(_ramp(top, part.shape[2], h, overlap, margin, factor),
+                                  _ramp(left, part.shape[3], w, overlap, margin, factor))
+                rows, cols = slice(top * factor, top * factor + image.shape[2]), slice(left * factor, left * factor + image.shape[3])
+                out[:, :, rows, cols] += weight * image
+                total[rows, cols] += weight
+        out /= total
+        return out
+
+    def iter_decode(self, z: np.ndarray):
+        """decode(z) as float32 [k,C,H,W] chunks, for any N in bounded memory (z may be a np.load memmap)."""
+        if not isinstance(z, np.ndarray) or z.ndim == 0 or len(z) == 0:
+            self._check_latents(z)  # raises the one-line InputError for it
+        # shape and dtype before any work (z is not read whole); each chunk's values are checked as it is read
+        check_latent_shape(z.shape, self.latent_shape, "z", self.conventions.downsampling is not None)
+        self._check_latents(z[:1])
+        choice = self.choice("decoder", len(z))
+        rows = self._rows(self.model.image_shape_for(z.shape[2:]))
+        for start in range(0, len(z), rows):
+            part = self._check_latents(z[start:start + rows])
+            yield self._run_chunk(choice, "decoder", self._to_graph_latent(part))[0]
 
     def iter_samples(self, n: int, seed=None):
         """Yield n samples (z ~ N(0, I), decoded) as float32 [k,C,H,W] chunks of at most self.chunk,
-        so any n runs in bounded memory. The concatenated chunks equal sample(n, seed)."""
+        so any n runs in bounded memory. The concatenated chunks equal sample(n, seed).
+        InputError for a model that declares no prior (conventions.prior)."""
         n = check_count("n", n)
         rng = _seeded(seed)
+        if self.conventions.prior == "none":
+            raise InputError(NO_PRIOR)
         # One variant for the whole request: `auto` selects by the total batch size, as sample() does.
         choice = self.choice("decoder", n)
-        step = self._step(choice, n)
+        step = self._step(choice, n, self._rows(self.image_shape))
         for start in range(0, n, step):
-            z = standard_normal(rng, (min(step, n - start), self.latent_dim))
+            z = standard_normal(rng, (min(step, n - start), *self.latent_shape))  # the prior is on the graph's latent
             yield self._run_chunk(choice, "decoder", z)[0]
 
     def sample(self, n: int, seed=None) -> np.ndarray:
         """n images decoded from z ~ N(0, I): float32 [n,C,H,W]. Same seed, same images.
-        An n whose result is too large raises InputError at once, before any decoding."""
+        An n whose result is too large raises InputError at once, before any decoding; so does a model
+        without a prior (conventions.prior "none": decode latents instead)."""
         n = check_count("n", n)
+        if self.conventions.prior == "none":
+            raise InputError(NO_PRIOR)
         return _gather(_allocate((n, *self.image_shape), f"n={n} samples"), self.iter_samples(n, seed))
 
     def reconstruct(self, x: np.ndarray, seed=None) -> np.ndarray:
@@ -275,15 +419,17 @@ class VAERuntime:
         return self.decode(mu if seed is None else self.reparameterize(mu, logvar, seed))
 
     def _line_ends(self, x_a: np.ndarray, x_b: np.ndarray) -> np.ndarray:
-        """mu of x_a and x_b: float32 [2,D]."""
+        """mu of x_a and x_b: float32 [2, *latent]."""
         pair = []
         for name, x in (("x_a", x_a), ("x_b", x_b)):
             if isinstance(x, np.ndarray) and x.ndim == len(self.image_shape):
                 x = x[None]
-            x = check_images(x, self.image_shape, name)
+            x = self._check_images(x, name)
             if len(x) != 1:
                 raise InputError(f"{name} must be one image, got a batch of {len(x)}")
             pair.append(x)
+        if pair[0].shape != pair[1].shape:
+            raise InputError(f"x_a and x_b must have the same shape, got {list(pair[0].shape)} and {list(pair[1].shape)}")
         mu, _ = self.encode(np.concatenate(pair))
         return mu
 
@@ -292,14 +438,16 @@ class VAERuntime:
         steps = check_count("steps", steps, minimum=2)
         mu = self._line_ends(x_a, x_b)
         choice = self.choice("decoder", steps)
-        step = self._step(choice, steps)
+        step = self._step(choice, steps, self._rows(self.model.image_shape_for(mu.shape[2:])))
         for start in range(0, steps, step):
-            t = (np.arange(start, min(start + step, steps), dtype=np.float64) / (steps - 1))[:, None]
+            t = np.arange(start, min(start + step, steps), dtype=np.float64) / (steps - 1)
+            t = t.reshape(-1, *[1] * (mu.ndim - 1))  # [k, 1] or [k, 1, 1, 1]
             z = ((1.0 - t) * mu[0] + t * mu[1]).astype(np.float32)
-            yield self._run_chunk(choice, "decoder", z)[0]
+            yield self._run_chunk(choice, "decoder", self._to_graph_latent(z))[0]
 
     def interpolate(self, x_a: np.ndarray, x_b: np.ndarray, steps: int = 8) -> np.ndarray:
         """Decode `steps` points on the straight line from mu(x_a) to mu(x_b), ends included:
         float32 [steps,C,H,W]. x_a, x_b: one image each, [C,H,W] or [1,C,H,W]."""
         steps = check_count("steps", steps, minimum=2)
-        return _gather(_allocate((steps, *self.image_shape), f"steps={steps} frames"), self.iter_interpolate(x_a, x_b, steps))
+        frame = self.image_shape if self.conventions.downsampling is None else np.shape(x_a)[-3:]
+        return _gather(_allocate((steps, *frame), f"steps={steps} frames"), self.iter_interpolate(x_a, x_b, steps))

@@ -161,6 +161,12 @@ def evaluate_model_dir(model_dir, variant: str = "fp32", data_dir=None, iwae_k=1
     model = contract.load(model_dir)
     model.check_variant(variant)
     manifest = model.manifest
+    c = model.conventions
+    if (c.decoder_head, c.posterior) not in (("bernoulli_means", "gaussian"), ("bernoulli_logits", "gaussian")):
+        # runtime/likelihood.py's estimators are Bernoulli with a Gaussian posterior; for any other model nats
+        # would be meaningless (issue 23): quantize reports its decoder PSNR instead
+        raise ValueError(f"eval reports nats for Bernoulli decoders with a Gaussian posterior; this model declares "
+                         f"decoder_head {c.decoder_head} and posterior {c.posterior} (`edgevae quantize` reports its PSNR)")
     train_cfg = dict(manifest.training.train_config) if manifest.training is not None else {}
     x = test_images(train_cfg, manifest.image_shape, data_dir, limit_test, data, image_size, channels).numpy()
     result = evaluate_images(model_dir, variant, x, iwae_k, batch_size, train_cfg.get("seed", 0), threads, workers)
