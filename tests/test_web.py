@@ -149,6 +149,22 @@ def test_js_verify_applies_the_python_rule_and_cap():
                   ("SAFETY_FACTOR", "REFERENCE_FACTOR", "FLOOR", "PARITY_TOLERANCE", "QUANTIZED_CAP_STEPS")}
 
 
+TSC = NODE_MODULES / "typescript" / "bin" / "tsc"
+
+
+@pytest.mark.skipif(not NODE or not TSC.is_file(), reason="needs node and web/node_modules/typescript (npm ci in web/)")
+def test_the_js_runtime_type_checks():
+    """Every module of web/ is in web/tsconfig.json and marked // @ts-check, and TypeScript's checker (checkJs,
+    the JSDoc types) finds no error in them: a wrong argument or field name fails here, not in a browser."""
+    config = json.loads((WEB / "tsconfig.json").read_text())
+    modules = sorted(p.name for p in [*WEB.glob("*.js"), *WEB.glob("*.mjs")])
+    assert sorted(config["include"]) == modules
+    unmarked = [m for m in modules if "// @ts-check" not in (WEB / m).read_text().splitlines()[:2]]
+    assert not unmarked, f"no // @ts-check at the top of {unmarked}"
+    out = subprocess.run([NODE, str(TSC), "-p", str(WEB / "tsconfig.json")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"tsc exit {out.returncode}:\n{out.stdout}{out.stderr}"
+
+
 # --- Node ---
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,4 @@
+// @ts-check
 // `auto`: the candidates (variant x backend) of a runtime timed in THAT runtime, never copied from the manifest's
 // native "selection" (in wasm the int8 graphs were slower than fp32 at batch 1, the opposite of native
 // onnxruntime). Every candidate is timed at PROBE_BATCHES (median after a warm-up, first backend first), and batch
@@ -7,19 +8,44 @@ import { label } from "./backends.js";
 import { tensor } from "./checks.js";
 import { Generator } from "./random.js";
 
+/**
+ * @import { Candidate } from "./backends.js"
+ * @import { EdgeVAE } from "./vae.js"
+ */
+/**
+ * @typedef {object} Choice `auto`'s measured choice for one graph.
+ * @property {Record<string, Candidate>} choice probe batch size -> the fastest candidate there
+ * @property {Record<string, Record<string, number>>} timings "variant@backend" -> batch size -> median ms
+ * @property {Record<string, string>} failed "variant@backend" -> why it is no candidate
+ * @property {string} runtime EdgeVAE.runtime of the runtime that measured it
+ */
+
 export const PROBE_BATCHES = [1, 64];
+/** @type {Map<string, Choice>} */
 const choices = new Map(); // measured choices in this process/page: key -> {choice, timings, failed, runtime}
+/** @type {Map<string, Promise<Choice>>} */
 const measuring = new Map(); // key -> Promise of the measurement in progress
 
+/** @param {number[]} values */
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
 
-/** The key of vae's choice for graph: its backends, threads, variant option and the graphs' sha256. */
+/**
+ * The key of vae's choice for graph: its backends, threads, variant option and the graphs' sha256.
+ * @param {EdgeVAE} vae
+ * @param {string} graph
+ * @returns {string}
+ */
 export function choiceKey(vae, graph) {
   const files = Object.keys(vae.model.variants).map((v) => vae.model.variants[v][graph].sha256.slice(0, 16));
   return ["edgevae-choice", vae.runtime, vae.variant, graph, ...files].join("|");
 }
 
-/** The choice for graph already measured (this process/page, or vae.cache), else null. */
+/**
+ * The choice for graph already measured (this process/page, or vae.cache), else null.
+ * @param {EdgeVAE} vae
+ * @param {string} graph
+ * @returns {Choice | null}
+ */
 export function measured(vae, graph) {
   const key = choiceKey(vae, graph);
   let found = choices.get(key) ?? null;
@@ -32,14 +58,19 @@ export function measured(vae, graph) {
   return valid ? found : null;
 }
 
-/** The choice for graph, measured once even when several calls ask at once. */
+/**
+ * The choice for graph, measured once even when several calls ask at once.
+ * @param {EdgeVAE} vae
+ * @param {string} graph
+ * @returns {Promise<Choice>}
+ */
 export async function choose(vae, graph) {
   const key = choiceKey(vae, graph);
   const found = measured(vae, graph);
   if (found) { choices.set(key, found); return found; }
   if (!measuring.has(key)) {
-    measuring.set(key, measure(vae, graph).then((result) => {
-      result = { runtime: vae.runtime, ...result };
+    measuring.set(key, measure(vae, graph).then((measurement) => {
+      const result = { runtime: vae.runtime, ...measurement };
       choices.set(key, result);
       try { vae.cache?.set(key, result); } catch { /* storage full or disabled: measured again next time */ }
       return result;
@@ -48,8 +79,19 @@ export async function choose(vae, graph) {
   return measuring.get(key);
 }
 
+/**
+ * @param {EdgeVAE} vae
+ * @param {string} graph
+ * @returns {Promise<Omit<Choice, "runtime">>}
+ */
 async function measure(vae, graph) {
-  const gen = new Generator(0), choice = {}, timings = {}, failed = {};
+  const gen = new Generator(0);
+  /** @type {Choice["choice"]} */
+  const choice = {};
+  /** @type {Choice["timings"]} */
+  const timings = {};
+  /** @type {Choice["failed"]} */
+  const failed = {};
   const [C, H, W] = vae.model.imageShape, D = vae.model.latentDim;
   for (const n of PROBE_BATCHES) {
     const input = graph === "decoder" ? tensor(gen.normals(n * D), [n, D])

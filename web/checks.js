@@ -1,3 +1,4 @@
+// @ts-check
 // Checks of what callers hand the runtime, the same as the Python runtime's (runtime/checks.py): each
 // returns a Float32Array ready for onnxruntime or throws InputError naming the argument and the bad value.
 // A batch is {data, dims}: data a Float32Array, Float64Array or Array of numbers in row-major order, dims
@@ -7,9 +8,31 @@ import { InputError } from "./manifest.js";
 
 const FLOAT_ARRAYS = [Float32Array, Float64Array];
 
-/** A {data, dims} batch (the shape every method takes and returns). */
+/**
+ * @typedef {object} Batch A batch as callers give it: `data` in row-major order, `dims` its shape.
+ * @property {Float32Array | Float64Array | number[]} data
+ * @property {readonly number[]} dims
+ */
+/**
+ * @typedef {object} Tensor32 A batch as the runtime returns it.
+ * @property {Float32Array} data
+ * @property {number[]} dims
+ */
+
+/**
+ * A {data, dims} batch (the shape every method takes and returns).
+ * @template {Float32Array | Float64Array | number[]} T
+ * @param {T} data
+ * @param {Iterable<number>} dims
+ * @returns {{data: T, dims: number[]}}
+ */
 export function tensor(data, dims) { return { data, dims: [...dims] }; }
 
+/**
+ * @param {string} name
+ * @param {Batch} value
+ * @returns {Float32Array}
+ */
 function asFloat32(name, value) {
   if (value === null || typeof value !== "object" || !("data" in value) || !Array.isArray(value.dims)) {
     throw new InputError(`${name} must be a {data, dims} batch, got ${value === null ? "null" : typeof value}`);
@@ -43,7 +66,12 @@ function unravel(index, dims) {
   return out;
 }
 
-/** InputError unless every value of data is finite. */
+/**
+ * InputError unless every value of data is finite.
+ * @param {string} name
+ * @param {ArrayLike<number>} data
+ * @param {readonly number[]} dims its shape, for the index in the message
+ */
 export function checkFinite(name, data, dims) {
   let count = 0, first = -1;
   for (let i = 0; i < data.length; i++) {
@@ -59,7 +87,13 @@ function checkBatch(name, dims, tail, tailText) {
   if (dims[0] === 0) throw new InputError(`${name} is an empty batch (shape ${JSON.stringify(dims)})`);
 }
 
-/** x as {data: Float32Array, dims: [N,C,H,W]} with N >= 1, finite, every value in [0, 1]. */
+/**
+ * x as {data: Float32Array, dims: [N,C,H,W]} with N >= 1, finite, every value in [0, 1].
+ * @param {Batch} x
+ * @param {readonly number[]} imageShape [C, H, W]
+ * @param {string} [name]
+ * @returns {Tensor32}
+ */
 export function checkImages(x, imageShape, name = "x") {
   const data = asFloat32(name, x);
   checkBatch(name, x.dims, imageShape, `[N, ${imageShape.join(", ")}]`);
@@ -70,7 +104,13 @@ export function checkImages(x, imageShape, name = "x") {
   return { data, dims: [...x.dims] };
 }
 
-/** z as {data: Float32Array, dims: [N,D]} with N >= 1 and D the model's latent size, finite. */
+/**
+ * z as {data: Float32Array, dims: [N,D]} with N >= 1 and D the model's latent size, finite.
+ * @param {Batch} z
+ * @param {number} latentDim
+ * @param {string} [name]
+ * @returns {Tensor32}
+ */
 export function checkLatents(z, latentDim, name = "z") {
   const data = asFloat32(name, z);
   checkBatch(name, z.dims, [latentDim], `[N, ${latentDim}] (the model's latent_dim is ${latentDim})`);
@@ -78,7 +118,13 @@ export function checkLatents(z, latentDim, name = "z") {
   return { data, dims: [...z.dims] };
 }
 
-/** value as an integer >= minimum (booleans, floats and strings refused). */
+/**
+ * value as an integer >= minimum (booleans, floats and strings refused).
+ * @param {string} name
+ * @param {unknown} value
+ * @param {number} [minimum]
+ * @returns {number}
+ */
 export function checkCount(name, value, minimum = 1) {
   if (typeof value !== "number" || !Number.isSafeInteger(value)) {
     throw new InputError(`${name} must be an integer, got ${String(value).slice(0, 40)}`);

@@ -1,3 +1,4 @@
+// @ts-check
 // manifest.json of an edgevae model dir, checked the way the Python runtime checks it
 // (runtime/manifest.py, docs/model-dir.schema.json). Pure functions: no I/O, so browser and Node share it.
 // Only the fields the JS runtime needs are typed here; the optional reports (parity, training, quality,
@@ -14,19 +15,48 @@ export const MAX_STATIC_BATCH = 4096; // runtime/manifest.py's bound on a fixed-
 export const REQUIRED = ["format", "edgevae_version", "latent_dim", "image_shape", "opset", "io", "variants"];
 export const FILE_ENTRY_REQUIRED = ["file", "sha256", "bytes"];
 const SHA256 = /^[0-9a-f]{64}$/;
+
+/** @typedef {"encoder" | "decoder"} Graph */
+/** @typedef {{file: string, sha256: string, bytes: number}} FileEntry A file the manifest lists, with its size and hash. */
+/** @typedef {{inputs: string[], outputs: string[]}} GraphIo A graph's input and output names, in order. */
+/**
+ * @typedef {object} Golden The checked `golden` entry (see parseGolden).
+ * @property {Record<string, FileEntry>} inputs graph -> its golden input
+ * @property {Record<string, Record<string, Record<string, FileEntry>>>} outputs variant -> graph -> output name -> file
+ * @property {Record<string, Record<string, number>>} tolerance variant -> graph -> max abs difference
+ * @property {Record<string, Record<string, number>>} measured variant -> graph -> measured difference
+ * @property {Record<string, Record<string, number>>} reference variant -> graph -> reference difference
+ */
+/**
+ * @typedef {object} Manifest The checked manifest (parseManifest).
+ * @property {number} latentDim
+ * @property {number[]} imageShape [C, H, W]
+ * @property {Record<string, GraphIo>} io graph -> names
+ * @property {Record<string, Record<string, FileEntry>>} variants variant -> graph -> file
+ * @property {Record<string, Record<number, string>>} selection graph -> batch size -> variant
+ * @property {Record<string, {base: string, batch: number}>} static fixed-shape variants
+ * @property {Golden | null} golden
+ * @property {any} raw the decoded manifest.json as it was
+ */
 const BATCH_KEY = /^[1-9][0-9]{0,8}$/;
 
 /** A model dir that cannot be used (bad manifest, missing or changed file, unknown variant, graph I/O). */
 export class ModelDirError extends Error {
+  /** @param {string} message */
   constructor(message) { super(oneLine(message)); this.name = "ModelDirError"; }
 }
 
 /** An argument the runtime refuses (shape, NaN/inf, range, count). */
 export class InputError extends Error {
+  /** @param {string} message */
   constructor(message) { super(oneLine(message)); this.name = "InputError"; }
 }
 
-/** text with control characters shown as \x.. codes, so names from an untrusted manifest print on one line. */
+/**
+ * text with control characters shown as \x.. codes, so names from an untrusted manifest print on one line.
+ * @param {unknown} text
+ * @returns {string}
+ */
 export function escape(text) {
   return String(text).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
     (c) => "\\x" + c.charCodeAt(0).toString(16).padStart(2, "0"));
@@ -41,7 +71,11 @@ function short(value) {
   return text.length <= 40 ? text : text.slice(0, 37) + "...";
 }
 
-/** True for a plain file name inside the dir: no folders, no "." / "..", no NUL, no URL syntax. */
+/**
+ * True for a plain file name inside the dir: no folders, no "." / "..", no NUL, no URL syntax.
+ * @param {unknown} name
+ * @returns {name is string}
+ */
 export function isPlainName(name) {
   return typeof name === "string" && name.length > 0 && name.length <= 255 && name !== "." && name !== ".."
     && !/[\/\\\u0000?#%:]/.test(name);
@@ -69,8 +103,12 @@ function graphMap(value, where, fail) {
 /**
  * The checked manifest of a decoded manifest.json: {latentDim, imageShape, io, variants, selection, raw}.
  * `where` names the dir in messages. Throws ModelDirError naming the first bad field.
+ * @param {any} obj the decoded JSON
+ * @param {string} [where]
+ * @returns {Manifest}
  */
 export function parseManifest(obj, where = "model dir") {
+  /** @type {(what: string) => never} */
   const fail = (what) => { throw new ModelDirError(`${where}: manifest.json: ${what}`); };
   if (!isObject(obj)) fail("is not a JSON object");
   if (obj.format !== FORMAT) fail(`format ${short(obj.format)} is not "${FORMAT}"`);
@@ -184,7 +222,12 @@ function parseGolden(value, fail) {
   return { inputs, outputs, tolerance, measured: figures(value.measured, "measured"), reference: figures(value.reference, "reference") };
 }
 
-/** The manifest from its bytes (Uint8Array): size, UTF-8 and JSON checked, then parseManifest. */
+/**
+ * The manifest from its bytes (Uint8Array): size, UTF-8 and JSON checked, then parseManifest.
+ * @param {Uint8Array} bytes
+ * @param {string} [where]
+ * @returns {Manifest}
+ */
 export function parseManifestBytes(bytes, where = "model dir") {
   if (bytes.byteLength > MAX_MANIFEST_BYTES) {
     throw new ModelDirError(`${where}: manifest.json is ${bytes.byteLength} bytes, more than the ${MAX_MANIFEST_BYTES} allowed`);
@@ -202,7 +245,11 @@ export function parseManifestBytes(bytes, where = "model dir") {
 
 /** Strict UTF-8 decoding of bytes (a leading byte order mark dropped, as TextDecoder does): TextDecoder where the
  * platform has one, else by hand (React Native's Hermes has none). Throws TypeError on malformed input
- * (overlong forms, surrogates, code points past U+10FFFF, truncated sequences). */
+ * (overlong forms, surrogates, code points past U+10FFFF, truncated sequences).
+ * @param {Uint8Array} bytes
+ * @param {{native?: boolean}} [options] native: false skips TextDecoder (for tests)
+ * @returns {string}
+ */
 export function decodeUtf8(bytes, { native = true } = {}) {
   if (native && typeof TextDecoder === "function") return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   const units = [];

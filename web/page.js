@@ -1,3 +1,4 @@
+// @ts-check
 // The sampling page: a grid of 64 samples, a latent walk between two of them, the candidate in use, the measured
 // decode times, which files came from the browser's cache, and whether the model's goldens pass here.
 // Query parameters: ?variant=auto|fp32|int8|...&backend=auto|wasm|webgpu&threads=N&model=URL&fresh=1&nocache=1
@@ -9,7 +10,14 @@ import { EdgeVAE, ModelDirError, tensor, webBackend } from "./edgevae.js";
 import { openSource } from "./source.js";
 import { formatChecks, verifyGoldens } from "./verify.js";
 
+/**
+ * @import { Tensor32 } from "./checks.js"
+ * @import { Loader } from "./vae.js"
+ * @import { Check } from "./verify.js"
+ */
+
 const params = new URLSearchParams(location.search);
+/** @param {string} id @returns {any} the page's element (index.html has every id this file asks for) */
 const $ = (id) => document.getElementById(id);
 const COLUMNS = 8, ROWS = 8, WALK = 10;
 const state = {
@@ -33,7 +41,12 @@ function localCache() {
   } catch { return null; } // storage disabled: measure on every load
 }
 
-/** Draw images {data, dims [N,C,H,W]} (C 1 or 3) into canvas as a grid of `columns`. */
+/**
+ * Draw images {data, dims [N,C,H,W]} (C 1 or 3) into canvas as a grid of `columns`.
+ * @param {HTMLCanvasElement} canvas
+ * @param {Tensor32} images
+ * @param {number} columns
+ */
 function draw(canvas, images, columns) {
   const [n, C, H, W] = images.dims;
   const rows = Math.ceil(n / columns);
@@ -85,6 +98,13 @@ async function readSite() {
 }
 
 /** A backend whose onnxruntime-web module starts from the wasm binary read through the cache (checked there). */
+/**
+ * @param {string} provider
+ * @param {any} site site.json
+ * @param {FileCache} files
+ * @param {Loader} ortDir
+ * @param {{threads?: number, describe?: string}} options
+ */
 function ortBackend(provider, site, files, ortDir, { threads, describe }) {
   const { bundles, files: entries, version } = site.onnxruntime_web ?? {};
   const bundle = bundles?.[provider], entry = entries?.[bundle?.wasm];
@@ -114,7 +134,8 @@ async function backends(site, files, threads) {
     list[0].load().catch(() => {}); // its wasm is read while the rest starts (errors surface where a session awaits it)
   }
   if (wanted !== "wasm") {
-    const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+    // WebGPU is not in TypeScript's DOM library yet
+    const adapter = await /** @type {any} */ (navigator).gpu?.requestAdapter().catch(() => null);
     if (adapter) {
       const { vendor = "?", architecture = "?" } = adapter.info ?? {};
       state.adapter = `${vendor} ${architecture}${adapter.info?.isFallbackAdapter ? " (software)" : ""}`;
@@ -147,6 +168,7 @@ async function info(vae) {
   ].join("\n");
 }
 
+/** @param {Check[]} checks */
 function showChecks(checks) {
   const failed = checks.filter((c) => !c.passed);
   const badge = $("verified");
@@ -173,7 +195,7 @@ async function main() {
   const options = { variant: params.get("variant") ?? "auto", backends: list, threads, cache: localCache(), untilMeasured: "fp32", lazy: true };
   const source = cachedSource(await openSource(params.get("model") ?? "model/"), files);
   const vae = await timed("load", () => EdgeVAE.load(source, options));
-  window.edgevae.vae = vae;
+  page.vae = vae;
   state.firstCandidate = await timed("session", () => vae.prepare("decoder", ROWS * COLUMNS));
   await newSamples(vae);
   await nextFrame(); // the frame that paints the grid
@@ -210,5 +232,7 @@ async function main() {
   });
 }
 
-window.edgevae = { state, draw, vae: null };
-window.edgevae.ready = main().catch((err) => { fail(err); });
+/** @type {{state: typeof state, draw: typeof draw, vae: EdgeVAE | null, ready?: Promise<void>}} */
+const page = { state, draw, vae: null };
+/** @type {any} */ (window).edgevae = page;
+page.ready = main().catch((err) => { fail(err); });

@@ -1,3 +1,4 @@
+// @ts-check
 // Seeded standard normal draws that are the same on every run of every JavaScript engine we test
 // (V8 in Node and Chromium). The generator: splitmix64 (Steele, Lea & Flood 2014) expands the seed into
 // the 128-bit state of xoshiro128** (Blackman & Vigna 2018); two 32-bit outputs make one 53-bit uniform;
@@ -10,6 +11,10 @@ import { InputError } from "./manifest.js";
 
 const MASK64 = (1n << 64n) - 1n;
 
+/**
+ * @param {bigint} state
+ * @returns {[bigint, bigint]}
+ */
 function splitmix64(state) {
   // returns [next state, output]; BigInt keeps all 64 bits (this runs 2 times per generator)
   const s = (state + 0x9e3779b97f4a7c15n) & MASK64;
@@ -19,7 +24,11 @@ function splitmix64(state) {
   return [s, z ^ (z >> 31n)];
 }
 
-/** A seed as a non-negative safe integer, or a fresh one from crypto when seed is undefined/null. */
+/**
+ * A seed as a non-negative safe integer, or a fresh one from crypto when seed is undefined/null.
+ * @param {unknown} seed
+ * @returns {number}
+ */
 export function checkSeed(seed) {
   if (seed === undefined || seed === null) {
     // Math.random: seeds fresh draws only (no secret rides on them), and exists in every engine
@@ -33,6 +42,7 @@ export function checkSeed(seed) {
 
 /** xoshiro128** seeded by splitmix64(seed): .next32() unsigned 32-bit, .uniform() in [0, 1), .normal(). */
 export class Generator {
+  /** @param {number | null} [seed] undefined/null: fresh entropy */
   constructor(seed) {
     let state = BigInt(checkSeed(seed));
     const s = new Uint32Array(4);
@@ -44,9 +54,11 @@ export class Generator {
     }
     if (!(s[0] | s[1] | s[2] | s[3])) s[0] = 1; // the all-zero state is a fixed point
     this.s = s;
+    /** @type {number | null} */
     this.spare = null; // Box-Muller makes normals in pairs
   }
 
+  /** @returns {number} */
   next32() {
     const s = this.s;
     const result = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
@@ -57,10 +69,12 @@ export class Generator {
     return result;
   }
 
+  /** @returns {number} */
   uniform() { // 53 random bits, as numpy and most libraries build a double
     return ((this.next32() >>> 5) * 67108864 + (this.next32() >>> 6)) / 9007199254740992;
   }
 
+  /** @returns {number} */
   normal() {
     if (this.spare !== null) { const z = this.spare; this.spare = null; return z; }
     const u1 = 1 - this.uniform(); // (0, 1]: log(u1) is finite
@@ -70,7 +84,11 @@ export class Generator {
     return r * Math.cos(2 * Math.PI * u2);
   }
 
-  /** A Float32Array of n standard normal draws. */
+  /**
+   * A Float32Array of n standard normal draws.
+   * @param {number} n
+   * @returns {Float32Array}
+   */
   normals(n) {
     const out = new Float32Array(n);
     for (let i = 0; i < n; i++) out[i] = this.normal();
@@ -78,4 +96,5 @@ export class Generator {
   }
 }
 
+/** @param {number} x @param {number} k */
 function rotl(x, k) { return (x << k) | (x >>> (32 - k)); }

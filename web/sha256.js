@@ -1,3 +1,4 @@
+// @ts-check
 // SHA-256 of a Uint8Array as lower-case hex: WebCrypto where the platform has it (browsers in a secure context,
 // Node >= 19), else this file's own implementation (FIPS 180-4), so that the runtime also checks files on
 // platforms without WebCrypto (React Native's Hermes, pages served over plain http from another host).
@@ -14,9 +15,14 @@ const K = new Uint32Array([
   0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ]);
 
+/** @param {Uint8Array} bytes */
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 
-/** SHA-256 in plain JavaScript (no platform API): the fallback, also exported for tests. */
+/**
+ * SHA-256 in plain JavaScript (no platform API): the fallback, also exported for tests.
+ * @param {Uint8Array} bytes
+ * @returns {string} lower-case hex
+ */
 export function sha256Js(bytes) {
   const h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
   const w = new Uint32Array(64);
@@ -57,9 +63,14 @@ export function sha256Js(bytes) {
   return hex(new Uint8Array(out.buffer));
 }
 
-/** Lower-case hex SHA-256 of bytes (Uint8Array). */
+/**
+ * Lower-case hex SHA-256 of bytes (Uint8Array).
+ * @param {Uint8Array} bytes
+ * @returns {Promise<string>}
+ */
 export async function sha256Hex(bytes) {
   const subtle = globalThis.crypto?.subtle;
-  if (subtle) return hex(new Uint8Array(await subtle.digest("SHA-256", bytes)));
+  // the runtime's bytes come from fetch, fs or a loader, never a SharedArrayBuffer (which digest refuses)
+  if (subtle) return hex(new Uint8Array(await subtle.digest("SHA-256", /** @type {Uint8Array<ArrayBuffer>} */ (bytes))));
   return sha256Js(bytes);
 }

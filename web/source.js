@@ -1,11 +1,16 @@
+// @ts-check
 // Loaders (vae.js) for browsers and Node: a model dir in a folder (Node, fs) or at a URL (fetch). Either way
 // only plain names the manifest lists are read and the size is checked against the manifest before the body
 // is taken; vae.js checks the sha256 before the bytes go anywhere else.
 
 import { ModelDirError, escape, isPlainName } from "./manifest.js";
 
+/** @import { Loader, ReadOptions } from "./vae.js" */
+
+/** True in Node.js (not in a browser, even one with a `process` stand-in). */
 export const IS_NODE = typeof process === "object" && !!process.versions?.node && typeof window === "undefined";
 
+/** @param {unknown} dir */
 function isUrl(dir) {
   return dir instanceof URL || (typeof dir === "string" && /^(https?|file|blob):/i.test(dir)) || (!IS_NODE && typeof dir === "string");
 }
@@ -14,6 +19,9 @@ function isUrl(dir) {
  * A loader for the folder `dir`: {where, read(name, {maxBytes, exact})} returning a Uint8Array.
  * `dir`: a URL (string or URL; relative strings resolve against the page in a browser) or, in Node, a path.
  * what: how messages name the folder.
+ * @param {string | URL} dir
+ * @param {string} [what]
+ * @returns {Promise<Loader & {where: string}>}
  */
 export async function openSource(dir, what = "model dir") {
   if (isUrl(dir)) return urlSource(dir, what);
@@ -21,21 +29,31 @@ export async function openSource(dir, what = "model dir") {
   return fsSource(dir, what);
 }
 
+/** @param {string} where @param {string} name */
 function checkName(where, name) {
   if (!isPlainName(name)) throw new ModelDirError(`${where}: ${escape(JSON.stringify(name))} is not a plain file name inside the dir`);
 }
 
+/**
+ * @param {string} where
+ * @param {string} name
+ * @param {number} size
+ * @param {number} maxBytes
+ * @param {number} [exact]
+ */
 function checkSize(where, name, size, maxBytes, exact) {
   if (exact !== undefined && size !== exact) throw new ModelDirError(`${where}: ${escape(name)} is ${size} bytes, the manifest says ${exact}`);
   if (size > maxBytes) throw new ModelDirError(`${where}: ${escape(name)} is ${size} bytes, more than the ${maxBytes} allowed`);
 }
 
+/** @param {string | URL} dir @param {string} what @returns {Loader & {where: string}} */
 function urlSource(dir, what) {
   const base = new URL(String(dir).endsWith("/") ? String(dir) : String(dir) + "/",
     typeof document !== "undefined" ? document.baseURI : undefined);
   const where = `${what} ${escape(base.href)}`;
   return {
     where,
+    /** @param {string} name @param {Partial<ReadOptions>} [options] */
     async read(name, { maxBytes, exact } = {}) {
       checkName(where, name);
       const url = new URL(encodeURIComponent(name), base);
@@ -57,6 +75,7 @@ function urlSource(dir, what) {
   };
 }
 
+/** @param {string} dir @param {string} what @returns {Promise<Loader & {where: string}>} */
 async function fsSource(dir, what) {
   const fs = await import("node:fs");
   const path = await import("node:path");
@@ -67,6 +86,7 @@ async function fsSource(dir, what) {
   const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
   return {
     where,
+    /** @param {string} name @param {Partial<ReadOptions>} [options] */
     async read(name, { maxBytes, exact } = {}) {
       checkName(where, name);
       let handle;

@@ -1,3 +1,4 @@
+// @ts-check
 // edgevae's JavaScript runtime, free of any platform: an exported model dir (manifest.json + ONNX graphs) run
 // with onnxruntime-web, -node or -react-native, with the Python runtime's shapes, ranges and checks.
 //
@@ -24,10 +25,46 @@ import { AUTO, GRAPHS, InputError, MAX_GRAPH_BYTES, MAX_MANIFEST_BYTES, ModelDir
 import { Generator } from "./random.js";
 import { sha256Hex } from "./sha256.js";
 
+/**
+ * @import { Choice } from "./auto.js"
+ * @import { Backend, Candidate } from "./backends.js"
+ * @import { Batch, Tensor32 } from "./checks.js"
+ * @import { FileEntry, Manifest } from "./manifest.js"
+ */
+/**
+ * @typedef {object} ReadOptions What a loader is told about the file it reads.
+ * @property {number} maxBytes refuse a larger file before reading it
+ * @property {number} [exact] the manifest's size of the file
+ * @property {string} [sha256] the manifest's hash of the file (a caching loader may key on it)
+ */
+/**
+ * @typedef {object} Loader Reads the files of one model dir.
+ * @property {string} [where] text naming the dir in messages
+ * @property {(name: string, options: ReadOptions) => Promise<Uint8Array>} read
+ */
+/**
+ * @typedef {object} ChoiceCache Keeps measured choices across loads (e.g. over localStorage).
+ * @property {(key: string) => any} get
+ * @property {(key: string, value: any) => void} set
+ */
+/**
+ * @typedef {object} LoadOptions See EdgeVAE.load.
+ * @property {any} [ort] an onnxruntime module
+ * @property {Backend[]} [backends]
+ * @property {string} [variant]
+ * @property {number} [threads]
+ * @property {number} [chunk]
+ * @property {ChoiceCache | null} [cache]
+ * @property {string | null} [untilMeasured]
+ * @property {boolean} [lazy]
+ */
+/** @typedef {{session: any, ort: any}} Built An InferenceSession and the module that built it. */
+
 export { AUTO, InputError, ModelDirError, tensor, Generator };
 export { PROBE_BATCHES } from "./auto.js";
 export { defaultBackend, webBackend } from "./backends.js";
 
+/** @param {any} err a thrown value */
 const firstLine = (err) => String(err?.message ?? err).split("\n")[0];
 
 // Images per onnxruntime call (bounds intermediate tensors). 64: the page's grid in one call.
@@ -45,6 +82,9 @@ export class EdgeVAE {
    * null: measure on first use); the page uses "fp32" so a first visit draws at once and measures after.
    * options.lazy: false (default) reads and hashes every file the candidates may run now, so a changed file
    * fails load; true reads each when its first session is built (the page: its first grid needs one file).
+   * @param {Loader} loader
+   * @param {LoadOptions} [options]
+   * @returns {Promise<EdgeVAE>}
    */
   static async load(loader, options = {}) {
     const { variant = AUTO, threads, chunk = CHUNK, cache = null, untilMeasured = null, lazy = false } = options;
@@ -70,6 +110,14 @@ export class EdgeVAE {
     return vae;
   }
 
+  /**
+   * Use load(), which checks the arguments and the manifest.
+   * @param {Loader} loader
+   * @param {string} where
+   * @param {Manifest} model
+   * @param {string} variant
+   * @param {{backends: Backend[], chunk: number, cache: ChoiceCache | null, untilMeasured: string | null, threads?: number}} options
+   */
   constructor(loader, where, model, variant, { backends, chunk, cache, untilMeasured, threads }) {
     this.loader = loader;
     this.where = where;
@@ -81,18 +129,31 @@ export class EdgeVAE {
     this.cache = cache;
     // a named variant runs as itself until measured; untilMeasured only stands in for `auto`
     this.untilMeasured = variant === AUTO ? untilMeasured : variant;
+    /** @type {Map<string, Promise<Uint8Array>>} */
     this._files = new Map(); // file name -> Promise<checked bytes>
+    /** @type {Map<string, Promise<any>>} */
     this._orts = new Map(); // backend name -> Promise<onnxruntime module>
+    /** @type {Map<string, Promise<Built>>} */
     this._sessions = new Map(); // "backend/variant/graph" -> Promise<InferenceSession>, each built once
   }
 
+  /** @returns {number} */
   get latentDim() { return this.model.latentDim; }
+  /** @returns {number[]} [C, H, W] */
   get imageShape() { return [...this.model.imageShape]; }
 
-  /** Which onnxruntime runs the graphs, and how: part of the key under which `auto` choices are kept. */
+  /**
+   * Which onnxruntime runs the graphs, and how: part of the key under which `auto` choices are kept.
+   * @returns {string}
+   */
   get runtime() { return this.backends.map((b) => b.describe ?? b.name).join(" + "); }
 
-  /** A file the manifest lists, read once, its size and sha256 checked before anything uses it. */
+  /**
+   * A file the manifest lists, read once, its size and sha256 checked before anything uses it.
+   * @param {FileEntry} entry
+   * @param {number} [maxBytes]
+   * @returns {Promise<Uint8Array>}
+   */
   readFile(entry, maxBytes = MAX_GRAPH_BYTES) {
     if (!this._files.has(entry.file)) {
       this._files.set(entry.file, (async () => {
@@ -110,10 +171,13 @@ export class EdgeVAE {
     return this._files.get(entry.file);
   }
 
+  /** @param {string} variant @param {string} graph */
   _graphBytes(variant, graph) { return this.readFile(this.model.variants[variant][graph]); }
 
+  /** @param {string} name */
   _backend(name) { return this.backends.find((b) => b.name === name); }
 
+  /** @param {Backend} backend @returns {Promise<any>} the module, loaded once */
   _ort(backend) {
     if (!this._orts.has(backend.name)) {
       this._orts.set(backend.name, (async () => {
@@ -135,18 +199,22 @@ export class EdgeVAE {
   }
 
   /** The candidates (variant x backend) of this runtime, first backend first. `auto` takes the variants with a
-   * dynamic batch: a fixed-shape one (the manifest's `static`, for NPUs) runs only when named. */
+   * dynamic batch: a fixed-shape one (the manifest's `static`, for NPUs) runs only when named.
+   * @returns {Candidate[]}
+   */
   candidates() {
     const variants = this.variant === AUTO ? Object.keys(this.model.variants).filter((v) => !(v in this.model.static)) : [this.variant];
     return this.backends.flatMap((b) => variants.map((variant) => ({ variant, backend: b.name })));
   }
 
+  /** @param {Candidate} candidate @param {string} graph @returns {Promise<Built>} */
   _session(candidate, graph) {
     const key = `${candidate.backend}/${candidate.variant}/${graph}`;
     if (!this._sessions.has(key)) this._sessions.set(key, this._createSession(candidate, graph));
     return this._sessions.get(key);
   }
 
+  /** @param {Candidate} candidate @param {string} graph @returns {Promise<Built>} */
   async _createSession({ variant, backend: name }, graph) {
     const backend = this._backend(name);
     if (!backend || !Object.hasOwn(this.model.variants, variant)) {
@@ -169,7 +237,11 @@ export class EdgeVAE {
     return { session, ort };
   }
 
-  /** The shapes of graph's outputs after the batch dimension, in the manifest's output order. */
+  /**
+   * The shapes of graph's outputs after the batch dimension, in the manifest's output order.
+   * @param {string} graph
+   * @returns {number[][]}
+   */
   outputShapes(graph) {
     return graph === "decoder" ? [this.model.imageShape] : [[this.model.latentDim], [this.model.latentDim]];
   }
@@ -178,6 +250,10 @@ export class EdgeVAE {
    * Run graph with one candidate {variant, backend} on a batch {data: Float32Array, dims} in chunks: one
    * Float32Array per output, dtype and shape checked. The input is not checked and the outputs' values are not
    * either (encode and decode do both): this is for verify.js and for comparing backends on the same input.
+   * @param {string} graph
+   * @param {Candidate} candidate
+   * @param {{data: Float32Array, dims: readonly number[]}} input
+   * @returns {Promise<Float32Array[]>}
    */
   async runGraph(graph, candidate, input) {
     const { session, ort } = await this._session(candidate, graph);
@@ -206,7 +282,12 @@ export class EdgeVAE {
     return results;
   }
 
-  /** The candidate {variant, backend} that runs graph on a batch of n (measured here when there are several). */
+  /**
+   * The candidate {variant, backend} that runs graph on a batch of n (measured here when there are several).
+   * @param {string} graph
+   * @param {number} n
+   * @returns {Promise<Candidate>}
+   */
   async pick(graph, n) {
     const all = this.candidates();
     if (all.length === 1) return all[0];
@@ -217,7 +298,12 @@ export class EdgeVAE {
     return choice[below.length ? below[below.length - 1] : sizes[0]];
   }
 
-  /** Build (once) the session that graph at batch n will run, and say which: the page times its start alone. */
+  /**
+   * Build (once) the session that graph at batch n will run, and say which: the page times its start alone.
+   * @param {string} graph
+   * @param {number} n
+   * @returns {Promise<Candidate>}
+   */
   async prepare(graph, n) {
     const candidate = await this.pick(graph, n);
     await this._session(candidate, graph);
@@ -225,19 +311,30 @@ export class EdgeVAE {
   }
 
   /** `auto`'s choice for graph: {choice: {batch: {variant, backend}}, timings: {"variant@backend": {batch: median
-   * ms}}, failed: {"variant@backend": reason}, runtime}, measured once per runtime and file set (auto.js). */
+   * ms}}, failed: {"variant@backend": reason}, runtime}, measured once per runtime and file set (auto.js).
+   * @param {string} graph
+   * @returns {Promise<Choice>}
+   */
   choose(graph) { return choose(this, graph); }
 
-  /** The choice for graph already measured here (this process/page, or options.cache), else null. */
+  /**
+   * The choice for graph already measured here (this process/page, or options.cache), else null.
+   * @param {string} graph
+   * @returns {Choice | null}
+   */
   measured(graph) { return measured(this, graph); }
 
-  /** x {data, dims [N,C,H,W]} in [0,1] -> {mu, logvar}, each {data: Float32Array, dims [N,D]}. */
+  /**
+   * x {data, dims [N,C,H,W]} in [0,1] -> {mu, logvar}, each {data: Float32Array, dims [N,D]}.
+   * @param {Batch} x
+   * @returns {Promise<{mu: Tensor32, logvar: Tensor32}>}
+   */
   async encode(x) {
-    x = checkImages(x, this.model.imageShape);
-    const n = x.dims[0], D = this.model.latentDim;
+    const images = checkImages(x, this.model.imageShape);
+    const n = images.dims[0], D = this.model.latentDim;
     const candidate = await this.pick("encoder", n);
-    const [mu, logvar] = await this.runGraph("encoder", candidate, x);
-    for (const [name, data] of [["mu", mu], ["logvar", logvar]]) {
+    const [mu, logvar] = await this.runGraph("encoder", candidate, images);
+    for (const [name, data] of /** @type {[string, Float32Array][]} */ ([["mu", mu], ["logvar", logvar]])) {
       try { checkFinite(name, data, [n, D]); } catch (err) {
         throw new ModelDirError(`${this.where}: the encoder (${label(candidate)}) returned non-finite ${err.message}`);
       }
@@ -245,29 +342,39 @@ export class EdgeVAE {
     return { mu: tensor(mu, [n, D]), logvar: tensor(logvar, [n, D]) };
   }
 
-  /** z = mu + exp(logvar/2) * eps, eps ~ N(0, I) from Generator(seed) (Kingma & Welling 2014, eq. 10). */
+  /**
+   * z = mu + exp(logvar/2) * eps, eps ~ N(0, I) from Generator(seed) (Kingma & Welling 2014, eq. 10).
+   * @param {Batch} mu
+   * @param {Batch} logvar
+   * @param {number | null} [seed] undefined/null: fresh entropy
+   * @returns {Tensor32}
+   */
   reparameterize(mu, logvar, seed) {
-    mu = checkLatents(mu, this.model.latentDim, "mu");
-    logvar = checkLatents(logvar, this.model.latentDim, "logvar");
-    if (mu.dims[0] !== logvar.dims[0]) throw new InputError(`mu and logvar must have the same shape, got ${JSON.stringify(mu.dims)} and ${JSON.stringify(logvar.dims)}`);
-    const eps = new Generator(seed).normals(mu.data.length);
-    const z = new Float32Array(mu.data.length);
-    for (let i = 0; i < z.length; i++) z[i] = mu.data[i] + Math.exp(0.5 * logvar.data[i]) * eps[i];
+    const m = checkLatents(mu, this.model.latentDim, "mu");
+    const lv = checkLatents(logvar, this.model.latentDim, "logvar");
+    if (m.dims[0] !== lv.dims[0]) throw new InputError(`mu and logvar must have the same shape, got ${JSON.stringify(m.dims)} and ${JSON.stringify(lv.dims)}`);
+    const eps = new Generator(seed).normals(m.data.length);
+    const z = new Float32Array(m.data.length);
+    for (let i = 0; i < z.length; i++) z[i] = m.data[i] + Math.exp(0.5 * lv.data[i]) * eps[i];
     if (!z.every(Number.isFinite)) throw new InputError("z = mu + exp(logvar/2) * eps overflows float32");
-    return tensor(z, mu.dims);
+    return tensor(z, m.dims);
   }
 
-  /** z {data, dims [N,D]} -> x_hat {data: Float32Array, dims [N,C,H,W]}, Bernoulli means in [0,1]. */
+  /**
+   * z {data, dims [N,D]} -> x_hat {data: Float32Array, dims [N,C,H,W]}, Bernoulli means in [0,1].
+   * @param {Batch} z
+   * @returns {Promise<Tensor32>}
+   */
   async decode(z) {
-    z = checkLatents(z, this.model.latentDim);
-    const n = z.dims[0], dims = [n, ...this.model.imageShape];
+    const latents = checkLatents(z, this.model.latentDim);
+    const n = latents.dims[0], dims = [n, ...this.model.imageShape];
     const candidate = await this.pick("decoder", n);
-    const [x] = await this.runGraph("decoder", candidate, z);
+    const [x] = await this.runGraph("decoder", candidate, latents);
     let low = Infinity, high = -Infinity;
     for (const v of x) {
       if (!Number.isFinite(v)) {
         // as the Python runtime: a finite but huge z overflows inside the graph
-        throw new InputError(`z holds values up to ${z.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0)} in magnitude: too large for the decoder (its output overflowed to NaN)`);
+        throw new InputError(`z holds values up to ${latents.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0)} in magnitude: too large for the decoder (its output overflowed to NaN)`);
       }
       if (v < low) low = v;
       if (v > high) high = v;
@@ -276,30 +383,50 @@ export class EdgeVAE {
     return tensor(x, dims);
   }
 
-  /** n latents z ~ N(0, I) from Generator(seed): {data, dims [n,D]} (seed undefined: fresh entropy). */
+  /**
+   * n latents z ~ N(0, I) from Generator(seed): {data, dims [n,D]} (seed undefined: fresh entropy).
+   * @param {number} n
+   * @param {number | null} [seed]
+   * @returns {Tensor32}
+   */
   sampleLatents(n, seed) {
     n = checkCount("n", n);
     return tensor(new Generator(seed).normals(n * this.model.latentDim), [n, this.model.latentDim]);
   }
 
-  /** n images decoded from z ~ N(0, I): {data, dims [n,C,H,W]}. Same seed, same images. */
+  /**
+   * n images decoded from z ~ N(0, I): {data, dims [n,C,H,W]}. Same seed, same images.
+   * @param {number} n
+   * @param {number | null} [seed]
+   * @returns {Promise<Tensor32>}
+   */
   async sample(n, seed) { return this.decode(this.sampleLatents(n, seed)); }
 
-  /** Decode x's posterior: its mean when seed is undefined/null, else one reparameterized draw. */
+  /**
+   * Decode x's posterior: its mean when seed is undefined/null, else one reparameterized draw.
+   * @param {Batch} x
+   * @param {number | null} [seed]
+   * @returns {Promise<Tensor32>}
+   */
   async reconstruct(x, seed) {
     const { mu, logvar } = await this.encode(x);
     return this.decode(seed === undefined || seed === null ? mu : this.reparameterize(mu, logvar, seed));
   }
 
   /** Decode `steps` points on the line from mu(xA) to mu(xB), ends included: {dims [steps,C,H,W]}.
-   * xA, xB: one image each, dims [C,H,W] or [1,C,H,W]. */
+   * xA, xB: one image each, dims [C,H,W] or [1,C,H,W].
+   * @param {Batch} xA
+   * @param {Batch} xB
+   * @param {number} [steps]
+   * @returns {Promise<Tensor32>}
+   */
   async interpolate(xA, xB, steps = 8) {
     steps = checkCount("steps", steps, 2);
-    const pair = [["x_a", xA], ["x_b", xB]].map(([name, x]) => {
+    const pair = /** @type {[string, Batch][]} */ ([["x_a", xA], ["x_b", xB]]).map(([name, x]) => {
       if (x && Array.isArray(x.dims) && x.dims.length === this.model.imageShape.length) x = { data: x.data, dims: [1, ...x.dims] };
-      x = checkImages(x, this.model.imageShape, name);
-      if (x.dims[0] !== 1) throw new InputError(`${name} must be one image, got a batch of ${x.dims[0]}`);
-      return x.data;
+      const image = checkImages(x, this.model.imageShape, name);
+      if (image.dims[0] !== 1) throw new InputError(`${name} must be one image, got a batch of ${image.dims[0]}`);
+      return image.data;
     });
     const both = new Float32Array(pair[0].length * 2);
     both.set(pair[0]); both.set(pair[1], pair[0].length);
@@ -308,19 +435,25 @@ export class EdgeVAE {
     return this.decode(line(mu.data.subarray(0, D), mu.data.subarray(D), steps));
   }
 
-  /** Decode `steps` points on the line from latent zA to zB (dims [D] or [1,D]), ends included. */
+  /**
+   * Decode `steps` points on the line from latent zA to zB (dims [D] or [1,D]), ends included.
+   * @param {Batch} zA
+   * @param {Batch} zB
+   * @param {number} [steps]
+   * @returns {Promise<Tensor32>}
+   */
   async walk(zA, zB, steps = 8) {
     steps = checkCount("steps", steps, 2);
-    const ends = [["z_a", zA], ["z_b", zB]].map(([name, z]) => {
+    const ends = /** @type {[string, Batch][]} */ ([["z_a", zA], ["z_b", zB]]).map(([name, z]) => {
       if (z && Array.isArray(z.dims) && z.dims.length === 1) z = { data: z.data, dims: [1, ...z.dims] };
-      z = checkLatents(z, this.model.latentDim, name);
-      if (z.dims[0] !== 1) throw new InputError(`${name} must be one latent, got a batch of ${z.dims[0]}`);
-      return z.data;
+      const latent = checkLatents(z, this.model.latentDim, name);
+      if (latent.dims[0] !== 1) throw new InputError(`${name} must be one latent, got a batch of ${latent.dims[0]}`);
+      return latent.data;
     });
     return this.decode(line(ends[0], ends[1], steps));
   }
 
-  /** Free the onnxruntime sessions. */
+  /** Free the onnxruntime sessions. @returns {Promise<void>} */
   async release() {
     for (const s of this._sessions.values()) await (await s.catch(() => null))?.session?.release?.();
     this._sessions.clear();
@@ -328,6 +461,7 @@ export class EdgeVAE {
 }
 
 // (1 - t) * a + t * b in float32 arithmetic, t = linspace(0, 1, steps) as float32: numpy's float32 result.
+/** @param {Float32Array} a @param {Float32Array} b @param {number} steps @returns {Tensor32} */
 function line(a, b, steps) {
   const f = Math.fround, D = a.length, out = new Float32Array(steps * D);
   for (let i = 0; i < steps; i++) {

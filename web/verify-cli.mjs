@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // `edgevae verify` for the JavaScript runtime in Node: the model dir's goldens through onnxruntime-node.
 //   node web/verify-cli.mjs MODEL_DIR [--variant all|V] [--threads T]
 // Prints a table; exit 0 when every output is within its tolerance, 1 when any is not, 2 (one line on stderr)
@@ -8,6 +9,10 @@ import { ALL, formatChecks, verifyGoldens } from "./verify.js";
 
 const USAGE = "usage: node verify-cli.mjs MODEL_DIR [--variant all|V] [--threads T]";
 
+/**
+ * @param {string[]} argv
+ * @returns {{dir: string, variant: string, threads: number | undefined}}
+ */
 function parseArgs(argv) {
   const args = { dir: null, variant: ALL, threads: undefined };
   for (let i = 0; i < argv.length; i++) {

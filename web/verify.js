@@ -1,9 +1,25 @@
+// @ts-check
 // Goldens in JavaScript: the model dir's golden inputs run through its graphs in THIS runtime (onnxruntime-web,
 // -node or -react-native, any backend) and compared with the expected outputs stored beside them, within the
 // manifest's tolerances, as `edgevae verify` does in Python (runtime/verify.py; runtime/golden.py derives the
 // tolerances). Platform-free like vae.js: the files come through the runtime's loader, size- and sha256-checked.
 
 import { GRAPHS, ModelDirError, escape } from "./manifest.js";
+
+/**
+ * @import { FileEntry, Golden } from "./manifest.js"
+ * @import { Tensor32 } from "./checks.js"
+ * @import { EdgeVAE } from "./vae.js"
+ */
+/**
+ * @typedef {object} Check One graph x variant x backend compared with its goldens.
+ * @property {string} graph
+ * @property {string} variant
+ * @property {string} backend
+ * @property {number} maxAbsDiff NaN when an output is NaN
+ * @property {number} tolerance the manifest's
+ * @property {boolean} passed
+ */
 
 export const ALL = "all";
 export const MAX_GOLDEN_BYTES = 16 << 20; // per file, as runtime/golden.py: a golden batch is tens of KB
@@ -17,6 +33,9 @@ export const RULE = {
 /**
  * A float32 .npy file's array: {data: Float32Array, dims}. Only what numpy writes for a C-ordered little-endian
  * float32 array is accepted (no pickle, no other dtype); `fail(what)` throws for anything else.
+ * @param {Uint8Array} bytes
+ * @param {(what: string) => never} fail
+ * @returns {Tensor32}
  */
 export function parseNpy(bytes, fail) {
   if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) fail("is not a .npy array");
@@ -43,6 +62,7 @@ export function parseNpy(bytes, fail) {
   return { data, dims };
 }
 
+/** @param {Float32Array} got @param {Float32Array} expected @returns {number} */
 function maxAbsDiff(got, expected) {
   let worst = 0;
   for (let i = 0; i < got.length; i++) {
@@ -53,9 +73,15 @@ function maxAbsDiff(got, expected) {
   return worst;
 }
 
-/** The variants `variant` names: "all" (every variant with goldens, fp32 first) or one the manifest lists. */
+/**
+ * The variants `variant` names: "all" (every variant with goldens, fp32 first) or one the manifest lists.
+ * @param {EdgeVAE} vae
+ * @param {Golden} golden
+ * @param {string} variant
+ * @returns {string[]}
+ */
 function variantsToCheck(vae, golden, variant) {
-  const names = variant === ALL ? Object.keys(golden.outputs).sort((a, b) => (a !== "fp32") - (b !== "fp32") || (a < b ? -1 : 1)) : [variant];
+  const names = variant === ALL ? Object.keys(golden.outputs).sort((a, b) => Number(a !== "fp32") - Number(b !== "fp32") || (a < b ? -1 : 1)) : [variant];
   for (const v of names) {
     if (!Object.hasOwn(vae.model.variants, v)) throw new ModelDirError(`${vae.where}: golden outputs name variant ${escape(v)}, which the manifest lacks`);
     if (!Object.hasOwn(golden.outputs, v)) {
@@ -66,7 +92,11 @@ function variantsToCheck(vae, golden, variant) {
 }
 
 /** What a difference in one output is measured against: x_hat's [0, 1] for the decoder, the spread of the
- * expected values for the encoder's outputs (0 if any is not finite), as runtime/golden.py's output_range. */
+ * expected values for the encoder's outputs (0 if any is not finite), as runtime/golden.py's output_range.
+ * @param {string} graph
+ * @param {Float32Array} data
+ * @returns {number}
+ */
 function outputRange(graph, data) {
   if (graph === "decoder") return 1;
   let low = Infinity, high = -Infinity;
@@ -82,6 +112,11 @@ function outputRange(graph, data) {
  * The largest tolerance the manifest may state for (variant, graph): the rule recomputed from its measured figures
  * with runtime/golden.py's factors, capped by golden.py's tolerance_cap (10 x export's parity bound for fp32, 48
  * steps of 1/255 of the output's range for a quantized variant). A looser one would pass graphs of another model.
+ * @param {Golden} golden
+ * @param {string} variant
+ * @param {string} graph
+ * @param {Tensor32[]} expected the graph's expected outputs
+ * @returns {number}
  */
 export function allowedTolerance(golden, variant, graph, expected) {
   const { SAFETY_FACTOR, REFERENCE_FACTOR, FLOOR, PARITY_TOLERANCE, QUANTIZED_CAP_STEPS } = RULE;
@@ -94,7 +129,11 @@ export function allowedTolerance(golden, variant, graph, expected) {
 }
 
 /** input as a fixed-shape variant takes it: its rows repeated up to the next multiple of the batch (golden.py's
- * fit_rows), so every golden input is covered in whole batches; unchanged for a dynamic variant. */
+ * fit_rows), so every golden input is covered in whole batches; unchanged for a dynamic variant.
+ * @param {Tensor32} input
+ * @param {number} [step] the variant's fixed batch, if it has one
+ * @returns {Tensor32}
+ */
 function fitRows(input, step) {
   const n = input.dims[0];
   if (!step || n % step === 0) return input;
@@ -103,18 +142,24 @@ function fitRows(input, step) {
   return { data, dims: [rows, ...input.dims.slice(1)] };
 }
 
+/** @param {EdgeVAE} vae @param {FileEntry} entry @returns {Promise<Tensor32>} */
 async function readArray(vae, entry) {
+  /** @type {(what: string) => never} */
   const fail = (what) => { throw new ModelDirError(`${vae.where}: ${escape(entry.file)} ${what}`); };
   if (entry.bytes > MAX_GOLDEN_BYTES) fail(`is ${entry.bytes} bytes, more than the ${MAX_GOLDEN_BYTES} a golden may be`);
   return parseNpy(await vae.readFile(entry, MAX_GOLDEN_BYTES), fail);
 }
 
+/** @param {readonly number[]} a @param {readonly number[]} b */
 const sameDims = (a, b) => a.length === b.length && a.every((d, i) => d === b[i]);
 
 /**
  * Run the goldens on vae (an EdgeVAE): one check {graph, variant, backend, maxAbsDiff, tolerance, passed} per
  * backend x variant x graph. variant: "all" or one variant; backends: names (default: the runtime's first).
  * ModelDirError when the dir has no goldens or they are malformed.
+ * @param {EdgeVAE} vae
+ * @param {{variant?: string, backends?: string[]}} [options]
+ * @returns {Promise<Check[]>}
  */
 export async function verifyGoldens(vae, { variant = ALL, backends = [vae.backends[0].name] } = {}) {
   const golden = vae.model.golden;
@@ -170,7 +215,11 @@ export async function verifyGoldens(vae, { variant = ALL, backends = [vae.backen
   return checks;
 }
 
-/** The checks as a table with a last line saying ok or naming the worst failure (as `edgevae verify` prints). */
+/**
+ * The checks as a table with a last line saying ok or naming the worst failure (as `edgevae verify` prints).
+ * @param {Check[]} checks
+ * @returns {string}
+ */
 export function formatChecks(checks) {
   const num = (x) => (Number.isNaN(x) ? "nan" : x === 0 ? "0" : Math.abs(x) < 1e-3 ? x.toExponential(2) : x.toPrecision(3));
   const lines = [`${"graph".padEnd(9)}${"variant".padEnd(14)}${"backend".padEnd(9)}${"max abs diff".padStart(14)}${"tolerance".padStart(12)}  pass`];
