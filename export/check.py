@@ -142,6 +142,8 @@ def fit(data: bytes, targets=TARGETS) -> dict[str, TargetFit]:
     with tempfile.TemporaryDirectory(prefix="edgevae-check-") as tmp:
         try:
             model = optimized(data, pathlib.Path(tmp))
+        except ImportError:
+            raise  # a missing onnx is the install's fault (the CLI names the extra), not the graph's
         except Exception as err:  # onnx's and onnxruntime's own types
             return {name: _unknown(0, f"onnxruntime's tools could not prepare the graph: {_first_line(err)}")
                     for name in targets}

@@ -65,6 +65,7 @@ def write_site(out, model_dir=None, ort_web_dir=None) -> Path:
     from .checks import check_path
 
     out = check_path("out", out)
+    ort_web_dir = None if ort_web_dir is None else check_path("ort_web_dir", ort_web_dir)
     model = load(model_dir)
     web = web_dir()
     lock = ort_web.locked(web)

@@ -111,6 +111,7 @@ SURFACE = [
     ("dtype", ["float99", 3.5, object(), "O", np.int8], lambda v, rt, m, s: NpyWriter(s[1] / "o.npy", (2, 1, 28, 28), v)),
     ("out", PATHS, lambda v, rt, m, s: write_site(v)),
     ("model_dir", PATHS, lambda v, rt, m, s: write_site(s[1] / "site", v)),
+    ("ort_web_dir", PATHS, lambda v, rt, m, s: write_site(s[1] / "site", None, v)),
     ("site", PATHS + [None], lambda v, rt, m, s: make_server(v, 0)),
     ("port", COUNTS[:-3] + [-1, 65536], lambda v, rt, m, s: make_server(s[1], v)),
     ("host", [127, None, b"127.0.0.1", ["127.0.0.1"]], lambda v, rt, m, s: make_server(s[1], 0, host=v)),
