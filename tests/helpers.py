@@ -161,3 +161,16 @@ def write_idx_dataset(folder: Path, n_train=256, n_test=64, gz=True, seed=0) -> 
         else:
             (folder / name).write_bytes(data)
     return folder
+
+
+def sparse_file(path, header: bytes, size: int) -> Path:
+    """header, then a hole up to size bytes (costs no disk); the test is skipped where the file system has none."""
+    import pytest
+
+    with open(path, "wb") as f:
+        f.write(header)
+        try:
+            f.truncate(size)
+        except OSError as err:
+            pytest.skip(f"no sparse {size}-byte file here: {err}")
+    return Path(path)

@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 import pytest
-from helpers import idx_bytes, run_cli, synthetic_images
+from helpers import idx_bytes, run_cli, sparse_file, synthetic_images
 
 from edgevae.runtime import InputError
 from edgevae.runtime import image_input
@@ -76,22 +76,12 @@ def test_a_format_3_header_is_utf8(tmp_path):
 
 # --- reading only what is used ------------------------------------------------------------------------
 
-def _sparse(path, header: bytes, size: int):
-    with open(path, "wb") as f:
-        f.write(header)
-        try:
-            f.truncate(size)
-        except OSError as err:
-            pytest.skip(f"no sparse {size}-byte file here: {err}")
-    return path
-
-
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_a_78_gb_npy_is_read_for_one_image_under_a_4_gib_address_space(tmp_path, order):
     """The issue's case: a Fortran-order file was memory-mapped whole (ENOMEM under the limit, naming no file)."""
     n = 78_000_000_000 // (784 * 4)
     header = raw_npy(f"{{'descr': '<f4', 'fortran_order': {order == 'F'}, 'shape': ({n}, 28, 28), }}\n".encode())
-    path = _sparse(tmp_path / "big.npy", header, len(header) + n * 784 * 4)
+    path = sparse_file(tmp_path / "big.npy", header, len(header) + n * 784 * 4)
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
             "from edgevae.runtime.image_files import read_images; "
             f"x = read_images({str(path)!r}, count=1); assert x.shape == (1, 1, 28, 28) and not x.any(), x.shape")
@@ -104,7 +94,7 @@ def test_fortran_order_reads_only_the_images_asked_for(tmp_path):
 
     n = (2 << 30) // 784  # 2 GiB of uint8 images, a sparse file
     header = raw_npy(f"{{'descr': '|u1', 'fortran_order': True, 'shape': ({n}, 28, 28), }}\n".encode())
-    path = _sparse(tmp_path / "f.npy", header, len(header) + n * 784)
+    path = sparse_file(tmp_path / "f.npy", header, len(header) + n * 784)
     with open(path, "r+b") as f:  # pixel (0, 0) of images 0 and 1, and pixel (27, 27) of image 1
         f.seek(len(header))
         f.write(b"\x07\x09")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import idx_bytes, run_cli, synthetic_images
+from helpers import idx_bytes, run_cli, sparse_file, synthetic_images
 
 from edgevae.benchmarks.input_bombs import npy_header
 from edgevae.cli import build_parser, main
@@ -47,16 +47,6 @@ def gz_idx_bomb(path: Path, n: int) -> Path:
         f.write(gzip.compress(struct.pack(">IIII", 0x803, n, 28, 28)))
         for _ in range(-(-n * 784 // (16 << 20))):
             f.write(zeros)
-    return path
-
-
-def sparse_file(path: Path, header: bytes, size: int) -> Path:
-    with open(path, "wb") as f:
-        f.write(header)
-        try:
-            f.truncate(size)
-        except OSError as err:
-            pytest.skip(f"no sparse {size}-byte file here: {err}")
     return path
 
 
