@@ -78,11 +78,11 @@ def test_separate_modules_and_rgb_shape(tmp_path):
 
 
 def test_contract_violations_are_named(tmp_path, mlp):
-    with pytest.raises(ValueError, match="encoder returned mu"):
+    with pytest.raises(ValueError, match=r"encoder returned \[2, 4\], \[2, 4\] .*want mu, logvar of \[N, 5\]"):
         export_vae(mlp.encode, mlp.decode, tmp_path / "a", image_shape=(1, 28, 28), latent_dim=5)
     with pytest.raises(ValueError, match="logits=True"):
         export_vae(mlp.encode, mlp.decode_logits, tmp_path / "b", image_shape=(1, 28, 28), latent_dim=4)
-    with pytest.raises(ValueError, match=r"encoder returned mu \[6, 4\]"):
+    with pytest.raises(ValueError, match=r"encoder returned \[6, 4\], \[6, 4\] for x \[2, 3, 28, 28\]"):
         export_vae(mlp.encode, mlp.decode, tmp_path / "c", image_shape=(3, 28, 28), latent_dim=4)
     with pytest.raises(ValueError, match="decoder does not run on the contract's shapes"):
         export_vae(mlp.encode, nn.Linear(3, 784), tmp_path / "e", image_shape=(1, 28, 28), latent_dim=4)
