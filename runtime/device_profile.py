@@ -23,12 +23,11 @@ into the frozen dataclasses below, so a hostile one can at worst choose a slower
 import dataclasses
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevae.cpu import cpu_model
+from edgevae.cpu import cache_dir as edgevae_cache_dir, cpu_model
 
 from .manifest import AUTO, BATCH_KEY, GRAPH_NAMES, SHA256, ModelDir
 from .safe_files import escape, read_regular_file, sha256_hex
@@ -159,8 +158,7 @@ def device_identity() -> dict:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edgevae" / "profiles"
+    return edgevae_cache_dir("profiles")
 
 
 def cache_path(model: ModelDir) -> Path:
