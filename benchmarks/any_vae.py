@@ -55,8 +55,8 @@ def export_family(name: str, out: Path) -> Path:
 
 def decoder_speed(folder: Path) -> dict:
     """{batch: fp32 ms / int8 ms} of the decoder, 1 thread, per-call CPU time medians over interleaved rounds."""
-    from edgevae.runtime.manifest import load
-    from edgevae.runtime.sessions import SessionConfig, create_session
+    from edgevae.runtime.contract.manifest import load
+    from edgevae.runtime.inference.sessions import SessionConfig, create_session
 
     model = load(folder)
     sessions = {v: create_session(model, v, "decoder", SessionConfig(threads=1)) for v in ("fp32", "int8")}
@@ -142,7 +142,7 @@ def tiled_rows(out: Path) -> list:
     whole = np.load(out / "tiled-whole.npy")
     for row in rows[1:]:
         row["max_abs_diff_vs_whole"] = float(np.abs(np.load(out / f"tiled-{row['mode'].replace(':', '-')}.npy") - whole).max())
-    from edgevae.runtime.manifest import load
+    from edgevae.runtime.contract.manifest import load
 
     rows.append({"receptive_field": load(folder).conventions.receptive_field})
     return rows

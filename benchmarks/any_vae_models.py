@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgevae.runtime.manifest import Conventions
+from edgevae.runtime.contract.manifest import Conventions
 
 
 class MLPVAE(nn.Module):

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from edgevae.runtime.manifest import GRAPH_NAMES
+from edgevae.runtime.contract.manifest import GRAPH_NAMES
 
 PARITY_TOLERANCE = 1e-3  # fp32 graph vs PyTorch on the same weights; export checks 1e-4 on its own inputs
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from edgevae.export import graphs
-from edgevae.runtime.sessions import SessionConfig, new_session
+from edgevae.runtime.inference.sessions import SessionConfig, new_session
 from edgevae.train.checkpoint import load_model
 from edgevae.train.model import VAE
 

@@ -128,11 +128,11 @@ def measure(argv: list, tmp: Path, limit: int) -> dict:
 
 
 def decode_timing(repeats: int = 5) -> dict:
-    """Median seconds to decode the 1792x1792 all-Paeth grid in this process: edgevae.runtime.png's
+    """Median seconds to decode the 1792x1792 all-Paeth grid in this process: edgevae.runtime.image_io.png's
     decode_png (whichever copy is first on sys.path) and, when installed, Pillow."""
     import time
 
-    from edgevae.runtime.png import decode_png
+    from edgevae.runtime.image_io.png import decode_png
 
     rng = np.random.default_rng(0)
     data = png_bytes(1792, 1792, 4, rng.integers(0, 8, (1792, 1792), dtype=np.uint8))

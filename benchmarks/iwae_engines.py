@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from edgevae.export.exporter import export_model_dir
-from edgevae.runtime import VAERuntime, likelihood
+from edgevae.runtime import VAERuntime
+from edgevae.runtime.inference import likelihood
 from edgevae.train.checkpoint import load_model
 from edgevae.train.data import load_fashion_mnist
 from edgevae.train.loss import iwae_nll

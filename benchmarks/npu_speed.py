@@ -15,9 +15,9 @@ import numpy as np
 import onnx
 
 from edgevae.export.rewrite import DEPTH_TO_SPACE, TRANSPOSE, conv_transpose_as_conv
-from edgevae.runtime.latent import rng_of, standard_normal
-from edgevae.runtime.manifest import load
-from edgevae.runtime.sessions import SessionConfig, new_session
+from edgevae.runtime.inference.latent import rng_of, standard_normal
+from edgevae.runtime.contract.manifest import load
+from edgevae.runtime.inference.sessions import SessionConfig, new_session
 
 from .timing import Schedule, interleave
 

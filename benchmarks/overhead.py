@@ -6,8 +6,8 @@ MFLOP, so per-call overhead decides the ratio to PyTorch there."""
 import numpy as np
 import onnxruntime as ort
 
-from edgevae.runtime.manifest import load
-from edgevae.runtime.sessions import SessionConfig, create_session
+from edgevae.runtime.contract.manifest import load
+from edgevae.runtime.inference.sessions import SessionConfig, create_session
 
 from .timing import Schedule, interleave, summarize
 

@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from edgevae.runtime.manifest import GRAPH_NAMES
+from edgevae.runtime.contract.manifest import GRAPH_NAMES
 
 BATCH_SIZES = (1, 8, 64, 256)
 
@@ -32,7 +32,7 @@ def write_perf_test_data(model_dir, out, batch_sizes=BATCH_SIZES) -> list[Path]:
     from onnx import numpy_helper
 
     from edgevae.atomic import write_bytes
-    from edgevae.runtime.manifest import load
+    from edgevae.runtime.contract.manifest import load
 
     from .candidates import inputs
 

@@ -2,7 +2,7 @@
 
 import io
 
-from edgevae.runtime.manifest import GRAPH_NAMES
+from edgevae.runtime.contract.manifest import GRAPH_NAMES
 
 
 def _png(fig) -> bytes:

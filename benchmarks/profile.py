@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from edgevae.runtime.sessions import SessionConfig, profile
+from edgevae.runtime.inference.sessions import SessionConfig, profile
 
 from .candidates import inputs
 

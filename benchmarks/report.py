@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from edgevae.atomic import write_bytes
-from edgevae.runtime.manifest import GRAPH_NAMES
+from edgevae.runtime.contract.manifest import GRAPH_NAMES
 
 
 def _f(value, digits: int = 3) -> str:

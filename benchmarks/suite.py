@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevae.runtime.manifest import GRAPH_NAMES
+from edgevae.runtime.contract.manifest import GRAPH_NAMES
 
 from .timing import Schedule, ratio, summarize
 
@@ -149,7 +149,7 @@ def run_bench(config: BenchConfig) -> dict:
     import torch
 
     from edgevae.runtime import VAERuntime
-    from edgevae.runtime.manifest import load
+    from edgevae.runtime.contract.manifest import load
 
     from .candidates import Compiler, check_parity, torch_modules
     from .coldstart import cold_start

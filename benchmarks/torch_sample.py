@@ -13,7 +13,7 @@ def main(argv: list[str]) -> None:
     weights, latent_dim, n, out = argv
     import torch
 
-    from edgevae.runtime.image_files import check_output_path, write_images
+    from edgevae.runtime.image_io.image_files import check_output_path, write_images
     from edgevae.train.model import Decoder, VAEConfig
 
     state = torch.load(weights, map_location="cpu", weights_only=True)

@@ -36,9 +36,9 @@ def _name(choice: tuple) -> str:
 def main(argv=None) -> None:
     import os
 
-    from edgevae.runtime.checks import usable_cores
-    from edgevae.runtime.manifest import load
-    from edgevae.runtime.tune import tune
+    from edgevae.runtime.inference.checks import usable_cores
+    from edgevae.runtime.contract.manifest import load
+    from edgevae.runtime.device.tune import tune
 
     parser = argparse.ArgumentParser(prog="python -m edgevae.benchmarks.tune_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="model dir (default: the shipped model)")

@@ -59,8 +59,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
-    from edgevae.runtime.manifest import DEFAULT_MODEL_DIR
-    from edgevae.runtime.site import make_server, write_site
+    from edgevae.runtime.contract.manifest import DEFAULT_MODEL_DIR
+    from edgevae.runtime.site.page import make_server, write_site
 
     model = args.model or DEFAULT_MODEL_DIR
     site = write_site(Path(tempfile.mkdtemp(prefix="edgevae-bench-")) / "site", args.model, ort_web_dir=WEB / "node_modules")

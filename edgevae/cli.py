@@ -11,7 +11,7 @@ from importlib import import_module
 from . import __version__
 
 PACKAGE_CLIS = ("edgevae.train.cli", "edgevae.export.cli", "edgevae.runtime.cli", "edgevae.benchmarks.cli",
-                "edgevae.runtime.site_cli", "edgevae.runtime.device_cli")
+                "edgevae.runtime.site.cli", "edgevae.runtime.device.cli")
 EXTRA_OF_MODULE = {"torch": "train", "torchvision": "train", "tqdm": "train", "onnx": "export", "onnxscript": "export",
                    "onnxconverter_common": "export", "matplotlib": "dev", "model_signing": "sign", "OpenSSL": "sign",
                    "onnxruntime": None, "numpy": None}  # None: part of the base install
@@ -21,8 +21,8 @@ LIVE_WARNINGS = ("train", "serve")
 
 
 def printable(text) -> str:
-    """text with control characters written as escapes (the model dir's own rule, runtime/manifest.py)."""
-    from edgevae.runtime.safe_files import escape
+    """text with control characters written as escapes (the model dir's own rule, runtime/contract/manifest.py)."""
+    from edgevae.runtime.contract.safe_files import escape
 
     return escape(text)
 
@@ -78,7 +78,7 @@ def _stop_native_runs_on_signals() -> None:
     """Python runs a signal's handler only between bytecodes, so while onnxruntime computes inside one call a
     SIGTERM would wait for the call to end, for ever with a hostile graph. Python's C-level handler also writes
     the signal's number to the wakeup fd: a thread reading it stops every onnxruntime run in flight
-    (runtime/run_guard.py), the run returns, and the handler raises as usual."""
+    (runtime/inference/run_guard.py), the run returns, and the handler raises as usual."""
     import signal
     import threading
 
@@ -96,7 +96,7 @@ def _stop_native_runs_on_signals() -> None:
     def watch():
         while True:
             if any(signum in stopping for signum in os.read(read_end, 64)):
-                guard = sys.modules.get("edgevae.runtime.run_guard")  # only if a run can be in flight
+                guard = sys.modules.get("edgevae.runtime.inference.run_guard")  # only if a run can be in flight
                 if guard is not None:
                     guard.stop_all_runs()
 

@@ -98,7 +98,7 @@ def test_images(data, count: int, binarize: bool = False) -> np.ndarray:
 def posterior_latents(encoder_session, images: np.ndarray, seed: int = 0) -> np.ndarray:
     """One posterior draw z [N, *latent] per image through an fp32 encoder session (x -> mu, logvar; or x -> z
     for a deterministic encoder, whose latent is returned as it is)."""
-    from edgevae.runtime.latent import reparameterize, rng_of, standard_normal
+    from edgevae.runtime.inference.latent import reparameterize, rng_of, standard_normal
 
     outputs = encoder_session.run(None, {"x": np.ascontiguousarray(images, np.float32)})
     if len(outputs) == 1:

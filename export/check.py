@@ -4,7 +4,7 @@ extra), because onnxruntime's usability checker imports it.
 
 Per target, the first method that applies:
 - the provider is in this onnxruntime and takes nodes here (the CPU's always; NNAPI on Android, CoreML on
-  macOS, QNN or XNNPACK builds): a session places the nodes (runtime/providers.py) and onnxruntime's partition
+  macOS, QNN or XNNPACK builds): a session places the nodes (runtime/inference/providers.py) and onnxruntime's partition
   grouping counts the groups: a measurement of this machine's onnxruntime;
 - onnxruntime ships an operator list for it (NNAPI, CoreML MLProgram, in onnxruntime/tools/mobile_helpers/):
   onnxruntime's usability checker (`python -m onnxruntime.tools.check_onnx_model_mobile_usability`) on the graph
@@ -24,9 +24,9 @@ import tempfile
 import types
 from dataclasses import dataclass
 
-from edgevae.runtime.manifest import GRAPH_NAMES, ModelDir, TargetFit, Targets
-from edgevae.runtime.providers import CPU, assigned_nodes
-from edgevae.runtime.targets import TARGETS
+from edgevae.runtime.contract.manifest import GRAPH_NAMES, ModelDir, TargetFit, Targets
+from edgevae.runtime.inference.providers import CPU, assigned_nodes
+from edgevae.runtime.device.targets import TARGETS
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Target:
     max_rank: int = 999  # the largest input rank it takes (usability checker's max_rank)
 
 
-TARGET_SPECS = {  # keyed by runtime/targets.py's TARGETS, the names the record and the CLI use
+TARGET_SPECS = {  # keyed by runtime/device/targets.py's TARGETS, the names the record and the CLI use
     "nnapi": Target("NnapiExecutionProvider", "nnapi_supported_ops.md", max_rank=4),
     "coreml": Target("CoreMLExecutionProvider", "coreml_supported_mlprogram_ops.md", max_rank=5),  # as onnxruntime's checker
     "xnnpack": Target("XnnpackExecutionProvider", None),
@@ -78,7 +78,7 @@ def optimized(data: bytes, folder: pathlib.Path):
     import onnx
     utils = ort_tools("onnx_model_utils")
 
-    from edgevae.runtime.onnx_scan import check_self_contained
+    from edgevae.runtime.contract.onnx_scan import check_self_contained
 
     check_self_contained(data)  # optimize_model reads the file: no graph may point it at external data
     (folder / "graph.onnx").write_bytes(data)
@@ -136,7 +136,7 @@ def fit(data: bytes, targets=TARGETS) -> dict[str, TargetFit]:
     stops an export."""
     import onnxruntime as ort
 
-    from edgevae.runtime.providers import takes_nodes
+    from edgevae.runtime.inference.providers import takes_nodes
 
     fits = {}
     with tempfile.TemporaryDirectory(prefix="edgevae-check-") as tmp:
@@ -173,9 +173,9 @@ def main(args) -> None:
     """CLI entry: check every variant x graph of --model for --target, print the table (or --json)."""
     import json
 
-    from edgevae.runtime.manifest import load
-    from edgevae.runtime.targets import table
-    from edgevae.runtime.typed_json import to_json
+    from edgevae.runtime.contract.manifest import load
+    from edgevae.runtime.device.targets import table
+    from edgevae.runtime.contract.typed_json import to_json
 
     names = TARGETS if args.target == "all" else (args.target,)
     model = load(args.model)

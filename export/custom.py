@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgevae.runtime.manifest import CLASSIC, Conventions
+from edgevae.runtime.contract.manifest import CLASSIC, Conventions
 
 from .validate import PARITY_BATCH_SIZES, TOLERANCE
 
@@ -71,7 +71,7 @@ class ContractVAE(nn.Module):
             raise ValueError(f"image_shape must be (C, H, W) of positive sizes, got {image_shape}")
         conventions = conventions or CLASSIC
         if not isinstance(conventions, Conventions):
-            raise TypeError(f"conventions must be edgevae.runtime.manifest.Conventions, got {type(conventions).__name__}")
+            raise TypeError(f"conventions must be edgevae.runtime.contract.manifest.Conventions, got {type(conventions).__name__}")
         if logits and conventions.decoder_head != "bernoulli_means":
             raise ValueError(f"logits=True appends a Sigmoid for Bernoulli means; it contradicts decoder_head "
                              f"{conventions.decoder_head!r} (pass decoder_head='bernoulli_logits' to keep logits)")
@@ -167,7 +167,7 @@ def export_vae(encoder, decoder, out_dir, *, image_shape, latent_dim: int | None
     test images are fitted to image_shape and which quantize then calibrates on; neither: seeded noise.
     Raises ValueError when the modules break the contract or the graphs differ from PyTorch beyond tolerance.
     """
-    from edgevae.runtime import manifest as contract
+    from edgevae.runtime.contract import manifest as contract
 
     from .exporter import export_model_dir, validation_images
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgevae.runtime.manifest import Conventions
+from edgevae.runtime.contract.manifest import Conventions
 
 from .validate import TOLERANCE
 
@@ -184,7 +184,7 @@ def main(args) -> None:
     """CLI entry of `edgevae export --diffusers DIR --out MODEL_DIR`."""
     import time
 
-    from edgevae.runtime import manifest as contract
+    from edgevae.runtime.contract import manifest as contract
 
     from .exporter import check_destination
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgevae import __version__
 from edgevae.atomic import sweep_stale, temp_name, write_bytes
-from edgevae.runtime import manifest as contract
+from edgevae.runtime.contract import manifest as contract
 from edgevae.train.checkpoint import load_model
 from edgevae.train.model import VAE
 
@@ -99,10 +99,10 @@ def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None 
 
 
 def _with_goldens(folder: Path, manifest: contract.Manifest, images: np.ndarray | None) -> contract.Manifest:
-    """manifest with the goldens of fp32 and its fixed-shape siblings (runtime/golden.py): their .npy files
+    """manifest with the goldens of fp32 and its fixed-shape siblings (runtime/device/golden.py): their .npy files
     written into folder, the first validation images (seeded noise without them) and seeded latents through the
     exported graphs."""
-    from edgevae.runtime import golden as goldens
+    from edgevae.runtime.device import golden as goldens
 
     staged = contract.ModelDir(folder, manifest)
     golden, files = goldens.build(staged, list(manifest.variants), goldens.default_inputs(staged, images), source="edgevae export")

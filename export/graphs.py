@@ -37,7 +37,7 @@ DETERMINISTIC_ENCODER = GraphSpec("encoder", "encoder.onnx", ("x",), ("z",))  # 
 
 def conventions_of(model):
     """The declared conventions of model (export/custom.py's ContractConfig has them; edgevae's VAE is CLASSIC)."""
-    from edgevae.runtime.manifest import CLASSIC
+    from edgevae.runtime.contract.manifest import CLASSIC
 
     return getattr(model.config, "conventions", CLASSIC)
 

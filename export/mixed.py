@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevae.runtime.manifest import GRAPH_NAMES
+from edgevae.runtime.contract.manifest import GRAPH_NAMES
 
 from .search_report import REPORT, REPORT_FILES, write_report
 from .variants import CALIBRATION_METHODS, DEFAULT_CALIBRATION, Int8Settings

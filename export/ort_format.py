@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edgevae.runtime.manifest import OrtFormat, OrtGraph, file_entry
-from edgevae.runtime.typed_json import to_json
+from edgevae.runtime.contract.manifest import OrtFormat, OrtGraph, file_entry
+from edgevae.runtime.contract.typed_json import to_json
 
 CONFIG = "required_operators.config"
 

@@ -4,8 +4,8 @@ the manifest's "quality" and prints as a table)."""
 import numpy as np
 import onnxruntime as ort
 
-from edgevae.runtime import manifest as contract
-from edgevae.runtime.latent import reparameterize, rng_of, standard_normal
+from edgevae.runtime.contract import manifest as contract
+from edgevae.runtime.inference.latent import reparameterize, rng_of, standard_normal
 
 DECODER_SAMPLES = 1024  # z ~ N(0, I) decoded by both graphs
 
@@ -15,7 +15,7 @@ def graph_session(path, threads: int | None = None) -> ort.InferenceSession:
     its non-spinning threads also keep these measurements quick on a loaded machine)."""
     from pathlib import Path
 
-    from edgevae.runtime.sessions import SessionConfig, new_session
+    from edgevae.runtime.inference.sessions import SessionConfig, new_session
 
     return new_session(Path(path).read_bytes(), SessionConfig(threads=threads))
 
@@ -40,8 +40,8 @@ def mean_neg_elbo(outputs: dict, images: np.ndarray) -> float | None:
 
 def _neg_elbo(x_hat: np.ndarray, mu: np.ndarray, logvar, images: np.ndarray, conventions) -> float | None:
     """-log p(x|z) summed over pixels (the declared head: Bernoulli means or logits, or Gaussian mean with its scale,
-    in pixel_range units) + analytic KL summed over latent dims (runtime/likelihood.py, as `edgevae eval`)."""
-    from edgevae.runtime.likelihood import LOG_2PI, bernoulli_log_prob, gaussian_kl
+    in pixel_range units) + analytic KL summed over latent dims (runtime/inference/likelihood.py, as `edgevae eval`)."""
+    from edgevae.runtime.inference.likelihood import LOG_2PI, bernoulli_log_prob, gaussian_kl
 
     if not conventions.likelihood or logvar is None:
         return None
@@ -61,10 +61,10 @@ def graph_outputs(paths: dict, test_images: np.ndarray, latent_dim, seed: int = 
     DECODER_SAMPLES z ~ N(0, I) ("samples"; without a prior, the test images' latents instead), mu / logvar of
     test_images (in the model's pixel range; logvar None for a deterministic encoder), and the decoding of one
     posterior draw per image ("x_hat"; eps from numpy, seeded, so every variant sees the same noise). latent_dim:
-    D or the latent's shape; samples and x_hat are mapped to [0, 1] (runtime/conventions.py) for PSNR, and
+    D or the latent's shape; samples and x_hat are mapped to [0, 1] (runtime/contract/conventions.py) for PSNR, and
     "neg_elbo" is the mean -ELBO (None without a likelihood). conventions: the manifest's (default: edgevae's)."""
-    from edgevae.runtime.conventions import to_unit
-    from edgevae.runtime.manifest import CLASSIC
+    from edgevae.runtime.contract.conventions import to_unit
+    from edgevae.runtime.contract.manifest import CLASSIC
 
     conventions = conventions or CLASSIC
     latent = (latent_dim,) if isinstance(latent_dim, (int, np.integer)) else tuple(latent_dim)
@@ -105,7 +105,7 @@ def measure(reference: dict, variant_paths: dict, test_images: np.ndarray, laten
 
 
 class _Graphs:
-    """encode / decode through two graph files: what runtime/likelihood.py asks of a VAERuntime, for
+    """encode / decode through two graph files: what runtime/inference/likelihood.py asks of a VAERuntime, for
     variants that are still temporary files outside any manifest."""
 
     def __init__(self, paths: dict):
@@ -121,7 +121,7 @@ class _Graphs:
 def iwae_per_image(paths: dict, images: np.ndarray, k: int, seed: int = 0, batch: int = 20) -> np.ndarray:
     """IWAE NLL [N] of each image through the graphs {"encoder": path, "decoder": path}, with noise that
     depends on the seed and the images' count alone, so every variant sees the same eps."""
-    from edgevae.runtime.likelihood import iwae_nll
+    from edgevae.runtime.inference.likelihood import iwae_nll
 
     graphs, rng = _Graphs(paths), rng_of(seed)
     return np.concatenate([iwae_nll(graphs, images[i:i + batch], k, rng) for i in range(0, len(images), batch)])

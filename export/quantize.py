@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgevae.atomic import temp_name
-from edgevae.runtime import manifest as contract
-from edgevae.runtime.manifest import FP32, GRAPH_NAMES
+from edgevae.runtime.contract import manifest as contract
+from edgevae.runtime.contract.manifest import FP32, GRAPH_NAMES
 
-from edgevae.runtime.conventions import to_pixels
+from edgevae.runtime.contract.conventions import to_pixels
 
 from .mixed import SearchConfig
 from .rewrite import DEPTH_TO_SPACE
@@ -81,7 +81,7 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
                        "decoder": calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, config.seed)}
     test = to_pixels(calibrate.test_images(data_dir, config.test_images, binarize), conventions)  # the graphs' pixels
     reference = quality.graph_outputs(fp32, test, model.latent_shape, config.seed, conventions)
-    # IWAE NLL (runtime/likelihood.py) is Bernoulli means with a Gaussian posterior: edgevae's own family's
+    # IWAE NLL (runtime/inference/likelihood.py) is Bernoulli means with a Gaussian posterior: edgevae's own family's
     nll_images = test[:config.nll_images] if conventions == contract.CLASSIC else test[:0]
     reference_nll = quality.iwae_per_image(fp32, nll_images, config.nll_k, config.seed) if len(nll_images) else None
 
@@ -196,9 +196,9 @@ def _without(golden: contract.Golden | None, variants: list) -> contract.Golden 
 
 
 def _with_goldens(model: contract.ModelDir, manifest: contract.Manifest, variants: list) -> contract.Manifest:
-    """manifest with goldens for the new variants (runtime/golden.py), on the dir's golden inputs (a dir
+    """manifest with goldens for the new variants (runtime/device/golden.py), on the dir's golden inputs (a dir
     exported before goldens existed gets seeded ones, and fp32 goldens too); their files written now."""
-    from edgevae.runtime import golden as goldens
+    from edgevae.runtime.device import golden as goldens
 
     staged = contract.ModelDir(model.path, manifest)
     previous = model.manifest.golden

@@ -130,7 +130,7 @@ def attribute(kernel: str, groups) -> str | None:
 def profile_groups(path, groups, feed: dict, runs: int = 10, threads: int | None = 1) -> dict:
     """{"run_us": median per run, "by_group": {group: us per run}, "other_us": kernels of no group}, from
     onnxruntime's profiler with the runtime's session options (threads=1 by default: shares, not speed)."""
-    from edgevae.runtime.sessions import SessionConfig, profile
+    from edgevae.runtime.inference.sessions import SessionConfig, profile
 
     kernels, run_us = profile(Path(path).read_bytes(), feed, runs, SessionConfig(threads=threads))
     by_group = defaultdict(float)

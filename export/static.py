@@ -16,8 +16,8 @@ from pathlib import Path
 
 import onnx
 
-from edgevae.runtime import manifest as contract
-from edgevae.runtime.manifest import GRAPH_NAMES, MAX_STATIC_BATCH
+from edgevae.runtime.contract import manifest as contract
+from edgevae.runtime.contract.manifest import GRAPH_NAMES, MAX_STATIC_BATCH
 
 
 def parse_batches(text: str, flag: str = "--static-batch") -> tuple[int, ...]:
@@ -79,7 +79,7 @@ def plan(manifest: contract.Manifest, batches, keep=()) -> list[tuple[str, int]]
 
 def add_static(folder: Path, manifest: contract.Manifest, siblings) -> contract.Manifest:
     """manifest with the fixed-shape siblings [(base, batch)] written into folder (atomically, 0644) and listed;
-    their goldens are the caller's to add (runtime/golden.py handles fixed shapes)."""
+    their goldens are the caller's to add (runtime/device/golden.py handles fixed shapes)."""
     from edgevae.atomic import write_bytes
 
     variants, static = dict(manifest.variants), dict(manifest.static)

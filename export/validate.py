@@ -10,8 +10,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from edgevae.runtime.manifest import Parity
-from edgevae.runtime.sessions import new_session
+from edgevae.runtime.contract.manifest import Parity
+from edgevae.runtime.inference.sessions import new_session
 from edgevae.train.model import VAE
 
 from .graphs import conventions_of, graph_specs, latent_shape_of

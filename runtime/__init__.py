@@ -10,10 +10,10 @@ Names are imported on first use (PEP 562), so `import edgevae.runtime` costs not
 from importlib import import_module
 
 _EXPORTS = {
-    "VAERuntime": "edgevae.runtime.vae",
-    "ModelDirError": "edgevae.runtime.errors",
-    "InputError": "edgevae.runtime.errors",
-    "DEFAULT_MODEL_DIR": "edgevae.runtime.manifest",
+    "VAERuntime": "edgevae.runtime.inference.vae",
+    "ModelDirError": "edgevae.runtime.contract.errors",
+    "InputError": "edgevae.runtime.contract.errors",
+    "DEFAULT_MODEL_DIR": "edgevae.runtime.contract.manifest",
 }
 __all__ = list(_EXPORTS)
 

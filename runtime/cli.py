@@ -77,9 +77,9 @@ def register(sub) -> None:
 
 
 def _load(args):
-    from .checks import check_count, check_threads
-    from .run_guard import check_timeout
-    from .vae import VAERuntime
+    from .inference.checks import check_count, check_threads
+    from .inference.run_guard import check_timeout
+    from .inference.vae import VAERuntime
 
     threads = args.threads if args.threads == "auto" else check_threads(args.threads, "--threads")  # named as typed
     if getattr(args, "seed", None) is not None:
@@ -90,8 +90,8 @@ def _load(args):
 
 
 def _sample(args) -> None:
-    from .checks import check_count
-    from .image_files import MAX_PNG_IMAGES, NpyWriter, check_output_path, write_images
+    from .inference.checks import check_count
+    from .image_io.image_files import MAX_PNG_IMAGES, NpyWriter, check_output_path, write_images
 
     out = check_output_path(args.out)
     n = check_count("--n", args.n)
@@ -110,8 +110,8 @@ def _sample(args) -> None:
 def _decode(args) -> None:
     import numpy as np
 
-    from .image_files import MAX_PNG_IMAGES, NpyWriter, check_output_path, write_images
-    from .latent_files import read_latents
+    from .image_io.image_files import MAX_PNG_IMAGES, NpyWriter, check_output_path, write_images
+    from .image_io.latent_files import read_latents
 
     out = check_output_path(args.out)
     z = read_latents(args.latents)  # memory-mapped: read chunk by chunk as it is decoded
@@ -149,7 +149,7 @@ def _check_disk(out, n: int, image_shape: tuple, flag: str) -> None:
 
 def _read_input(args, rt, count: int):
     """The first `count` images of --input: only those are read (a .gz inflated only that far)."""
-    from .image_files import read_images
+    from .image_io.image_files import read_images
 
     return read_images(args.input, size=rt.image_shape[1:], count=count, channels=rt.image_shape[0])
 
@@ -157,8 +157,8 @@ def _read_input(args, rt, count: int):
 def _reconstruct(args) -> None:
     import numpy as np
 
-    from .checks import check_count
-    from .image_files import MAX_PNG_IMAGES, check_output_path, write_images
+    from .inference.checks import check_count
+    from .image_io.image_files import MAX_PNG_IMAGES, check_output_path, write_images
 
     out = check_output_path(args.out)
     limit = check_count("--limit", args.limit)
@@ -181,8 +181,8 @@ def _reconstruct(args) -> None:
 
 
 def _interpolate(args) -> None:
-    from .checks import check_count
-    from .image_files import MAX_PNG_IMAGES, NpyWriter, check_output_path, write_images
+    from .inference.checks import check_count
+    from .image_io.image_files import MAX_PNG_IMAGES, NpyWriter, check_output_path, write_images
 
     out = check_output_path(args.out)
     steps = check_count("--steps", args.steps, minimum=2)
@@ -205,12 +205,12 @@ def _interpolate(args) -> None:
 
 
 def _info(args) -> None:
-    from .manifest import FP32, GRAPH_NAMES, load
-    from .safe_files import escape
+    from .contract.manifest import FP32, GRAPH_NAMES, load
+    from .contract.safe_files import escape
 
     model = load(args.model)
     if args.trust is not None:
-        from .signing import check_signature
+        from .contract.signing import check_signature
 
         check_signature(model, args.trust)
     model.verify()  # every file hashed before a line is printed: no half report
@@ -239,7 +239,7 @@ def _info(args) -> None:
         fixed = m.static.get(name)
         vs_fp32 += f"  fixed batch {fixed.batch} of {escape(fixed.base)}" if fixed else ""
         lines.append(f"variant       {escape(name):<13} {size / 1e6:6.2f} MB  sha256 ok{vs_fp32}")
-    from .device_profile import plan as device_plan
+    from .device.profile import plan as device_plan
 
     chosen = device_plan(model, variant, "auto")  # --threads auto, as sample/reconstruct/interpolate default to
     for graph in GRAPH_NAMES:
@@ -253,8 +253,8 @@ def _info(args) -> None:
     if m.static:
         lines.append("fixed shapes  a batch of exactly a fixed-shape variant's size runs it in place of its base "
                      "(never padded): " + ", ".join(f"{escape(s.base)} at {s.batch}" for s in m.static.values()))
-    from .signing import SIGNATURE
-    from .targets import summary
+    from .contract.signing import SIGNATURE
+    from .device.targets import summary
 
     lines += [f"{'targets' if i == 0 else '':<14}{line}" for i, line in enumerate(summary(m))]
     signed = (model.path / SIGNATURE).is_file()
@@ -269,7 +269,7 @@ def _info(args) -> None:
     if m.training is not None and m.training.final:
         metrics = ", ".join(f"{escape(k)} {v:.2f}" for k, v in sorted(m.training.final.items()))
         lines.append(f"training      epoch {m.training.epoch}: {metrics}")
-    from .platform_facts import facts, lines as platform_lines
+    from .device.platform_facts import facts, lines as platform_lines
 
     lines += platform_lines(facts())  # what this device is, so a pasted report says what it ran on
     print("\n".join(lines))

@@ -159,7 +159,7 @@ commands() {  # commands RUNNER CPU OUT: the runtime's commands, their outputs k
 
 step="the x86 side"
 echo "== x86 side: $("$x86py" -c 'import platform; print(platform.machine())'), the clean venv's install $(at)"
-x86 -c 'import shutil, sys; from edgevae.runtime.manifest import DEFAULT_MODEL_DIR as d; shutil.copy(d / "golden.encoder.input.npy", sys.argv[1])' \
+x86 -c 'import shutil, sys; from edgevae.runtime.contract.manifest import DEFAULT_MODEL_DIR as d; shutil.copy(d / "golden.encoder.input.npy", sys.argv[1])' \
   "$work/images.npy"  # the shipped golden images: 8 of the model's own kind
 mkdir -p "$work/x86"
 commands x86 "" "$work/x86"

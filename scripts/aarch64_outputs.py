@@ -11,7 +11,7 @@ output as graph.VARIANT.GRAPH.OUTPUT.npy with the platform's facts in facts.json
 (sample, reconstruct, interpolate) write their outputs into the same DIR as cmd.*.npy / cmd.*.png.
 
 `compare` holds each aarch64 output to the x86 one within the tolerance `edgevae verify` uses, the
-manifest's golden.tolerance[variant][graph] (derived in runtime/golden.py from measured differences on the
+manifest's golden.tolerance[variant][graph] (derived in runtime/device/golden.py from measured differences on the
 exporting machine, not tuned to any ISA). A command's output is held to the decoder tolerance of the
 loosest variant `--variant auto` may run (the decoder is the last graph every command's pixels pass
 through); a PNG, 8-bit, one grey level more, since a value within tolerance of a rounding boundary may
@@ -30,10 +30,10 @@ PROBE_N = 64  # golden inputs + seeded ones: 8x the goldens, few enough for CI's
 
 
 def write(out: Path, n: int = PROBE_N) -> int:
-    from edgevae.runtime.golden import probe_inputs, read_inputs, run_graph
-    from edgevae.runtime.manifest import GRAPH_NAMES, load
-    from edgevae.runtime.platform_facts import facts
-    from edgevae.runtime.verify import format_table, verify
+    from edgevae.runtime.device.golden import probe_inputs, read_inputs, run_graph
+    from edgevae.runtime.contract.manifest import GRAPH_NAMES, load
+    from edgevae.runtime.device.platform_facts import facts
+    from edgevae.runtime.device.verify import format_table, verify
 
     model = load(None)
     model.verify()
@@ -53,7 +53,7 @@ def write(out: Path, n: int = PROBE_N) -> int:
 
 def _read(path: Path) -> np.ndarray:
     if path.suffix == ".png":
-        from edgevae.runtime.png import decode_png
+        from edgevae.runtime.image_io.png import decode_png
 
         return decode_png(path.read_bytes()).astype(np.float64) / 255
     return np.load(path, allow_pickle=False).astype(np.float64)
@@ -69,7 +69,7 @@ def _tolerance(name: str, golden, auto_variants: list) -> float:
 
 
 def compare(x86: Path, arms: list) -> int:
-    from edgevae.runtime.manifest import AUTO, load
+    from edgevae.runtime.contract.manifest import AUTO, load
 
     model = load(None)
     golden = model.manifest.golden

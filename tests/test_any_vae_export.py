@@ -14,7 +14,7 @@ from edgevae.benchmarks.any_vae_models import ResNetVAE, diffusers_kl, diffusers
 from edgevae.export.custom import ContractVAE
 from edgevae.export.diffusers_import import export_diffusers, read_config
 from edgevae.runtime import VAERuntime
-from edgevae.runtime.manifest import Conventions
+from edgevae.runtime.contract.manifest import Conventions
 
 SIGNED = Conventions(pixel_range=(-1.0, 1.0), decoder_head="image", prior="none", downsampling=2)
 
@@ -47,7 +47,7 @@ def test_spatial_latents_and_conventions_pass_the_contract():
     ({"latent_shape": (4, 4)}, "latent_shape must be"),
     ({"latent_shape": (4, 4, 4), "conventions": Conventions(downsampling=2)}, "not Bernoulli means"),
     ({"latent_shape": (4, 4, 4), "logits": True, "conventions": SIGNED}, "contradicts decoder_head"),
-    ({"latent_shape": (4, 4, 4), "conventions": "signed"}, "must be edgevae.runtime.manifest.Conventions"),
+    ({"latent_shape": (4, 4, 4), "conventions": "signed"}, "must be edgevae.runtime.contract.manifest.Conventions"),
 ])
 def test_modules_that_break_the_contract_are_refused_naming_the_part(kwargs, message):
     m = Spatial()

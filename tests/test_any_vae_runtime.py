@@ -13,8 +13,8 @@ from helpers import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
 from edgevae.runtime import InputError, ModelDirError, VAERuntime
-from edgevae.runtime import manifest as contract
-from edgevae.runtime.vae import NO_PRIOR
+from edgevae.runtime.contract import manifest as contract
+from edgevae.runtime.inference.vae import NO_PRIOR
 
 C, H, W, LATENT_C, F = 3, 8, 8, 4, 2  # image [3, 8, 8], latent [4, 4, 4]: downsampling 2
 RNG = np.random.default_rng(7)

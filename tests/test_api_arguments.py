@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from edgevae.runtime import InputError, ModelDirError, VAERuntime
-from edgevae.runtime.golden import add_to_model_dir, default_inputs
-from edgevae.runtime.image_files import NpyWriter, check_output_path, grid, read_images, to_uint8, write_images
-from edgevae.runtime.manifest import DEFAULT_MODEL_DIR, load
-from edgevae.runtime.site import make_server, write_site
-from edgevae.runtime.tune import tune
-from edgevae.runtime.verify import verify
+from edgevae.runtime.device.golden import add_to_model_dir, default_inputs
+from edgevae.runtime.image_io.image_files import NpyWriter, check_output_path, grid, read_images, to_uint8, write_images
+from edgevae.runtime.contract.manifest import DEFAULT_MODEL_DIR, load
+from edgevae.runtime.site.page import make_server, write_site
+from edgevae.runtime.device.tune import tune
+from edgevae.runtime.device.verify import verify
 
 # Wrong values by the kind of argument they are wrong for. Each list holds values of every other type, plus
 # values of the right type out of range.

@@ -12,8 +12,8 @@ from helpers import run_cli
 from edgevae.export.check import TARGET_SPECS, fit, ort_tools
 from edgevae.export.rewrite import DEPTH_TO_SPACE, conv_transpose_as_conv
 from edgevae.export.static import fix_batch
-from edgevae.runtime.manifest import DEFAULT_MODEL_DIR
-from edgevae.runtime.targets import TARGETS
+from edgevae.runtime.contract.manifest import DEFAULT_MODEL_DIR
+from edgevae.runtime.device.targets import TARGETS
 
 
 def graph(file: str, batch: int | None = None, npu: bool = False) -> bytes:

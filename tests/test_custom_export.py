@@ -40,7 +40,7 @@ def mlp():
 def test_mlp_vae_exports_with_parity_and_runs_in_the_runtime(tmp_path, mlp):
     """Exported from logits (the exporter adds the Sigmoid); the runtime must match PyTorch's decode()."""
     from edgevae.runtime import VAERuntime
-    from edgevae.runtime import manifest as contract
+    from edgevae.runtime.contract import manifest as contract
 
     out = export_vae(mlp.encode, mlp.decode_logits, tmp_path / "m", image_shape=(1, 28, 28), latent_dim=4, logits=True)
     manifest = contract.load(out).manifest

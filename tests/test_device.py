@@ -1,5 +1,5 @@
-"""On the device: goldens and `edgevae verify` (runtime/golden.py, runtime/verify.py), and `edgevae tune` with
-the device profile the runtime then follows (runtime/tune.py, runtime/device_profile.py)."""
+"""On the device: goldens and `edgevae verify` (runtime/device/golden.py, runtime/device/verify.py), and `edgevae tune` with
+the device profile the runtime then follows (runtime/device/tune.py, runtime/device/profile.py)."""
 
 import io
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import flip_byte, make_model_dir, resign, run_cli
 
-from edgevae.runtime import manifest as contract
+from edgevae.runtime.contract import manifest as contract
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
 
@@ -90,8 +90,8 @@ def test_verify_bad_input_exits_2_with_one_line(tmp_path, model_dir):
 
 
 def test_golden_reader_refuses_pickles_and_huge_files(tmp_path, model_dir):
-    from edgevae.runtime.errors import ModelDirError
-    from edgevae.runtime.golden import read_array
+    from edgevae.runtime.contract.errors import ModelDirError
+    from edgevae.runtime.device.golden import read_array
 
     model = contract.load(model_dir)
     buffer = io.BytesIO()
@@ -110,15 +110,15 @@ def test_golden_reader_refuses_pickles_and_huge_files(tmp_path, model_dir):
 
 @pytest.fixture(scope="module")
 def tuned(model_dir):
-    from edgevae.runtime.tune import tune
+    from edgevae.runtime.device.tune import tune
 
     return tune(contract.load(model_dir), budget_s=0.3, batch_sizes=(1, 8), progress=False)
 
 
 def test_tune_times_every_variant_and_thread_count_and_keeps_the_default_unless_clearly_beaten(tuned):
-    from edgevae.runtime.checks import usable_cores
-    from edgevae.runtime.device_profile import Choice
-    from edgevae.runtime.tune import KEEP_MARGIN
+    from edgevae.runtime.inference.checks import usable_cores
+    from edgevae.runtime.device.profile import Choice
+    from edgevae.runtime.device.tune import KEEP_MARGIN
 
     for graph in ("encoder", "decoder"):
         for batch in ("1", "8"):
@@ -139,7 +139,7 @@ def test_runtime_follows_a_matching_profile_and_explicit_values_win(tmp_path, mo
     import dataclasses
 
     from edgevae.runtime import VAERuntime
-    from edgevae.runtime.device_profile import Choice, cache_path, write
+    from edgevae.runtime.device.profile import Choice, cache_path, write
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     model = contract.load(model_dir)
@@ -158,7 +158,8 @@ def test_runtime_follows_a_matching_profile_and_explicit_values_win(tmp_path, mo
 def test_foreign_profile_is_ignored_with_one_warning_line(tmp_path, model_dir, tuned, monkeypatch, capfd):
     import dataclasses
 
-    from edgevae.runtime import VAERuntime, device_profile
+    from edgevae.runtime import VAERuntime
+    from edgevae.runtime.device import profile as device_profile
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(device_profile, "_warned", set())
@@ -200,7 +201,7 @@ def test_verify_and_tune_load_neither_torch_nor_onnx(tmp_path, model_dir):
 
 
 def test_max_abs_diff_never_hides_nan_or_a_wrong_shape():
-    from edgevae.runtime.golden import max_abs_diff
+    from edgevae.runtime.device.golden import max_abs_diff
 
     ones = np.ones((2, 3), np.float32)
     assert max_abs_diff([ones, ones], [ones, ones + 0.5]) == 0.5

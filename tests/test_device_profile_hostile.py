@@ -9,8 +9,9 @@ import shutil
 import pytest
 from helpers import run_cli
 
-from edgevae.runtime import VAERuntime, device_profile
-from edgevae.runtime.manifest import DEFAULT_MODEL_DIR, GRAPH_NAMES, load
+from edgevae.runtime import VAERuntime
+from edgevae.runtime.device import profile as device_profile
+from edgevae.runtime.contract.manifest import DEFAULT_MODEL_DIR, GRAPH_NAMES, load
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +181,7 @@ def test_profile_that_is_a_link_or_fifo_is_ignored(tmp_path, model, monkeypatch,
 
 def test_write_refuses_a_profile_it_would_not_read(tmp_path, model):
     """tune's own output passes the same checks (write parses what it writes), and a bad one is not written."""
-    from edgevae.runtime.typed_json import parse
+    from edgevae.runtime.contract.typed_json import parse
 
     profile = parse(device_profile.DeviceProfile, valid_profile(model))
     device_profile.write(tmp_path / "ok.json", profile)

@@ -11,7 +11,7 @@ from edgevae import __version__
 from edgevae.export import exporter
 from edgevae.export.graphs import export_graphs
 from edgevae.export.validate import TOLERANCE, check_parity
-from edgevae.runtime.manifest import Training, load
+from edgevae.runtime.contract.manifest import Training, load
 from helpers import make_model, make_model_dir, sha256_of
 
 

@@ -18,7 +18,7 @@ import torch
 from onnx.reference import ReferenceEvaluator
 
 from edgevae.export.graphs import export_graphs
-from edgevae.runtime.sessions import new_session
+from edgevae.runtime.inference.sessions import new_session
 from helpers import make_model, make_trained_model
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`

@@ -67,7 +67,7 @@ def non_arrays():
 
 
 def valid_images(x, image_shape) -> bool:
-    """The documented contract, written independently of runtime/checks.py."""
+    """The documented contract, written independently of runtime/inference/checks.py."""
     if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.shape[1:] != image_shape or x.ndim != 4 or len(x) == 0:
         return False
     with np.errstate(over="ignore", invalid="ignore"):

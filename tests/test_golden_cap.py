@@ -1,6 +1,6 @@
 """Goldens are not a signature (issue 21, item 7): a re-signed manifest may write any tolerance and any figures,
 so verify accepts a tolerance only up to what the manifest's own measured figures justify under the rule, and
-never past the cap derived in runtime/golden.py. Uses a copy of the shipped model (fp32 and int8 goldens)."""
+never past the cap derived in runtime/device/golden.py. Uses a copy of the shipped model (fp32 and int8 goldens)."""
 
 import json
 import shutil
@@ -10,9 +10,9 @@ import pytest
 from helpers import resign, run_cli
 
 from edgevae.runtime import ModelDirError
-from edgevae.runtime import golden as goldens
-from edgevae.runtime.manifest import DEFAULT_MODEL_DIR, GRAPH_NAMES, load
-from edgevae.runtime.verify import checked_tolerance, verify
+from edgevae.runtime.device import golden as goldens
+from edgevae.runtime.contract.manifest import DEFAULT_MODEL_DIR, GRAPH_NAMES, load
+from edgevae.runtime.device.verify import checked_tolerance, verify
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import pytest
 from helpers import idx_bytes, run_cli, sparse_file, synthetic_images
 
 from edgevae.runtime import InputError
-from edgevae.runtime import image_input
-from edgevae.runtime.image_files import read_images
+from edgevae.runtime.image_io import image_input
+from edgevae.runtime.image_io.image_files import read_images
 
 
 def npy_file(array: np.ndarray, order: str = "C", version=(1, 0)) -> bytes:
@@ -83,7 +83,7 @@ def test_a_78_gb_npy_is_read_for_one_image_under_a_4_gib_address_space(tmp_path,
     header = raw_npy(f"{{'descr': '<f4', 'fortran_order': {order == 'F'}, 'shape': ({n}, 28, 28), }}\n".encode())
     path = sparse_file(tmp_path / "big.npy", header, len(header) + n * 784 * 4)
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
-            "from edgevae.runtime.image_files import read_images; "
+            "from edgevae.runtime.image_io.image_files import read_images; "
             f"x = read_images({str(path)!r}, count=1); assert x.shape == (1, 1, 28, 28) and not x.any(), x.shape")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

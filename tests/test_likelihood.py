@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgevae.runtime import VAERuntime, likelihood
+from edgevae.runtime import VAERuntime
+from edgevae.runtime.inference import likelihood
 from edgevae.train.loss import iwae_nll, neg_elbo
 from helpers import make_trained_model, run_cli, save_test_checkpoint, synthetic_images, write_idx_dataset
 

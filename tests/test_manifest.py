@@ -1,4 +1,4 @@
-"""The model-dir contract (runtime/manifest.py): schema drift, round trips, documentation, field checks,
+"""The model-dir contract (runtime/contract/manifest.py): schema drift, round trips, documentation, field checks,
 file modes, and one default variant for the CLI and the API."""
 
 import dataclasses
@@ -14,8 +14,8 @@ import pytest
 from helpers import make_model_dir, run_cli
 
 from edgevae.runtime import VAERuntime
-from edgevae.runtime import manifest as contract
-from edgevae.runtime.schema import schema, schema_text
+from edgevae.runtime.contract import manifest as contract
+from edgevae.runtime.contract.schema import schema, schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "docs" / "model-dir.schema.json"
@@ -24,8 +24,8 @@ DOC_FILE = ROOT / "docs" / "model-dir.md"
 
 def test_committed_schema_is_the_one_the_classes_generate():
     assert SCHEMA_FILE.read_text() == schema_text(), (
-        "docs/model-dir.schema.json drifted from runtime/manifest.py: "
-        "python -m edgevae.runtime.schema > docs/model-dir.schema.json")
+        "docs/model-dir.schema.json drifted from runtime/contract/manifest.py: "
+        "python -m edgevae.runtime.contract.schema > docs/model-dir.schema.json")
 
 
 def _classes(cls, seen=None):
@@ -95,7 +95,7 @@ def test_fresh_model_dir_files_are_0644_in_a_0755_folder(tmp_path):
     old = os.umask(0o077)  # a private umask must not leak into a model dir meant for sharing
     try:
         out = make_model_dir(tmp_path / "m")
-        from edgevae.runtime.manifest import write
+        from edgevae.runtime.contract.manifest import write
 
         write(out, contract.load(out).manifest)  # rewriting the manifest keeps 0644
     finally:
@@ -154,5 +154,5 @@ def test_runtime_modules_use_only_the_contract_module_for_the_model_dir():
 
 
 def test_schema_module_runs_as_a_script():
-    result = subprocess.run([sys.executable, "-m", "edgevae.runtime.schema"], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-m", "edgevae.runtime.contract.schema"], capture_output=True, text=True, check=True)
     assert json.loads(result.stdout) == schema()

@@ -54,7 +54,7 @@ def test_train_export_quantize_run(tmp_path, monkeypatch, request, case):
     assert main(["quantize", str(model_dir), "--variants", "int8", "--calibration-images", "100", "--test-images", "64"]) == 0
 
     from edgevae.runtime import VAERuntime
-    from edgevae.runtime import manifest as contract
+    from edgevae.runtime.contract import manifest as contract
 
     manifest = contract.load(model_dir).manifest
     assert tuple(manifest.image_shape) == shape and manifest.latent_dim == latent_dim

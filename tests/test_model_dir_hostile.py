@@ -12,7 +12,7 @@ from helpers import make_model_dir, resign, run_cli
 from onnx import TensorProto, helper
 
 from edgevae.runtime import InputError, ModelDirError, VAERuntime
-from edgevae.runtime.manifest import load
+from edgevae.runtime.contract.manifest import load
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def _external(tensor, location="x.bin", entries=True):
 
 @pytest.mark.parametrize("where", ["initializer", "constant node", "if branch", "sparse", "location flag only"])
 def test_external_data_scan_finds_tensors_wherever_they_sit(where):
-    from edgevae.runtime.onnx_scan import GraphRefused, check_self_contained
+    from edgevae.runtime.contract.onnx_scan import GraphRefused, check_self_contained
 
     value = helper.make_tensor("c", TensorProto.FLOAT, [2], np.ones(2, np.float32).tobytes(), raw=True)
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
@@ -82,7 +82,7 @@ def test_external_data_scan_finds_tensors_wherever_they_sit(where):
 
 
 def test_external_data_scan_passes_real_graphs_and_refuses_garbage(model_dir):
-    from edgevae.runtime.onnx_scan import GraphRefused, check_self_contained
+    from edgevae.runtime.contract.onnx_scan import GraphRefused, check_self_contained
 
     check_self_contained((model_dir / "decoder.onnx").read_bytes())
     for junk in (b"\xff" * 10, b"\x0a\xff\xff\xff\xff\x0f", np.random.default_rng(0).bytes(4096)):

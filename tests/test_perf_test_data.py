@@ -8,7 +8,7 @@ def test_perf_test_data_layout_reads_back_with_onnx(tmp_path, model_dir):
     import onnx
     from onnx import numpy_helper
 
-    from edgevae.runtime.manifest import load
+    from edgevae.runtime.contract.manifest import load
 
     out = tmp_path / "perf"
     result = run_cli("bench", "--model", model_dir, "--perf-test-data", out)

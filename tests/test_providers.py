@@ -1,4 +1,4 @@
-"""Execution providers as a tune dimension (runtime/providers.py, runtime/tune.py, runtime/device_profile.py):
+"""Execution providers as a tune dimension (runtime/inference/providers.py, runtime/device/tune.py, runtime/device/profile.py):
 which providers count here, and, with a fake provider list, that tune times them and the runtime runs the pick."""
 
 import dataclasses
@@ -8,10 +8,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edgevae.runtime import VAERuntime, tune
-from edgevae.runtime import manifest as contract
-from edgevae.runtime.device_profile import IN_MODEL_DIR, Choice, Timing, write
-from edgevae.runtime.providers import CPU, takes_nodes, usable_providers
+from edgevae.runtime import VAERuntime
+from edgevae.runtime.device import tune
+from edgevae.runtime.contract import manifest as contract
+from edgevae.runtime.device.profile import IN_MODEL_DIR, Choice, Timing, write
+from edgevae.runtime.inference.providers import CPU, takes_nodes, usable_providers
 
 FAKE = "FakeNpuExecutionProvider"
 
@@ -27,7 +28,7 @@ def test_on_this_machine_only_the_cpu_runs_the_graphs():
 
 
 def test_usable_providers_keeps_a_provider_that_takes_nodes(monkeypatch):
-    monkeypatch.setattr("edgevae.runtime.providers.takes_nodes", lambda data, p: p in (FAKE, CPU))
+    monkeypatch.setattr("edgevae.runtime.inference.providers.takes_nodes", lambda data, p: p in (FAKE, CPU))
     assert usable_providers(b"", [FAKE, "AzureExecutionProvider", CPU]) == [FAKE, CPU]
 
 
@@ -84,7 +85,7 @@ def test_the_runtime_builds_its_session_with_the_profiles_provider(monkeypatch, 
     model = contract.load(model_copy)
     write(model_copy / IN_MODEL_DIR, _profile_picking(model, FAKE))
     monkeypatch.setattr(ort, "get_available_providers", lambda: [FAKE, CPU])
-    import edgevae.runtime.vae as vae
+    import edgevae.runtime.inference.vae as vae
 
     built, real = [], vae.create_session
 

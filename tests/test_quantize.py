@@ -148,7 +148,7 @@ def quantized(tmp_path_factory) -> tuple[Path, dict]:
 @needs_data
 def test_quantize_records_every_variant_with_its_hash(quantized):
     from edgevae.export.quantize import format_table
-    from edgevae.runtime.manifest import parse_manifest
+    from edgevae.runtime.contract.manifest import parse_manifest
 
     model_dir, manifest = quantized
     assert set(manifest["variants"]) == {"fp32", "int8", "int8-dynamic", "fp16"}
@@ -240,8 +240,8 @@ def test_every_variant_runs_through_the_runtime(quantized):
 
 @needs_data
 def test_quantize_adds_goldens_for_every_variant_that_verify(quantized):
-    from edgevae.runtime.manifest import load
-    from edgevae.runtime.verify import verify
+    from edgevae.runtime.contract.manifest import load
+    from edgevae.runtime.device.verify import verify
 
     model = load(quantized[0])
     golden = model.manifest.golden

@@ -19,7 +19,7 @@ import torch
 from helpers import make_model_dir, make_trained_model, save_test_checkpoint, write_idx_dataset
 
 from edgevae.runtime import VAERuntime
-from edgevae.runtime.manifest import load
+from edgevae.runtime.contract.manifest import load
 from edgevae.train.checkpoint import load_model, read_checkpoint
 
 pytestmark = pytest.mark.slow

@@ -21,9 +21,9 @@ from helpers import idx_bytes, run_cli, sparse_file, synthetic_images
 from edgevae.benchmarks.input_bombs import npy_header
 from edgevae.cli import build_parser, main
 from edgevae.runtime import InputError
-from edgevae.runtime.checks import check_threads, usable_cores
-from edgevae.runtime.image_files import read_images
-from edgevae.runtime.png import decode_png
+from edgevae.runtime.inference.checks import check_threads, usable_cores
+from edgevae.runtime.image_io.image_files import read_images
+from edgevae.runtime.image_io.png import decode_png
 
 
 
@@ -157,7 +157,7 @@ def reference_unfilter(raw: bytes, height: int, stride: int, bpp: int) -> np.nda
 @pytest.mark.parametrize("colour,bpp", [(0, 1), (4, 2), (2, 3), (6, 4)])
 @pytest.mark.parametrize("height,width", [(1, 1), (7, 1), (1, 9), (13, 6), (6, 13)])
 def test_vectorised_unfilter_matches_the_spec(colour, bpp, height, width):
-    from edgevae.runtime.png import _unfilter
+    from edgevae.runtime.image_io.png import _unfilter
 
     rng = np.random.default_rng(height * 100 + width * 10 + bpp)
     raw = rng.integers(0, 256, (height, width * bpp + 1), dtype=np.uint8)
@@ -195,7 +195,7 @@ def test_paeth_rows_decode_far_faster_than_byte_by_byte():
     """The largest all-Paeth grid allowed for 28x28 models (64x64 tiles; the 5600x5600 attack took 43 s in
     a per-byte loop): the diagonal decoder against the spec's loop above, interleaved medians, so a busy
     machine slows both alike."""
-    from edgevae.runtime.png import _unfilter
+    from edgevae.runtime.image_io.png import _unfilter
 
     rng = np.random.default_rng(0)
     raw = rng.integers(0, 8, (1792, 1793), dtype=np.uint8)
@@ -353,7 +353,7 @@ def test_interpolate_to_npy_streams(tmp_path, capsys):
 
 
 def test_a_png_of_too_many_tiles_is_refused_before_any_reconstruction(tmp_path, capsys, monkeypatch):
-    from edgevae.runtime.vae import VAERuntime
+    from edgevae.runtime.inference.vae import VAERuntime
 
     np.save(tmp_path / "many.npy", np.zeros((2049, 28, 28), np.uint8))
     calls = []

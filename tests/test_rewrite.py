@@ -92,7 +92,7 @@ def test_depth_to_space_rewrite_keeps_every_tensor_4d_and_matches_the_reference_
     reference evaluator computes for the ConvTranspose graph, within float32 summation order (TOL)."""
     from onnx.reference import ReferenceEvaluator
 
-    from edgevae.runtime.manifest import DEFAULT_MODEL_DIR
+    from edgevae.runtime.contract.manifest import DEFAULT_MODEL_DIR
 
     decoder = onnx.load(DEFAULT_MODEL_DIR / "decoder.onnx")
     rewritten = onnx.shape_inference.infer_shapes(conv_transpose_as_conv(decoder, DEPTH_TO_SPACE))

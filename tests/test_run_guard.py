@@ -1,5 +1,5 @@
 """Hostile round 2, point 2: a graph that runs for ever is refused at load (undeclared control flow), stopped at
-its deadline (declared control flow), and stopped by SIGTERM while onnxruntime computes (runtime/run_guard.py).
+its deadline (declared control flow), and stopped by SIGTERM while onnxruntime computes (runtime/inference/run_guard.py).
 No verdict here depends on speed: the hostile graphs never finish, and HANG_S only turns a hang into a failure."""
 
 import json
@@ -15,8 +15,8 @@ from helpers import make_model_dir, resign, run_cli
 from onnx import TensorProto, helper
 
 from edgevae.runtime import ModelDirError, VAERuntime
-from edgevae.runtime.onnx_scan import GraphRefused, check_self_contained
-from edgevae.runtime.run_guard import RunStopped, default_timeout, run, stop_all_runs
+from edgevae.runtime.contract.onnx_scan import GraphRefused, check_self_contained
+from edgevae.runtime.inference.run_guard import RunStopped, default_timeout, run, stop_all_runs
 
 HANG_S = 600
 FOREVER = 10**12  # loop iterations: ~days at any speed
@@ -155,8 +155,8 @@ def test_stop_all_runs_reaches_runs_in_other_threads(tmp_path, model_dir):
     """The API's handle for an embedding app: stop_all_runs from any thread ends a run in flight."""
     import threading
 
-    from edgevae.runtime.manifest import load
-    from edgevae.runtime.sessions import new_session
+    from edgevae.runtime.contract.manifest import load
+    from edgevae.runtime.inference.sessions import new_session
 
     folder = make_model_dir(tmp_path / "model")
     add_control_flow(folder, manifest_declares=True)

@@ -9,8 +9,8 @@ import pytest
 from helpers import idx_bytes, run_cli, synthetic_images
 
 from edgevae.cli import main
-from edgevae.runtime.image_files import grid, read_images
-from edgevae.runtime.png import decode_png
+from edgevae.runtime.image_io.image_files import grid, read_images
+from edgevae.runtime.image_io.png import decode_png
 
 
 @pytest.fixture

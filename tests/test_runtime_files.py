@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from helpers import idx_bytes, synthetic_images
 
-from edgevae.runtime.image_files import NpyWriter, grid, read_images, to_uint8, write_images
-from edgevae.runtime.png import decode_png, encode_png
+from edgevae.runtime.image_io.image_files import NpyWriter, grid, read_images, to_uint8, write_images
+from edgevae.runtime.image_io.png import decode_png, encode_png
 
 SHAPES = [(1, 1), (28, 28), (3, 100), (57, 5)]
 

@@ -10,7 +10,7 @@ import pytest
 from helpers import flip_byte, make_model_dir, resign
 
 from edgevae.runtime import DEFAULT_MODEL_DIR, ModelDirError, VAERuntime
-from edgevae.runtime import manifest as model_dir_module
+from edgevae.runtime.contract import manifest as model_dir_module
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def test_rgb_npy_and_png_round_trip(tmp_path, rgb_model):
 
 
 def test_rgb_png_reads_back_the_colours_written(tmp_path, rgb_model):
-    from edgevae.runtime.image_files import read_images, write_images
+    from edgevae.runtime.image_io.image_files import read_images, write_images
 
     x = np.random.default_rng(1).integers(0, 256, (4, 3, 16, 20)).astype(np.float32) / 255
     write_images(tmp_path / "g.png", x, columns=2)

@@ -1,4 +1,4 @@
-"""Signed model dirs (runtime/signing.py): `edgevae sign`, `verify --trust`, `--trust` and VAERuntime.load(trust=)
+"""Signed model dirs (runtime/contract/signing.py): `edgevae sign`, `verify --trust`, `--trust` and VAERuntime.load(trust=)
 on copies of the shipped model, with keys made here. Needs the `sign` extra (model-signing), which `dev` installs."""
 
 import json
@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402  (model-s
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 
 from edgevae.runtime import InputError, ModelDirError, VAERuntime  # noqa: E402
-from edgevae.runtime import manifest as contract  # noqa: E402
-from edgevae.runtime.signing import SIGNATURE, check_signature, sign, signed_files  # noqa: E402
+from edgevae.runtime.contract import manifest as contract  # noqa: E402
+from edgevae.runtime.contract.signing import SIGNATURE, check_signature, sign, signed_files  # noqa: E402
 
 
 def _pem(private, folder, name):

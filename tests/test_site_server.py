@@ -13,8 +13,8 @@ import threading
 import pytest
 
 from edgevae.runtime import InputError
-from edgevae.runtime import site_server
-from edgevae.runtime.site import make_server
+from edgevae.runtime.site import server as site_server
+from edgevae.runtime.site.page import make_server
 
 SECRET = b"TOP-SECRET-outside-the-site"
 

@@ -13,9 +13,9 @@ from helpers import flip_byte, run_cli
 
 from edgevae.export.static import add_static, fix_batch, parse_batches, plan
 from edgevae.runtime import InputError, ModelDirError, VAERuntime
-from edgevae.runtime import golden as goldens
-from edgevae.runtime import manifest as contract
-from edgevae.runtime.device_profile import Choice, Plan
+from edgevae.runtime.device import golden as goldens
+from edgevae.runtime.contract import manifest as contract
+from edgevae.runtime.device.profile import Choice, Plan
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +129,10 @@ def test_auto_maps_a_profiles_fixed_shape_pick_back_to_its_base_at_other_sizes(s
     # no profile: the sibling runs whenever the batch matches
     assert Plan("fp32", None).choose(model, "decoder", 2).variant == "fp32-b2"
     assert Plan("fp32-b3", None).choose(model, "decoder", 6).variant == "fp32-b3"  # by name: the runtime checks sizes
-    from edgevae.runtime.device_profile import DeviceProfile, FORMAT
+    from edgevae.runtime.device.profile import DeviceProfile, FORMAT
 
     def profile(pick):
-        from edgevae.runtime.device_profile import Timing
+        from edgevae.runtime.device.profile import Timing
 
         choice = {g: {"1": Choice("fp32", 1), "2": Choice(pick, 1), "4": Choice("fp32", 1)} for g in ("encoder", "decoder")}
         timings = {g: {size: (Timing(c.variant, 1, 1.0, 1.0, 1.0, 1),) for size, c in sizes.items()} for g, sizes in choice.items()}

@@ -2,7 +2,7 @@
 onnxruntime-node under Node's test runner (web/test/*.test.mjs) and onnxruntime-web in Debian's headless
 Chromium (driven by web/test/browser.mjs with playwright-core). Goldens come from the Python runtime
 (web/test/make_golden.py). The quick tests check where `edgevae web` takes onnxruntime-web from
-(runtime/ort_web.py) with stand-ins for the package and npm; the heavy ones skip, saying why, where node,
+(runtime/site/ort_web.py) with stand-ins for the package and npm; the heavy ones skip, saying why, where node,
 chromium or web/node_modules are missing (`ONNXRUNTIME_NODE_INSTALL=skip npm ci` in web/, `apt-get install
 chromium`). EDGEVAE_TEST_ARTIFACTS=DIR keeps the page's screenshot there (default: the test's tmp_path)."""
 
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from edgevae.runtime import ort_web
-from edgevae.runtime.manifest import DEFAULT_MODEL_DIR, load
-from edgevae.runtime.site import MARKER, SITE_JSON, write_site
+from edgevae.runtime.site import ort_web
+from edgevae.runtime.contract.manifest import DEFAULT_MODEL_DIR, load
+from edgevae.runtime.site.page import MARKER, SITE_JSON, write_site
 from helpers import flip_byte, resign, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def test_ort_web_without_npm_says_what_to_install(tmp_path, monkeypatch):
 
 def test_the_lock_file_pins_onnxruntime_web_and_the_page_files_are_installed():
     assert LOCK.version.count(".") == 2 and LOCK.integrity.startswith("sha512-")
-    from edgevae.runtime.site import PAGE_FILES, web_dir
+    from edgevae.runtime.site.page import PAGE_FILES, web_dir
 
     assert all((web_dir() / name).is_file() for name in PAGE_FILES)
     assert set(ort_web.FILES) == {f for b in ort_web.BUNDLES.values() for f in (b["module"], b["wasm"])} | {
@@ -137,10 +137,10 @@ def test_the_lock_file_pins_onnxruntime_web_and_the_page_files_are_installed():
 
 
 def test_js_verify_applies_the_python_rule_and_cap():
-    """web/verify.js recomputes runtime/golden.py's tolerance rule and cap with its own copy of the constants."""
+    """web/verify.js recomputes runtime/device/golden.py's tolerance rule and cap with its own copy of the constants."""
     import re
 
-    from edgevae.runtime import golden
+    from edgevae.runtime.device import golden
 
     text = (WEB / "verify.js").read_text()
     block = re.search(r"export const RULE = \{(.*?)\};", text, re.S).group(1)

@@ -5,7 +5,7 @@ Two things can be evaluated:
   default: faster, see ENGINE_DEFAULT) exports the weights to a temporary fp32 model dir and runs it in
   onnxruntime; engine "torch" runs PyTorch eager.
 - a model dir (what devices run), any of its variants, int8 included: always onnxruntime + numpy
-  (edgevae.runtime.likelihood). Nothing is written into the model dir.
+  (edgevae.runtime.inference.likelihood). Nothing is written into the model dir.
 
 The test images, and for a binarized run the fixed binarized test set, come from the training config
 stored beside the weights. IWAE: mean +- standard error over images (the spread of the per-image
@@ -75,7 +75,7 @@ def batch_terms(rt, xb: np.ndarray, k: int, seed: int, start: int) -> dict:
     """Per-image -ELBO, BCE, KL and IWAE NLL of the images xb, the batch starting at test image `start`.
     Its noise comes from generators seeded by (seed, start) alone, so the figures do not depend on how
     the batches are shared among worker processes."""
-    from edgevae.runtime import likelihood
+    from edgevae.runtime.inference import likelihood
 
     elbo_rng = np.random.default_rng([seed, start])
     iwae_rng = np.random.default_rng([seed + IWAE_SEED_OFFSET, start])
@@ -103,7 +103,7 @@ def evaluate_images(model_dir, variant: str, x: np.ndarray, k: int, batch_size: 
     standard errors, in `workers` processes of `threads` onnxruntime threads each (default: one process
     per usable core). Processes, not threads: single-thread worker processes evaluated faster than
     one process of as many threads (docs/results.md, Evaluation)."""
-    from edgevae.runtime.checks import InputError, check_count, check_threads, usable_cores
+    from edgevae.runtime.inference.checks import InputError, check_count, check_threads, usable_cores
 
     threads, cores = check_threads(threads, "--threads"), usable_cores()
     workers = max(1, cores // threads) if workers is None else check_count("--workers", workers)
@@ -155,7 +155,7 @@ def _map(tasks: list, model_dir, variant: str, threads: int, workers: int):
 def evaluate_model_dir(model_dir, variant: str = "fp32", data_dir=None, iwae_k=1000, limit_test=None,
                        batch_size=20, threads=1, data=None, image_size=None, channels=None, workers=None) -> dict:
     """-ELBO and IWAE NLL (nats per image) of a model dir's variant, computed with onnxruntime + numpy."""
-    from edgevae.runtime import manifest as contract
+    from edgevae.runtime.contract import manifest as contract
 
     _check(iwae_k, limit_test, batch_size)
     model = contract.load(model_dir)
@@ -163,7 +163,7 @@ def evaluate_model_dir(model_dir, variant: str = "fp32", data_dir=None, iwae_k=1
     manifest = model.manifest
     c = model.conventions
     if (c.decoder_head, c.posterior) not in (("bernoulli_means", "gaussian"), ("bernoulli_logits", "gaussian")):
-        # runtime/likelihood.py's estimators are Bernoulli with a Gaussian posterior; for any other model nats
+        # runtime/inference/likelihood.py's estimators are Bernoulli with a Gaussian posterior; for any other model nats
         # would be meaningless (issue 23): quantize reports its decoder PSNR instead
         raise ValueError(f"eval reports nats for Bernoulli decoders with a Gaussian posterior; this model declares "
                          f"decoder_head {c.decoder_head} and posterior {c.posterior} (`edgevae quantize` reports its PSNR)")

@@ -15,7 +15,7 @@
 
 /**
  * The backend an onnxruntime module gives by itself: onnxruntime-web's wasm provider, or the CPU provider of
- * onnxruntime-node / -react-native with the Python runtime's options (runtime/sessions.py: a sequential chain
+ * onnxruntime-node / -react-native with the Python runtime's options (runtime/inference/sessions.py: a sequential chain
  * of convolutions, no spinning threads). A backend is {name, ort, options, describe}: ort the module or a
  * function that imports it on first use, options its session options, describe a label for measured choices.
  * @param {any} ort an onnxruntime module

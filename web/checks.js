@@ -1,5 +1,5 @@
 // @ts-check
-// Checks of what callers hand the runtime, the same as the Python runtime's (runtime/checks.py): each
+// Checks of what callers hand the runtime, the same as the Python runtime's (runtime/inference/checks.py): each
 // returns a Float32Array ready for onnxruntime or throws InputError naming the argument and the bad value.
 // A batch is {data, dims}: data a Float32Array, Float64Array or Array of numbers in row-major order, dims
 // its shape (an onnxruntime Tensor qualifies).

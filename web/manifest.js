@@ -1,6 +1,6 @@
 // @ts-check
 // manifest.json of an edgevae model dir, checked the way the Python runtime checks it
-// (runtime/manifest.py, docs/model-dir.schema.json). Pure functions: no I/O, so browser and Node share it.
+// (runtime/contract/manifest.py, docs/model-dir.schema.json). Pure functions: no I/O, so browser and Node share it.
 // Only the fields the JS runtime needs are typed here; the optional reports (parity, training, quality,
 // latency_ms, ort) are kept as they are. Every problem throws ModelDirError with one line naming the field.
 
@@ -10,7 +10,7 @@ export const FP32 = "fp32"; // the variant every model dir has
 export const AUTO = "auto"; // chosen by measurement in THIS runtime (see edgevae.js selectVariants)
 export const MAX_MANIFEST_BYTES = 1 << 20;
 export const MAX_GRAPH_BYTES = 1 << 30;
-export const MAX_STATIC_BATCH = 4096; // runtime/manifest.py's bound on a fixed-shape graph's batch
+export const MAX_STATIC_BATCH = 4096; // runtime/contract/manifest.py's bound on a fixed-shape graph's batch
 // The fields every manifest has (docs/model-dir.schema.json "required"; web/test/schema.test.mjs keeps them in step).
 export const REQUIRED = ["format", "edgevae_version", "latent_dim", "image_shape", "opset", "io", "variants"];
 export const FILE_ENTRY_REQUIRED = ["file", "sha256", "bytes"];
@@ -163,7 +163,7 @@ export function parseManifest(obj, where = "model dir") {
 }
 
 /** The optional `static` entry: {variant: {base, batch}} for fixed-shape variants (NPUs), which run batches of
- * exactly `batch` rows and are never candidates of `auto`; checked as runtime/manifest.py checks it. */
+ * exactly `batch` rows and are never candidates of `auto`; checked as runtime/contract/manifest.py checks it. */
 function parseStatic(value, variants, fail) {
   if (!isObject(value)) fail("static must map variants to {base, batch}");
   const fixed = Object.create(null);
@@ -178,7 +178,7 @@ function parseStatic(value, variants, fail) {
   return fixed;
 }
 
-/** The optional `golden` entry (runtime/manifest.py Golden): {inputs: {graph: file entry}, outputs: {variant:
+/** The optional `golden` entry (runtime/contract/manifest.py Golden): {inputs: {graph: file entry}, outputs: {variant:
  * {graph: {output name: file entry}}}, tolerance: {variant: {graph: max abs difference}}}. Which variants and
  * outputs it must name is checked where it is used (web/verify.js), as the Python runtime does. */
 function parseGolden(value, fail) {
@@ -204,7 +204,7 @@ function parseGolden(value, fail) {
       tolerance[variant][graph] = limit;
     }
   }
-  // the figures the tolerance rule was applied to (verify.js recomputes the rule from them, as runtime/verify.py does)
+  // the figures the tolerance rule was applied to (verify.js recomputes the rule from them, as runtime/device/verify.py does)
   const figures = (table, name) => {
     if (table === undefined) return Object.create(null);
     if (!isObject(table)) fail(`golden.${name} must map variants to {graph: number}`);

@@ -1,7 +1,7 @@
 // @ts-check
 // Goldens in JavaScript: the model dir's golden inputs run through its graphs in THIS runtime (onnxruntime-web,
 // -node or -react-native, any backend) and compared with the expected outputs stored beside them, within the
-// manifest's tolerances, as `edgevae verify` does in Python (runtime/verify.py; runtime/golden.py derives the
+// manifest's tolerances, as `edgevae verify` does in Python (runtime/device/verify.py; runtime/device/golden.py derives the
 // tolerances). Platform-free like vae.js: the files come through the runtime's loader, size- and sha256-checked.
 
 import { GRAPHS, ModelDirError, escape } from "./manifest.js";
@@ -22,10 +22,10 @@ import { GRAPHS, ModelDirError, escape } from "./manifest.js";
  */
 
 export const ALL = "all";
-export const MAX_GOLDEN_BYTES = 16 << 20; // per file, as runtime/golden.py: a golden batch is tens of KB
+export const MAX_GOLDEN_BYTES = 16 << 20; // per file, as runtime/device/golden.py: a golden batch is tens of KB
 const MAX_GOLDEN_N = 4096;
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
-// runtime/golden.py's rule and cap, never the manifest's factors (tests/test_web.py keeps these equal to Python's)
+// runtime/device/golden.py's rule and cap, never the manifest's factors (tests/test_web.py keeps these equal to Python's)
 export const RULE = {
   SAFETY_FACTOR: 10.0, REFERENCE_FACTOR: 1.5, FLOOR: 8 * 2 ** -23, PARITY_TOLERANCE: 1e-4, QUANTIZED_CAP_STEPS: 48,
 };
@@ -92,7 +92,7 @@ function variantsToCheck(vae, golden, variant) {
 }
 
 /** What a difference in one output is measured against: x_hat's [0, 1] for the decoder, the spread of the
- * expected values for the encoder's outputs (0 if any is not finite), as runtime/golden.py's output_range.
+ * expected values for the encoder's outputs (0 if any is not finite), as runtime/device/golden.py's output_range.
  * @param {string} graph
  * @param {Float32Array} data
  * @returns {number}
@@ -110,7 +110,7 @@ function outputRange(graph, data) {
 
 /**
  * The largest tolerance the manifest may state for (variant, graph): the rule recomputed from its measured figures
- * with runtime/golden.py's factors, capped by golden.py's tolerance_cap (10 x export's parity bound for fp32, 48
+ * with runtime/device/golden.py's factors, capped by golden.py's tolerance_cap (10 x export's parity bound for fp32, 48
  * steps of 1/255 of the output's range for a quantized variant). A looser one would pass graphs of another model.
  * @param {Golden} golden
  * @param {string} variant
@@ -164,7 +164,7 @@ const sameDims = (a, b) => a.length === b.length && a.every((d, i) => d === b[i]
 export async function verifyGoldens(vae, { variant = ALL, backends = [vae.backends[0].name] } = {}) {
   const golden = vae.model.golden;
   if (!golden) {
-    throw new ModelDirError(`${vae.where}: has no goldens (made before edgevae stored them; re-export it, or add them with python -m edgevae.runtime.golden DIR)`);
+    throw new ModelDirError(`${vae.where}: has no goldens (made before edgevae stored them; re-export it, or add them with python -m edgevae.runtime.device.golden DIR)`);
   }
   const [C, H, W] = vae.model.imageShape, D = vae.model.latentDim;
   const inputs = {};

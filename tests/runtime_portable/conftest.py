@@ -9,7 +9,7 @@ import pytest
 @pytest.fixture(scope="session")
 def shipped():
     """The shipped model dir, every file hashed once."""
-    from edgevae.runtime.manifest import load
+    from edgevae.runtime.contract.manifest import load
 
     model = load(None)
     model.verify()
@@ -19,6 +19,6 @@ def shipped():
 @pytest.fixture(scope="session")
 def goldens(shipped):
     """{graph: golden input batch} of the shipped model."""
-    from edgevae.runtime.golden import read_inputs
+    from edgevae.runtime.device.golden import read_inputs
 
     return read_inputs(shipped)

@@ -10,10 +10,10 @@ import pytest
 
 from edgevae.cli import main
 from edgevae.runtime import VAERuntime
-from edgevae.runtime.checks import usable_cores
-from edgevae.runtime.image_files import grid
-from edgevae.runtime.platform_facts import facts, lines
-from edgevae.runtime.png import decode_png
+from edgevae.runtime.inference.checks import usable_cores
+from edgevae.runtime.image_io.image_files import grid
+from edgevae.runtime.device.platform_facts import facts, lines
+from edgevae.runtime.image_io.png import decode_png
 
 
 def test_info_reports_the_model_and_what_ran_it(capsys):

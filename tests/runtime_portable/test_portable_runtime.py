@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from edgevae.runtime import InputError, ModelDirError, VAERuntime
-from edgevae.runtime.golden import GOLDEN_N, SEED, max_abs_diff, read_expected
-from edgevae.runtime.latent import rng_of, standard_normal
-from edgevae.runtime.verify import verify
+from edgevae.runtime.device.golden import GOLDEN_N, SEED, max_abs_diff, read_expected
+from edgevae.runtime.inference.latent import rng_of, standard_normal
+from edgevae.runtime.device.verify import verify
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_verify_fails_when_a_graph_computes_something_else(shipped, tmp_path):
     quantized = next(v for v in manifest["variants"] if v != "fp32")
     manifest["variants"]["fp32"]["decoder"] = manifest["variants"][quantized]["decoder"]
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    from edgevae.runtime.manifest import load
+    from edgevae.runtime.contract.manifest import load
 
     checks = {(c.graph, c.variant): c for c in verify(load(copy), "fp32")}
     assert checks[("encoder", "fp32")].passed and not checks[("decoder", "fp32")].passed

@@ -31,7 +31,7 @@ def _unfused_decode(model, variant, z):
 
 def write_golden(out: Path, model_dir=None) -> Path:
     from edgevae.runtime import VAERuntime
-    from edgevae.runtime.manifest import DEFAULT_MODEL_DIR, load
+    from edgevae.runtime.contract.manifest import DEFAULT_MODEL_DIR, load
 
     model_path = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
     model = load(model_path)

@@ -1,5 +1,5 @@
 // manifest.js follows the committed JSON Schema of the model dir (docs/model-dir.schema.json, generated
-// from runtime/manifest.py): the same required fields, format and file entries; the shipped manifest passes.
+// from runtime/contract/manifest.py): the same required fields, format and file entries; the shipped manifest passes.
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";

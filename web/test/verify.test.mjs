@@ -107,7 +107,7 @@ test("a fixed-shape variant runs whole batches of its size, is never auto's, and
   for (const [graph, outs] of Object.entries(m.golden.outputs.fp32)) {
     m.golden.outputs["fp32-b3"][graph] = {};
     for (const [name, entry] of Object.entries(outs)) {
-      // the 8 golden rows fitted to 9 (rows 0..7 then 0), as runtime/golden.py's fit_rows writes them
+      // the 8 golden rows fitted to 9 (rows 0..7 then 0), as runtime/device/golden.py's fit_rows writes them
       const { data, dims } = parseNpy(new Uint8Array(readFileSync(join(dir, entry.file))), (what) => { throw new Error(what); });
       const width = data.length / dims[0];
       const fitted = new Float32Array(9 * width);

@@ -3,8 +3,8 @@ and quantize through export/check.py, which needs onnx) as `edgevae check`'s tab
 Torch- and onnx-free: a device with the base install reads the record.
 """
 
-from .manifest import GRAPH_NAMES, Manifest, TargetFit, Targets
-from .safe_files import escape
+from ..contract.manifest import GRAPH_NAMES, Manifest, TargetFit, Targets
+from ..contract.safe_files import escape
 
 TARGETS = ("nnapi", "coreml", "xnnpack", "qnn", "cpu")
 

@@ -10,7 +10,7 @@ functions -- and refuses any tensor with `external_data` entries or `data_locati
 
 A VAE is a straight chain of layers. A node with a subgraph can loop for as long as its graph says (a Loop of
 1e12 iterations passes every hash), so such nodes are refused at load unless the manifest's `control_flow`
-names their operator; the run deadline (runtime/run_guard.py) still bounds those that are declared.
+names their operator; the run deadline (runtime/inference/run_guard.py) still bounds those that are declared.
 
 Field numbers are those of onnx/onnx.proto3.
 """

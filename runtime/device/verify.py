@@ -1,5 +1,5 @@
 """`edgevae verify`: run a model dir's golden inputs through its graphs on this device and compare the
-outputs with the expected ones stored beside them, within each variant's recorded tolerance (runtime/golden.py
+outputs with the expected ones stored beside them, within each variant's recorded tolerance (runtime/device/golden.py
 says how the tolerance was derived, and the cap past which a tolerance is refused). Torch-free: the base install
 runs it. What this proves, and what it does not (it is no signature), is in docs/security.md."""
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .golden import fit_rows, max_abs_diff, read_expected, read_inputs, rule_tolerance, run_graph, tolerance_cap
-from .manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
-from .safe_files import escape
+from ..contract.manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
+from ..contract.safe_files import escape
 
 ALL = "all"
 
@@ -59,7 +59,7 @@ def checked_tolerance(model: ModelDir, variant: str, graph: str, expected: list)
     if tolerance > allowed * (1 + 1e-9):
         raise model.fail(f"golden.tolerance.{escape(variant)}.{graph} is {tolerance:.3g}, more than its measured "
                          f"figures and the cap allow ({allowed:.3g}): goldens that loose prove nothing (docs/security.md; "
-                         "goldens made before the cap: python -m edgevae.runtime.golden DIR re-makes them)")
+                         "goldens made before the cap: python -m edgevae.runtime.device.golden DIR re-makes them)")
     return tolerance
 
 
@@ -68,8 +68,8 @@ def verify(model: ModelDir, variant: str = ALL, threads: int | None = None) -> l
     threads: intra-op threads (None: onnxruntime's default). InputError for a wrong argument, ModelDirError when
     the dir has no goldens, lacks the variant, its goldens are unreadable, or a tolerance is looser than
     checked_tolerance allows (refused before any graph runs)."""
-    from .checks import check_model, check_threads
-    from .errors import InputError
+    from ..inference.checks import check_model, check_threads
+    from ..contract.errors import InputError
 
     check_model(model)
     if not isinstance(variant, str):
@@ -77,7 +77,7 @@ def verify(model: ModelDir, variant: str = ALL, threads: int | None = None) -> l
     threads = None if threads is None else check_threads(threads)
     if model.manifest.golden is None:
         raise model.fail("has no goldens (made before edgevae stored them; re-export it, or add them with "
-                         "python -m edgevae.runtime.golden DIR)")
+                         "python -m edgevae.runtime.device.golden DIR)")
     inputs = read_inputs(model)
     variants = variants_to_check(model, variant)
     # fixed shapes: whole batches
@@ -117,13 +117,13 @@ def format_table(checks: list[Check]) -> str:
 def main(args) -> int:
     """CLI entry: 0 when every check passes, 1 when any fails (table on stdout, the summary names it);
     bad input (a missing or corrupt dir, an unknown variant) raises for the dispatcher's exit 2."""
-    from .checks import check_threads
-    from .manifest import load
+    from ..inference.checks import check_threads
+    from ..contract.manifest import load
 
     threads = None if args.threads is None else check_threads(args.threads, "--threads")
     model = load(args.model)
     if args.trust is not None:  # before anything of the dir is run: a dir its signer did not write is bad input
-        from .signing import SIGNATURE, check_signature
+        from ..contract.signing import SIGNATURE, check_signature
 
         count = check_signature(model, args.trust)
         print(f"signature {SIGNATURE} verified with {escape(args.trust)}: manifest.json and {count - 1} files it names")

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgevae.cpu import usable_cores  # noqa: F401 (re-exported: callers ask checks for it)
 
-from .errors import InputError
+from ..contract.errors import InputError
 
 
 def _as_float32(name, value) -> np.ndarray:
@@ -95,10 +95,10 @@ def check_count(name: str, value, minimum: int = 1) -> int:
 
 def check_model(value, name: str = "model"):
     """value if it is a checked model dir (manifest.load's ModelDir), else InputError naming the argument."""
-    from .manifest import ModelDir
+    from ..contract.manifest import ModelDir
 
     if not isinstance(value, ModelDir):
-        raise InputError(f"{name} must be a ModelDir (edgevae.runtime.manifest.load(path)), got {type(value).__name__}")
+        raise InputError(f"{name} must be a ModelDir (edgevae.runtime.contract.manifest.load(path)), got {type(value).__name__}")
     return value
 
 

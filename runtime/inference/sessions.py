@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import onnxruntime as ort
 
-from .manifest import ModelDir
-from .onnx_scan import GraphRefused, check_self_contained
+from ..contract.manifest import ModelDir
+from ..contract.onnx_scan import GraphRefused, check_self_contained
 from .run_guard import FIRST_CALL_S, RunStopped, run
-from .safe_files import escape
+from ..contract.safe_files import escape
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
@@ -113,7 +113,7 @@ def create_session(model: ModelDir, variant: str, graph: str, config: SessionCon
 
 def run_checked(model: ModelDir, label: str, session: ort.InferenceSession, feed: dict, timeout_s: float = FIRST_CALL_S,
                 limit: str = "allow more with timeout_s, or --timeout") -> list:
-    """session's outputs on feed, the run bounded by timeout_s (runtime/run_guard.py). The inputs were checked,
+    """session's outputs on feed, the run bounded by timeout_s (runtime/inference/run_guard.py). The inputs were checked,
     so a failure or a run past its deadline is the graph's fault: ModelDirError naming label (its file). A
     signal's RunStopped passes through for the CLI's handler."""
     n = len(next(iter(feed.values())))

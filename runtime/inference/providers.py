@@ -16,7 +16,7 @@ def assigned_nodes(data: bytes, provider: str, optimize: bool = False) -> dict[s
     """{node name: provider onnxruntime gives it} for the ONNX graph `data` offered to `provider` first and the
     CPU's after; None when this onnxruntime cannot report assignments. optimize: apply onnxruntime's basic
     optimizations first (off: the graph's own nodes, as a caller that optimized it already needs them)."""
-    from .onnx_scan import check_self_contained
+    from ..contract.onnx_scan import check_self_contained
     from .sessions import SessionConfig, session_options
 
     check_self_contained(data)  # the runtime's rule: no graph makes onnxruntime read a file

@@ -1,5 +1,5 @@
 """Frozen dataclasses to and from JSON, checked against their type hints: how the model-dir contract
-(runtime/manifest.py) and the device profiles (runtime/device_profile.py) read untrusted JSON.
+(runtime/contract/manifest.py) and the device profiles (runtime/device/profile.py) read untrusted JSON.
 
 A value that does not fit its field's type raises ValueError naming the field's path (e.g.
 `selection.decoder.8 must be a string`); a dataclass's own __post_init__ checks the rest.

@@ -43,7 +43,7 @@ def default_timeout(seconds_per_item: float | None, items: int) -> float:
 
 def check_timeout(value, name: str = "timeout_s") -> float | None:
     """value as a positive finite float of seconds, or None (the default rule)."""
-    from .errors import InputError
+    from ..contract.errors import InputError
 
     if value is None:
         return None

@@ -17,7 +17,7 @@ import stat
 import sys
 import urllib.parse
 
-from .safe_files import escape
+from ..contract.safe_files import escape
 
 MAX_TARGET_CHARS = 2048  # the page's own URLs are < 64 characters; longer targets are refused unread (414)
 TIMEOUT_S = 30  # a connection that sends nothing for this long is closed, so idle clients cannot pin threads

@@ -15,13 +15,13 @@ import numpy as np
 import onnxruntime as ort
 
 from .checks import check_count, check_images, check_latent_shape, check_latents, check_threads
-from .conventions import to_pixels, to_unit
-from .device_profile import Choice, Plan, plan as make_plan
-from .errors import InputError
+from ..contract.conventions import to_pixels, to_unit
+from ..device.profile import Choice, Plan, plan as make_plan
+from ..contract.errors import InputError
 from .latent import reparameterize, rng_of, standard_normal
-from .manifest import AUTO, GRAPH_NAMES, ModelDir, load
+from ..contract.manifest import AUTO, GRAPH_NAMES, ModelDir, load
 from .run_guard import check_timeout, default_timeout
-from .safe_files import escape
+from ..contract.safe_files import escape
 from .sessions import DEFAULT_PROVIDERS, SessionConfig, create_session, run_checked
 
 # Images per onnxruntime call: bounds the graphs' intermediate tensors. Larger chunks were no faster per
@@ -112,14 +112,14 @@ class VAERuntime:
         per-graph, per-batch-size selection (fp32 where there is none). threads: intra-op threads per session
         (None: onnxruntime's default, one per physical core), or "auto" (the default): both "auto"s follow this
         device's profile from `edgevae tune` first, then the manifest, then fp32 with onnxruntime's default
-        (runtime/device_profile.py); explicit values always win. providers: onnxruntime execution providers
+        (runtime/device/profile.py); explicit values always win. providers: onnxruntime execution providers
         (default: the device profile's per graph and batch size, else CPU). timeout_s: the most one onnxruntime
         call may take (None: 100x the fastest call measured so far, at least 10 s; 300 s for a session's first
-        call: runtime/run_guard.py), after which the call is terminated and raises ModelDirError. spinning: let
+        call: runtime/inference/run_guard.py), after which the call is terminated and raises ModelDirError. spinning: let
         onnxruntime's idle intra-op threads busy-wait for work (a little lower latency on an idle machine, a core
         burnt and far worse latency on a busy one; default off). trust: a PEM public key; the dir must then carry
         a signature by its private key (`edgevae sign`) over the manifest and every file it names, checked
-        before anything else (needs the `sign` extra; runtime/signing.py). Raises ModelDirError for an unusable
+        before anything else (needs the `sign` extra; runtime/contract/signing.py). Raises ModelDirError for an unusable
         model dir or a missing or wrong signature (every file the variant may use is hashed here), InputError
         for a bad variant, threads, providers or key.
 
@@ -140,7 +140,7 @@ class VAERuntime:
             raise InputError(f"providers {escape(list(providers))} are not available (onnxruntime has {ort.get_available_providers()})")
         model = load(model_dir)
         if trust is not None:
-            from .signing import check_signature
+            from ..contract.signing import check_signature
 
             check_signature(model, trust)
         model.check_variant(variant)
@@ -195,7 +195,7 @@ class VAERuntime:
 
     @property
     def conventions(self):
-        """The model's declared conventions (runtime/manifest.py Conventions), which every method applies."""
+        """The model's declared conventions (runtime/contract/manifest.py Conventions), which every method applies."""
         return self.model.conventions
 
     def _rows(self, item_shape: tuple) -> int:

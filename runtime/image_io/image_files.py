@@ -12,12 +12,12 @@ import numpy as np
 
 from edgevae.atomic import atomic_open, write_bytes
 
-from .checks import check_count, check_image_batch, check_path
-from .errors import InputError
+from ..inference.checks import check_count, check_image_batch, check_path
+from ..contract.errors import InputError
 from .image_input import read_images  # noqa: F401  (re-exported: callers import it from here)
 from .png import encode_png
-from .safe_files import escape
-from .typed_json import short_repr
+from ..contract.safe_files import escape
+from ..contract.typed_json import short_repr
 
 MAX_PNG_IMAGES = 4096  # a grid of more than this is unreadable; write .npy instead
 OUTPUT_SUFFIXES = (".png", ".npy")

@@ -1,4 +1,4 @@
-"""A model's declared conventions (runtime/manifest.py Conventions) as array maps, shared by the runtime and by
+"""A model's declared conventions (runtime/contract/manifest.py Conventions) as array maps, shared by the runtime and by
 quantize's quality measurements: images in [0, 1] to the encoder's pixel range, and x_hat of any decoder head
 to images in [0, 1]."""
 

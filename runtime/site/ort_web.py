@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .safe_files import escape
+from ..contract.safe_files import escape
 
 PACKAGE = "onnxruntime-web"
 # The bundles the page may load (web/page.js reads this from site.json): the wasm-only build, and the one with

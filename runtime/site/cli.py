@@ -1,5 +1,5 @@
 """Subcommands `web` (write the static sampling page) and `serve` (serve it on loopback). Argument parsing
-only; the work is in runtime/site.py (stdlib only)."""
+only; the work is in runtime/site/page.py (stdlib only)."""
 
 from pathlib import Path
 
@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def _web(args) -> None:
-    from .site import write_site
+    from .page import write_site
 
     out = write_site(args.out, args.model, args.ort_web)
     print(f"wrote {out}/index.html with onnxruntime-web from {args.ort_web or 'the npm cache'} (serve it with "
@@ -35,7 +35,7 @@ def _serve(args) -> None:
     import shutil
     import tempfile
 
-    from .site import SiteError, make_server, write_site
+    from .page import SiteError, make_server, write_site
 
     if not 0 <= args.port <= 65535:
         raise SiteError(f"--port must be in 0..65535, got {args.port}")

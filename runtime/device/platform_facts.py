@@ -81,7 +81,7 @@ def facts() -> PlatformFacts:
 
 def lines(f: PlatformFacts) -> list:
     """`edgevae info`'s closing lines (escaped: an OS string is not trusted to be printable)."""
-    from .safe_files import escape
+    from ..contract.safe_files import escape
 
     board = f", board {escape(f.board)}" if f.board else ""
     return [f"machine       {escape(f.machine)}, {escape(f.system)}, {f.cores} usable cores{board}",

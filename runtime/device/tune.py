@@ -1,7 +1,7 @@
 """`edgevae tune`: time, on this device, every variant inside the manifest's quality budget x intra-op threads x
 execution provider x batch sizes, and write a device profile that `variant="auto"` / `threads="auto"` then follow
 (device_profile.py). The providers are those onnxruntime offers here that take nodes of the model's graphs
-(runtime/providers.py); a fixed-shape variant is timed at its own batch size, beside its base.
+(runtime/inference/providers.py); a fixed-shape variant is timed at its own batch size, beside its base.
 
 For each (graph, batch size) group, every candidate (variant, threads) takes turns in interleaved rounds, in
 a fresh random order each round, so load from other processes falls on all of them alike; within a round a
@@ -10,7 +10,7 @@ percentile spread are recorded; the choice is the fastest candidate, unless what
 (timed in the same rounds) is within KEEP_MARGIN of it. The run is bounded by budget_s: each group gets a share
 of what is left (session creation included) in proportion to its batch size plus 8, since a round's cost grows
 with the batch, and at least MIN_ROUNDS rounds, so a heavily loaded machine or a tiny budget can overrun it --
-but never past HARD_LIMIT x budget_s + HARD_SLACK_S: every call is stopped there (runtime/run_guard.py), so a
+but never past HARD_LIMIT x budget_s + HARD_SLACK_S: every call is stopped there (runtime/inference/run_guard.py), so a
 hostile or hopelessly slow graph ends tune with one line instead of running for ever.
 Torch-free: the base install runs it.
 """
@@ -21,12 +21,12 @@ import time
 
 import numpy as np
 
-from .device_profile import FORMAT, Choice, DeviceProfile, Plan, Timing, device_identity, model_key
-from .latent import rng_of, standard_normal
-from .manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
-from .safe_files import escape
-from .sessions import SessionConfig, create_session, run_checked
-from .typed_json import short_repr
+from .profile import FORMAT, Choice, DeviceProfile, Plan, Timing, device_identity, model_key
+from ..inference.latent import rng_of, standard_normal
+from ..contract.manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
+from ..contract.safe_files import escape
+from ..inference.sessions import SessionConfig, create_session, run_checked
+from ..contract.typed_json import short_repr
 
 BATCH_SIZES = (1, 8, 64, 256)
 DEFAULT_BUDGET_S = 20.0
@@ -123,7 +123,7 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
     the fp32 graphs). InputError for a wrong argument, before anything is timed."""
     from edgevae import __version__
 
-    from .providers import CPU, usable_providers
+    from ..inference.providers import CPU, usable_providers
 
     budget_s, batch_sizes = _check_arguments(model, budget_s, batch_sizes, progress)
     identity = device_identity()
@@ -173,8 +173,8 @@ def _check_arguments(model, budget_s, batch_sizes, progress) -> tuple:
     """(budget_s as a float, batch_sizes as a tuple of ints), or InputError naming the bad argument."""
     import math
 
-    from .checks import check_count, check_model
-    from .errors import InputError
+    from ..inference.checks import check_count, check_model
+    from ..contract.errors import InputError
 
     check_model(model)
     if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float, np.integer, np.floating)) \
@@ -238,8 +238,8 @@ def main(args) -> None:
     import math
     import os
 
-    from .device_profile import IN_MODEL_DIR, cache_path, write
-    from .manifest import load
+    from .profile import IN_MODEL_DIR, cache_path, write
+    from ..contract.manifest import load
 
     if not (isinstance(args.budget_s, float) and math.isfinite(args.budget_s) and 0 < args.budget_s <= MAX_BUDGET_S):
         raise ValueError(f"--budget-s {args.budget_s} must be a number of seconds in (0, {MAX_BUDGET_S:g}]")

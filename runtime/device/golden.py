@@ -57,7 +57,7 @@ effect, not bits: flipping the lowest mantissa byte of one decoder weight passes
 bit identity is what the sha256 in the manifest is for. (3) Goldens are no signature: whoever can rewrite the
 dir can rewrite the goldens from a tampered graph, and verify then passes (docs/security.md).
 
-For the shipped default model (no checkpoint, no PyTorch at hand) `python -m edgevae.runtime.golden [DIR]`
+For the shipped default model (no checkpoint, no PyTorch at hand) `python -m edgevae.runtime.device.golden [DIR]`
 computes the goldens with onnxruntime from the dir's own graphs: the fp32 expected outputs are then the
 runtime's outputs on the machine that ran it, and the same rule applies (without the PyTorch term when the
 manifest has no parity figure).
@@ -69,10 +69,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .latent import rng_of, standard_normal
-from .manifest import FP32, GRAPH_NAMES, FileEntry, Golden, ModelDir
-from .safe_files import escape, sha256_hex
-from .sessions import SessionConfig, create_session, run_checked
+from ..inference.latent import rng_of, standard_normal
+from ..contract.manifest import FP32, GRAPH_NAMES, FileEntry, Golden, ModelDir
+from ..contract.safe_files import escape, sha256_hex
+from ..inference.sessions import SessionConfig, create_session, run_checked
 
 GOLDEN_N = 8  # images and latents: enough to exercise every kernel, small (~25 KB per decoder output)
 SAFETY_FACTOR = 10.0
@@ -91,7 +91,7 @@ RULE = ("tolerance = safety_factor x max(measured[variant][graph], measured[fp32
         "second run, batch-1 runs and, for fp32, the export's parity against PyTorch; tolerance is at least "
         "reference_factor x reference, the largest difference between fused and unoptimized onnxruntime kernels "
         "over 256 inputs; and at most the cap: fp32 1e-3 x max(1, range), other variants 48/255 x range, range "
-        "being 1 for x_hat and the spread of the expected output for mu and logvar (runtime/golden.py)")
+        "being 1 for x_hat and the spread of the expected output for mu and logvar (runtime/device/golden.py)")
 
 
 def input_file(graph: str) -> str:
@@ -224,7 +224,7 @@ def tolerance_cap(variant: str, graph: str, expected: list) -> float:
 
 
 def measurement_threads() -> tuple:
-    from .checks import usable_cores
+    from ..inference.checks import usable_cores
 
     return tuple(sorted({1, max(2, usable_cores())}))
 
@@ -316,7 +316,7 @@ def default_inputs(model: ModelDir, images: np.ndarray | None = None) -> dict:
     if images is None:
         images = np.random.default_rng(SEED).random((GOLDEN_N, *model.image_shape), dtype=np.float32)
     else:
-        from .checks import check_images
+        from ..inference.checks import check_images
 
         images = check_images(images, model.image_shape, "images")
     low, high = model.conventions.pixel_range
@@ -334,9 +334,9 @@ def write_files(folder: Path, files: dict) -> None:
 def add_to_model_dir(model_dir=None, images: np.ndarray | None = None, source: str = "runtime") -> Golden:
     """Compute goldens for every variant of an existing model dir from its own graphs (torch-free) and
     record them in its manifest. images: None keeps the dir's golden images if it has some, else noise."""
-    from .checks import check_images
-    from .errors import InputError
-    from .manifest import load, write
+    from ..inference.checks import check_images
+    from ..contract.errors import InputError
+    from ..contract.manifest import load, write
 
     if not isinstance(source, str):
         raise InputError(f"source must be a string, got {type(source).__name__}")
@@ -354,19 +354,19 @@ def add_to_model_dir(model_dir=None, images: np.ndarray | None = None, source: s
 
 
 def main(argv=None) -> None:
-    """python -m edgevae.runtime.golden [MODEL_DIR] [--images IDX]: add goldens to a model dir (default:
+    """python -m edgevae.runtime.device.golden [MODEL_DIR] [--images IDX]: add goldens to a model dir (default:
     the shipped one), with the first GOLDEN_N images of an IDX/.npy/.png file when given."""
     import argparse
 
-    from .image_input import read_images
+    from ..image_io.image_input import read_images
 
-    parser = argparse.ArgumentParser(prog="python -m edgevae.runtime.golden", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m edgevae.runtime.device.golden", description=main.__doc__)
     parser.add_argument("model_dir", nargs="?", type=Path, help="model dir (default: the shipped model)")
     parser.add_argument("--images", type=Path, help="images for the encoder goldens (IDX, .npy or .png)")
     args = parser.parse_args(argv)
     images = None
     if args.images is not None:
-        from .manifest import load
+        from ..contract.manifest import load
 
         shape = load(args.model_dir).image_shape
         images = read_images(args.images, size=shape[1:], count=GOLDEN_N, channels=shape[0])

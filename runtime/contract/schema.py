@@ -1,6 +1,6 @@
 """JSON Schema of manifest.json, generated from the dataclasses in manifest.py.
 
-    python -m edgevae.runtime.schema > docs/model-dir.schema.json
+    python -m edgevae.runtime.contract.schema > docs/model-dir.schema.json
 
 The committed file is what other languages read; tests/test_manifest.py fails when it drifts from the classes.
 The schema states types and required fields; the cross-field rules (fp32 present, selection naming listed

@@ -36,9 +36,9 @@ def _verify(args) -> int:
 
 
 def _sign(args) -> None:
-    from .manifest import load
-    from .safe_files import escape
-    from .signing import sign, signed_files
+    from ..contract.manifest import load
+    from ..contract.safe_files import escape
+    from ..contract.signing import sign, signed_files
 
     model = load(args.model_dir)
     path = sign(model, args.key)

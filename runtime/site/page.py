@@ -1,7 +1,7 @@
 """`edgevae web` and `edgevae serve`: a static page that samples from a model dir in the visitor's browser.
 
 The site is the JavaScript runtime and the page (web/, shipped in the wheel as edgevae/web), onnxruntime-web's
-wasm and WebGPU bundles (runtime/ort_web.py says where they come from), site.json (those files' sha256, which
+wasm and WebGPU bundles (runtime/site/ort_web.py says where they come from), site.json (those files' sha256, which
 the page checks them against) and a copy of the model dir. Nothing is inferred on the server: any static host
 can serve it, and `serve` adds the cross-origin isolation headers (COOP/COEP) that let onnxruntime-web run wasm
 threads.
@@ -18,13 +18,13 @@ from pathlib import Path
 from edgevae.atomic import sweep_stale, temp_name
 
 from . import ort_web
-from .errors import InputError
-from .manifest import MANIFEST, load
-from .safe_files import escape
-from .site_server import SiteServer, make_handler
+from ..contract.errors import InputError
+from ..contract.manifest import MANIFEST, load
+from ..contract.safe_files import escape
+from .server import SiteServer, make_handler
 
 # web/ beside runtime/: the checkout's in an editable install, edgevae/web (pyproject's package-data) in a wheel
-WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 PAGE_FILES = ("index.html", "page.js", "edgevae.js", "vae.js", "auto.js", "backends.js", "manifest.js", "checks.js",
               "random.js", "source.js", "sha256.js", "cache.js", "verify.js")
 LOCK_FILE = "package-lock.json"  # pins onnxruntime-web's version and tarball integrity
@@ -58,11 +58,11 @@ def site_json(ort_files: dict[str, bytes], version: str) -> dict:
 def write_site(out, model_dir=None, ort_web_dir=None) -> Path:
     """Write the static site for model_dir (None: the shipped default model) to out; returns out.
 
-    ort_web_dir: a folder holding onnxruntime-web (a node_modules); None: the npm cache (runtime/ort_web.py).
+    ort_web_dir: a folder holding onnxruntime-web (a node_modules); None: the npm cache (runtime/site/ort_web.py).
     The model dir is verified (every file's sha256) before it is copied, so a tampered model is refused here
     rather than published. out is replaced only if an earlier write_site made it.
     """
-    from .checks import check_path
+    from ..inference.checks import check_path
 
     out = check_path("out", out)
     ort_web_dir = None if ort_web_dir is None else check_path("ort_web_dir", ort_web_dir)
@@ -106,8 +106,8 @@ def write_site(out, model_dir=None, ort_web_dir=None) -> Path:
 
 def make_server(site, port: int = 8000, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
     """An HTTP server for the site folder on host:port (port 0: any free port); call serve_forever().
-    It serves the regular files inside site and nothing else (runtime/site_server.py)."""
-    from .checks import check_count, check_path
+    It serves the regular files inside site and nothing else (runtime/site/server.py)."""
+    from ..inference.checks import check_count, check_path
 
     site = check_path("site", site)
     port = check_count("port", port, minimum=0)

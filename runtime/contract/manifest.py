@@ -2,7 +2,7 @@
 
 This module is the one owner of the format. export and quantize build a Manifest and `write` it; the
 runtime, `info`, `verify` and bench `load` it and read attributes. docs/model-dir.schema.json is generated
-from these classes (`python -m edgevae.runtime.schema`), and a test fails when the two drift, so a program in
+from these classes (`python -m edgevae.runtime.contract.schema`), and a test fails when the two drift, so a program in
 another language can consume a model dir from that schema and docs/model-dir.md alone.
 
 A model dir is untrusted input. Only regular files directly inside it are opened (O_NOFOLLOW under the dir's
@@ -26,7 +26,7 @@ MANIFEST = "manifest.json"
 GRAPH_NAMES = ("encoder", "decoder")
 FP32 = "fp32"  # the variant every model dir has
 AUTO = "auto"  # per graph and batch size, the variant chosen by measurement (see ModelDir.variant_for)
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
 MAX_MANIFEST_BYTES = 1 << 20  # ours are ~5 KB
 MAX_GRAPH_BYTES = 1 << 30  # a VAE for the edge is a few MB; 1 GiB bounds what a hostile manifest can make us read
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -166,7 +166,7 @@ class OrtFormat:
 class Golden:
     """Golden inputs and the expected outputs of every variant, stored as .npy files (float32, no pickle), so a
     device can prove with `edgevae verify` that the copy it holds computes what was exported
-    (runtime/golden.py writes them and documents the tolerance rule)."""
+    (runtime/device/golden.py writes them and documents the tolerance rule)."""
 
     inputs: dict[str, FileEntry] = doc("{graph: .npy of the batch fed}: encoder images float32 [N, C, H, W] in [0, 1], "
                                        "decoder latents float32 [N, D]")

@@ -8,7 +8,7 @@ and .npy (a .gz is inflated only that far; a Fortran-order .npy too), and PNGs o
 tiles. Every problem raises InputError naming the file (read_images also names a bad argument).
 
 PNGs are decoded by Pillow when it is installed (a well-kept decoder that also reads 16-bit, palette
-and interlaced files), otherwise by edgevae.runtime.png (8-bit gray/RGB(A)); both give the same pixels.
+and interlaced files), otherwise by edgevae.runtime.image_io.png (8-bit gray/RGB(A)); both give the same pixels.
 """
 
 import ast
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import check_count, check_path
-from .errors import InputError
+from ..inference.checks import check_count, check_path
+from ..contract.errors import InputError
 from .png import HEADER_BYTES, decode_png, png_header, raw_size, to_channels
-from .safe_files import escape
-from .typed_json import short_repr
+from ..contract.safe_files import escape
+from ..contract.typed_json import short_repr
 
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 IDX_HEADER_BYTES = 16

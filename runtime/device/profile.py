@@ -29,9 +29,9 @@ from pathlib import Path
 
 from edgevae.cpu import cache_dir as edgevae_cache_dir, cpu_model
 
-from .manifest import AUTO, BATCH_KEY, GRAPH_NAMES, SHA256, ModelDir
-from .safe_files import escape, read_regular_file, sha256_hex
-from .typed_json import doc, parse
+from ..contract.manifest import AUTO, BATCH_KEY, GRAPH_NAMES, SHA256, ModelDir
+from ..contract.safe_files import escape, read_regular_file, sha256_hex
+from ..contract.typed_json import doc, parse
 
 FORMAT = "edgevae-device-profile/1"
 IN_MODEL_DIR = "device-profile.json"
@@ -152,7 +152,7 @@ def model_key(model: ModelDir) -> str:
 def device_identity() -> dict:
     import onnxruntime as ort
 
-    from .checks import usable_cores
+    from ..inference.checks import usable_cores
 
     return {"onnxruntime": ort.__version__, "cpu_model": cpu_model(), "cores": usable_cores()}
 
@@ -175,7 +175,7 @@ def write(path: Path, profile: DeviceProfile) -> Path:
 
 
 def profile_json(profile: DeviceProfile) -> dict:
-    from .typed_json import to_json
+    from ..contract.typed_json import to_json
 
     return to_json(profile)
 
@@ -317,7 +317,7 @@ class Plan:
 
 def manifest_threads(model: ModelDir) -> int | None:
     """The threads quantize --select timed with, at most the usable cores (None: onnxruntime's default)."""
-    from .checks import usable_cores
+    from ..inference.checks import usable_cores
 
     latency = model.manifest.latency_ms
     if latency is None or latency.threads is None:
