@@ -6,7 +6,7 @@ train (checkpoints, metrics), export (model dirs) and the runtime (images): stdl
 Temporary names are `.NAME.PID.NONCE+TAG.tmp`, where TAG is a hash of everything before it and of this user
 and PID namespace: a later write to the same folder sweeps the leftovers of a writer that no longer exists
 (SIGKILL cannot be caught), and only entries that prove by their name, owner and type that edgevae made them.
-A user's `.notes.4000000.deadbeef.tmp` has no valid TAG, so it is never touched (tests/test_atomic.py).
+A user's `.notes.4000000.deadbeef.tmp` has no valid TAG, so it is never touched (tests/runtime/test_atomic.py).
 """
 
 import contextlib

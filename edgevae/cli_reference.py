@@ -2,7 +2,7 @@
 
     python -m edgevae.cli_reference > docs/cli.md
 
-tests/test_readme_cli.py fails when the committed docs/cli.md differs from this output, so the reference
+tests/e2e/test_readme_cli.py fails when the committed docs/cli.md differs from this output, so the reference
 cannot drift from the flags that exist. The usage lines are built here from the parsers' actions rather
 than by argparse's help formatter, whose line wrapping follows the terminal's width. Stdlib only.
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI's aarch64 lane: the wheel CI built, installed for aarch64 Linux (numpy + onnxruntime wheels from PyPI,
 # no torch) and run on Debian's arm64 Python under QEMU user-mode emulation: the runtime's torch-free tests
-# (tests/runtime_portable), info, verify, sample, reconstruct and interpolate; then every output is compared
+# (tests/runtime/test_portable_*.py), info, verify, sample, reconstruct and interpolate; then every output is compared
 # with what the x86 install computes, within the model dir's own tolerances (scripts/aarch64_outputs.py).
 #
 #   scripts/aarch64_lane.sh WHEEL X86_PYTHON
@@ -172,8 +172,8 @@ for cpu in $CPUS; do
     mkdir -p "$work/$cpu"
     step="the commands on aarch64 $cpu"
     commands arm "$cpu" "$work/$cpu"
-    step="tests/runtime_portable on aarch64 $cpu"
-    arm "$cpu" -m pytest -p no:cacheprovider -q "$repo/tests/runtime_portable"
+    step="the portable runtime tests on aarch64 $cpu"
+    arm "$cpu" -m pytest -p no:cacheprovider -q "$repo/tests/runtime/test_portable_cli.py" "$repo/tests/runtime/test_portable_runtime.py"
   fi
   step="the goldens and outputs on aarch64 $cpu"
   # Every variant's goldens (as verify does), then the graphs' outputs; SVE and SME emulation is 3-6x

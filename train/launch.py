@@ -7,7 +7,7 @@ gradient all-reduce) and keep their share. On a quiet machine N x 1 trains no sl
 
 The launcher runs `python -m edgevae ARGV` once per rank with torchrun's variables set (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so train/distributed.py does the rest exactly as under torchrun, and
-N processes train the model one process would (tests/test_distributed.py). Rank 0's output is the run's; the
+N processes train the model one process would (tests/train/test_distributed.py). Rank 0's output is the run's; the
 other ranks' output is kept only to report their failure. The first rank to fail decides the exit status and
 the one line shown; the others are stopped. SIGTERM, SIGHUP and SIGINT reach every rank, which clean up as a
 single process does, and end the launcher with one line.

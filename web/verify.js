@@ -25,7 +25,7 @@ export const ALL = "all";
 export const MAX_GOLDEN_BYTES = 16 << 20; // per file, as runtime/device/golden.py: a golden batch is tens of KB
 const MAX_GOLDEN_N = 4096;
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
-// runtime/device/golden.py's rule and cap, never the manifest's factors (tests/test_web.py keeps these equal to Python's)
+// runtime/device/golden.py's rule and cap, never the manifest's factors (tests/web/test_web.py keeps these equal to Python's)
 export const RULE = {
   SAFETY_FACTOR: 10.0, REFERENCE_FACTOR: 1.5, FLOOR: 8 * 2 ** -23, PARITY_TOLERANCE: 1e-4, QUANTIZED_CAP_STEPS: 48,
 };

@@ -2,7 +2,7 @@
 
     python -m edgevae.runtime.contract.schema > docs/model-dir.schema.json
 
-The committed file is what other languages read; tests/test_manifest.py fails when it drifts from the classes.
+The committed file is what other languages read; tests/runtime/test_manifest.py fails when it drifts from the classes.
 The schema states types and required fields; the cross-field rules (fp32 present, selection naming listed
 variants, plain file names, sha256 form) are in the descriptions and in docs/model-dir.md.
 """

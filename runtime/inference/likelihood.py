@@ -7,7 +7,7 @@ rounds p to exactly 0 or 1 where the decoder is very sure:
 - 1 - p >= 2^-24 (P_ONE_FLOOR), the spacing of float32 just below 1: sigmoid(l) rounds to 1.0 from
   l ~ 16.6, so log(1 - p) >= -16.6 nats per pixel; a pixel whose logit is larger counts l - 16.6 nats too
   few when its target is not 1 (a confidently wrong pixel: rare in a trained model; the torch loss on
-  logits and this one agree within 0.01 nats per image on the models tests/test_likelihood.py checks).
+  logits and this one agree within 0.01 nats per image on the models tests/runtime/test_likelihood.py checks).
 - p >= float32's smallest normal (P_ZERO_FLOOR, log p >= -87.3): sigmoid underflows only below l ~ -87.
 Short of the floor, p near 1 holds 1 - p to ~6e-8 absolute, so log(1 - p) drifts for logits above ~8
 (0.2 nats per pixel at l = 15) where the target is not 1; targets of exactly 0 or 1 (binarized data,

@@ -1,5 +1,5 @@
 // Drive the sampling page in headless Chromium (Debian's /usr/bin/chromium, never a downloaded browser)
-// with playwright-core, and print one JSON report. Used by tests/test_web.py, .ci/run and benchmarks.
+// with playwright-core, and print one JSON report. Used by tests/web/test_web.py, .ci/run and benchmarks.
 //
 //   node web/test/browser.mjs URL [--golden DIR] [--screenshot FILE] [--bench] [--interact] [--timeout MS]
 //                                 [--visits N] [--webgpu] [--profile DIR]

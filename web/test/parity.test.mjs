@@ -1,5 +1,5 @@
 // decode/encode in onnxruntime-node equal the Python runtime's outputs for the same inputs (goldens
-// written by make_golden.py; tests/test_web.py runs this with EDGEVAE_GOLDEN set).
+// written by make_golden.py; tests/web/test_web.py runs this with EDGEVAE_GOLDEN set).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { EdgeVAE } from "../edgevae.js";

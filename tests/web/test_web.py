@@ -25,7 +25,7 @@ from edgevae.runtime.contract.manifest import DEFAULT_MODEL_DIR, load
 from edgevae.runtime.site.page import MARKER, SITE_JSON, write_site
 from helpers import flip_byte, resign, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
 NODE_MODULES = WEB / "node_modules"
 NODE = shutil.which("node")
@@ -189,7 +189,7 @@ def test_node_runtime_parity_tamper_verify_and_inputs(golden):
 
 def _initializer_offset(path: Path) -> int:
     """The high byte (sign and exponent) of the first float of the largest initializer: flipping it moves the
-    outputs by far more than any golden tolerance (tests/test_device.py does the same in Python)."""
+    outputs by far more than any golden tolerance (tests/runtime/test_device.py does the same in Python)."""
     import onnx
 
     data = path.read_bytes()

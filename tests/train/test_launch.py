@@ -1,5 +1,5 @@
 """train/launch.py: `edgevae train` as one process per core. Fake ranks (a few lines of Python reading RANK)
-prove the failure and signal rules; the end-to-end run is in tests/test_distributed.py."""
+prove the failure and signal rules; the end-to-end run is in tests/train/test_distributed.py."""
 
 import os
 import signal

@@ -8,7 +8,7 @@ from pathlib import Path
 from edgevae.cli import build_parser
 from edgevae.cli_reference import reference
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLI_MD = ROOT / "docs" / "cli.md"
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 

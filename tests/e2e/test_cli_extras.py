@@ -9,7 +9,7 @@ import pytest
 # A fresh interpreter in which the heavy packages cannot be imported, as on a base install.
 BLOCK = ("import sys\nfor m in ('torch', 'torchvision', 'onnx', 'onnxscript', 'matplotlib', 'model_signing'): "
          "sys.modules[m] = None\n")
-SHIPPED = str(Path(__file__).resolve().parent.parent / "runtime" / "default_model")
+SHIPPED = str(Path(__file__).resolve().parents[2] / "runtime" / "default_model")
 
 
 @pytest.mark.parametrize("argv, extra", [

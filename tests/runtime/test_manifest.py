@@ -17,7 +17,7 @@ from edgevae.runtime import VAERuntime
 from edgevae.runtime.contract import manifest as contract
 from edgevae.runtime.contract.schema import schema, schema_text
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "docs" / "model-dir.schema.json"
 DOC_FILE = ROOT / "docs" / "model-dir.md"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-LANE = Path(__file__).resolve().parents[1] / "scripts" / "aarch64_lane.sh"
+LANE = Path(__file__).resolve().parents[2] / "scripts" / "aarch64_lane.sh"
 
 
 def aarch64_elf(path: Path) -> None:
