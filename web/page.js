@@ -175,7 +175,7 @@ async function info(vae) {
   const used = await vae.pick("decoder", ROWS * COLUMNS);
   const measured = vae.measured("decoder");
   const choice = measured ? Object.entries(measured.choice).map(([n, c]) => `${n}: ${label(c)}`).join(", ") : null;
-  const t = state.timings, ms = (x, digits = 0) => (x === undefined ? "-" : x.toFixed(digits));
+  const t = state.timings, ms = (x, digits = 0) => (x === undefined || x === null ? "-" : x.toFixed(digits));
   const from = (where) => state.files.filter((f) => f.from === where).map((f) => `${f.file} ${megabytes(f.bytes)}`).join(", ") || "none";
   $("info").textContent = [
     `runtime: ${vae.runtime}, cross-origin isolated: ${self.crossOriginIsolated}`,
