@@ -259,6 +259,44 @@ console.log(JSON.stringify(payload.tables.map((t) => payload.sizes.map((n) => fo
         assert picked == [selected.variant_for("auto", n, "decoder") for n in sizes], table
 
 
+@pytest.mark.skipif(not NODE, reason="needs node")
+def test_js_convention_maps_are_the_python_runtimes():
+    """conventions.js against runtime/contract/conventions.py and VAERuntime's latent maps, on the same float32 values,
+    for every decoder head and pixel range and a scaled, shifted latent: equal bit for bit except the sigmoid of
+    logits, where numpy's float32 exp and V8's float64 exp rounded once may differ by an ulp, which 1 + exp(-y) turns
+    into one of [1, 2)'s (2^-23) before the reciprocal."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from edgevae.runtime.contract.conventions import to_pixels, to_unit
+    from edgevae.runtime.contract.manifest import Conventions
+    from edgevae.runtime.inference.vae import VAERuntime
+
+    values = np.concatenate([np.random.default_rng(0).standard_normal(2000, dtype=np.float32) * 3,
+                             np.float32([-200, -88.8, -30, 0, 1e-8, 30, 88.8, 200])])
+    unit = np.random.default_rng(1).random(500, dtype=np.float32)
+    cases = [Conventions(), Conventions(decoder_head="bernoulli_logits"), Conventions(decoder_head="image"),
+             Conventions(pixel_range=(-1.0, 1.0), decoder_head="image"),
+             Conventions(pixel_range=(-1.0, 1.0), decoder_head="gaussian_mean", decoder_scale=0.1, latent_scale=0.18215,
+                         latent_shift=0.0609), Conventions(latent_scale=3.0)]
+    payload = [{"c": {"pixelRange": list(c.pixel_range), "decoderHead": c.decoder_head, "latentScale": c.latent_scale,
+                      "latentShift": c.latent_shift}} for c in cases]
+    js = _node_eval("""const m = await import(WEB + "/conventions.js");
+const y = Float32Array.from(payload.values), x = Float32Array.from(payload.unit);
+console.log(JSON.stringify(payload.cases.map(({ c }) => {
+  const [mu, logvar] = m.fromGraphLatent(y, y, c);
+  return [m.toUnit(Float32Array.from(y), c), m.toPixels(x, c), m.toGraphLatent(y, c), mu, logvar].map((a) => Array.from(a));
+})));""", {"cases": payload, "values": values.tolist(), "unit": unit.tolist()})
+    for c, got in zip(cases, js):
+        rt = SimpleNamespace(conventions=c)
+        mu, logvar = VAERuntime._from_graph_latent(rt, values.copy(), values.copy())
+        want = [to_unit(values.copy(), c), to_pixels(unit, c), VAERuntime._to_graph_latent(rt, values), mu, logvar]
+        for name, a, b in zip(("to_unit", "to_pixels", "to_graph_latent", "mu", "logvar"), got, want):
+            diff = float(np.abs(np.float32(a) - b).max())
+            assert diff <= (2.0 ** -23 if name == "to_unit" and c.decoder_head == "bernoulli_logits" else 0.0), (c, name, diff)
+
+
 TSC = NODE_MODULES / "typescript" / "bin" / "tsc"
 
 
