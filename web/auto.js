@@ -2,7 +2,7 @@
 // `auto`: the candidates (variant x backend) of a runtime timed in THAT runtime, never copied from the manifest's
 // native "selection" (in wasm the int8 graphs were slower than fp32 at batch 1, the opposite of native
 // onnxruntime). Every candidate is timed at PROBE_BATCHES (median after a warm-up, first backend first), and batch
-// n runs the winner of the largest probe <= n, the manifest's rule. Kept per process and in the runtime's cache.
+// n runs the winner of the largest probe <= n, the manifest's rule (manifest.js forBatch). Kept per process and in the runtime's cache.
 
 import { label } from "./backends.js";
 import { tensor } from "./checks.js";
@@ -92,10 +92,11 @@ async function measure(vae, graph) {
   const timings = {};
   /** @type {Choice["failed"]} */
   const failed = {};
-  const [C, H, W] = vae.model.imageShape, D = vae.model.latentDim;
+  const item = graph === "decoder" ? vae.model.latentShape : vae.model.imageShape;
+  const size = item.reduce((a, b) => a * b, 1);
   for (const n of PROBE_BATCHES) {
-    const input = graph === "decoder" ? tensor(gen.normals(n * D), [n, D])
-      : tensor(Float32Array.from({ length: n * C * H * W }, () => gen.uniform()), [n, C, H, W]);
+    // timing only: the graph's own inputs (a latent's normals, uniform pixels) at the model's native size
+    const input = tensor(graph === "decoder" ? gen.normals(n * size) : Float32Array.from({ length: n * size }, () => gen.uniform()), [n, ...item]);
     let best = Infinity;
     for (const candidate of vae.candidates()) {
       const name = label(candidate);

@@ -88,34 +88,51 @@ function checkBatch(name, dims, tail, tailText) {
 }
 
 /**
- * x as {data: Float32Array, dims: [N,C,H,W]} with N >= 1, finite, every value in [0, 1].
+ * x as {data: Float32Array, dims: [N,C,H,W]} with N >= 1, finite, every value in [0, 1]. multipleOf: a fully
+ * convolutional model's downsampling factor; H and W may then be any positive multiple of it.
  * @param {Batch} x
  * @param {readonly number[]} imageShape [C, H, W]
  * @param {string} [name]
+ * @param {number | null} [multipleOf]
  * @returns {Tensor32}
  */
-export function checkImages(x, imageShape, name = "x") {
+export function checkImages(x, imageShape, name = "x", multipleOf = null) {
   const data = asFloat32(name, x);
-  checkBatch(name, x.dims, imageShape, `[N, ${imageShape.join(", ")}]`);
-  checkFinite(name, data, x.dims);
+  const dims = x.dims;
+  if (multipleOf !== null && dims.length === 4 && dims[1] === imageShape[0] && Math.min(dims[2], dims[3]) >= 1) {
+    if (dims[2] % multipleOf || dims[3] % multipleOf) {
+      throw new InputError(`${name} has H x W ${dims[2]} x ${dims[3]}; this model takes multiples of ${multipleOf}`);
+    }
+    imageShape = dims.slice(1);
+  }
+  checkBatch(name, dims, imageShape, `[N, ${imageShape.join(", ")}]`);
+  checkFinite(name, data, dims);
   let low = Infinity, high = -Infinity;
   for (const v of data) { if (v < low) low = v; if (v > high) high = v; }
   if (low < 0 || high > 1) throw new InputError(`${name} must hold pixel values in [0, 1], got values in [${low}, ${high}]`);
-  return { data, dims: [...x.dims] };
+  return { data, dims: [...dims] };
 }
 
 /**
- * z as {data: Float32Array, dims: [N,D]} with N >= 1 and D the model's latent size, finite.
+ * z as {data: Float32Array, dims: [N, ...latent]} with N >= 1 and latent the model's latent shape ([D] or
+ * [C, h, w]; a number D: [D]), finite. anySize: a fully convolutional model's [C, h, w], whose h and w may be any
+ * positive sizes.
  * @param {Batch} z
- * @param {number} latentDim
+ * @param {number | readonly number[]} latentShape
  * @param {string} [name]
+ * @param {boolean} [anySize]
  * @returns {Tensor32}
  */
-export function checkLatents(z, latentDim, name = "z") {
+export function checkLatents(z, latentShape, name = "z", anySize = false) {
   const data = asFloat32(name, z);
-  checkBatch(name, z.dims, [latentDim], `[N, ${latentDim}] (the model's latent_dim is ${latentDim})`);
-  checkFinite(name, data, z.dims);
-  return { data, dims: [...z.dims] };
+  let latent = typeof latentShape === "number" ? [latentShape] : [...latentShape];
+  const dims = z.dims;
+  if (anySize && dims.length === 1 + latent.length && dims[1] === latent[0] && Math.min(...dims.slice(2)) >= 1) latent = dims.slice(1);
+  const text = anySize ? `[N, C, h, w] with C = ${latent[0]}` : `[N, ${latent.join(", ")}]`;
+  const model = latent.length === 1 ? `the model's latent_dim is ${latent[0]}` : `the model's latent is [${latent.join(", ")}]`;
+  checkBatch(name, dims, latent, `${text} (${model})`);
+  checkFinite(name, data, dims);
+  return { data, dims: [...dims] };
 }
 
 /**

@@ -6,7 +6,7 @@
 //   import { EdgeVAE, tensor } from "./edgevae.js";
 //   const vae = await EdgeVAE.load("model/");            // URL (browser) or folder path (Node)
 //   const x = await vae.sample(64, 0);                   // {data: Float32Array, dims: [64, C, H, W]}
-//   const y = await vae.decode(tensor(z, [n, vae.latentDim]));
+//   const y = await vae.decode(tensor(z, [n, ...vae.latentShape]));    // latents [D] or [C, h, w] each
 //
 // React Native: import vae.js and pass onnxruntime-react-native and a loader (see vae.js).
 
@@ -15,7 +15,7 @@ import { IS_NODE, openSource } from "./source.js";
 
 /** @import { LoadOptions, Loader } from "./vae.js" */
 
-export { AUTO, CHUNK, Generator, InputError, ModelDirError, PROBE_BATCHES, defaultBackend, tensor, webBackend } from "./vae.js";
+export { AUTO, CHUNK, Generator, InputError, ModelDirError, NO_PRIOR, PROBE_BATCHES, defaultBackend, tensor, webBackend } from "./vae.js";
 
 /** @returns {Promise<any>} onnxruntime-node in Node, onnxruntime-web elsewhere */
 async function importOrt() {

@@ -15,6 +15,29 @@ export const MAX_STATIC_BATCH = 4096; // runtime/contract/manifest.py's bound on
 export const REQUIRED = ["format", "edgevae_version", "latent_dim", "image_shape", "opset", "io", "variants"];
 export const FILE_ENTRY_REQUIRED = ["file", "sha256", "bytes"];
 const SHA256 = /^[0-9a-f]{64}$/;
+// runtime/contract/manifest.py's Conventions: what each field may hold (tests/web/test_web.py keeps them equal)
+export const PIXEL_RANGES = [[0, 1], [-1, 1]];
+export const DECODER_HEADS = ["bernoulli_means", "bernoulli_logits", "gaussian_mean", "image"];
+export const POSTERIORS = ["gaussian", "deterministic"];
+export const PRIORS = ["standard_normal", "none"];
+export const MAX_FACTOR = 1024; // downsampling and receptive_field: 1..1024
+/**
+ * @typedef {object} Conventions How a model's graphs speak (runtime/contract/manifest.py Conventions, docs/model-dir.md).
+ * @property {number[]} pixelRange [low, high]: [0, 1] or [-1, 1]
+ * @property {string} decoderHead bernoulli_means, bernoulli_logits, gaussian_mean or image
+ * @property {number | null} decoderScale gaussian_mean's standard deviation
+ * @property {string} posterior gaussian (mu, logvar) or deterministic (the latent alone)
+ * @property {string} prior standard_normal, or none (sample is refused)
+ * @property {number} latentScale the API's latents are (graph latent - latentShift) x latentScale
+ * @property {number} latentShift
+ * @property {number | null} downsampling fully convolutional: image H, W = this x latent h, w
+ * @property {number | null} receptiveField the decoder's receptive field radius in latent pixels, if bounded
+ */
+/** @type {Readonly<Conventions>} edgevae's own family: what a manifest without `conventions` declares */
+export const CLASSIC = Object.freeze({
+  pixelRange: [0, 1], decoderHead: "bernoulli_means", decoderScale: null, posterior: "gaussian", prior: "standard_normal",
+  latentScale: 1, latentShift: 0, downsampling: null, receptiveField: null,
+});
 
 /** @typedef {"encoder" | "decoder"} Graph */
 /** @typedef {{file: string, sha256: string, bytes: number}} FileEntry A file the manifest lists, with its size and hash. */
@@ -31,6 +54,8 @@ const SHA256 = /^[0-9a-f]{64}$/;
  * @typedef {object} Manifest The checked manifest (parseManifest).
  * @property {number} latentDim
  * @property {number[]} imageShape [C, H, W]
+ * @property {number[]} latentShape one item's latent at imageShape: [D] or [C, h, w] ([latentDim] when absent)
+ * @property {Conventions} conventions the declared conventions (CLASSIC when absent)
  * @property {Record<string, GraphIo>} io graph -> names
  * @property {Record<string, Record<string, FileEntry>>} variants variant -> graph -> file
  * @property {Record<string, Record<number, string>>} selection graph -> batch size -> variant
@@ -123,11 +148,13 @@ export function parseManifest(obj, where = "model dir") {
     fail(`image_shape ${short(shape)} is not [C, H, W] of positive sizes`);
   }
   graphMap(obj.io, "io", fail);
+  const conventions = obj.conventions === undefined || obj.conventions === null ? CLASSIC : parseConventions(obj.conventions, fail);
+  const latentShape = parseLatentShape(obj.latent_shape, obj.latent_dim, shape, conventions, fail);
   // Null-prototype maps: a key like "__proto__" or "toString" from the file is just a name here.
   const io = Object.create(null);
   for (const graph of GRAPHS) {
     const names = obj.io[graph];
-    const want = graph === "encoder" ? 2 : 1;
+    const want = graph === "encoder" && conventions.posterior === "gaussian" ? 2 : 1;
     if (!isObject(names) || !Array.isArray(names.inputs) || !Array.isArray(names.outputs)
         || ![...names.inputs, ...names.outputs].every((n) => typeof n === "string")) {
       fail(`io.${graph} needs "inputs" and "outputs" lists of names`);
@@ -159,7 +186,95 @@ export function parseManifest(obj, where = "model dir") {
   }
   const fixed = obj.static === undefined || obj.static === null ? Object.create(null) : parseStatic(obj.static, variants, fail);
   const golden = obj.golden === undefined || obj.golden === null ? null : parseGolden(obj.golden, fail);
-  return { latentDim: obj.latent_dim, imageShape: [...shape], io, variants, selection, static: fixed, golden, raw: obj };
+  return {
+    latentDim: obj.latent_dim, imageShape: [...shape], latentShape, conventions, io, variants, selection, static: fixed, golden, raw: obj,
+  };
+}
+
+/** The optional `conventions` entry, checked field by field as runtime/contract/manifest.py's Conventions checks it
+ * (absent fields take CLASSIC's values; unknown fields are ignored, as there).
+ * @param {any} value
+ * @param {(what: string) => never} fail
+ * @returns {Conventions}
+ */
+function parseConventions(value, fail) {
+  if (!isObject(value)) fail("conventions must be an object");
+  const field = (key, name, check, what) => {
+    if (!Object.hasOwn(value, key)) return CLASSIC[name];
+    if (!check(value[key])) fail(`conventions.${key} must be ${what}, got ${short(value[key])}`);
+    return value[key];
+  };
+  const number = (v) => typeof v === "number" && Number.isFinite(v), integer = (v) => v === null || isInt(v);
+  const range = field("pixel_range", "pixelRange", (v) => Array.isArray(v) && v.length === 2 && v.every(number), "a list of 2 numbers");
+  const c = {
+    pixelRange: [...range],
+    decoderHead: field("decoder_head", "decoderHead", (v) => typeof v === "string", "a string"),
+    decoderScale: field("decoder_scale", "decoderScale", (v) => v === null || number(v), "a number or null"),
+    posterior: field("posterior", "posterior", (v) => typeof v === "string", "a string"),
+    prior: field("prior", "prior", (v) => typeof v === "string", "a string"),
+    latentScale: field("latent_scale", "latentScale", number, "a finite number"),
+    latentShift: field("latent_shift", "latentShift", number, "a finite number"),
+    downsampling: field("downsampling", "downsampling", integer, "an integer or null"),
+    receptiveField: field("receptive_field", "receptiveField", integer, "an integer or null"),
+  };
+  if (!PIXEL_RANGES.some(([low, high]) => c.pixelRange[0] === low && c.pixelRange[1] === high)) {
+    fail(`conventions.pixel_range ${short(c.pixelRange)} is not [0, 1] or [-1, 1]`);
+  }
+  for (const [key, allowed] of /** @type {[string, string[]][]} */ ([["decoder_head", DECODER_HEADS], ["posterior", POSTERIORS], ["prior", PRIORS]])) {
+    const name = { decoder_head: "decoderHead", posterior: "posterior", prior: "prior" }[key];
+    if (!allowed.includes(c[name])) fail(`conventions.${key} ${short(c[name])} is not one of ${allowed.join(", ")}`);
+  }
+  if (c.decoderHead.startsWith("bernoulli") && c.pixelRange[0] !== 0) {
+    fail(`conventions.decoder_head ${c.decoderHead} models pixels in [0, 1], not ${short(c.pixelRange)}`);
+  }
+  if ((c.decoderHead === "gaussian_mean") !== (c.decoderScale !== null)) fail("conventions.decoder_scale is given exactly when decoder_head is gaussian_mean");
+  if (c.decoderScale !== null && !(c.decoderScale > 0)) fail(`conventions.decoder_scale ${c.decoderScale} must be > 0`);
+  if (!(c.latentScale > 0)) fail(`conventions.latent_scale ${c.latentScale} must be > 0`);
+  for (const [key, v] of [["downsampling", c.downsampling], ["receptive_field", c.receptiveField]]) {
+    if (v !== null && !(v >= 1 && v <= MAX_FACTOR)) fail(`conventions.${key} ${v} is outside 1..${MAX_FACTOR}`);
+  }
+  return c;
+}
+
+/** The optional `latent_shape` ([D] or [C, h, w], whose product is latent_dim; absent: [latent_dim]), and a fully
+ * convolutional factor checked against it and image_shape, as runtime/contract/manifest.py's _check_latent does.
+ * @param {any} value
+ * @param {number} latentDim
+ * @param {number[]} imageShape
+ * @param {Conventions} conventions
+ * @param {(what: string) => never} fail
+ * @returns {number[]}
+ */
+function parseLatentShape(value, latentDim, imageShape, conventions, fail) {
+  const shape = value === undefined || value === null ? [latentDim] : value;
+  if (!Array.isArray(shape) || !shape.every(isInt)) fail(`latent_shape must be a list of integers, got ${short(shape)}`);
+  if (![1, 3].includes(shape.length) || shape.some((s) => s < 1)) fail(`latent_shape ${short(shape)} is not [D] or [C, h, w] of positive sizes`);
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (size !== latentDim) fail(`latent_shape ${short(shape)} holds ${size} values, latent_dim says ${latentDim}`);
+  const factor = conventions.downsampling;
+  if (factor !== null && (shape.length !== 3 || shape[1] * factor !== imageShape[1] || shape[2] * factor !== imageShape[2])) {
+    fail(`conventions.downsampling ${factor} needs latent_shape [C, h, w] with image_shape [C, ${factor}h, ${factor}w], got ${short(shape)} and ${short(imageShape)}`);
+  }
+  return [...shape];
+}
+
+/**
+ * The entry of a {batch size: value} table that a batch of n falls under: the one of the largest key <= n, the
+ * smallest key's when n is below all (undefined for an empty table). The manifest's rule for `selection`
+ * (runtime/contract/manifest.py ModelDir.variant_for), which `auto` applies to its measured choice: written once here.
+ * @template T
+ * @param {Record<number, T>} table keys: batch sizes (decimal strings of positive integers)
+ * @param {number} n
+ * @returns {T | undefined}
+ */
+export function forBatch(table, n) {
+  let below = -Infinity, least = Infinity;
+  for (const key of Object.keys(table)) {
+    const size = Number(key);
+    if (size < least) least = size;
+    if (size <= n && size > below) below = size;
+  }
+  return table[below > -Infinity ? below : least];
 }
 
 /** The optional `static` entry: {variant: {base, batch}} for fixed-shape variants (NPUs), which run batches of

@@ -1,14 +1,16 @@
 // @ts-check
-// The sampling page: a grid of 64 samples, a latent walk between two of them, the candidate in use, the measured
-// decode times, which files came from the browser's cache, and whether the model's goldens pass here.
+// The sampling page: a grid of 64 samples (gray or RGB), a latent walk between two of them, the candidate in use, the
+// measured decode times, which files came from the browser's cache, and whether the model's goldens pass here. A model
+// without a prior (conventions.prior "none") is said to have none instead of sampled; on any model, latents from a
+// .npy file [N, ...latent] are decoded into the grid.
 // Query parameters: ?variant=auto|fp32|int8|...&backend=auto|wasm|webgpu&threads=N&model=URL&fresh=1&nocache=1
 // (fresh: re-measure `auto` instead of using the choice kept in localStorage; nocache: fetch every file).
 // Tests and benchmarks drive it through window.edgevae = {ready, vae, state, draw}.
 
 import { FileCache, cachedSource } from "./cache.js";
-import { EdgeVAE, ModelDirError, tensor, webBackend } from "./edgevae.js";
+import { EdgeVAE, Generator, InputError, ModelDirError, tensor, webBackend } from "./edgevae.js";
 import { openSource } from "./source.js";
-import { formatChecks, verifyGoldens } from "./verify.js";
+import { formatChecks, parseNpy, verifyGoldens } from "./verify.js";
 
 /**
  * @import { Tensor32 } from "./checks.js"
@@ -20,6 +22,7 @@ const params = new URLSearchParams(location.search);
 /** @param {string} id @returns {any} the page's element (index.html has every id this file asks for) */
 const $ = (id) => document.getElementById(id);
 const COLUMNS = 8, ROWS = 8, WALK = 10;
+const MAX_LATENT_FILE_BYTES = 64 << 20; // a .npy of latents to decode; its first ROWS x COLUMNS are drawn
 const state = {
   grid: null, latents: null, ends: [0, 1], timings: { modules: performance.now() }, firstGridMs: null, firstCandidate: null,
   error: null, files: [], adapter: null, checks: null,
@@ -85,9 +88,27 @@ async function newSamples(vae) {
 }
 
 async function walk(vae) {
-  const D = vae.latentDim, z = state.latents.data;
-  const [a, b] = state.ends.map((i) => tensor(z.slice(i * D, (i + 1) * D), [D]));
+  if (!state.latents) return; // a model without a prior, before a file of latents was decoded
+  const z = state.latents, size = z.data.length / z.dims[0];
+  const [a, b] = state.ends.map((i) => tensor(z.data.slice(i * size, (i + 1) * size), z.dims.slice(1)));
   draw($("walk"), await timed("walk", () => vae.walk(a, b, WALK)), WALK);
+  $("walk").hidden = false;
+}
+
+/** Decode the first ROWS x COLUMNS latents of a .npy file (float32 [N, ...latent]) into the grid. */
+async function decodeFile(vae, file) {
+  if (file.size > MAX_LATENT_FILE_BYTES) throw new InputError(`${file.name} is ${file.size} bytes, more than the ${MAX_LATENT_FILE_BYTES} this page reads`);
+  /** @type {(what: string) => never} */
+  const fail = (what) => { throw new InputError(`${file.name} ${what}`); };
+  const all = parseNpy(new Uint8Array(await file.arrayBuffer()), fail);
+  const n = Math.min(all.dims[0] ?? 0, ROWS * COLUMNS), size = all.data.length / Math.max(1, all.dims[0]);
+  const latents = tensor(all.data.slice(0, n * size), [n, ...all.dims.slice(1)]);
+  state.grid = await timed("grid", () => vae.decode(latents)); // checks the shape: one line naming the latent's
+  state.latents = latents;
+  state.ends = [0, Math.min(1, n - 1)];
+  draw($("grid"), state.grid, COLUMNS);
+  $("grid").hidden = false;
+  $("status").textContent = `decoded ${n} latent(s) from ${file.name}`;
 }
 
 /** onnxruntime-web's bundles and their files' sha256 (site.json, written by `edgevae web`). */
@@ -154,7 +175,7 @@ async function info(vae) {
   const used = await vae.pick("decoder", ROWS * COLUMNS);
   const measured = vae.measured("decoder");
   const choice = measured ? Object.entries(measured.choice).map(([n, c]) => `${n}: ${label(c)}`).join(", ") : null;
-  const t = state.timings, ms = (x, digits = 0) => (x === undefined ? "-" : x.toFixed(digits));
+  const t = state.timings, ms = (x, digits = 0) => (x === undefined || x === null ? "-" : x.toFixed(digits));
   const from = (where) => state.files.filter((f) => f.from === where).map((f) => `${f.file} ${megabytes(f.bytes)}`).join(", ") || "none";
   $("info").textContent = [
     `runtime: ${vae.runtime}, cross-origin isolated: ${self.crossOriginIsolated}`,
@@ -180,7 +201,8 @@ function showChecks(checks) {
 }
 
 async function medianMs(vae, n, reps) {
-  const z = vae.sampleLatents(n, 1), times = [];
+  // timing only: normals in the latent's shape (a model without a prior has no sampleLatents)
+  const z = tensor(new Generator(1).normals(n * vae.latentDim), [n, ...vae.latentShape]), times = [];
   for (let i = 0; i < reps; i++) { const t0 = performance.now(); await vae.decode(z); times.push(performance.now() - t0); }
   return times.sort((a, b) => a - b)[(reps - 1) >> 1];
 }
@@ -197,10 +219,17 @@ async function main() {
   const vae = await timed("load", () => EdgeVAE.load(source, options));
   page.vae = vae;
   state.firstCandidate = await timed("session", () => vae.prepare("decoder", ROWS * COLUMNS));
-  await newSamples(vae);
-  await nextFrame(); // the frame that paints the grid
-  state.firstGridMs = performance.now(); // performance.now() counts from navigation start
-  state.timings.firstGrid = state.timings.grid;
+  const prior = vae.conventions.prior !== "none";
+  if (prior) {
+    await newSamples(vae);
+    await nextFrame(); // the frame that paints the grid
+    state.firstGridMs = performance.now(); // performance.now() counts from navigation start
+    state.timings.firstGrid = state.timings.grid;
+  } else {
+    // nothing to sample: say so (not an error), and offer to decode latents from a file
+    $("grid").hidden = $("walk").hidden = $("new").disabled = $("seed").disabled = true;
+    $("noprior").hidden = false;
+  }
   state.files = [...files.log];
   await walk(vae);
   $("status").textContent += ", measuring...";
@@ -215,7 +244,7 @@ async function main() {
   if (!state.checks.every((c) => c.passed)) return fail("its goldens do not match here", formatChecks(state.checks));
   state.files = [...files.log];
   await files.prune();
-  $("status").textContent = `seed ${$("seed").value}`;
+  $("status").textContent = prior ? `seed ${$("seed").value}` : "no prior: choose a .npy file of latents to decode";
   await info(vae);
   document.body.dataset.state = "ready";
   // A bad seed is the visitor's input, not a broken model: say so beside the button and keep the page.
@@ -223,11 +252,12 @@ async function main() {
     if (err?.name === "InputError") $("status").textContent = err.message; else fail(err);
   });
   $("new").onclick = guard(async () => { await newSamples(vae); await walk(vae); });
+  $("latents").onchange = guard(async () => { if ($("latents").files[0]) { await decodeFile(vae, $("latents").files[0]); await walk(vae); } });
   $("seed").onchange = $("new").onclick;
   $("grid").onclick = guard(async (event) => {
     const box = event.target.getBoundingClientRect();
     const i = Math.floor((event.clientY - box.top) / box.height * ROWS) * COLUMNS + Math.floor((event.clientX - box.left) / box.width * COLUMNS);
-    state.ends = [state.ends[1], i];
+    state.ends = [state.ends[1], Math.min(i, (state.latents?.dims[0] ?? 1) - 1)];
     await walk(vae);
   });
 }

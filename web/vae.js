@@ -15,21 +15,28 @@
 // React Native passes onnxruntime-react-native and its own loader.
 //
 // Every file is size- and sha256-checked before a session is built from those same bytes; every graph
-// output is checked (dtype, shape, finite, decoder in [0, 1]) before it is returned. Errors are
+// output is checked (dtype, shape, finite, Bernoulli means in [0, 1]) before it is returned. Errors are
 // InputError (bad argument) or ModelDirError (unusable model dir), one line each.
+//
+// Any VAE the manifest describes (docs/model-dir.md): latents [D] or [C, h, w], and the declared conventions
+// applied as the Python runtime applies them (conventions.js): images in and out in [0, 1] whatever the pixel range
+// and decoder head, latents in the model's convention (latent scale and shift), a deterministic encoder's latent
+// alone, `sample` refused without a prior, any image size a fully convolutional model divides, and tiled decode.
 
 import { choose, measured } from "./auto.js";
 import { defaultBackend, label } from "./backends.js";
 import { checkCount, checkFinite, checkImages, checkLatents, tensor } from "./checks.js";
-import { AUTO, GRAPHS, InputError, MAX_GRAPH_BYTES, MAX_MANIFEST_BYTES, ModelDirError, escape, parseManifestBytes } from "./manifest.js";
+import { fromGraphLatent, toGraphLatent, toPixels, toUnit } from "./conventions.js";
+import { AUTO, GRAPHS, InputError, MAX_GRAPH_BYTES, MAX_MANIFEST_BYTES, ModelDirError, escape, forBatch, parseManifestBytes } from "./manifest.js";
 import { Generator } from "./random.js";
 import { sha256Hex } from "./sha256.js";
+import { DEFAULT_TILE, decodeTiles } from "./tiles.js";
 
 /**
  * @import { Choice } from "./auto.js"
  * @import { Backend, Candidate } from "./backends.js"
  * @import { Batch, Tensor32 } from "./checks.js"
- * @import { FileEntry, Manifest } from "./manifest.js"
+ * @import { Conventions, FileEntry, Manifest } from "./manifest.js"
  */
 /**
  * @typedef {object} ReadOptions What a loader is told about the file it reads.
@@ -69,6 +76,16 @@ const firstLine = (err) => String(err?.message ?? err).split("\n")[0];
 
 // Images per onnxruntime call (bounds intermediate tensors). 64: the page's grid in one call.
 export const CHUNK = 64;
+// ...and at most this many values in one item's input or output times the rows of a call (4 MB of float32): a
+// 512 x 512 RGB decoder, whose intermediate tensors are ~100x its output, runs one image at a time (vae.py's rule).
+export const CHUNK_VALUES = 1 << 20;
+// The Python runtime's message (runtime/inference/vae.py NO_PRIOR; tests/web/test_web.py keeps them equal).
+export const NO_PRIOR = "this model has no prior to sample from; decode latents with `edgevae decode`";
+const HUGE_LATENT = 1e4; // |z| beyond this is the caller's doing when the decoder overflows; below it, the model's
+/** @param {readonly number[]} dims */
+const product = (dims) => dims.reduce((a, b) => a * b, 1);
+/** @param {readonly number[]} a @param {readonly number[]} b */
+const sameDims = (a, b) => a.length === b.length && a.every((d, i) => d === b[i]);
 
 export class EdgeVAE {
   /**
@@ -137,10 +154,40 @@ export class EdgeVAE {
     this._sessions = new Map(); // "backend/variant/graph" -> Promise<InferenceSession>, each built once
   }
 
-  /** @returns {number} */
+  /** @returns {number} values in one item's latent */
   get latentDim() { return this.model.latentDim; }
   /** @returns {number[]} [C, H, W] */
   get imageShape() { return [...this.model.imageShape]; }
+  /** @returns {number[]} one item's latent at imageShape: [D] or [C, h, w] */
+  get latentShape() { return [...this.model.latentShape]; }
+  /** @returns {Conventions} the model's declared conventions, which every method applies */
+  get conventions() { return this.model.conventions; }
+
+  /**
+   * One item's latent for an image of [H, W] (a fully convolutional model's follows the size).
+   * @param {readonly number[]} imageHw
+   * @returns {number[]}
+   */
+  latentShapeFor(imageHw) {
+    const factor = this.model.conventions.downsampling, shape = this.model.latentShape;
+    return factor === null ? [...shape] : [shape[0], imageHw[0] / factor, imageHw[1] / factor];
+  }
+
+  /**
+   * One item's image decoded from a latent of [h, w].
+   * @param {readonly number[]} latentHw
+   * @returns {number[]}
+   */
+  imageShapeFor(latentHw) {
+    const factor = this.model.conventions.downsampling, shape = this.model.imageShape;
+    return factor === null ? [...shape] : [shape[0], latentHw[0] * factor, latentHw[1] * factor];
+  }
+
+  /** @param {Batch} x @param {string} [name] @returns {Tensor32} */
+  _checkImages(x, name = "x") { return checkImages(x, this.model.imageShape, name, this.model.conventions.downsampling); }
+
+  /** @param {Batch} z @param {string} [name] @returns {Tensor32} */
+  _checkLatents(z, name = "z") { return checkLatents(z, this.model.latentShape, name, this.model.conventions.downsampling !== null); }
 
   /**
    * Which onnxruntime runs the graphs, and how: part of the key under which `auto` choices are kept.
@@ -240,10 +287,13 @@ export class EdgeVAE {
   /**
    * The shapes of graph's outputs after the batch dimension, in the manifest's output order.
    * @param {string} graph
+   * @param {readonly number[]} [inputTail] one item's input (default: the model's native image or latent)
    * @returns {number[][]}
    */
-  outputShapes(graph) {
-    return graph === "decoder" ? [this.model.imageShape] : [[this.model.latentDim], [this.model.latentDim]];
+  outputShapes(graph, inputTail) {
+    if (graph === "decoder") return [this.imageShapeFor((inputTail ?? this.model.latentShape).slice(1))];
+    const latent = this.latentShapeFor((inputTail ?? this.model.imageShape).slice(1));
+    return this.model.io.encoder.outputs.map(() => latent);
   }
 
   /**
@@ -258,10 +308,11 @@ export class EdgeVAE {
   async runGraph(graph, candidate, input) {
     const { session, ort } = await this._session(candidate, graph);
     const { inputs, outputs } = this.model.io[graph];
-    const outTails = this.outputShapes(graph);
     const n = input.dims[0], tail = input.dims.slice(1), width = input.data.length / n;
+    const outTails = this.outputShapes(graph, tail);
     // a fixed-shape variant runs whole batches of its size, never a padded one
-    const step = this.model.static[candidate.variant]?.batch ?? this.chunk;
+    const rows = Math.max(1, Math.min(this.chunk, Math.floor(CHUNK_VALUES / Math.max(product(tail), ...outTails.map(product)))));
+    const step = this.model.static[candidate.variant]?.batch ?? rows;
     if (candidate.variant in this.model.static && n % step !== 0) {
       throw new InputError(`variant ${escape(candidate.variant)} has a fixed batch of ${step}: give it a multiple of ${step} rows, got ${n}`);
     }
@@ -292,10 +343,7 @@ export class EdgeVAE {
     const all = this.candidates();
     if (all.length === 1) return all[0];
     if (this.untilMeasured && !this.measured(graph)) return { variant: this.untilMeasured, backend: this.backends[0].name };
-    const { choice } = await this.choose(graph);
-    const sizes = Object.keys(choice).map(Number).sort((a, b) => a - b);
-    const below = sizes.filter((s) => s <= n);
-    return choice[below.length ? below[below.length - 1] : sizes[0]];
+    return forBatch((await this.choose(graph)).choice, n);
   }
 
   /**
@@ -325,35 +373,44 @@ export class EdgeVAE {
   measured(graph) { return measured(this, graph); }
 
   /**
-   * x {data, dims [N,C,H,W]} in [0,1] -> {mu, logvar}, each {data: Float32Array, dims [N,D]}.
+   * x {data, dims [N,C,H,W]} in [0,1] -> {mu, logvar}, each {data: Float32Array, dims [N, ...latentShape]} in the
+   * model's latent convention; a deterministic encoder (conventions.posterior) gives {mu: z, logvar: null}.
+   * A fully convolutional model takes any H and W its downsampling divides.
    * @param {Batch} x
-   * @returns {Promise<{mu: Tensor32, logvar: Tensor32}>}
+   * @returns {Promise<{mu: Tensor32, logvar: Tensor32 | null}>}
    */
   async encode(x) {
-    const images = checkImages(x, this.model.imageShape);
-    const n = images.dims[0], D = this.model.latentDim;
+    const images = this._checkImages(x);
+    const n = images.dims[0], dims = [n, ...this.latentShapeFor(images.dims.slice(2))];
     const candidate = await this.pick("encoder", n);
-    const [mu, logvar] = await this.runGraph("encoder", candidate, images);
-    for (const [name, data] of /** @type {[string, Float32Array][]} */ ([["mu", mu], ["logvar", logvar]])) {
-      try { checkFinite(name, data, [n, D]); } catch (err) {
+    const outputs = await this.runGraph("encoder", candidate, { data: toPixels(images.data, this.conventions), dims: images.dims });
+    outputs.forEach((data, j) => {
+      try { checkFinite(this.model.io.encoder.outputs[j], data, dims); } catch (err) {
         throw new ModelDirError(`${this.where}: the encoder (${label(candidate)}) returned non-finite ${err.message}`);
       }
-    }
-    return { mu: tensor(mu, [n, D]), logvar: tensor(logvar, [n, D]) };
+    });
+    const [mu, logvar] = fromGraphLatent(outputs[0], outputs[1] ?? null, this.conventions);
+    return { mu: tensor(mu, dims), logvar: logvar && tensor(logvar, dims) };
   }
 
   /**
-   * z = mu + exp(logvar/2) * eps, eps ~ N(0, I) from Generator(seed) (Kingma & Welling 2014, eq. 10).
+   * z = mu + exp(logvar/2) * eps, eps ~ N(0, I) from Generator(seed) (Kingma & Welling 2014, eq. 10); a
+   * deterministic encoder's {mu: z, logvar: null}: z itself.
    * @param {Batch} mu
-   * @param {Batch} logvar
+   * @param {Batch | null} logvar
    * @param {number | null} [seed] undefined/null: fresh entropy
    * @returns {Tensor32}
    */
   reparameterize(mu, logvar, seed) {
-    const m = checkLatents(mu, this.model.latentDim, "mu");
-    const lv = checkLatents(logvar, this.model.latentDim, "logvar");
-    if (m.dims[0] !== lv.dims[0]) throw new InputError(`mu and logvar must have the same shape, got ${JSON.stringify(m.dims)} and ${JSON.stringify(lv.dims)}`);
-    const eps = new Generator(seed).normals(m.data.length);
+    const generator = new Generator(seed); // a bad seed is refused first, as in Python
+    const m = this._checkLatents(mu, "mu");
+    if (this.conventions.posterior === "deterministic") {
+      if (logvar !== null && logvar !== undefined) throw new InputError("this model's encoder is deterministic: pass logvar null (encode returns it so)");
+      return m;
+    }
+    const lv = this._checkLatents(logvar, "logvar");
+    if (!sameDims(m.dims, lv.dims)) throw new InputError(`mu and logvar must have the same shape, got ${JSON.stringify(m.dims)} and ${JSON.stringify(lv.dims)}`);
+    const eps = generator.normals(m.data.length);
     const z = new Float32Array(m.data.length);
     for (let i = 0; i < z.length; i++) z[i] = m.data[i] + Math.exp(0.5 * lv.data[i]) * eps[i];
     if (!z.every(Number.isFinite)) throw new InputError("z = mu + exp(logvar/2) * eps overflows float32");
@@ -361,46 +418,100 @@ export class EdgeVAE {
   }
 
   /**
-   * z {data, dims [N,D]} -> x_hat {data: Float32Array, dims [N,C,H,W]}, Bernoulli means in [0,1].
+   * The decoder on graph latents (already mapped from the model's convention) -> images in [0, 1]: the output
+   * checked (finite; Bernoulli means in [0, 1]) and the declared head mapped onto [0, 1], as the Python runtime does.
+   * @param {Candidate} candidate
+   * @param {Tensor32} latents
+   * @returns {Promise<Float32Array>}
+   */
+  async _decodeGraph(candidate, latents) {
+    const [x] = await this.runGraph("decoder", candidate, latents);
+    let low = Infinity, high = -Infinity;
+    for (const v of x) {
+      if (v < low) low = v;
+      if (v > high) high = v;
+    }
+    if (!Number.isFinite(low) || !Number.isFinite(high) || x.some(Number.isNaN)) {
+      const largest = latents.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      // as the Python runtime: a finite but huge z overflows inside the graph (the caller's doing), else the model's
+      if (largest > HUGE_LATENT) throw new InputError(`z holds values up to ${largest} in magnitude: too large for the decoder (its output overflowed to NaN)`);
+      throw new ModelDirError(`${this.where}: the decoder (${label(candidate)}) returned NaN or inf for finite input`);
+    }
+    if (this.conventions.decoderHead === "bernoulli_means" && (low < 0 || high > 1)) {
+      throw new ModelDirError(`${this.where}: the decoder (${label(candidate)}) returned values in [${low}, ${high}], outside the [0, 1] of Bernoulli means`);
+    }
+    return toUnit(x, this.conventions);
+  }
+
+  /**
+   * z {data, dims [N, ...latentShape]} in the model's latent convention -> x_hat {data: Float32Array, dims [N,C,H,W]}
+   * in [0,1] (Bernoulli means, or the declared head mapped onto [0, 1]). A fully convolutional model takes any h, w.
    * @param {Batch} z
    * @returns {Promise<Tensor32>}
    */
   async decode(z) {
-    const latents = checkLatents(z, this.model.latentDim);
-    const n = latents.dims[0], dims = [n, ...this.model.imageShape];
+    const latents = this._checkLatents(z);
+    const n = latents.dims[0];
     const candidate = await this.pick("decoder", n);
-    const [x] = await this.runGraph("decoder", candidate, latents);
-    let low = Infinity, high = -Infinity;
-    for (const v of x) {
-      if (!Number.isFinite(v)) {
-        // as the Python runtime: a finite but huge z overflows inside the graph
-        throw new InputError(`z holds values up to ${latents.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0)} in magnitude: too large for the decoder (its output overflowed to NaN)`);
-      }
-      if (v < low) low = v;
-      if (v > high) high = v;
-    }
-    if (low < 0 || high > 1) throw new ModelDirError(`${this.where}: the decoder (${label(candidate)}) returned values in [${low}, ${high}], outside [0, 1]`);
-    return tensor(x, dims);
+    const x = await this._decodeGraph(candidate, { data: toGraphLatent(latents.data, this.conventions), dims: latents.dims });
+    return tensor(x, [n, ...this.imageShapeFor(latents.dims.slice(2))]);
   }
 
   /**
-   * n latents z ~ N(0, I) from Generator(seed): {data, dims [n,D]} (seed undefined: fresh entropy).
+   * decode(z) of a fully convolutional model tile by tile, so that the decoder's intermediate tensors are bounded by
+   * a tile x tile latent whatever the latent's size; the same [N,C,H,W] result. The Python runtime's rule
+   * (VAERuntime.decode_tiled, tiles.js): tiles of `tile` latent pixels overlapping by `overlap` (default: twice the
+   * declared receptive field, else tile / 4 rounded down), each tile's outer margin (the receptive field, else
+   * overlap / 4) weighted 0, then a linear ramp across the rest of the overlap. With overlap >= 2 x the receptive
+   * field the result equals decode(z) up to float rounding.
+   * @param {Batch} z
+   * @param {{tile?: number, overlap?: number}} [options]
+   * @returns {Promise<Tensor32>}
+   */
+  async decodeTiled(z, { tile = DEFAULT_TILE, overlap } = {}) {
+    const { downsampling: factor, receptiveField: field } = this.conventions;
+    if (factor === null) throw new InputError("tiled decode needs a fully convolutional model (conventions.downsampling); this one decodes one fixed size");
+    tile = checkCount("tile", tile);
+    overlap = overlap === undefined || overlap === null ? (field ? 2 * field : Math.floor(tile / 4)) : checkCount("overlap", overlap, 0);
+    if (overlap >= tile) throw new InputError(`overlap ${overlap} must be smaller than tile ${tile}`);
+    const margin = Math.min(field ? field : Math.floor(overlap / 4), Math.floor(overlap / 2));
+    const latents = this._checkLatents(z);
+    const candidate = await this.pick("decoder", latents.dims[0]);
+    const graphLatents = { data: toGraphLatent(latents.data, this.conventions), dims: latents.dims };
+    const plan = { tile, overlap, margin, factor, channels: this.model.imageShape[0] };
+    return decodeTiles(graphLatents, plan, (part) => this._decodeGraph(candidate, part));
+  }
+
+  /**
+   * n latents of the prior, z ~ N(0, I) on the graph's latent from Generator(seed), in the model's convention:
+   * {data, dims [n, ...latentShape]} (seed undefined: fresh entropy); decode() of them is sample(n, seed).
+   * InputError for a model without a prior.
    * @param {number} n
    * @param {number | null} [seed]
    * @returns {Tensor32}
    */
   sampleLatents(n, seed) {
     n = checkCount("n", n);
-    return tensor(new Generator(seed).normals(n * this.model.latentDim), [n, this.model.latentDim]);
+    const generator = new Generator(seed);
+    if (this.conventions.prior === "none") throw new InputError(NO_PRIOR);
+    const [z] = fromGraphLatent(generator.normals(n * this.model.latentDim), null, this.conventions);
+    return tensor(z, [n, ...this.model.latentShape]);
   }
 
   /**
-   * n images decoded from z ~ N(0, I): {data, dims [n,C,H,W]}. Same seed, same images.
+   * n images decoded from z ~ N(0, I) (the prior is on the graph's latent): {data, dims [n,C,H,W]}. Same seed,
+   * same images. InputError for a model that declares no prior (conventions.prior "none": decode latents instead).
    * @param {number} n
    * @param {number | null} [seed]
    * @returns {Promise<Tensor32>}
    */
-  async sample(n, seed) { return this.decode(this.sampleLatents(n, seed)); }
+  async sample(n, seed) {
+    n = checkCount("n", n);
+    const generator = new Generator(seed);
+    if (this.conventions.prior === "none") throw new InputError(NO_PRIOR);
+    const z = tensor(generator.normals(n * this.model.latentDim), [n, ...this.model.latentShape]);
+    return tensor(await this._decodeGraph(await this.pick("decoder", n), z), [n, ...this.model.imageShape]);
+  }
 
   /**
    * Decode x's posterior: its mean when seed is undefined/null, else one reparameterized draw.
@@ -409,12 +520,34 @@ export class EdgeVAE {
    * @returns {Promise<Tensor32>}
    */
   async reconstruct(x, seed) {
+    if (seed !== undefined && seed !== null) new Generator(seed); // a bad seed is refused before any work
     const { mu, logvar } = await this.encode(x);
     return this.decode(seed === undefined || seed === null ? mu : this.reparameterize(mu, logvar, seed));
   }
 
+  /**
+   * `which` (two items named a and b) as one batch [2, ...tail]: each [...tail] or [1, ...tail], checked by check.
+   * @param {[string, Batch][]} which
+   * @param {number} rank of one item
+   * @param {(x: Batch, name: string) => Tensor32} check
+   * @param {string} what
+   * @returns {Tensor32}
+   */
+  _pair(which, rank, check, what) {
+    const [a, b] = which.map(([name, x]) => {
+      if (x && Array.isArray(x.dims) && x.dims.length === rank) x = { data: x.data, dims: [1, ...x.dims] };
+      const item = check(x, name);
+      if (item.dims[0] !== 1) throw new InputError(`${name} must be one ${what}, got a batch of ${item.dims[0]}`);
+      return item;
+    });
+    if (!sameDims(a.dims, b.dims)) throw new InputError(`${which[0][0]} and ${which[1][0]} must have the same shape, got ${JSON.stringify(a.dims)} and ${JSON.stringify(b.dims)}`);
+    const both = new Float32Array(a.data.length * 2);
+    both.set(a.data); both.set(b.data, a.data.length);
+    return tensor(both, [2, ...a.dims.slice(1)]);
+  }
+
   /** Decode `steps` points on the line from mu(xA) to mu(xB), ends included: {dims [steps,C,H,W]}.
-   * xA, xB: one image each, dims [C,H,W] or [1,C,H,W].
+   * xA, xB: one image each, dims [C,H,W] or [1,C,H,W] (any size a fully convolutional model divides; both the same).
    * @param {Batch} xA
    * @param {Batch} xB
    * @param {number} [steps]
@@ -422,21 +555,14 @@ export class EdgeVAE {
    */
   async interpolate(xA, xB, steps = 8) {
     steps = checkCount("steps", steps, 2);
-    const pair = /** @type {[string, Batch][]} */ ([["x_a", xA], ["x_b", xB]]).map(([name, x]) => {
-      if (x && Array.isArray(x.dims) && x.dims.length === this.model.imageShape.length) x = { data: x.data, dims: [1, ...x.dims] };
-      const image = checkImages(x, this.model.imageShape, name);
-      if (image.dims[0] !== 1) throw new InputError(`${name} must be one image, got a batch of ${image.dims[0]}`);
-      return image.data;
-    });
-    const both = new Float32Array(pair[0].length * 2);
-    both.set(pair[0]); both.set(pair[1], pair[0].length);
-    const { mu } = await this.encode(tensor(both, [2, ...this.model.imageShape]));
-    const D = this.model.latentDim;
-    return this.decode(line(mu.data.subarray(0, D), mu.data.subarray(D), steps));
+    const pair = this._pair([["x_a", xA], ["x_b", xB]], this.model.imageShape.length, (x, name) => this._checkImages(x, name), "image");
+    const { mu } = await this.encode(pair);
+    const L = mu.data.length / 2;
+    return this.decode(line(mu.data.subarray(0, L), mu.data.subarray(L), steps, mu.dims.slice(1)));
   }
 
   /**
-   * Decode `steps` points on the line from latent zA to zB (dims [D] or [1,D]), ends included.
+   * Decode `steps` points on the line from latent zA to zB (dims [...latentShape] or [1, ...latentShape]), ends included.
    * @param {Batch} zA
    * @param {Batch} zB
    * @param {number} [steps]
@@ -444,13 +570,9 @@ export class EdgeVAE {
    */
   async walk(zA, zB, steps = 8) {
     steps = checkCount("steps", steps, 2);
-    const ends = /** @type {[string, Batch][]} */ ([["z_a", zA], ["z_b", zB]]).map(([name, z]) => {
-      if (z && Array.isArray(z.dims) && z.dims.length === 1) z = { data: z.data, dims: [1, ...z.dims] };
-      const latent = checkLatents(z, this.model.latentDim, name);
-      if (latent.dims[0] !== 1) throw new InputError(`${name} must be one latent, got a batch of ${latent.dims[0]}`);
-      return latent.data;
-    });
-    return this.decode(line(ends[0], ends[1], steps));
+    const ends = this._pair([["z_a", zA], ["z_b", zB]], this.model.latentShape.length, (z, name) => this._checkLatents(z, name), "latent");
+    const L = ends.data.length / 2;
+    return this.decode(line(ends.data.subarray(0, L), ends.data.subarray(L), steps, ends.dims.slice(1)));
   }
 
   /** Free the onnxruntime sessions. @returns {Promise<void>} */
@@ -460,13 +582,13 @@ export class EdgeVAE {
   }
 }
 
-// (1 - t) * a + t * b in float32 arithmetic, t = linspace(0, 1, steps) as float32: numpy's float32 result.
-/** @param {Float32Array} a @param {Float32Array} b @param {number} steps @returns {Tensor32} */
-function line(a, b, steps) {
-  const f = Math.fround, D = a.length, out = new Float32Array(steps * D);
+// (1 - t) * a + t * b with t = i / (steps - 1), in float64 rounded to float32 once: the Python runtime's values
+/** @param {Float32Array} a @param {Float32Array} b @param {number} steps @param {readonly number[]} shape one item's @returns {Tensor32} */
+function line(a, b, steps, shape) {
+  const D = a.length, out = new Float32Array(steps * D);
   for (let i = 0; i < steps; i++) {
-    const t = f(i === steps - 1 ? 1 : i * (1 / (steps - 1)));
-    for (let j = 0; j < D; j++) out[i * D + j] = f(f(f(1 - t) * a[j]) + f(t * b[j]));
+    const t = i / (steps - 1);
+    for (let j = 0; j < D; j++) out[i * D + j] = (1 - t) * a[j] + t * b[j];
   }
-  return tensor(out, [steps, D]);
+  return tensor(out, [steps, ...shape]);
 }

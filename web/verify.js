@@ -166,12 +166,11 @@ export async function verifyGoldens(vae, { variant = ALL, backends = [vae.backen
   if (!golden) {
     throw new ModelDirError(`${vae.where}: has no goldens (made before edgevae stored them; re-export it, or add them with python -m edgevae.runtime.device.golden DIR)`);
   }
-  const [C, H, W] = vae.model.imageShape, D = vae.model.latentDim;
   const inputs = {};
   for (const graph of GRAPHS) {
     const array = await readArray(vae, golden.inputs[graph]);
     const n = array.dims[0];
-    const want = graph === "encoder" ? [n, C, H, W] : [n, D];
+    const want = [n, ...(graph === "encoder" ? vae.model.imageShape : vae.model.latentShape)];
     if (!(n >= 1 && n <= MAX_GOLDEN_N) || !sameDims(array.dims, want)) {
       throw new ModelDirError(`${vae.where}: ${escape(golden.inputs[graph].file)} has shape [${array.dims}], not the ${graph}'s input`);
     }

@@ -26,7 +26,7 @@ from .server import SiteServer, make_handler
 # web/ beside runtime/: the checkout's in an editable install, edgevae/web (pyproject's package-data) in a wheel
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 PAGE_FILES = ("index.html", "page.js", "edgevae.js", "vae.js", "auto.js", "backends.js", "manifest.js", "checks.js",
-              "random.js", "source.js", "sha256.js", "cache.js", "verify.js")
+              "conventions.js", "tiles.js", "random.js", "source.js", "sha256.js", "cache.js", "verify.js")
 LOCK_FILE = "package-lock.json"  # pins onnxruntime-web's version and tarball integrity
 ORT_SUBDIR = "ort"
 SITE_JSON = "site.json"

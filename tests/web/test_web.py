@@ -149,6 +149,154 @@ def test_js_verify_applies_the_python_rule_and_cap():
                   ("SAFETY_FACTOR", "REFERENCE_FACTOR", "FLOOR", "PARITY_TOLERANCE", "QUANTIZED_CAP_STEPS")}
 
 
+def _js_constant(file: str, name: str):
+    """The value of `export const NAME = <JSON literal>;` in a web/ module."""
+    import re
+
+    text = (WEB / file).read_text()
+    return json.loads(re.search(rf"export const {name} = (.*?);\n", text, re.S).group(1))
+
+
+def test_js_conventions_and_messages_are_the_python_runtimes():
+    """web/ keeps its own copy of what a manifest's conventions may hold and of the no-prior message: equal to Python's."""
+    from edgevae.runtime.contract import manifest as contract
+    from edgevae.runtime.inference.vae import NO_PRIOR
+
+    assert _js_constant("vae.js", "NO_PRIOR") == NO_PRIOR
+    assert [tuple(r) for r in _js_constant("manifest.js", "PIXEL_RANGES")] == list(contract.PIXEL_RANGES)
+    for name in ("DECODER_HEADS", "POSTERIORS", "PRIORS"):
+        assert tuple(_js_constant("manifest.js", name)) == getattr(contract, name), name
+
+
+def _node_eval(code: str, payload) -> object:
+    """Run an ES module snippet with web/'s modules importable as WEB; it reads `payload` (JSON) from stdin and
+    prints one JSON value."""
+    script = f"const WEB = {json.dumps(WEB.as_uri())};\nconst payload = JSON.parse(require_stdin());\n{code}"
+    script = script.replace("require_stdin()", "(await import('node:fs')).readFileSync(0, 'utf8')")
+    out = subprocess.run([NODE, "--input-type=module", "-e", script], input=json.dumps(payload), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _manifest_cases() -> list:
+    """(name, manifest JSON) pairs: the shipped manifest with latent_shape, conventions and io changed, valid or not."""
+    base = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())  # latent_dim 64, image_shape [1, 28, 28]
+    spatial = {"latent_shape": [4, 4, 4]}
+    signed = {"pixel_range": [-1, 1], "decoder_head": "image"}
+    deterministic_io = {"encoder": {"inputs": ["x"], "outputs": ["z"]}, "decoder": base["io"]["decoder"]}
+    edits = {
+        "classic": {}, "empty conventions": {"conventions": {}}, "null conventions": {"conventions": None},
+        "signed image": {"conventions": signed}, "range 0..2": {"conventions": {"pixel_range": [0, 2]}},
+        "range of 1": {"conventions": {"pixel_range": [0]}}, "null range": {"conventions": {"pixel_range": None}},
+        "signed bernoulli": {"conventions": {"pixel_range": [-1, 1]}},
+        "gaussian no scale": {"conventions": {"decoder_head": "gaussian_mean"}},
+        "gaussian": {"conventions": {"decoder_head": "gaussian_mean", "decoder_scale": 0.1}},
+        "gaussian scale 0": {"conventions": {"decoder_head": "gaussian_mean", "decoder_scale": 0}},
+        "means with scale": {"conventions": {"decoder_scale": 0.1}},
+        "softmax": {"conventions": {"decoder_head": "softmax"}}, "head 3": {"conventions": {"decoder_head": 3}},
+        "logits": {"conventions": {"decoder_head": "bernoulli_logits"}},
+        "deterministic, 2 outputs": {"conventions": {"posterior": "deterministic"}},
+        "deterministic": {"conventions": {"posterior": "deterministic"}, "io": deterministic_io},
+        "gaussian, 1 output": {"io": deterministic_io}, "null posterior": {"conventions": {"posterior": None}},
+        "no prior": {"conventions": {"prior": "none"}}, "uniform prior": {"conventions": {"prior": "uniform"}},
+        "scale 0": {"conventions": {"latent_scale": 0}}, "scale -1": {"conventions": {"latent_scale": -1}},
+        "scale string": {"conventions": {"latent_scale": "1"}}, "scale and shift": {"conventions": {"latent_scale": 0.18, "latent_shift": 0.5}},
+        "factor 7": {**spatial, "conventions": {"downsampling": 7}}, "factor 2": {**spatial, "conventions": {"downsampling": 2}},
+        "factor 0": {**spatial, "conventions": {"downsampling": 0}}, "factor 2000": {**spatial, "conventions": {"downsampling": 2000}},
+        "factor 2.5": {**spatial, "conventions": {"downsampling": 2.5}}, "factor true": {**spatial, "conventions": {"downsampling": True}},
+        "factor, flat latent": {"conventions": {"downsampling": 7}},
+        "field 0": {"conventions": {"receptive_field": 0}}, "field 3": {"conventions": {"receptive_field": 3}},
+        "field null": {"conventions": {"receptive_field": None}}, "conventions string": {"conventions": "x"},
+        "latent 4x4x4": spatial, "latent [64]": {"latent_shape": [64]}, "latent null": {"latent_shape": None},
+        "latent rank 2": {"latent_shape": [8, 8]}, "latent 80": {"latent_shape": [4, 4, 5]},
+        "latent zero": {"latent_shape": [0, 8, 8]}, "latent string": {"latent_shape": ["a"]},
+        "latent rank 4": {"latent_shape": [1, 4, 4, 4]}, "latent not a list": {"latent_shape": 64},
+    }
+    return [(name, {**base, **edit}) for name, edit in edits.items()]
+
+
+@pytest.mark.skipif(not NODE, reason="needs node")
+def test_js_accepts_and_refuses_the_manifests_python_does():
+    """manifest.js against runtime/contract/manifest.py on the same manifest.json edits (latent_shape, every field of
+    conventions, io for a deterministic encoder): the same verdict on each, and the JS refusal names the field."""
+    from edgevae.runtime.contract.manifest import parse_manifest
+
+    cases = _manifest_cases()
+    js = _node_eval("""const { parseManifest } = await import(WEB + "/manifest.js");
+const out = payload.map(([name, m]) => { try { parseManifest(m); return null; } catch (err) { return err.name + ": " + err.message; } });
+console.log(JSON.stringify(out));""", cases)
+    for (name, obj), refused in zip(cases, js):
+        try:
+            parse_manifest(obj)
+            python = None
+        except ValueError as err:
+            python = str(err)
+        assert (python is None) == (refused is None), f"{name}: Python {python!r}, JS {refused!r}"
+        if refused:
+            assert refused.startswith("ModelDirError: ") and ("conventions" in refused or "latent_shape" in refused
+                                                              or "io.encoder" in refused), (name, refused)
+    assert sum(r is None for r in js) >= 10 and sum(r is not None for r in js) >= 20  # both kinds exercised
+
+
+@pytest.mark.skipif(not NODE, reason="needs node")
+def test_js_batch_buckets_follow_the_manifests_selection_rule():
+    """manifest.js forBatch (the rule `auto` applies to its measured choice) picks what ModelDir.variant_for picks from
+    the same {batch size: variant} tables, at every batch size from 1 to 300."""
+    import dataclasses
+
+    from edgevae.runtime.contract.manifest import ModelDir
+
+    model = load(DEFAULT_MODEL_DIR)
+    names = sorted(model.manifest.variants)
+    tables = [{"1": names[0]}, {"8": names[-1]}, {"1": names[0], "64": names[-1]},
+              {str(k): names[i % len(names)] for i, k in enumerate((3, 17, 64, 200))}, {"256": names[0], "2": names[-1]}]
+    sizes = list(range(1, 301))
+    js = _node_eval("""const { forBatch } = await import(WEB + "/manifest.js");
+console.log(JSON.stringify(payload.tables.map((t) => payload.sizes.map((n) => forBatch(t, n)))));""", {"tables": tables, "sizes": sizes})
+    for table, picked in zip(tables, js):
+        selected = ModelDir(model.path, dataclasses.replace(model.manifest, selection={"decoder": table}))
+        assert picked == [selected.variant_for("auto", n, "decoder") for n in sizes], table
+
+
+@pytest.mark.skipif(not NODE, reason="needs node")
+def test_js_convention_maps_are_the_python_runtimes():
+    """conventions.js against runtime/contract/conventions.py and VAERuntime's latent maps, on the same float32 values,
+    for every decoder head and pixel range and a scaled, shifted latent: equal bit for bit except the sigmoid of
+    logits, where numpy's float32 exp and V8's float64 exp rounded once may differ by an ulp, which 1 + exp(-y) turns
+    into one of [1, 2)'s (2^-23) before the reciprocal."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from edgevae.runtime.contract.conventions import to_pixels, to_unit
+    from edgevae.runtime.contract.manifest import Conventions
+    from edgevae.runtime.inference.vae import VAERuntime
+
+    values = np.concatenate([np.random.default_rng(0).standard_normal(2000, dtype=np.float32) * 3,
+                             np.float32([-200, -88.8, -30, 0, 1e-8, 30, 88.8, 200])])
+    unit = np.random.default_rng(1).random(500, dtype=np.float32)
+    cases = [Conventions(), Conventions(decoder_head="bernoulli_logits"), Conventions(decoder_head="image"),
+             Conventions(pixel_range=(-1.0, 1.0), decoder_head="image"),
+             Conventions(pixel_range=(-1.0, 1.0), decoder_head="gaussian_mean", decoder_scale=0.1, latent_scale=0.18215,
+                         latent_shift=0.0609), Conventions(latent_scale=3.0)]
+    payload = [{"c": {"pixelRange": list(c.pixel_range), "decoderHead": c.decoder_head, "latentScale": c.latent_scale,
+                      "latentShift": c.latent_shift}} for c in cases]
+    js = _node_eval("""const m = await import(WEB + "/conventions.js");
+const y = Float32Array.from(payload.values), x = Float32Array.from(payload.unit);
+console.log(JSON.stringify(payload.cases.map(({ c }) => {
+  const [mu, logvar] = m.fromGraphLatent(y, y, c);
+  return [m.toUnit(Float32Array.from(y), c), m.toPixels(x, c), m.toGraphLatent(y, c), mu, logvar].map((a) => Array.from(a));
+})));""", {"cases": payload, "values": values.tolist(), "unit": unit.tolist()})
+    for c, got in zip(cases, js):
+        rt = SimpleNamespace(conventions=c)
+        mu, logvar = VAERuntime._from_graph_latent(rt, values.copy(), values.copy())
+        want = [to_unit(values.copy(), c), to_pixels(unit, c), VAERuntime._to_graph_latent(rt, values), mu, logvar]
+        for name, a, b in zip(("to_unit", "to_pixels", "to_graph_latent", "mu", "logvar"), got, want):
+            diff = float(np.abs(np.float32(a) - b).max())
+            assert diff <= (2.0 ** -23 if name == "to_unit" and c.decoder_head == "bernoulli_logits" else 0.0), (c, name, diff)
+
+
 TSC = NODE_MODULES / "typescript" / "bin" / "tsc"
 
 
@@ -175,16 +323,29 @@ def golden(tmp_path_factory):
     return module.write_golden(tmp_path_factory.mktemp("golden"))
 
 
+@pytest.fixture(scope="module")
+def any_vae(tmp_path_factory):
+    """Model dirs of other families exported by edgevae's exporter, with the Python runtime's outputs on them
+    (web/test/make_any_vae.py: "signed", an RGB [-1, 1] spatial-latent VAE; "tiny", deterministic without a prior)."""
+    pytest.importorskip("torch", reason="make_any_vae.py exports with torch (the export extra)")
+    spec = importlib.util.spec_from_file_location("make_any_vae", WEB / "test" / "make_any_vae.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_all(tmp_path_factory.mktemp("any_vae"))
+
+
 @heavy
 @need_node
-def test_node_runtime_parity_tamper_verify_and_inputs(golden):
-    env = {**os.environ, "EDGEVAE_GOLDEN": str(golden)}
+def test_node_runtime_parity_tamper_verify_and_inputs(golden, any_vae):
+    env = {**os.environ, "EDGEVAE_GOLDEN": str(golden), "EDGEVAE_ANY_VAE": str(any_vae)}
     files = sorted(str(p.relative_to(WEB)) for p in (WEB / "test").glob("*.test.mjs"))
     out = subprocess.run([NODE, "--test", "--test-reporter=tap", *files], cwd=WEB, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "# fail 0" in out.stdout and "# skipped 0" in out.stdout and "# pass 0" not in out.stdout
     parity = json.loads(out.stdout.split("# parity ", 1)[1].splitlines()[0])
     assert parity["fp32"]["decode"] <= 1e-5 and set(parity) >= {"fp32", "int8"}
+    assert out.stdout.count("# any-vae ") == 4  # both families' parity and tiled reports: their tests ran
+    print("\n" + "\n".join(line for line in out.stdout.splitlines() if "# any-vae " in line))
 
 
 def _initializer_offset(path: Path) -> int:
@@ -407,3 +568,61 @@ def test_page_shows_the_failing_goldens_of_a_resigned_graph(served):
     assert report["state"] == "failed" and report["errorVisible"] and not report["gridVisible"], report
     assert "goldens do not match" in report["errorText"] and "FAIL:" in report["errorText"]
     assert "worst: decoder fp32" in report["errorText"] and report["verifiedText"].startswith("goldens FAIL")
+
+
+def _python_decode(model_dir, latents: dict):
+    """The Python runtime's decode of latents given as {data, dims} (a page's dump)."""
+    import numpy as np
+
+    from edgevae.runtime import VAERuntime
+
+    z = np.asarray(latents["data"], np.float32).reshape(latents["dims"])
+    return VAERuntime.load(model_dir, variant="fp32", threads=1).decode(z)
+
+
+def _max_diff(images: dict, expected) -> float:
+    import numpy as np
+
+    return float(np.abs(np.asarray(images["data"], np.float32).reshape(images["dims"]) - expected).max())
+
+
+@heavy
+@need_chromium
+def test_page_draws_an_rgb_spatial_latent_model_equal_to_python(any_vae, tmp_path):
+    """The page on an RGB [-1, 1] model with a spatial, scaled and shifted latent and a Gaussian head: 64 samples drawn
+    in color, the canvas equal to the decoded values, those equal to the Python runtime's decode of the page's own
+    latents, and the model's goldens passing in Chromium."""
+    model = any_vae / "signed" / "model"
+    server = Server(write_site(tmp_path / "site", model, ort_web_dir=NODE_MODULES))
+    try:
+        report = _browse(server.url + "?fresh=1", "--dump")
+    finally:
+        server.close()
+    assert report["state"] == "ready" and report["error"] is None and report["logs"] == [], report
+    assert report["tiles"] == 64 and report["gridPixels"] == [3, 8, 8] and not report["noPriorVisible"]
+    assert report["drawn"]["maxDiff"] <= 1 and report["drawn"]["color"], report["drawn"]
+    assert report["checks"] and all(c["passed"] for c in report["checks"]), report["checks"]
+    assert report["dump"]["latents"]["dims"] == [64, 4, 4, 4]
+    # wasm's fp32 kernels against native onnxruntime's: the parity bound of the classic model's page
+    assert _max_diff(report["dump"]["grid"], _python_decode(model, report["dump"]["latents"])) <= 1e-5
+
+
+@heavy
+@need_chromium
+def test_page_says_a_model_without_a_prior_has_none_and_decodes_latents_from_a_file(any_vae, tmp_path):
+    import numpy as np
+
+    model = any_vae / "tiny" / "model"
+    z = np.random.default_rng(1).standard_normal((5, 4, 4, 4), dtype=np.float32)
+    np.save(tmp_path / "z.npy", z)
+    server = Server(write_site(tmp_path / "site", model, ort_web_dir=NODE_MODULES))
+    try:
+        report = _browse(server.url, "--latents", str(tmp_path / "z.npy"))
+    finally:
+        server.close()
+    assert report["state"] == "ready" and report["error"] is None and not report["errorVisible"], report
+    assert report["noPriorVisible"] and report["tiles"] == 0 and report["logs"] == [], report
+    assert all(c["passed"] for c in report["checks"]), report["checks"]
+    decoded = report["fromFile"]
+    assert decoded["status"] == "decoded 5 latent(s) from z.npy" and decoded["gridVisible"], decoded
+    assert _max_diff(decoded["grid"], _python_decode(model, {"data": z.ravel().tolist(), "dims": list(z.shape)})) <= 1e-5

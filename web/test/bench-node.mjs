@@ -1,20 +1,23 @@
-// Median decode latency in onnxruntime-node, per variant at batch 1 and 64 (benchmarks/web_latency.py).
-//   node web/test/bench-node.mjs MODEL_DIR [THREADS]   -> JSON {runtime, ms: {variant: {1: ms, 64: ms}}}
-import { EdgeVAE } from "../edgevae.js";
+// Median decode latency in onnxruntime-node, per variant (fp32 and int8, those the dir has) and batch size
+// (benchmarks/web_latency.py, web/test/bench_any_vae.py). Latents: seeded normals of the model's latent shape.
+//   node web/test/bench-node.mjs MODEL_DIR [THREADS] [BATCHxREPEATS,...]   (default 1x31,64x9)
+//   -> JSON {runtime, ms: {variant: {batch: ms}}}
+import { EdgeVAE, Generator, tensor } from "../edgevae.js";
 
-const [dir, threads] = process.argv.slice(2);
-const ms = {};
+const [dir, threads, batches = "1x31,64x9"] = process.argv.slice(2);
+const ms = {}, options = threads ? { threads: Number(threads) } : {};
 let runtime = null;
-for (const variant of ["fp32", "int8"]) {
-  const vae = await EdgeVAE.load(dir, { variant, ...(threads ? { threads: Number(threads) } : {}) });
+const { model } = await EdgeVAE.load(dir, { ...options, variant: "fp32", lazy: true });
+for (const variant of ["fp32", "int8"].filter((v) => v in model.variants)) {
+  const vae = await EdgeVAE.load(dir, { ...options, variant });
   runtime = vae.runtime;
   ms[variant] = {};
-  for (const [n, reps] of [[1, 31], [64, 9]]) {
-    const z = vae.sampleLatents(n, 0);
+  for (const [n, reps] of batches.split(",").map((b) => b.split("x").map(Number))) {
+    const z = tensor(new Generator(0).normals(n * vae.latentDim), [n, ...vae.latentShape]);
     await vae.decode(z);
     const times = [];
     for (let r = 0; r < reps; r++) { const t0 = performance.now(); await vae.decode(z); times.push(performance.now() - t0); }
-    ms[variant][n] = times.sort((a, b) => a - b)[(reps - 1) / 2];
+    ms[variant][n] = times.sort((a, b) => a - b)[(reps - 1) >> 1];
   }
   await vae.release();
 }

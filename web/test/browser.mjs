@@ -2,13 +2,16 @@
 // with playwright-core, and print one JSON report. Used by tests/web/test_web.py, .ci/run and benchmarks.
 //
 //   node web/test/browser.mjs URL [--golden DIR] [--screenshot FILE] [--bench] [--interact] [--timeout MS]
-//                                 [--visits N] [--webgpu] [--profile DIR]
+//                                 [--visits N] [--webgpu] [--profile DIR] [--dump] [--latents FILE.npy]
 //
 // Report (of the first visit): {state: "ready"|"failed", error, firstGridMs, timings, variant, runtime,
 //   crossOriginIsolated, tiles (grid image count), files (which came from the browser's cache), network
 //   ({bytes, requests: [[url, status, bytes]]} over the wire), checks (the page's goldens), parity: {variant: max
 //   abs diff vs the Python runtime}, parityUnfused: {the same vs the graph run unfused (make_golden.py)},
-//   pixelDiff: {variant: max canvas level diff}, bench, webgpu: {adapter, checks, diff}}; visits: the report of
+//   pixelDiff: {variant: max canvas level diff}, bench, webgpu: {adapter, checks, diff}, drawn: {maxDiff: the grid
+//   canvas against round(255 x the grid's values) over every channel, color: whether any pixel's channels differ},
+//   noPriorVisible, dump: {latents, grid} (--dump: the grid's latents and images, for a comparison with Python),
+//   fromFile: the same after decoding --latents FILE.npy through the page's file input}; visits: the report of
 //   every visit (--visits N: the same URL again in the same browser profile, so from its caches).
 // --webgpu starts Chromium with a WebGPU adapter (SwiftShader, on the CPU: correct, slow). --profile DIR keeps the
 // browser profile (its caches) in DIR for a later run instead of a fresh temporary one.
@@ -26,10 +29,11 @@ export const FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disa
 export const WEBGPU_FLAGS = [...FLAGS.filter((f) => f !== "--disable-gpu"), "--enable-unsafe-webgpu"];
 
 function parseArgs(argv) {
-  const args = { url: argv[0], golden: null, screenshot: null, bench: false, interact: false, webgpu: false, timeout: 60000, visits: 1, profile: null };
+  const args = { url: argv[0], golden: null, screenshot: null, bench: false, interact: false, webgpu: false, timeout: 60000, visits: 1,
+    profile: null, dump: false, latents: null };
   for (let i = 1; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, "");
-    if (["bench", "interact", "webgpu"].includes(key)) args[key] = true;
+    if (["bench", "interact", "webgpu", "dump"].includes(key)) args[key] = true;
     else args[key] = ["timeout", "visits"].includes(key) ? Number(argv[++i]) : argv[++i];
   }
   return args;
@@ -160,6 +164,19 @@ async function webgpu(page) {
   });
 }
 
+// In the page: the grid's latents and images as plain arrays.
+const dumpGrid = (page) => page.evaluate(() => {
+  const { state } = window.edgevae;
+  return state.grid && { latents: { data: Array.from(state.latents.data), dims: state.latents.dims }, grid: { data: Array.from(state.grid.data), dims: state.grid.dims } };
+});
+
+// Decode a .npy of latents through the page's file input, as a visitor does.
+async function fromFile(page, file) {
+  await page.setInputFiles("#latents", file);
+  await page.waitForFunction(() => /^decoded |must|not|holds/.test(document.getElementById("status").textContent));
+  return { status: await page.textContent("#status"), gridVisible: await page.isVisible("#grid"), ...(await dumpGrid(page)) };
+}
+
 async function visit(context, args) {
   const { page, logs, network } = await openPage(context, args.url, args.timeout);
   const report = await page.evaluate(async () => {
@@ -173,7 +190,22 @@ async function visit(context, args) {
       tiles: state.grid ? state.grid.dims[0] : 0, gridPixels: state.grid ? state.grid.dims.slice(1) : null,
       variant: vae?.variant ?? null, runtime: vae?.runtime ?? null, crossOriginIsolated: self.crossOriginIsolated,
       candidates: vae?.candidates?.() ?? null, firstCandidate: state.firstCandidate, adapter: state.adapter,
-      files: state.files, checks: state.checks,
+      files: state.files, checks: state.checks, noPriorVisible: document.getElementById("noprior")?.checkVisibility() ?? false,
+      drawn: (() => { // the grid canvas against the grid's values, every channel: gray and RGB drawn as they are
+        if (!state.grid) return null;
+        const canvas = document.getElementById("grid"), [n, C, H, W] = state.grid.dims;
+        const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        let maxDiff = 0, color = false;
+        for (let i = 0; i < n; i++) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+          const at = 4 * (((Math.floor(i / 8) * H) + y) * canvas.width + (i % 8) * W + x);
+          for (let c = 0; c < 3; c++) {
+            const value = state.grid.data[((i * C + (C === 3 ? c : 0)) * H + y) * W + x];
+            maxDiff = Math.max(maxDiff, Math.abs(pixels[at + c] - Math.round(255 * value)));
+          }
+          color ||= pixels[at] !== pixels[at + 1] || pixels[at + 1] !== pixels[at + 2];
+        }
+        return { maxDiff, color };
+      })(),
       // (candidates?.(): a page from before backends existed is still timed, for comparisons)
       choice: vae && document.body.dataset.state === "ready" && vae.candidates?.().length > 1 ? await vae.choose("decoder") : null,
     };
@@ -201,6 +233,8 @@ export async function run(args) {
     if (args.bench && report.state === "ready") report.bench = await bench(page);
     if (args.interact && report.state === "ready") report.interact = await interact(page);
     if (args.webgpu && report.state === "ready") report.webgpu = await webgpu(page);
+    if (args.dump && report.state === "ready") report.dump = await dumpGrid(page);
+    if (args.latents && report.state === "ready") report.fromFile = await fromFile(page, args.latents);
     return report;
   } finally {
     await browser.close();

@@ -32,7 +32,7 @@ test("vae.js and verify.js import only their own platform-free files", () => {
       queue.push(spec.slice(2));
     }
   }
-  assert.deepEqual([...seen].sort(), ["auto.js", "backends.js", "checks.js", "manifest.js", "random.js", "sha256.js", "vae.js", "verify.js"]);
+  assert.deepEqual([...seen].sort(), ["auto.js", "backends.js", "checks.js", "conventions.js", "manifest.js", "random.js", "sha256.js", "tiles.js", "vae.js", "verify.js"]);
   // and the platform layer is where fetch, fs and import-by-name live
   assert.ok(specifiers("edgevae.js").includes("./source.js"));
 });
