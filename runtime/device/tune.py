@@ -4,7 +4,7 @@ execution provider x batch sizes, and write a device profile that `variant="auto
 (runtime/inference/providers.py); a fixed-shape variant is timed at its own batch size, beside its base.
 
 For each (graph, batch size) group, every candidate (variant, threads) takes turns in interleaved rounds, in
-a fresh random order each round, so load from other processes falls on all of them alike; within a round a
+a fresh random order each round (edgevae/timing.py), so load from other processes falls on all of them alike; within a round a
 candidate runs back-to-back calls for about SEGMENT_S, each timed on its own. Medians with the 25th-75th
 percentile spread are recorded; the choice is the fastest candidate, unless what the runtime ran before tuning
 (timed in the same rounds) is within KEEP_MARGIN of it. The run is bounded by budget_s: each group gets a share
