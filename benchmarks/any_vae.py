@@ -12,13 +12,14 @@ trained model must be measured on it.
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from edgevae.runtime.inference.random_input import random_input
 
 ROUNDS = 15
 BATCHES = (1, 8)
@@ -57,21 +58,16 @@ def decoder_speed(folder: Path) -> dict:
     """{batch: fp32 ms / int8 ms} of the decoder, 1 thread, per-call CPU time medians over interleaved rounds."""
     from edgevae.runtime.contract.manifest import load
     from edgevae.runtime.inference.sessions import SessionConfig, create_session
+    from edgevae.timing import Schedule, interleave, median, thread_clock
 
     model = load(folder)
     sessions = {v: create_session(model, v, "decoder", SessionConfig(threads=1)) for v in ("fp32", "int8")}
+    schedule = Schedule(min_rounds=ROUNDS, max_rounds=ROUNDS, budget_s=0.0, segment_s=0.0, warmup_calls=0)  # one call a round
     result = {}
     for batch in BATCHES:
-        z = np.random.default_rng(0).standard_normal((batch, *model.latent_shape)).astype(np.float32)
-        times = {v: [] for v in sessions}
-        for s in sessions.values():
-            s.run(None, {"z": z})  # warm-up
-        for _ in range(ROUNDS):
-            for v, s in sessions.items():
-                start = time.thread_time()
-                s.run(None, {"z": z})
-                times[v].append(time.thread_time() - start)
-        fp32, int8 = statistics.median(times["fp32"]), statistics.median(times["int8"])
+        feed = {model.manifest.io["decoder"].inputs[0]: random_input(model, "decoder", batch)}
+        times = interleave({v: (lambda s=s: s.run(None, feed)) for v, s in sessions.items()}, schedule, clock=thread_clock(1)[0])
+        fp32, int8 = median(times["fp32"]), median(times["int8"])
         result[batch] = {"fp32_ms": round(1e3 * fp32, 3), "int8_ms": round(1e3 * int8, 3), "speedup": round(fp32 / int8, 2)}
     return result
 
@@ -92,7 +88,7 @@ def family_row(name: str, out: Path) -> dict:
     row["int8_psnr_db"], row["int8_nats"] = q.decoder_psnr_db, q.test_neg_elbo
     row["decoder"] = decoder_speed(folder)
     rt = VAERuntime.load(folder, variant="int8", threads=1)
-    x = np.random.default_rng(0).random((2, *rt.image_shape), dtype=np.float32)
+    x = random_input(rt.model, "encoder", 2)
     row["reconstruct"] = list(rt.reconstruct(x).shape)
     try:
         row["sample"] = list(rt.sample(2, seed=0).shape)
@@ -106,7 +102,7 @@ def tiled_child(folder: str, mode: str) -> None:
     from edgevae.runtime import VAERuntime
 
     rt = VAERuntime.load(folder, variant="fp32", threads=1)
-    z = np.random.default_rng(0).standard_normal((1, 4, 64, 64)).astype(np.float32)
+    z = random_input(rt.model, "decoder", 1, image_hw=rt.model.image_shape_for((64, 64))[1:])  # a 64x64 latent
     start = time.perf_counter()
     tile, _, overlap = mode.partition(":")  # "whole", "T" (default overlap) or "T:O"
     x = rt.decode(z) if mode == "whole" else rt.decode_tiled(z, tile=int(tile), overlap=int(overlap) if overlap else None)

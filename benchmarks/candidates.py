@@ -1,22 +1,15 @@
 """The engines timed side by side on the same weights: every variant of a model dir through edgevae's
 runtime, PyTorch eager, and torch.compile. Each becomes a zero-argument callable on a fixed input, the
-form benchmarks.timing.interleave takes."""
+form edgevae.timing.interleave takes."""
 
 import time
 
 import numpy as np
 
 from edgevae.runtime.contract.manifest import GRAPH_NAMES
+from edgevae.runtime.inference.random_input import random_input
 
 PARITY_TOLERANCE = 1e-3  # fp32 graph vs PyTorch on the same weights; export checks 1e-4 on its own inputs
-
-
-def inputs(graph: str, batch: int, latent_dim: int, image_shape: tuple, seed: int = 0) -> np.ndarray:
-    """A seeded float32 input of the graph: images in [0, 1] for the encoder, z ~ N(0, I) for the decoder."""
-    rng = np.random.default_rng(seed)
-    if graph == "encoder":
-        return rng.random((batch, *image_shape), dtype=np.float32)
-    return rng.standard_normal((batch, latent_dim), dtype=np.float32)
 
 
 def runtime_call(runtime, graph: str, array: np.ndarray):
@@ -73,7 +66,7 @@ def check_parity(runtime, modules: dict, source: str) -> dict:
 
     diffs = {}
     for graph in GRAPH_NAMES:
-        array = inputs(graph, 8, runtime.latent_dim, runtime.image_shape, seed=1)
+        array = random_input(runtime.model, graph, 8, seed=1)
         ours = runtime.encode(array) if graph == "encoder" else (runtime.decode(array),)
         with torch.inference_mode():
             theirs = modules[graph](torch.from_numpy(array))

@@ -71,14 +71,13 @@ def epoch_seconds(extra: list, env: dict, limit_train: int, folder: Path) -> flo
 
 def runtime_rows(budget_s: float) -> list:
     """Decoder latency and CPU time per call, spinning on and off, at batch 1 and 64 (2 threads)."""
-    import numpy as np
-
     from edgevae.runtime import VAERuntime
+    from edgevae.runtime.inference.random_input import random_input
 
     rows = []
     for batch in (1, 64):
-        z = np.random.default_rng(0).standard_normal((batch, 64), dtype=np.float32)
         runtimes = {spin: VAERuntime.load(variant="fp32", threads=min(2, usable_cores()), spinning=spin) for spin in (False, True)}
+        z = random_input(runtimes[False].model, "decoder", batch)
         samples = {spin: {"wall": [], "cpu": []} for spin in runtimes}
         for rt in runtimes.values():
             rt.decode(z)

@@ -16,7 +16,7 @@ from edgevae.runtime.inference.sessions import SessionConfig, new_session
 from edgevae.train.checkpoint import load_model
 from edgevae.train.model import VAE
 
-from .timing import Schedule, interleave
+from edgevae.timing import Schedule, interleave
 
 BATCH_SIZES = (1, 64, 256)
 

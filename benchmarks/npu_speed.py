@@ -15,11 +15,11 @@ import numpy as np
 import onnx
 
 from edgevae.export.rewrite import DEPTH_TO_SPACE, TRANSPOSE, conv_transpose_as_conv
-from edgevae.runtime.inference.latent import rng_of, standard_normal
 from edgevae.runtime.contract.manifest import load
+from edgevae.runtime.inference.random_input import random_input
 from edgevae.runtime.inference.sessions import SessionConfig, new_session
 
-from .timing import Schedule, interleave
+from edgevae.timing import Schedule, interleave
 
 
 def main(argv=None) -> None:
@@ -37,14 +37,14 @@ def main(argv=None) -> None:
               "Conv+DepthToSpace": conv_transpose_as_conv(source, DEPTH_TO_SPACE)}
     sessions = {name: new_session(g.SerializeToString(), SessionConfig(threads=args.threads)) for name, g in graphs.items()}
     name = model.manifest.io["decoder"].inputs[0]
-    z = standard_normal(rng_of(0), (16, model.latent_dim))
+    z = random_input(model, "decoder", 16)
     reference = ReferenceEvaluator(source).run(None, {name: z})[0]
     print("max |x_hat - reference evaluator (ConvTranspose graph)| over 16 z, in onnxruntime:")
     for label, session in sessions.items():
         print(f"  {label:<18} {float(np.abs(session.run(None, {name: z})[0] - reference).max()):.2e}")
     print(f"decoder ms, median of interleaved calls, {args.threads} thread(s); ratio = time / ConvTranspose's")
     for batch in (int(b) for b in args.batches.split(",")):
-        feed = {name: standard_normal(rng_of(batch), (batch, model.latent_dim))}
+        feed = {name: random_input(model, "decoder", batch, seed=batch)}
         times = interleave({k: (lambda s=s: s.run(None, feed)) for k, s in sessions.items()}, Schedule(budget_s=args.budget_s))
         ms = {k: float(np.median(t)) * 1e3 for k, t in times.items()}
         print(f"  batch {batch:4d}: " + "  ".join(f"{k} {v:.3f} ({v / ms['ConvTranspose']:.2f}x)" for k, v in ms.items()))

@@ -7,9 +7,10 @@ import numpy as np
 import onnxruntime as ort
 
 from edgevae.runtime.contract.manifest import load
+from edgevae.runtime.inference.random_input import random_input
 from edgevae.runtime.inference.sessions import SessionConfig, create_session
 
-from .timing import Schedule, interleave, summarize
+from edgevae.timing import Schedule, interleave, summarize
 
 
 def overhead_calls(runtime, model_dir, variant: str, batch: int, threads: int) -> dict:
@@ -17,7 +18,7 @@ def overhead_calls(runtime, model_dir, variant: str, batch: int, threads: int) -
     model = load(model_dir)
     session = create_session(model, variant, "decoder", SessionConfig(threads=threads))
     name_in, name_out = model.manifest.io["decoder"].inputs[0], model.manifest.io["decoder"].outputs[0]
-    z = np.random.default_rng(0).standard_normal((batch, model.latent_dim), dtype=np.float32)
+    z = random_input(model, "decoder", batch)
     out = np.empty((batch, *model.image_shape), np.float32)
     binding = session.io_binding()
     binding.bind_cpu_input(name_in, z)

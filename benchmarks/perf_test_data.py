@@ -33,8 +33,7 @@ def write_perf_test_data(model_dir, out, batch_sizes=BATCH_SIZES) -> list[Path]:
 
     from edgevae.atomic import write_bytes
     from edgevae.runtime.contract.manifest import load
-
-    from .candidates import inputs
+    from edgevae.runtime.inference.random_input import random_input
 
     model = load(model_dir)
     model.verify()
@@ -47,7 +46,7 @@ def write_perf_test_data(model_dir, out, batch_sizes=BATCH_SIZES) -> list[Path]:
         for batch in batch_sizes:
             folder = out / f"{graph}-b{batch}"
             (folder / "test_data_set_0").mkdir(parents=True, exist_ok=True)
-            tensor = numpy_helper.from_array(inputs(graph, batch, model.latent_dim, model.image_shape), name=name)
+            tensor = numpy_helper.from_array(random_input(model, graph, batch), name=name)
             write_bytes(folder / "test_data_set_0" / "input_0.pb", tensor.SerializeToString())
             for variant, graphs in model.manifest.variants.items():
                 fixed = model.manifest.static.get(variant)

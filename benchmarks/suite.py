@@ -17,7 +17,7 @@ import numpy as np
 
 from edgevae.runtime.contract.manifest import GRAPH_NAMES
 
-from .timing import Schedule, ratio, summarize
+from edgevae.timing import Schedule, ratio, summarize
 
 QUICK_SCHEDULE = Schedule(min_rounds=3, max_rounds=50, budget_s=0.6, segment_s=0.01, warmup_calls=2)
 GOALS = {"decoder_batch1_vs_torch_eager": 0.20, "decoder_roofline_fraction": 0.60,  # issue 12
@@ -75,9 +75,11 @@ def _time_groups(config, model, runtimes, modules, compiler, flops) -> tuple[lis
     """Every (graph, threads, batch) group, interleaved; (rows, sgemm rows)."""
     import torch
 
-    from .candidates import inputs, runtime_call, torch_call
+    from edgevae.runtime.inference.random_input import random_input
+    from edgevae.timing import interleave
+
+    from .candidates import runtime_call, torch_call
     from .machine import sgemm_call
-    from .timing import interleave
 
     sgemm, sgemm_flops = sgemm_call(config.sgemm_n)
     rows, sgemm_rows = [], []
@@ -86,7 +88,7 @@ def _time_groups(config, model, runtimes, modules, compiler, flops) -> tuple[lis
         for threads in _thread_counts(config):
             torch.set_num_threads(threads)
             for batch in config.batch_sizes:
-                array = inputs(graph, batch, model.latent_dim, model.image_shape)
+                array = random_input(model, graph, batch)
                 calls = {("runtime", v): runtime_call(runtimes[v, threads], graph, array) for v in _variants(model)}
                 if modules is not None:
                     calls["torch", "eager"] = torch_call(modules[graph], array)

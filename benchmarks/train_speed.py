@@ -2,8 +2,8 @@
 
     python -m edgevae.benchmarks.train_speed [--steps 20] [--variants fp32,bf16,...] [--compile]
 
-Each variant trains its own model on the same random images; steps are interleaved round-robin so
-that load from other processes hits all variants alike, and each median step time is turned into
+Each variant trains its own model on the same random images; steps are interleaved, one per variant in a
+fresh order each round (edgevae.timing), so that load from other processes hits all variants alike, and each median step time is turned into
 seconds per 60k-image epoch. Also measured: what one step's data handling costs (slice, layout,
 binarize) and test-set evaluation under no_grad vs inference_mode.
 
@@ -23,12 +23,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `edgevae train` sets i
 import torch  # noqa: E402
 
 from edgevae.benchmarks.machine import sgemm_call
+from edgevae.timing import Schedule, interleave
 from edgevae.train.loss import neg_elbo
 from edgevae.train.model import VAE
-from edgevae.train.precision import autocast, cpu_flags, native_bf16
+from edgevae.cpu import cpu_flags
+from edgevae.train.precision import autocast, native_bf16
 
 EPOCH_IMAGES = 60_000
 CL, NCHW = torch.channels_last, torch.contiguous_format
+ONCE_A_ROUND = dict(budget_s=0.0, segment_s=0.0, warmup_calls=0)  # Schedule: one timed call per candidate and round
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,19 @@ def make_step(v: Variant, device: str = "cpu"):
     return step
 
 
+def next_step(step, v: Variant, pool, default_threads: int):
+    """A zero-argument call: step on the next batch of pool, with v's threads (one call per interleaved round)."""
+    done = [0]
+
+    def call():
+        torch.set_num_threads(v.threads or default_threads)
+        start = (done[0] * v.batch) % (len(pool) - v.batch)
+        done[0] += 1
+        step(pool[start : start + v.batch])
+
+    return call
+
+
 def step_flops(batch: int = 128) -> int:
     """FLOPs of one fp32 training step of the seed VAE (forward and backward; the optimizer's
     elementwise update is not counted: < 0.1% of them)."""
@@ -105,14 +121,14 @@ def time_eval(images, rounds: int = 2) -> dict:
     torch.manual_seed(0)
     model = VAE().to(memory_format=CL).eval()
     modes = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
-    times = {name: [] for name in modes}
-    for _ in range(rounds):
-        for name, mode in modes.items():
-            t0 = time.perf_counter()
-            with mode():
-                for i in range(0, len(images), 1000):
-                    neg_elbo(model, images[i : i + 1000].contiguous(memory_format=CL)).neg_elbo.item()
-            times[name].append(time.perf_counter() - t0)
+
+    def evaluate(mode):
+        with mode():
+            for i in range(0, len(images), 1000):
+                neg_elbo(model, images[i : i + 1000].contiguous(memory_format=CL)).neg_elbo.item()
+
+    calls = {name: (lambda mode=mode: evaluate(mode)) for name, mode in modes.items()}
+    times = interleave(calls, Schedule(min_rounds=rounds, max_rounds=rounds, **ONCE_A_ROUND))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -139,20 +155,10 @@ def main(argv=None) -> None:
             steps[name](pool[i * v.batch : (i + 1) * v.batch])
         print(f"{name}: warm-up {time.perf_counter() - t0:.1f} s", flush=True)
     sgemm, sgemm_flops = sgemm_call(2048)
-    times = {name: [] for name in names}
-    sgemm_times = []
-    for i in range(args.steps):
-        torch.set_num_threads(default_threads)
-        t0 = time.perf_counter()
-        sgemm()
-        sgemm_times.append(time.perf_counter() - t0)
-        for name, step in steps.items():
-            v = VARIANTS[name]
-            torch.set_num_threads(v.threads or default_threads)
-            start = (i * v.batch) % (len(pool) - v.batch)
-            t0 = time.perf_counter()
-            step(pool[start : start + v.batch])
-            times[name].append(time.perf_counter() - t0)
+    calls = {name: next_step(step, VARIANTS[name], pool, default_threads) for name, step in steps.items()}
+    calls[None] = lambda: (torch.set_num_threads(default_threads), sgemm())  # None: no variant's name
+    times = interleave(calls, Schedule(min_rounds=args.steps, max_rounds=args.steps, **ONCE_A_ROUND))
+    sgemm_times = times.pop(None)
     torch.set_num_threads(default_threads)
 
     flags = cpu_flags()

@@ -20,8 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 VARIANTS = ("fp32", "int8")
@@ -30,13 +28,14 @@ BATCHES = ((1, 31), (64, 9))  # (batch, repeats)
 
 def python_ms(model_dir, threads) -> dict:
     from edgevae.runtime import VAERuntime
+    from edgevae.runtime.inference.random_input import random_input
 
     out = {}
     for variant in VARIANTS:
         rt = VAERuntime.load(model_dir, variant=variant, threads=threads)
         out[variant] = {}
         for n, reps in BATCHES:
-            z = np.random.default_rng(0).standard_normal((n, rt.latent_dim), dtype=np.float32)
+            z = random_input(rt.model, "decoder", n)
             rt.decode(z)
             times = []
             for _ in range(reps):

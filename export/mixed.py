@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from edgevae.runtime.contract.manifest import GRAPH_NAMES
+from edgevae.runtime.inference.random_input import random_input
+from edgevae.timing import thread_clock
 
 from .search_report import REPORT, REPORT_FILES, write_report
 from .variants import CALIBRATION_METHODS, DEFAULT_CALIBRATION, Int8Settings
@@ -135,11 +137,7 @@ class Search:
                        "min_speedup": config.min_speedup, "fp32_neg_elbo": round(elbo, 4) if elbo is not None else None,
                        "source": "--select's defaults (35 dB, 1% of fp32 -ELBO)" if defaults else "--budget-psnr/--budget-nats"}
         self.candidates, self.timed_out = [], False
-        # One intra-op thread runs on the calling thread, so its CPU time is the kernels' time, without the waits
-        # for a core that a shared machine adds to wall time (wall-clock speedups of one graph varied from round to
-        # round there: docs/results.md). Other thread counts are timed by the wall clock.
-        self.clock = time.thread_time if threads == 1 else time.perf_counter
-        self.clock_name = "CPU time of the calling thread (1 intra-op thread)" if threads == 1 else "wall time"
+        self.clock, self.clock_name = thread_clock(threads)  # 1 thread: its CPU time, without waits for a core
 
     def time_left(self) -> bool:
         self.timed_out = self.timed_out or time.monotonic() > self.deadline
@@ -164,8 +162,7 @@ class Search:
             print(f"search {len(self.candidates):>2} {name:<40} = {twin['name']}", flush=True)
             return c
         sessions = {"fp32": self.fp32_sessions, name: {g: graph_session(paths[g], self.threads) for g in GRAPH_NAMES}}
-        ms = time_sessions(sessions, self.model.manifest.image_shape, self.latent_dim, (self.config.speed_batch,),
-                           rounds=self.config.quick_rounds, clock=self.clock)
+        ms = time_sessions(sessions, self.model, (self.config.speed_batch,), rounds=self.config.quick_rounds, clock=self.clock)
         batch = str(self.config.speed_batch)
         fp32_ms, cand_ms = (sum(ms[v][g][batch] for g in GRAPH_NAMES) for v in ("fp32", name))
         c = {"name": name, "why": why, "settings": {g: _record(g, s, self.prepared[g]) for g, s in settings.items()},
@@ -298,9 +295,7 @@ def search(model, calibration: dict, test_images, reference: dict, config: Searc
         rows = []
         if s.time_left():
             rng = np.random.default_rng(seed)
-            b = config.speed_batch
-            feeds = {"encoder": {"x": rng.random((b, *model.manifest.image_shape), dtype=np.float32)},
-                     "decoder": {"z": rng.standard_normal((b, *s.latent_dim)).astype(np.float32)}}
+            feeds = {g: {model.manifest.io[g].inputs[0]: random_input(model, g, config.speed_batch, rng)} for g in GRAPH_NAMES}
             rows = group_sensitivity(s.prepared, combined["raw"], reference, test_images, s.latent_dim, feeds, seed,
                                      deadline=s.deadline)
             current = combined if combined["meets_budget"] and s.ok(combined) else s.greedy(combined, rows)
@@ -346,8 +341,7 @@ def _report(s: Search, rows: list[dict], base: dict, fp32: dict, search_s: float
     start = time.monotonic()
     sessions = {c["name"]: {g: graph_session(c["paths"][g], s.threads) for g in GRAPH_NAMES} for c in timed}
     sizes = sorted({*s.config.timing_batches, s.config.speed_batch})
-    latency = time_sessions(sessions, s.model.manifest.image_shape, s.latent_dim, sizes, rounds=s.config.retime_rounds,
-                            clock=s.clock)
+    latency = time_sessions(sessions, s.model, sizes, rounds=s.config.retime_rounds, clock=s.clock)
     timing_s = time.monotonic() - start
     batch = str(s.config.speed_batch)
     total = {name: sum(lat[g][batch] for g in GRAPH_NAMES) for name, lat in latency.items()}

@@ -1,9 +1,13 @@
 """`quantize --select`: time every variant here, with the runtime's own session options, and record per
 batch size the fastest variant inside the accuracy budget (the runtime's variant="auto" follows it)."""
 
-import time
+from pathlib import Path
 
 import numpy as np
+
+from edgevae.runtime.contract.manifest import GRAPH_NAMES, ModelDir
+from edgevae.runtime.inference.random_input import random_input
+from edgevae.timing import Schedule, interleave, median
 
 TIMING_BATCH_SIZES = (1, 8, 64, 256)
 # Interleaved rounds: every variant is timed once per round, so load drift hits all alike. fp16 runs fp32
@@ -22,39 +26,27 @@ def _sessions(model_dir, manifest, variant: str, threads: int | None) -> dict:
 
 def measure_latency(model_dir, manifest, variants: list[str], threads: int | None = None,
                     batch_sizes=TIMING_BATCH_SIZES, budget_s: float = 0.02) -> dict:
-    """{variant: {"encoder": {batch: median ms}, "decoder": {...}}}, each figure the median over ROUNDS
-    interleaved rounds of the mean of repeated calls lasting about budget_s."""
+    """{variant: {"encoder": {batch: median ms}, "decoder": {...}}}, each figure the median of every call timed
+    in ROUNDS interleaved rounds, each round a segment of calls lasting about budget_s per variant."""
     sessions = {v: _sessions(model_dir, manifest, v, threads) for v in variants}
-    latent = manifest.latent_shape or (manifest.latent_dim,)
-    return time_sessions(sessions, manifest.image_shape, latent, batch_sizes, budget_s)
+    return time_sessions(sessions, ModelDir(Path(model_dir), manifest), batch_sizes, budget_s)
 
 
-def time_sessions(sessions: dict, image_shape, latent_dim: int, batch_sizes=TIMING_BATCH_SIZES,
-                  budget_s: float = 0.02, rounds: int = ROUNDS, clock=time.perf_counter) -> dict:
-    """measure_latency's timing of ready sessions {name: {graph: session}} (each graph optional):
-    {name: {graph: {batch: median ms}}}, every name timed once per round, rounds interleaved. clock: wall time;
-    time.thread_time (this thread's CPU time) ignores waits for a core, valid for sessions of 1 intra-op thread."""
+def time_sessions(sessions: dict, model: ModelDir, batch_sizes=TIMING_BATCH_SIZES, budget_s: float = 0.02, rounds: int = ROUNDS,
+                  clock=None) -> dict:
+    """measure_latency's timing of ready sessions {name: {graph: session}} (each graph optional) of model (a
+    contract.ModelDir: the inputs' shapes): {name: {graph: {batch: median ms}}}, the names interleaved in every
+    round (edgevae.timing). clock: wall time by default; edgevae.timing.thread_clock(1) gives the CPU time of
+    sessions of 1 intra-op thread, which ignores waits for a core."""
+    schedule = Schedule(min_rounds=rounds, max_rounds=rounds, budget_s=0.0, segment_s=budget_s, warmup_calls=0)
     rng = np.random.default_rng(0)
     result = {v: {g: {} for g in graphs} for v, graphs in sessions.items()}
     for batch in batch_sizes:
-        feeds = {"encoder": {"x": rng.random((batch, *image_shape), dtype=np.float32)},
-                 "decoder": {"z": rng.standard_normal((batch, *np.atleast_1d(latent_dim))).astype(np.float32)}}
-        for graph, feed in feeds.items():
-            variants = [v for v in sessions if graph in sessions[v]]
-            reps = {}
-            for v in variants:  # warm up, and size the repeat count to about budget_s per timing
-                start = clock()
-                sessions[v][graph].run(None, feed)
-                reps[v] = max(1, int(budget_s / max(clock() - start, 1e-6)))
-            times = {v: [] for v in variants}
-            for _ in range(rounds):
-                for v in variants:
-                    start = clock()
-                    for _ in range(reps[v]):
-                        sessions[v][graph].run(None, feed)
-                    times[v].append((clock() - start) / reps[v])
-            for v in variants:
-                result[v][graph][str(batch)] = round(float(np.median(times[v])) * 1e3, 4)
+        for graph in GRAPH_NAMES:
+            feed = {model.manifest.io[graph].inputs[0]: random_input(model, graph, batch, rng)}
+            calls = {v: (lambda s=graphs[graph], feed=feed: s.run(None, feed)) for v, graphs in sessions.items() if graph in graphs}
+            for v, seconds in interleave(calls, schedule, seed=rng, clock=clock).items():
+                result[v][graph][str(batch)] = round(median(seconds) * 1e3, 4)
     return result
 
 

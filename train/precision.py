@@ -84,27 +84,15 @@ def decide(timings: dict) -> StepSetting:
 
 def probe(steps: dict, budget_s: float = PROBE_BUDGET_S) -> dict:
     """{setting: [seconds of each timed call]} for {setting: a function running one training step}: one untimed
-    warm-up call each (oneDNN builds its kernels then), then rounds in a rotating order, so that load from other
-    processes falls on all alike, until budget_s has passed and MIN_ROUNDS are done, or MAX_ROUNDS. After the
-    first round a setting more than PRUNE x slower than the fastest is timed no more: it cannot win, and on a
-    loaded machine each of its steps costs seconds."""
-    start = time.perf_counter()
-    for step in steps.values():
-        step()
-    times = {s: [] for s in steps}
-    running = list(steps)
-    for round_ in range(MAX_ROUNDS):
-        if round_ >= MIN_ROUNDS and time.perf_counter() - start > budget_s:
-            break
-        shift = round_ % len(running)
-        for s in running[shift:] + running[:shift]:
-            t0 = time.perf_counter()
-            steps[s]()
-            times[s].append(time.perf_counter() - t0)
-        if round_ == 0:
-            fastest = min(times[s][0] for s in running)
-            running = [s for s in running if times[s][0] <= PRUNE * fastest]
-    return times
+    warm-up call each (oneDNN builds its kernels then), then one call each per round, in a fresh order each round
+    so that load from other processes falls on all alike, until budget_s has passed and MIN_ROUNDS are done, or
+    MAX_ROUNDS (edgevae.timing). After the first round a setting more than PRUNE x slower than the fastest is
+    timed no more: it cannot win, and on a loaded machine each of its steps costs seconds."""
+    from edgevae.timing import Schedule, interleave
+
+    schedule = Schedule(min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, budget_s=budget_s, segment_s=0.0, warmup_calls=0,
+                        prune=PRUNE)
+    return interleave(steps, schedule)
 
 
 def cache_key(settings: list, device: str, shape: dict) -> str:

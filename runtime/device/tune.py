@@ -4,7 +4,7 @@ execution provider x batch sizes, and write a device profile that `variant="auto
 (runtime/inference/providers.py); a fixed-shape variant is timed at its own batch size, beside its base.
 
 For each (graph, batch size) group, every candidate (variant, threads) takes turns in interleaved rounds, in
-a fresh random order each round, so load from other processes falls on all of them alike; within a round a
+a fresh random order each round (edgevae/timing.py), so load from other processes falls on all of them alike; within a round a
 candidate runs back-to-back calls for about SEGMENT_S, each timed on its own. Medians with the 25th-75th
 percentile spread are recorded; the choice is the fastest candidate, unless what the runtime ran before tuning
 (timed in the same rounds) is within KEEP_MARGIN of it. The run is bounded by budget_s: each group gets a share
@@ -21,8 +21,10 @@ import time
 
 import numpy as np
 
+from edgevae.timing import Schedule, interleave, percentiles
+
 from .profile import FORMAT, Choice, DeviceProfile, Plan, Timing, device_identity, model_key
-from ..inference.latent import rng_of, standard_normal
+from ..inference.random_input import random_input
 from ..contract.manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
 from ..contract.safe_files import escape
 from ..inference.sessions import SessionConfig, create_session, run_checked
@@ -68,13 +70,6 @@ def thread_counts(cores: int) -> list:
     return sorted(counts)
 
 
-def _feed(model: ModelDir, graph: str, batch: int) -> np.ndarray:
-    rng = rng_of(0)
-    if graph == "encoder":
-        return rng.random((batch, *model.image_shape), dtype=np.float32)
-    return standard_normal(rng, (batch, *model.latent_shape))
-
-
 def candidates(variants: list, threads: list, providers: list, was: Choice) -> list[Choice]:
     """Every (variant, threads, provider) to time for one graph and batch size, and what the runtime ran before
     tuning (e.g. onnxruntime's default threads), so that before and after are compared in one run."""
@@ -89,30 +84,6 @@ def pick(rows, was: Choice) -> Choice:
     if kept.median_ms <= (1 + KEEP_MARGIN) * best.median_ms:
         best = kept
     return Choice(best.variant, best.threads, best.provider)
-
-
-def _time_group(calls: dict, budget_s: float, rng: np.random.Generator, hard_end: float) -> dict:
-    """{candidate: [seconds per call]} from interleaved rounds lasting about budget_s (>= MIN_ROUNDS rounds, but
-    none begun after hard_end, on time.perf_counter)."""
-    reps = {}
-    for key, fn in calls.items():  # one untimed call each: warms the session up and sizes its repeat count
-        start = time.perf_counter()
-        fn()
-        reps[key] = max(1, min(MAX_REPS, int(SEGMENT_S / max(time.perf_counter() - start, 1e-9))))
-    samples = {key: [] for key in calls}
-    keys = list(calls)
-    start, rounds = time.perf_counter(), 0
-    while (rounds < MIN_ROUNDS or time.perf_counter() - start < budget_s) and time.perf_counter() < hard_end:
-        for i in rng.permutation(len(keys)):
-            fn, out = calls[keys[i]], samples[keys[i]]
-            if reps[keys[i]] > 1:
-                fn()  # settling call, untimed: absorbs waking this session's threads
-            for _ in range(reps[keys[i]]):
-                t0 = time.perf_counter()
-                fn()
-                out.append(time.perf_counter() - t0)
-        rounds += 1
-    return samples
 
 
 def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_SIZES, progress: bool = True,
@@ -142,7 +113,7 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
     for done, (graph, batch) in enumerate(groups):
         was = dataclasses.replace(before.choose(model, graph, batch), provider=CPU)
         here = [*variants, *(s for v in variants if (s := model.static_sibling(v, batch)))]  # fixed shapes: own batch
-        feed, name = _feed(model, graph, batch), model.manifest.io[graph].inputs[0]
+        feed, name = random_input(model, graph, batch), model.manifest.io[graph].inputs[0]
         calls = {}
         for c in candidates(here, threads, providers, was):
             key = (c.variant, graph, c.threads, c.provider)
@@ -155,7 +126,9 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
                 f"tune stops at {HARD_LIMIT:g} x --budget-s + {HARD_SLACK_S:g} s: raise --budget-s"))
         left = max(0.0, budget_s - (time.perf_counter() - started))
         share = left * _weight(batch) / sum(_weight(b) for _, b in groups[done:])  # big batches need longer rounds
-        samples = _time_group(calls, share, rng, hard_end)
+        schedule = Schedule(min_rounds=MIN_ROUNDS, max_rounds=None, budget_s=share, segment_s=SEGMENT_S, warmup_calls=0,
+                            max_reps=MAX_REPS)
+        samples = interleave(calls, schedule, seed=rng, deadline=hard_end)
         rows = tuple(_timing(c, s) for c, s in samples.items())
         timings[graph][str(batch)] = rows
         best = choice[graph][str(batch)] = pick(rows, was)
@@ -196,8 +169,7 @@ def _weight(batch: int) -> float:
 
 
 def _timing(c: Choice, seconds: list) -> Timing:
-    ms = np.asarray(seconds) * 1e3
-    p25, p50, p75 = (round(float(v), 4) for v in np.percentile(ms, [25, 50, 75]))
+    p25, p50, p75 = (round(1e3 * v, 4) for v in percentiles(seconds, (25, 50, 75)))
     return Timing(variant=c.variant, threads=c.threads, median_ms=p50, p25_ms=p25, p75_ms=p75, calls=len(seconds),
                   provider=c.provider)
 

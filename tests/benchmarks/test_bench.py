@@ -5,13 +5,11 @@ import json
 import math
 import sys
 
-import numpy as np
 import pytest
 from helpers import make_model, save_test_checkpoint
 
 from edgevae.benchmarks.coldstart import run_process
 from edgevae.benchmarks.flops import graph_flops
-from edgevae.benchmarks.timing import Schedule, interleave, summarize
 from edgevae.cli import main
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
@@ -127,25 +125,6 @@ def test_missing_checkpoint_and_model_dir_are_one_line_errors(model_dir, tmp_pat
     assert main(["bench", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), "--quick"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nothing" in err[0] and "does not exist" in err[0]
-
-
-def test_interleave_runs_every_candidate_once_per_round_in_shuffled_order():
-    log = []
-    calls = {name: (lambda name=name: log.append(name)) for name in "abc"}
-    times = interleave(calls, Schedule(min_rounds=5, max_rounds=5, budget_s=0.0, segment_s=0.0, warmup_calls=1))
-    assert {k: len(v) for k, v in times.items()} == {"a": 5, "b": 5, "c": 5}
-    rounds = [log[i:i + 3] for i in range(6, len(log), 3)]  # after 2 warm-up calls each
-    assert len(rounds) == 5 and all(sorted(r) == ["a", "b", "c"] for r in rounds)
-    assert len({tuple(r) for r in rounds}) > 1  # not always the same order
-
-
-def test_summarize_percentiles_and_throughput():
-    seconds = list(np.arange(1, 101) / 1e3)  # 1..100 ms
-    s = summarize(seconds, batch=8)
-    assert s["p50_ms"] == pytest.approx(50.5) and s["p90_ms"] == pytest.approx(90.1) and s["p99_ms"] == pytest.approx(99.01)
-    assert s["calls"] == 100 and s["throughput_per_s"] == pytest.approx(8 / 0.0505)
-    with pytest.raises(ValueError):
-        summarize([])
 
 
 def test_run_process_reads_the_child_peak_rss_not_the_parents():
