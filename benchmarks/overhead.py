@@ -17,7 +17,7 @@ def overhead_calls(runtime, model_dir, variant: str, batch: int, threads: int) -
     model = load(model_dir)
     session = create_session(model, variant, "decoder", SessionConfig(threads=threads))
     name_in, name_out = model.manifest.io["decoder"].inputs[0], model.manifest.io["decoder"].outputs[0]
-    z = np.random.default_rng(0).standard_normal((batch, model.latent_dim), dtype=np.float32)
+    z = np.random.default_rng(0).standard_normal((batch, *model.latent_shape), dtype=np.float32)
     out = np.empty((batch, *model.image_shape), np.float32)
     binding = session.io_binding()
     binding.bind_cpu_input(name_in, z)

@@ -47,7 +47,7 @@ def write_perf_test_data(model_dir, out, batch_sizes=BATCH_SIZES) -> list[Path]:
         for batch in batch_sizes:
             folder = out / f"{graph}-b{batch}"
             (folder / "test_data_set_0").mkdir(parents=True, exist_ok=True)
-            tensor = numpy_helper.from_array(inputs(graph, batch, model.latent_dim, model.image_shape), name=name)
+            tensor = numpy_helper.from_array(inputs(graph, batch, model.latent_shape, model.image_shape), name=name)
             write_bytes(folder / "test_data_set_0" / "input_0.pb", tensor.SerializeToString())
             for variant, graphs in model.manifest.variants.items():
                 fixed = model.manifest.static.get(variant)

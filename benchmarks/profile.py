@@ -13,7 +13,7 @@ from .candidates import inputs
 
 def profile_graph(model, variant: str, graph: str, batch: int, runs: int, threads: int = 1) -> dict:
     """{"batch", "run_us" (median per run), "outside_kernels", "nodes": [{"node", "op", "us", "share"}]}."""
-    feed = {model.manifest.io[graph].inputs[0]: inputs(graph, batch, model.latent_dim, model.image_shape)}
+    feed = {model.manifest.io[graph].inputs[0]: inputs(graph, batch, model.latent_shape, model.image_shape)}
     kernels, run_us = profile(model.graph_bytes(variant, graph), feed, runs, SessionConfig(threads=threads))
     kernel_us, op_of = defaultdict(float), {}
     for node, op, us in kernels:
