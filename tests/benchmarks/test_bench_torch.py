@@ -176,6 +176,16 @@ def test_a_whole_vae_is_decoded_through_its_decode_method(tiny_rt, user_file):
     assert check_parity(tiny_rt, {"decoder": decoder}, "vae")["max_abs_diff"]["decoder"] <= 1e-5
 
 
+def test_a_flat_decoder_output_is_reshaped_only_for_a_fixed_image_size():
+    """export_vae's rule: an MLP's [N, C*H*W] is the image [N,C,H,W]; a fully convolutional model has no flat form."""
+    from edgevae.runtime.contract.manifest import CLASSIC
+
+    mlp = nn.Linear(3, 12)
+    z = torch.zeros(5, 3)
+    assert TorchDecoder(mlp, CLASSIC, (3, 2, 2))(z).shape == (5, 3, 2, 2)
+    assert TorchDecoder(mlp, Conventions(downsampling=2), (3, 2, 2))(z).shape == (5, 12)  # left for the shape check
+
+
 def test_flops_of_a_fully_convolutional_graph_at_the_manifest_size(tiny_dir):
     with pytest.raises(ValueError, match="symbolic dimension"):
         graph_flops(tiny_dir / "decoder.onnx")  # H and W are dynamic: no size, no count
