@@ -10,6 +10,9 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="batch 1 and 64, short runs, no torch.compile (under a minute)")
     p.add_argument("--checkpoint", type=Path,
                    help="RUN/checkpoint.pt for the PyTorch side (default: weights read from the fp32 graphs)")
+    p.add_argument("--torch", metavar="MODULE:FACTORY",
+                   help="your own PyTorch decoder for the PyTorch side: MODULE a module name or a .py file, FACTORY a "
+                        "function in it returning the decoder you exported (or a VAE with a decode method)")
     p.add_argument("--perf-test-data", type=Path, metavar="DIR",
                    help="also write every graph and its seeded inputs in onnxruntime_perf_test's test_data_set layout "
                         "(alone, without --out: only that)")

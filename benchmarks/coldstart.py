@@ -1,6 +1,7 @@
 """Cold start and footprint: wall time from process start until 64 samples are written as a PNG, and
-the process's peak RSS, for a runtime-only process (`edgevae sample`) and a minimal PyTorch one
-(benchmarks/torch_sample.py). The kinds alternate, run after run, and the medians are reported. A third
+the process's peak RSS, for a runtime-only process (`edgevae sample`; `edgevae decode` of 64 seeded latents for
+a model with no prior, whose sample is refused) and a minimal PyTorch one (benchmarks/torch_sample.py, edgevae's
+own decoder only). The kinds alternate, run after run, and the medians are reported. A third
 process only imports numpy and onnxruntime: the floor of any Python runtime built on them, which no
 change to edgevae's own code can go below.
 
@@ -48,9 +49,14 @@ def run_process(cmd: list[str]) -> dict:
     return {"seconds": result["seconds"], "max_rss_mib": result["max_rss_kib"] / 1024}
 
 
-def runtime_command(model_dir: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "edgevae", "sample", "--model", str(model_dir), "--variant", "fp32",
-            "--n", str(SAMPLES), "--seed", "0", "--out", str(out)]
+def runtime_command(model, tmp: Path) -> list[str]:
+    """`edgevae sample --n 64`, or for a model with no prior `edgevae decode` of 64 seeded latents saved in tmp."""
+    common = [sys.executable, "-m", "edgevae"]
+    tail = ["--model", str(model.path), "--variant", "fp32", "--out", str(tmp / "runtime.png")]
+    if model.conventions.prior != "none":
+        return [*common, "sample", *tail, "--n", str(SAMPLES), "--seed", "0"]
+    np.save(tmp / "z.npy", np.random.default_rng(0).standard_normal((SAMPLES, *model.latent_shape), dtype=np.float32))
+    return [*common, "decode", *tail, "--latents", str(tmp / "z.npy")]
 
 
 def torch_command(decoder_state: Path, latent_dim: int, out: Path) -> list[str]:
@@ -64,29 +70,30 @@ def _summary(runs: list[dict], command: list[str]) -> dict:
             "runs": runs, "command": " ".join(command)}
 
 
-def cold_start(model_dir: Path, decoder_module, latent_dim: int, runs: int) -> dict:
+def cold_start(model, decoder_module, runs: int, torch_skipped: str = "no PyTorch weights") -> dict:
     """{"runtime": summary, "imports only": summary, "torch": summary or {"skipped": reason},
     "rss_floor_mib": the launcher's size (see LAUNCHER)}, over `runs` alternating runs of each.
 
-    decoder_module: the PyTorch decoder with the model dir's weights (None: torch side skipped); its
-    state dict is saved to a temporary file for the torch process to load, as a torch deployment would.
+    model: the runtime's ModelDir. decoder_module: edgevae's PyTorch decoder with the model dir's weights (None:
+    torch side skipped, for torch_skipped); its state dict is saved to a temporary file for the torch process to
+    load, as a torch deployment would.
     """
     with tempfile.TemporaryDirectory(prefix="edgevae-bench-") as tmp:
         tmp = Path(tmp)
-        commands = {"runtime": runtime_command(model_dir, tmp / "runtime.png"),
+        commands = {"runtime": runtime_command(model, tmp),
                     "imports only": [sys.executable, "-c", "import numpy, onnxruntime"]}
         if decoder_module is not None:
             import torch
 
             torch.save(decoder_module.state_dict(), tmp / "decoder.pt")
-            commands["torch"] = torch_command(tmp / "decoder.pt", latent_dim, tmp / "torch.png")
+            commands["torch"] = torch_command(tmp / "decoder.pt", model.latent_dim, tmp / "torch.png")
         results = {name: [] for name in commands}
         for _ in range(runs):
             for name, cmd in commands.items():
                 results[name].append(run_process(cmd))
         summary = {name: _summary(r, commands[name]) for name, r in results.items()}
     if "torch" not in summary:
-        summary["torch"] = {"skipped": "no PyTorch weights"}
+        summary["torch"] = {"skipped": torch_skipped}
     true = shutil.which("true")
     summary["rss_floor_mib"] = run_process([true])["max_rss_mib"] if true else None
     return summary

@@ -3,7 +3,8 @@
 Only the matrix products are counted (Conv, ConvTranspose, Gemm, MatMul), at 2 FLOPs per multiply-add,
 as in a GEMM roofline: the bias adds and activations are < 1% of these models' work and run at memory
 speed anyway. Shapes come from onnx shape inference with the batch dimension left symbolic, so the count
-is per image.
+is per image; a fully convolutional graph's symbolic height and width are first fixed to the size given (the
+manifest's image or latent shape).
 """
 
 from pathlib import Path
@@ -32,11 +33,16 @@ def _attr(node, name, default):
     return default
 
 
-def graph_flops(path) -> int:
-    """FLOPs per image of the ONNX graph at path (a float32 graph; see the module docstring)."""
+def graph_flops(path, item_shape: tuple | None = None) -> int:
+    """FLOPs per image of the ONNX graph at path (a float32 graph; see the module docstring); item_shape: the
+    input's non-batch dimensions, for a graph that leaves them symbolic."""
     import onnx
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(Path(path))))
+    model = onnx.load(str(Path(path)))
+    if item_shape is not None:
+        for dim, size in zip(model.graph.input[0].type.tensor_type.shape.dim[1:], item_shape, strict=True):
+            dim.dim_value = int(size)  # replaces a symbolic dim_param (one of the two is set)
+    model = onnx.shape_inference.infer_shapes(model, data_prop=True)  # data_prop: Resize sizes computed from Shape
     graph = model.graph
     shapes = {v.name: _dims(v) for v in [*graph.input, *graph.value_info, *graph.output]}
     shapes |= {t.name: list(t.dims) for t in graph.initializer}

@@ -31,11 +31,20 @@ def _goal_rows(goals: dict) -> list:
         [f"decoder batch {roof['batch']} fp32, 1 thread: GFLOP/s / sgemm GFLOP/s", f">= {roof['target_at_least']}",
          _f(roof["by_threads"].get(1)),
          ", ".join(f"{t} thr {_f(x)}" for t, x in roof["by_threads"].items()), "yes" if roof["met"] else "no"],
-        ["cold start `edgevae sample --n 64` (s, MiB)", f"<= {cold['target_s']} s, {cold['target_mib']:g} MiB",
+        ["cold start: 64 images decoded to a PNG (s, MiB)", f"<= {cold['target_s']} s, {cold['target_mib']:g} MiB",
          f"{_f(cold['seconds'])} s, {_f(cold['max_rss_mib'])} MiB",
          f"median; importing numpy + onnxruntime alone: {_f(cold['imports_floor_s'])} s, {_f(cold['imports_floor_mib'])} MiB",
          "yes" if cold["met"] else "no"],
     ]
+
+
+def _parity(torch_info: dict) -> str:
+    """' (max abs diff vs the runtime's fp32: decoder 1e-06, ...)', or '' when no PyTorch side ran."""
+    parity = torch_info.get("parity")
+    if not parity:
+        return ""
+    diffs = ", ".join(f"{g} {_f(d)}" for g, d in parity["max_abs_diff"].items())
+    return f" (max abs diff vs the runtime's fp32, decoder as images in [0, 1]: {diffs})"
 
 
 def _by_op(nodes: list) -> str:
@@ -57,7 +66,7 @@ def markdown(results: dict) -> str:
              "- " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + f", Python {m['python']}",
              f"- model: {model['dir']} (latent {model['latent_dim']}; {model['flops_per_image']['encoder'] / 1e6:.1f} / "
              f"{model['flops_per_image']['decoder'] / 1e6:.1f} MFLOP per image, encoder / decoder)",
-             f"- PyTorch weights: {torch_info['weights'] or 'none: ' + str(torch_info['skipped'])}; torch.compile: "
+             f"- PyTorch weights: {torch_info['weights'] or 'none: ' + str(torch_info['skipped'])}{_parity(torch_info)}; torch.compile: "
              f"{torch_info['compile']['skipped'] or 'ok, %.0f s compiling' % torch_info['compile']['compile_s']}",
              "- latencies are per call (one batch); every group's candidates ran interleaved, so compare "
              "within a group; GFLOP/s counts the fp32 graph's multiply-adds for every variant, and roofline is that over "

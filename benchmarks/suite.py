@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevae.runtime.contract.errors import InputError
 from edgevae.runtime.contract.manifest import GRAPH_NAMES
 
 from edgevae.timing import Schedule, ratio, summarize
@@ -26,11 +27,14 @@ GOALS = {"decoder_batch1_vs_torch_eager": 0.20, "decoder_roofline_fraction": 0.6
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What to measure. threads: intra-op thread counts (empty: 1 and all usable cores)."""
+    """What to measure. threads: intra-op thread counts (empty: 1 and all usable cores). The PyTorch side: an
+    edgevae checkpoint, or torch_factory "MODULE:FACTORY" naming the user's own decoder (benchmarks/torch_decoder.py),
+    or neither (edgevae's own decoder rebuilt from the fp32 graphs' weights where it can be)."""
 
     model_dir: Path | None
     out: Path
     checkpoint: Path | None = None
+    torch_factory: str | None = None
     batch_sizes: tuple = (1, 8, 64, 256)
     threads: tuple = ()
     schedule: Schedule = field(default_factory=Schedule)
@@ -59,7 +63,8 @@ def _model_summary(model) -> dict:
     sizes = {v: {g: entry[g].bytes for g in GRAPH_NAMES} for v, entry in model.manifest.variants.items()}
     for entry in sizes.values():
         entry["total"] = entry["encoder"] + entry["decoder"]
-    flops = {g: graph_flops(model.path / model.manifest.variants["fp32"][g].file) for g in GRAPH_NAMES}
+    item = {"encoder": model.image_shape, "decoder": model.latent_shape}
+    flops = {g: graph_flops(model.path / model.manifest.variants["fp32"][g].file, item[g]) for g in GRAPH_NAMES}
     return {"dir": str(model.path.resolve()), "latent_dim": model.latent_dim, "variants": _variants(model),
             "size_bytes": sizes, "flops_per_image": flops}
 
@@ -90,7 +95,7 @@ def _time_groups(config, model, runtimes, modules, compiler, flops) -> tuple[lis
             for batch in config.batch_sizes:
                 array = random_input(model, graph, batch)
                 calls = {("runtime", v): runtime_call(runtimes[v, threads], graph, array) for v in _variants(model)}
-                if modules is not None:
+                if modules is not None and graph in modules:  # a --torch module is a decoder only
                     calls["torch", "eager"] = torch_call(modules[graph], array)
                     compiled = compiler.call(graph, array)
                     if compiled is not None:
@@ -146,14 +151,39 @@ def _goals(rows: list, cold: dict) -> dict:
     }
 
 
-def run_bench(config: BenchConfig) -> dict:
-    """Measure everything config asks for; the results dict (see results.json). Writes nothing."""
+def _torch_side(config: BenchConfig, model, runtime, torch_decoder) -> tuple:
+    """({graph: PyTorch module} or None, where they came from or why there are none), from at most one of
+    config.checkpoint, config.torch_factory and torch_decoder; the user's decoder checked against the manifest."""
+    from .candidates import torch_modules
+
+    given = [name for name, value in (("--checkpoint", config.checkpoint), ("--torch", config.torch_factory),
+                                      ("torch_decoder", torch_decoder)) if value is not None]
+    if len(given) > 1:
+        raise InputError(f"{' and '.join(given)} are two PyTorch references: pass one")
+    if config.torch_factory is None and torch_decoder is None:
+        return torch_modules(model, config.checkpoint)
+    from .torch_decoder import load_factory, torch_decoder_for
+
+    if torch_decoder is None:
+        torch_decoder, label = load_factory(config.torch_factory)
+    else:
+        label = f"torch_decoder ({type(torch_decoder).__name__})"
+    return {"decoder": torch_decoder_for(runtime, torch_decoder, label)}, label
+
+
+def run_bench(config: BenchConfig, *, torch_decoder=None) -> dict:
+    """Measure everything config asks for; the results dict (see results.json). Writes nothing.
+
+    torch_decoder: the user's own PyTorch decoder as the reference (an nn.Module, or a VAE with a `decode`; what
+    it takes and returns: benchmarks/torch_decoder.py), instead of config.checkpoint / config.torch_factory.
+    Raises InputError for two references, or for a decoder that fails the shape or parity check, before timing.
+    """
     import torch
 
     from edgevae.runtime import VAERuntime
     from edgevae.runtime.contract.manifest import load
 
-    from .candidates import Compiler, check_parity, torch_modules
+    from .candidates import Compiler, check_parity
     from .coldstart import cold_start
     from .machine import describe
     from .overhead import measure_overhead
@@ -165,10 +195,14 @@ def run_bench(config: BenchConfig) -> dict:
     threads = _thread_counts(config)
     runtimes = {(v, t): VAERuntime.load(model.path, variant=v, threads=t) for v in _variants(model) for t in threads}
 
-    modules, source = torch_modules(model, config.checkpoint)
-    torch_info = {"weights": source if modules else None, "skipped": None if modules else source}
+    modules, source = _torch_side(config, model, runtimes["fp32", 1], torch_decoder)
+    torch_info = {"weights": source if modules else None, "skipped": None if modules else source,
+                  "graphs": sorted(modules or ())}
     if modules is not None:
         torch_info["parity"] = check_parity(runtimes["fp32", 1], modules, source)
+        print(f"edgevae bench: PyTorch {source}: max abs diff vs the runtime's fp32 " + ", ".join(
+            f"{g} {d:.3g}" for g, d in torch_info["parity"]["max_abs_diff"].items()) + " (decoder: images in [0, 1])",
+            file=sys.stderr, flush=True)
     compiler = Compiler(modules, config.torch_compile, config.compile_budget_s,
                         reason="skipped (--quick)" if config.quick else "skipped (no PyTorch weights)")
 
@@ -186,7 +220,9 @@ def run_bench(config: BenchConfig) -> dict:
     torch_info["compile"] = {"skipped": compiler.skipped, "compile_s": compiler.compile_s}
     profile_runs = {1: 50, max(config.batch_sizes): 2} if config.quick else {1: 300, max(config.batch_sizes): 10}
     profiles = [profile_graph(model, "fp32", g, b, runs) for g in GRAPH_NAMES for b, runs in profile_runs.items()]
-    cold = cold_start(model.path, modules["decoder"] if modules else None, model.latent_dim, config.coldstart_runs)
+    own = modules is not None and "encoder" in modules  # edgevae's own decoder: torch_sample can rebuild it
+    cold = cold_start(model, modules["decoder"] if own else None, config.coldstart_runs,
+                      "no PyTorch weights" if modules is None else "edgevae's own decoder only, not a --torch module")
 
     sgemm = {t: float(np.median([r["gflops"] for r in sgemm_rows if r["threads"] == t])) for t in threads}
     settings = asdict(config) | {"threads": list(threads)}
@@ -203,7 +239,8 @@ def run_bench(config: BenchConfig) -> dict:
 def _command_line(args) -> str:
     """The command that reproduces this run (from the parsed arguments, so it holds in-process too)."""
     words = ["edgevae", "bench"]
-    for flag, value in (("--model", args.model), ("--out", args.out), ("--checkpoint", args.checkpoint)):
+    for flag, value in (("--model", args.model), ("--out", args.out), ("--checkpoint", args.checkpoint),
+                        ("--torch", args.torch)):
         if value is not None:
             words += [flag, str(value)]
     return shlex.join(words + (["--quick"] if args.quick else []))
@@ -217,7 +254,8 @@ def main(args) -> None:
         raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist or is not a file")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} exists and is not a folder")
-    config = BenchConfig(model_dir=args.model, out=args.out, checkpoint=args.checkpoint, command=_command_line(args))
+    config = BenchConfig(model_dir=args.model, out=args.out, checkpoint=args.checkpoint, torch_factory=args.torch,
+                         command=_command_line(args))
     if args.quick:
         config = config.quickened()
     results = run_bench(config)
