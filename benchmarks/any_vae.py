@@ -88,7 +88,7 @@ def family_row(name: str, out: Path) -> dict:
     row["int8_psnr_db"], row["int8_nats"] = q.decoder_psnr_db, q.test_neg_elbo
     row["decoder"] = decoder_speed(folder)
     rt = VAERuntime.load(folder, variant="int8", threads=1)
-    x = random_input(rt.model, "encoder", 2)
+    x = random_input(rt.model, "encoder", 2, for_api=True)
     row["reconstruct"] = list(rt.reconstruct(x).shape)
     try:
         row["sample"] = list(rt.sample(2, seed=0).shape)

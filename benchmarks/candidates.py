@@ -78,7 +78,7 @@ def check_parity(runtime, modules: dict, source: str) -> dict:
 
     diffs = {}
     for graph, module in modules.items():
-        array = random_input(runtime.model, graph, 8, seed=1)
+        array = random_input(runtime.model, graph, 8, seed=1, for_api=True)
         if graph == "encoder":
             ours = runtime.encode(array)
             with torch.inference_mode():

@@ -93,7 +93,7 @@ def _time_groups(config, model, runtimes, modules, compiler, flops) -> tuple[lis
         for threads in _thread_counts(config):
             torch.set_num_threads(threads)
             for batch in config.batch_sizes:
-                array = random_input(model, graph, batch)
+                array = random_input(model, graph, batch, for_api=True)  # runtime_call times the API
                 calls = {("runtime", v): runtime_call(runtimes[v, threads], graph, array) for v in _variants(model)}
                 if modules is not None and graph in modules:  # a --torch module is a decoder only
                     calls["torch", "eager"] = torch_call(modules[graph], array)

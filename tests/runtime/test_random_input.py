@@ -32,6 +32,8 @@ def test_a_fully_convolutional_model_gets_latents_for_the_image_size_and_pixels_
     images = random_input(model, "encoder", 64, image_hw=(32, 48))
     assert images.shape == (64, 1, 32, 48) and images.dtype == np.float32
     assert -1.0 <= images.min() < -0.9 and 0.9 < images.max() < 1.0  # uniform over [-1, 1), not [0, 1)
+    api_images = random_input(model, "encoder", 64, for_api=True)  # what VAERuntime.encode takes: [0, 1)
+    assert 0.0 <= api_images.min() < 0.1 and 0.9 < api_images.max() < 1.0
 
 
 def test_an_unknown_graph_is_refused(shipped):
