@@ -25,6 +25,7 @@ from .profile import FORMAT, Choice, DeviceProfile, Plan, Timing, device_identit
 from ..inference.latent import rng_of, standard_normal
 from ..contract.manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
 from ..contract.safe_files import escape
+from ..inference.selection import static_sibling
 from ..inference.sessions import SessionConfig, create_session, run_checked
 from ..contract.typed_json import short_repr
 
@@ -141,7 +142,7 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
     bar = _progress(len(groups), progress)
     for done, (graph, batch) in enumerate(groups):
         was = dataclasses.replace(before.choose(model, graph, batch), provider=CPU)
-        here = [*variants, *(s for v in variants if (s := model.static_sibling(v, batch)))]  # fixed shapes: own batch
+        here = [*variants, *(s for v in variants if (s := static_sibling(model.manifest, v, batch)))]  # fixed shapes: own batch
         feed, name = _feed(model, graph, batch), model.manifest.io[graph].inputs[0]
         calls = {}
         for c in candidates(here, threads, providers, was):
