@@ -56,20 +56,22 @@ def export_family(name: str, out: Path) -> Path:
 def decoder_speed(folder: Path) -> dict:
     """{batch: fp32 ms / int8 ms} of the decoder, 1 thread, per-call CPU time medians over interleaved rounds."""
     from edgevae.runtime.contract.manifest import load
-    from edgevae.runtime.inference.sessions import SessionConfig, create_session
+    from edgevae.runtime.inference.graph_pair import GraphPair
+    from edgevae.runtime.inference.sessions import SessionConfig
 
     model = load(folder)
-    sessions = {v: create_session(model, v, "decoder", SessionConfig(threads=1)) for v in ("fp32", "int8")}
+    pairs = {v: GraphPair.of_variant(model, v, SessionConfig(threads=1)) for v in ("fp32", "int8")}
     result = {}
     for batch in BATCHES:
         z = np.random.default_rng(0).standard_normal((batch, *model.latent_shape)).astype(np.float32)
-        times = {v: [] for v in sessions}
-        for s in sessions.values():
-            s.run(None, {"z": z})  # warm-up
+        times = {v: [] for v in pairs}
+        calls = {v: pair.call("decoder", z) for v, pair in pairs.items()}
+        for call in calls.values():
+            call()  # warm-up
         for _ in range(ROUNDS):
-            for v, s in sessions.items():
+            for v, call in calls.items():
                 start = time.thread_time()
-                s.run(None, {"z": z})
+                call()
                 times[v].append(time.thread_time() - start)
         fp32, int8 = statistics.median(times["fp32"]), statistics.median(times["int8"])
         result[batch] = {"fp32_ms": round(1e3 * fp32, 3), "int8_ms": round(1e3 * int8, 3), "speedup": round(fp32 / int8, 2)}

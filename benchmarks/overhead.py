@@ -7,7 +7,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edgevae.runtime.contract.manifest import load
-from edgevae.runtime.inference.sessions import SessionConfig, create_session
+from edgevae.runtime.inference.graph_pair import GraphPair
+from edgevae.runtime.inference.sessions import SessionConfig
 
 from .timing import Schedule, interleave, summarize
 
@@ -15,7 +16,7 @@ from .timing import Schedule, interleave, summarize
 def overhead_calls(runtime, model_dir, variant: str, batch: int, threads: int) -> dict:
     """{name: callable} decoding the same z through three layers of the runtime's stack."""
     model = load(model_dir)
-    session = create_session(model, variant, "decoder", SessionConfig(threads=threads))
+    session = GraphPair.of_variant(model, variant, SessionConfig(threads=threads)).session("decoder")
     name_in, name_out = model.manifest.io["decoder"].inputs[0], model.manifest.io["decoder"].outputs[0]
     z = np.random.default_rng(0).standard_normal((batch, model.latent_dim), dtype=np.float32)
     out = np.empty((batch, *model.image_shape), np.float32)

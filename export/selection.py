@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 
+from edgevae.runtime.contract.manifest import GRAPH_NAMES
+
 TIMING_BATCH_SIZES = (1, 8, 64, 256)
 # Interleaved rounds: every variant is timed once per round, so load drift hits all alike. fp16 runs fp32
 # kernels after a cast, so it times as fp32 does: on a shared machine a few long rounds let load drift make
@@ -14,44 +16,44 @@ ROUNDS = 15
 MIN_GAIN = 0.10  # a variant must beat fp32 by this much to be selected: a margin over that noise
 
 
-def _sessions(model_dir, manifest, variant: str, threads: int | None) -> dict:
-    from .quality import graph_session
-
-    return {g: graph_session(model_dir / e.file, threads) for g, e in manifest.variants[variant].items()}
-
-
 def measure_latency(model_dir, manifest, variants: list[str], threads: int | None = None,
                     batch_sizes=TIMING_BATCH_SIZES, budget_s: float = 0.02) -> dict:
     """{variant: {"encoder": {batch: median ms}, "decoder": {...}}}, each figure the median over ROUNDS
     interleaved rounds of the mean of repeated calls lasting about budget_s."""
-    sessions = {v: _sessions(model_dir, manifest, v, threads) for v in variants}
+    from edgevae.runtime.contract.manifest import ModelDir
+    from edgevae.runtime.inference.graph_pair import GraphPair
+    from edgevae.runtime.inference.sessions import SessionConfig
+
+    model = ModelDir(model_dir, manifest)  # quantize's manifest, its new files in place but not yet written
+    sessions = {v: GraphPair.of_variant(model, v, SessionConfig(threads=threads)) for v in variants}
     latent = manifest.latent_shape or (manifest.latent_dim,)
     return time_sessions(sessions, manifest.image_shape, latent, batch_sizes, budget_s)
 
 
 def time_sessions(sessions: dict, image_shape, latent_dim: int, batch_sizes=TIMING_BATCH_SIZES,
                   budget_s: float = 0.02, rounds: int = ROUNDS, clock=time.perf_counter) -> dict:
-    """measure_latency's timing of ready sessions {name: {graph: session}} (each graph optional):
+    """measure_latency's timing of graph pairs {name: GraphPair}:
     {name: {graph: {batch: median ms}}}, every name timed once per round, rounds interleaved. clock: wall time;
     time.thread_time (this thread's CPU time) ignores waits for a core, valid for sessions of 1 intra-op thread."""
     rng = np.random.default_rng(0)
-    result = {v: {g: {} for g in graphs} for v, graphs in sessions.items()}
+    result = {v: {g: {} for g in GRAPH_NAMES} for v in sessions}
     for batch in batch_sizes:
-        feeds = {"encoder": {"x": rng.random((batch, *image_shape), dtype=np.float32)},
-                 "decoder": {"z": rng.standard_normal((batch, *np.atleast_1d(latent_dim))).astype(np.float32)}}
+        feeds = {"encoder": rng.random((batch, *image_shape), dtype=np.float32),
+                 "decoder": rng.standard_normal((batch, *np.atleast_1d(latent_dim))).astype(np.float32)}
         for graph, feed in feeds.items():
-            variants = [v for v in sessions if graph in sessions[v]]
+            variants = list(sessions)
+            calls = {v: sessions[v].call(graph, feed) for v in variants}
             reps = {}
             for v in variants:  # warm up, and size the repeat count to about budget_s per timing
                 start = clock()
-                sessions[v][graph].run(None, feed)
+                calls[v]()
                 reps[v] = max(1, int(budget_s / max(clock() - start, 1e-6)))
             times = {v: [] for v in variants}
             for _ in range(rounds):
                 for v in variants:
                     start = clock()
                     for _ in range(reps[v]):
-                        sessions[v][graph].run(None, feed)
+                        calls[v]()
                     times[v].append((clock() - start) / reps[v])
             for v in variants:
                 result[v][graph][str(batch)] = round(float(np.median(times[v])) * 1e3, 4)
