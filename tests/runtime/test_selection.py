@@ -10,11 +10,6 @@ from edgevae.runtime.device.profile import Choice, Plan
 from edgevae.runtime.inference.selection import bucket, static_sibling, variant_for, variants_needed, with_static
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    return contract.load(None)
-
-
 def _with(model: contract.ModelDir, **fields) -> contract.ModelDir:
     """model with manifest fields replaced (the Manifest's own checks run again)."""
     return contract.ModelDir(model.path, dataclasses.replace(model.manifest, **fields))
