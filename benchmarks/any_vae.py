@@ -57,16 +57,17 @@ def export_family(name: str, out: Path) -> Path:
 def decoder_speed(folder: Path) -> dict:
     """{batch: fp32 ms / int8 ms} of the decoder, 1 thread, per-call CPU time medians over interleaved rounds."""
     from edgevae.runtime.contract.manifest import load
-    from edgevae.runtime.inference.sessions import SessionConfig, create_session
+    from edgevae.runtime.inference.graph_pair import GraphPair
+    from edgevae.runtime.inference.sessions import SessionConfig
     from edgevae.timing import Schedule, interleave, median, thread_clock
 
     model = load(folder)
-    sessions = {v: create_session(model, v, "decoder", SessionConfig(threads=1)) for v in ("fp32", "int8")}
+    pairs = {v: GraphPair.of_variant(model, v, SessionConfig(threads=1)) for v in ("fp32", "int8")}
     schedule = Schedule(min_rounds=ROUNDS, max_rounds=ROUNDS, budget_s=0.0, segment_s=0.0, warmup_calls=0)  # one call a round
     result = {}
     for batch in BATCHES:
-        feed = {model.manifest.io["decoder"].inputs[0]: random_input(model, "decoder", batch)}
-        times = interleave({v: (lambda s=s: s.run(None, feed)) for v, s in sessions.items()}, schedule, clock=thread_clock(1)[0])
+        z = random_input(model, "decoder", batch)
+        times = interleave({v: pair.call("decoder", z) for v, pair in pairs.items()}, schedule, clock=thread_clock(1)[0])
         fp32, int8 = median(times["fp32"]), median(times["int8"])
         result[batch] = {"fp32_ms": round(1e3 * fp32, 3), "int8_ms": round(1e3 * int8, 3), "speedup": round(fp32 / int8, 2)}
     return result

@@ -7,8 +7,9 @@ import numpy as np
 import onnxruntime as ort
 
 from edgevae.runtime.contract.manifest import load
+from edgevae.runtime.inference.graph_pair import GraphPair
 from edgevae.runtime.inference.random_input import random_input
-from edgevae.runtime.inference.sessions import SessionConfig, create_session
+from edgevae.runtime.inference.sessions import SessionConfig
 
 from edgevae.timing import Schedule, interleave, summarize
 
@@ -16,7 +17,7 @@ from edgevae.timing import Schedule, interleave, summarize
 def overhead_calls(runtime, model_dir, variant: str, batch: int, threads: int) -> dict:
     """{name: callable} decoding the same z through three layers of the runtime's stack."""
     model = load(model_dir)
-    session = create_session(model, variant, "decoder", SessionConfig(threads=threads))
+    session = GraphPair.of_variant(model, variant, SessionConfig(threads=threads)).session("decoder")
     name_in, name_out = model.manifest.io["decoder"].inputs[0], model.manifest.io["decoder"].outputs[0]
     z = random_input(model, "decoder", batch)
     out = np.empty((batch, *model.image_shape), np.float32)

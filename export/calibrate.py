@@ -95,13 +95,12 @@ def test_images(data, count: int, binarize: bool = False) -> np.ndarray:
     return test_x.numpy()
 
 
-def posterior_latents(encoder_session, images: np.ndarray, seed: int = 0) -> np.ndarray:
-    """One posterior draw z [N, *latent] per image through an fp32 encoder session (x -> mu, logvar; or x -> z
-    for a deterministic encoder, whose latent is returned as it is)."""
+def posterior_latents(graphs, images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """One posterior draw z [N, *latent] per image through the encoder of graphs (an fp32 GraphPair: x -> mu,
+    logvar; or x -> z for a deterministic encoder, whose latent is returned as it is), all images in one call."""
     from edgevae.runtime.inference.latent import reparameterize, rng_of, standard_normal
 
-    outputs = encoder_session.run(None, {"x": np.ascontiguousarray(images, np.float32)})
-    if len(outputs) == 1:
-        return outputs[0]
-    mu, logvar = outputs
+    mu, logvar = graphs.encode(np.ascontiguousarray(images, np.float32), rows=max(1, len(images)))
+    if logvar is None:
+        return mu
     return reparameterize(mu, logvar, standard_normal(rng_of(seed), mu.shape))

@@ -120,16 +120,19 @@ class Search:
 
     def __init__(self, model, calibration: dict, test_images, reference: dict, config: SearchConfig, work: Path,
                  seed: int = 0, threads: int | None = None):
-        from .quality import graph_session, mean_neg_elbo
+        from edgevae.runtime.inference.graph_pair import GraphPair
+        from edgevae.runtime.inference.sessions import SessionConfig
+
+        from .quality import mean_neg_elbo
         from .sensitivity import prepare
 
         self.model, self.test, self.reference, self.config, self.work = model, test_images, reference, config, Path(work)
-        self.seed, self.threads, self.latent_dim = seed, threads, model.latent_shape
+        self.seed, self.threads = seed, threads
         self.start = time.monotonic()
         self.deadline = self.start + config.budget_s
         self.fp32 = {g: model.path / model.manifest.variants["fp32"][g].file for g in GRAPH_NAMES}
         self.prepared = {g: prepare(g, self.fp32[g], calibration[g], self.work) for g in GRAPH_NAMES}
-        self.fp32_sessions = {g: graph_session(self.fp32[g], threads) for g in GRAPH_NAMES}
+        self.fp32_timed = GraphPair.of_variant(model, "fp32", SessionConfig(threads=threads))
         elbo = mean_neg_elbo(reference, test_images)
         defaults = config.budget_psnr is None and config.budget_nats is None  # --select's budget (quality.within_budget)
         self.budget = {"psnr_db": 35.0 if defaults else config.budget_psnr,
@@ -146,7 +149,9 @@ class Search:
     def evaluate(self, name: str, settings: dict, why: str) -> dict:
         """Build, measure (quality, size, latency vs fp32) and record a candidate; settings {graph: Int8Settings
         or None for fp32}."""
-        from .quality import graph_session
+        from edgevae.runtime.inference.graph_pair import GraphPair
+        from edgevae.runtime.inference.sessions import SessionConfig
+
         from .selection import time_sessions
         from .sensitivity import quality_of
 
@@ -161,12 +166,12 @@ class Search:
             self.candidates.append(c)
             print(f"search {len(self.candidates):>2} {name:<40} = {twin['name']}", flush=True)
             return c
-        sessions = {"fp32": self.fp32_sessions, name: {g: graph_session(paths[g], self.threads) for g in GRAPH_NAMES}}
+        sessions = {"fp32": self.fp32_timed, name: GraphPair.of_files(self.model, paths, SessionConfig(threads=self.threads))}
         ms = time_sessions(sessions, self.model, (self.config.speed_batch,), rounds=self.config.quick_rounds, clock=self.clock)
         batch = str(self.config.speed_batch)
         fp32_ms, cand_ms = (sum(ms[v][g][batch] for g in GRAPH_NAMES) for v in ("fp32", name))
         c = {"name": name, "why": why, "settings": {g: _record(g, s, self.prepared[g]) for g, s in settings.items()},
-             **quality_of(self.reference, paths, self.test, self.latent_dim, self.seed),
+             **quality_of(self.reference, GraphPair.of_files(self.model, paths), self.test, self.seed),
              "bytes": sum(Path(p).stat().st_size for p in paths.values()), "ms": round(cand_ms, 4),
              "fp32_ms": round(fp32_ms, 4), "speedup": round(fp32_ms / cand_ms, 3), "paths": paths, "raw": settings,
              "digest": digest, "same_as": None}
@@ -296,7 +301,7 @@ def search(model, calibration: dict, test_images, reference: dict, config: Searc
         if s.time_left():
             rng = np.random.default_rng(seed)
             feeds = {g: {model.manifest.io[g].inputs[0]: random_input(model, g, config.speed_batch, rng)} for g in GRAPH_NAMES}
-            rows = group_sensitivity(s.prepared, combined["raw"], reference, test_images, s.latent_dim, feeds, seed,
+            rows = group_sensitivity(s.prepared, combined["raw"], reference, test_images, model, feeds, seed,
                                      deadline=s.deadline)
             current = combined if combined["meets_budget"] and s.ok(combined) else s.greedy(combined, rows)
             s.free_fp32(current, rows)
@@ -332,14 +337,16 @@ def _report(s: Search, rows: list[dict], base: dict, fp32: dict, search_s: float
     """The report (budget, every candidate, sensitivity, why) and the chosen candidate. The front, fp32 and int8
     are re-timed together at config.timing_batches (more rounds than the search's quick timing), and the
     choice is the fastest front point inside the budget at >= min_speedup by those figures."""
-    from .quality import graph_session
+    from edgevae.runtime.inference.graph_pair import GraphPair
+    from edgevae.runtime.inference.sessions import SessionConfig
+
     from .selection import time_sessions
 
     points = [c for c in s.candidates if c["same_as"] is None]
     front = pareto_front(points)
     timed = [c for c in points if c["name"] in front or c is base or c is fp32]
     start = time.monotonic()
-    sessions = {c["name"]: {g: graph_session(c["paths"][g], s.threads) for g in GRAPH_NAMES} for c in timed}
+    sessions = {c["name"]: GraphPair.of_files(s.model, c["paths"], SessionConfig(threads=s.threads)) for c in timed}
     sizes = sorted({*s.config.timing_batches, s.config.speed_batch})
     latency = time_sessions(sessions, s.model, sizes, rounds=s.config.retime_rounds, clock=s.clock)
     timing_s = time.monotonic() - start

@@ -2,28 +2,12 @@
 the manifest's "quality" and prints as a table)."""
 
 import numpy as np
-import onnxruntime as ort
 
 from edgevae.runtime.contract import manifest as contract
+from edgevae.runtime.inference.graph_pair import GraphPair
 from edgevae.runtime.inference.latent import reparameterize, rng_of, standard_normal
 
 DECODER_SAMPLES = 1024  # z ~ N(0, I) decoded by both graphs
-
-
-def graph_session(path, threads: int | None = None) -> ort.InferenceSession:
-    """A session of the graph file at path with the runtime's session options (the code devices run;
-    its non-spinning threads also keep these measurements quick on a loaded machine)."""
-    from pathlib import Path
-
-    from edgevae.runtime.inference.sessions import SessionConfig, new_session
-
-    return new_session(Path(path).read_bytes(), SessionConfig(threads=threads))
-
-
-def run_batched(sess: ort.InferenceSession, name: str, array: np.ndarray, batch: int = 256) -> list[np.ndarray]:
-    """sess's outputs for `array` fed in batches of `batch`, concatenated."""
-    parts = [sess.run(None, {name: array[i:i + batch]}) for i in range(0, len(array), batch)]
-    return [np.concatenate(outs) for outs in zip(*parts)]
 
 
 def psnr(reference: np.ndarray, other: np.ndarray) -> float:
@@ -56,38 +40,34 @@ def _neg_elbo(x_hat: np.ndarray, mu: np.ndarray, logvar, images: np.ndarray, con
     return float(np.mean(nll + gaussian_kl(mu.reshape(n, -1), logvar.reshape(n, -1))))
 
 
-def graph_outputs(paths: dict, test_images: np.ndarray, latent_dim, seed: int = 0, conventions=None) -> dict:
-    """What the quality figures compare, for the graphs {"encoder": path, "decoder": path}: decoded
-    DECODER_SAMPLES z ~ N(0, I) ("samples"; without a prior, the test images' latents instead), mu / logvar of
-    test_images (in the model's pixel range; logvar None for a deterministic encoder), and the decoding of one
-    posterior draw per image ("x_hat"; eps from numpy, seeded, so every variant sees the same noise). latent_dim:
-    D or the latent's shape; samples and x_hat are mapped to [0, 1] (runtime/contract/conventions.py) for PSNR, and
-    "neg_elbo" is the mean -ELBO (None without a likelihood). conventions: the manifest's (default: edgevae's)."""
+def graph_outputs(graphs: GraphPair, test_images: np.ndarray, seed: int = 0) -> dict:
+    """What the quality figures compare, for a pair of graphs of a model dir: decoded DECODER_SAMPLES z ~ N(0, I)
+    ("samples"; without a prior, the test images' latents instead), mu / logvar of test_images (in the model's
+    pixel range; logvar None for a deterministic encoder), and the decoding of one posterior draw per image
+    ("x_hat"; eps from numpy, seeded, so every variant sees the same noise). samples and x_hat are mapped to
+    [0, 1] (runtime/contract/conventions.py) for PSNR, and "neg_elbo" is the mean -ELBO (None without a
+    likelihood); latent shape and conventions are the model's."""
     from edgevae.runtime.contract.conventions import to_unit
-    from edgevae.runtime.contract.manifest import CLASSIC
 
-    conventions = conventions or CLASSIC
-    latent = (latent_dim,) if isinstance(latent_dim, (int, np.integer)) else tuple(latent_dim)
-    encoder, decoder = graph_session(paths["encoder"]), graph_session(paths["decoder"])
+    conventions = graphs.model.conventions
     rng = rng_of(seed)
-    z = standard_normal(rng, (DECODER_SAMPLES, *latent)) if conventions.prior != "none" else None
-    posterior = run_batched(encoder, "x", test_images)
-    mu, logvar = posterior[0], (posterior[1] if len(posterior) == 2 else None)
+    z = standard_normal(rng, (DECODER_SAMPLES, *graphs.model.latent_shape)) if conventions.prior != "none" else None
+    mu, logvar = graphs.encode(test_images)
     drawn = mu if logvar is None else reparameterize(mu, logvar, standard_normal(rng, mu.shape))
-    (x_hat,) = run_batched(decoder, "z", drawn)
+    x_hat = graphs.decode(drawn)
     if z is None:  # no prior: the decoder is measured on the latents it is given in use, the encoder's
         z = mu[np.arange(DECODER_SAMPLES) % len(mu)]
-    (samples,) = run_batched(decoder, "z", z)
+    samples = graphs.decode(z)
     neg_elbo = _neg_elbo(x_hat, mu, logvar, test_images, conventions)
     return {"samples": to_unit(samples, conventions), "mu": mu, "logvar": logvar,
-            "x_hat": to_unit(x_hat, conventions), "neg_elbo": neg_elbo, "conventions": conventions}
+            "x_hat": to_unit(x_hat, conventions), "neg_elbo": neg_elbo}
 
 
-def measure(reference: dict, variant_paths: dict, test_images: np.ndarray, latent_dim: int, seed: int = 0) -> dict:
+def measure(reference: dict, graphs: GraphPair, test_images: np.ndarray, seed: int = 0) -> dict:
     """Quality of the variant's graphs vs `reference` (graph_outputs of fp32 with the same images and seed):
     decoder max abs diff and PSNR over the z ~ N(0, I) samples, encoder mu / logvar max abs diffs, and the
     test -ELBO through each and its relative change."""
-    got = graph_outputs(variant_paths, test_images, latent_dim, seed, reference["conventions"])
+    got = graph_outputs(graphs, test_images, seed)
     elbo_ref, elbo_var = reference["neg_elbo"], got["neg_elbo"]
     nats = elbo_ref is not None
     return {
@@ -104,34 +84,20 @@ def measure(reference: dict, variant_paths: dict, test_images: np.ndarray, laten
     }
 
 
-class _Graphs:
-    """encode / decode through two graph files: what runtime/inference/likelihood.py asks of a VAERuntime, for
-    variants that are still temporary files outside any manifest."""
-
-    def __init__(self, paths: dict):
-        self.encoder, self.decoder = graph_session(paths["encoder"]), graph_session(paths["decoder"])
-
-    def encode(self, x):
-        return tuple(run_batched(self.encoder, "x", x))
-
-    def decode(self, z):
-        return run_batched(self.decoder, "z", z)[0]
-
-
-def iwae_per_image(paths: dict, images: np.ndarray, k: int, seed: int = 0, batch: int = 20) -> np.ndarray:
-    """IWAE NLL [N] of each image through the graphs {"encoder": path, "decoder": path}, with noise that
-    depends on the seed and the images' count alone, so every variant sees the same eps."""
+def iwae_per_image(graphs: GraphPair, images: np.ndarray, k: int, seed: int = 0, batch: int = 20) -> np.ndarray:
+    """IWAE NLL [N] of each image through the pair of graphs, with noise that depends on the seed and the
+    images' count alone, so every variant sees the same eps."""
     from edgevae.runtime.inference.likelihood import iwae_nll
 
-    graphs, rng = _Graphs(paths), rng_of(seed)
+    rng = rng_of(seed)
     return np.concatenate([iwae_nll(graphs, images[i:i + batch], k, rng) for i in range(0, len(images), batch)])
 
 
-def nll_cost(reference_nll: np.ndarray, paths: dict, images: np.ndarray, k: int, seed: int = 0) -> contract.NllCost:
+def nll_cost(reference_nll: np.ndarray, graphs: GraphPair, images: np.ndarray, k: int, seed: int = 0) -> contract.NllCost:
     """The variant's IWAE NLL against reference_nll (iwae_per_image of fp32 with the same images, k and seed)."""
     from edgevae.train.evaluate import mean_stderr
 
-    nll = iwae_per_image(paths, images, k, seed)
+    nll = iwae_per_image(graphs, images, k, seed)
     cost, cost_stderr = mean_stderr(nll - reference_nll)
     return contract.NllCost(nll=round(float(nll.mean()), 4), nll_fp32=round(float(reference_nll.mean()), 4),
                             cost=round(cost, 4), cost_stderr=round(cost_stderr, 4), k=k, images=len(images))

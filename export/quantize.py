@@ -15,6 +15,7 @@ from edgevae.runtime.contract import manifest as contract
 from edgevae.runtime.contract.manifest import FP32, GRAPH_NAMES
 
 from edgevae.runtime.contract.conventions import to_pixels
+from edgevae.runtime.inference.graph_pair import GraphPair
 
 from .mixed import SearchConfig
 from .rewrite import DEPTH_TO_SPACE
@@ -73,22 +74,23 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
     data_dir = calibrate.data_for(manifest, data_dir, data)  # the training run's dataset spec unless overridden
     binarize = calibrate.binarized(manifest)
     fp32 = {g: model.path / manifest.variants[FP32][g].file for g in GRAPH_NAMES}
+    fp32_graphs = GraphPair.of_variant(model, FP32)
     calibration = {}
     conventions = model.conventions
     if config.search or any(VARIANTS[v].needs_calibration for v in config.variants):
         images = to_pixels(calibrate.training_images(data_dir, config.calibration_images, config.seed, binarize), conventions)
-        calibration = {"encoder": images,
-                       "decoder": calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, config.seed)}
+        calibration = {"encoder": images, "decoder": calibrate.posterior_latents(fp32_graphs, images, config.seed)}
     test = to_pixels(calibrate.test_images(data_dir, config.test_images, binarize), conventions)  # the graphs' pixels
-    reference = quality.graph_outputs(fp32, test, model.latent_shape, config.seed, conventions)
+    reference = quality.graph_outputs(fp32_graphs, test, config.seed)
     # IWAE NLL (runtime/inference/likelihood.py) is Bernoulli means with a Gaussian posterior: edgevae's own family's
     nll_images = test[:config.nll_images] if conventions == contract.CLASSIC else test[:0]
-    reference_nll = quality.iwae_per_image(fp32, nll_images, config.nll_k, config.seed) if len(nll_images) else None
+    reference_nll = quality.iwae_per_image(fp32_graphs, nll_images, config.nll_k, config.seed) if len(nll_images) else None
 
     def measure(paths: dict, settings: dict) -> dict:
-        measured = quality.measure(reference, paths, test, model.latent_shape, config.seed) | {"settings": settings}
+        graphs = GraphPair.of_files(model, paths)
+        measured = quality.measure(reference, graphs, test, config.seed) | {"settings": settings}
         if reference_nll is not None:
-            measured["nll"] = quality.nll_cost(reference_nll, paths, nll_images, config.nll_k, config.seed)
+            measured["nll"] = quality.nll_cost(reference_nll, graphs, nll_images, config.nll_k, config.seed)
         return measured
 
     built, report = {}, {}

@@ -18,33 +18,31 @@ ROUNDS = 15
 MIN_GAIN = 0.10  # a variant must beat fp32 by this much to be selected: a margin over that noise
 
 
-def _sessions(model_dir, manifest, variant: str, threads: int | None) -> dict:
-    from .quality import graph_session
-
-    return {g: graph_session(model_dir / e.file, threads) for g, e in manifest.variants[variant].items()}
-
-
 def measure_latency(model_dir, manifest, variants: list[str], threads: int | None = None,
                     batch_sizes=TIMING_BATCH_SIZES, budget_s: float = 0.02) -> dict:
     """{variant: {"encoder": {batch: median ms}, "decoder": {...}}}, each figure the median of every call timed
     in ROUNDS interleaved rounds, each round a segment of calls lasting about budget_s per variant."""
-    sessions = {v: _sessions(model_dir, manifest, v, threads) for v in variants}
-    return time_sessions(sessions, ModelDir(Path(model_dir), manifest), batch_sizes, budget_s)
+    from edgevae.runtime.inference.graph_pair import GraphPair
+    from edgevae.runtime.inference.sessions import SessionConfig
+
+    model = ModelDir(Path(model_dir), manifest)  # quantize's manifest, its new files in place but not yet written
+    sessions = {v: GraphPair.of_variant(model, v, SessionConfig(threads=threads)) for v in variants}
+    return time_sessions(sessions, model, batch_sizes, budget_s)
 
 
 def time_sessions(sessions: dict, model: ModelDir, batch_sizes=TIMING_BATCH_SIZES, budget_s: float = 0.02, rounds: int = ROUNDS,
                   clock=None) -> dict:
-    """measure_latency's timing of ready sessions {name: {graph: session}} (each graph optional) of model (a
-    contract.ModelDir: the inputs' shapes): {name: {graph: {batch: median ms}}}, the names interleaved in every
-    round (edgevae.timing). clock: wall time by default; edgevae.timing.thread_clock(1) gives the CPU time of
-    sessions of 1 intra-op thread, which ignores waits for a core."""
+    """measure_latency's timing of graph pairs {name: GraphPair} of model (a contract.ModelDir: the inputs'
+    shapes): {name: {graph: {batch: median ms}}}, the names interleaved in every round (edgevae.timing). clock:
+    wall time by default; edgevae.timing.thread_clock(1) gives the CPU time of sessions of 1 intra-op thread,
+    which ignores waits for a core."""
     schedule = Schedule(min_rounds=rounds, max_rounds=rounds, budget_s=0.0, segment_s=budget_s, warmup_calls=0)
     rng = np.random.default_rng(0)
-    result = {v: {g: {} for g in graphs} for v, graphs in sessions.items()}
+    result = {v: {g: {} for g in GRAPH_NAMES} for v in sessions}
     for batch in batch_sizes:
         for graph in GRAPH_NAMES:
-            feed = {model.manifest.io[graph].inputs[0]: random_input(model, graph, batch, rng)}
-            calls = {v: (lambda s=graphs[graph], feed=feed: s.run(None, feed)) for v, graphs in sessions.items() if graph in graphs}
+            feed = random_input(model, graph, batch, rng)
+            calls = {v: pair.call(graph, feed) for v, pair in sessions.items()}
             for v, seconds in interleave(calls, schedule, seed=rng, clock=clock).items():
                 result[v][graph][str(batch)] = round(median(seconds) * 1e3, 4)
     return result

@@ -141,13 +141,13 @@ def profile_groups(path, groups, feed: dict, runs: int = 10, threads: int | None
             "by_group": {g.name: by_group.get(g.name, 0.0) / n for g in groups}, "other_us": by_group.get(None, 0.0) / n}
 
 
-def quality_of(reference: dict, paths: dict, test_images: np.ndarray, latent_dim: int, seed: int = 0) -> dict:
-    """Quality of the graphs {"encoder": path, "decoder": path} against `reference` (quality.graph_outputs of
-    fp32): {"psnr_db": decoder samples, "recon_psnr_db": reconstructions, "nats": -ELBO cost per image,
-    "neg_elbo": -ELBO}; PSNR of identical outputs is reported as None (JSON has no inf)."""
+def quality_of(reference: dict, graphs, test_images: np.ndarray, seed: int = 0) -> dict:
+    """Quality of a GraphPair against `reference` (quality.graph_outputs of fp32): {"psnr_db": decoder samples,
+    "recon_psnr_db": reconstructions, "nats": -ELBO cost per image, "neg_elbo": -ELBO}; PSNR of identical
+    outputs is reported as None (JSON has no inf)."""
     from .quality import graph_outputs, mean_neg_elbo, psnr
 
-    got = graph_outputs(paths, test_images, latent_dim, seed, reference["conventions"])
+    got = graph_outputs(graphs, test_images, seed)
     elbo = mean_neg_elbo(got, test_images)
     finite = lambda db: None if db == float("inf") else round(db, 3)  # noqa: E731
     return {"psnr_db": finite(psnr(reference["samples"], got["samples"])),
@@ -157,13 +157,16 @@ def quality_of(reference: dict, paths: dict, test_images: np.ndarray, latent_dim
             "neg_elbo": round(elbo, 4) if elbo is not None else None}
 
 
-def group_sensitivity(prepared: dict, settings: dict, reference: dict, test_images: np.ndarray, latent_dim: int,
+def group_sensitivity(prepared: dict, settings: dict, reference: dict, test_images: np.ndarray, model,
                       feeds: dict, seed: int = 0, profile_runs: int = 10, deadline: float | None = None) -> list[dict]:
-    """One row per group of every graph in `prepared` ({graph: PreparedGraph}): its quality cost when it alone
-    is int8 (the other graph fp32; settings[graph] the Int8Settings), and its kernel time in the fp32 and the
-    all-int8 graph at the batch of feeds[graph]. Rows not measured before `deadline` (time.monotonic) are left out."""
+    """One row per group of every graph in `prepared` ({graph: PreparedGraph} of model, a ModelDir): its quality
+    cost when it alone is int8 (the other graph fp32; settings[graph] the Int8Settings), and its kernel time in
+    the fp32 and the all-int8 graph at the batch of feeds[graph]. Rows not measured before `deadline`
+    (time.monotonic) are left out."""
     import dataclasses
     import time
+
+    from edgevae.runtime.inference.graph_pair import GraphPair
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgevae-sensitivity-") as tmp:
@@ -183,7 +186,7 @@ def group_sensitivity(prepared: dict, settings: dict, reference: dict, test_imag
                                  dataclasses.replace(base, fp32_nodes=fp32_nodes_of(prep.groups, others)))
                 paths = {g: p.source for g, p in prepared.items()} | {graph: one}
                 rows.append({"graph": graph, "group": group.name, "op": group.op, "nodes": list(group.nodes),
-                             **quality_of(reference, paths, test_images, latent_dim, seed),
+                             **quality_of(reference, GraphPair.of_files(model, paths), test_images, seed),
                              "fp32_us": round(fp32_time["by_group"][group.name], 1),
                              "int8_us": round(int8_time["by_group"][group.name], 1),
                              "share_fp32": round(fp32_time["by_group"][group.name] / max(fp32_time["run_us"], 1e-9), 4),

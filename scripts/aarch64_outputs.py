@@ -70,10 +70,11 @@ def _tolerance(name: str, golden, auto_variants: list) -> float:
 
 def compare(x86: Path, arms: list) -> int:
     from edgevae.runtime.contract.manifest import AUTO, load
+    from edgevae.runtime.inference.selection import variants_needed
 
     model = load(None)
     golden = model.manifest.golden
-    auto_variants = model.variants_needed(AUTO)
+    auto_variants = variants_needed(model.manifest, AUTO)
     base = json.loads((x86 / "facts.json").read_text())
     print(f"x86 side: {base['machine']}, {base['cpu']}, onnxruntime {base['onnxruntime']}, numpy {base['numpy']}")
     print(f"{'aarch64 cpu':<13}{'output':<36}{'n':>4}{'max abs diff':>13}{'tolerance':>11}  bit-identical  pass")

@@ -25,7 +25,7 @@ FORMAT = "edgevae-model/1"
 MANIFEST = "manifest.json"
 GRAPH_NAMES = ("encoder", "decoder")
 FP32 = "fp32"  # the variant every model dir has
-AUTO = "auto"  # per graph and batch size, the variant chosen by measurement (see ModelDir.variant_for)
+AUTO = "auto"  # per graph and batch size, the variant chosen by measurement (runtime/inference/selection.py)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
 MAX_MANIFEST_BYTES = 1 << 20  # ours are ~5 KB
 MAX_GRAPH_BYTES = 1 << 30  # a VAE for the edge is a few MB; 1 GiB bounds what a hostile manifest can make us read
@@ -498,34 +498,6 @@ class ModelDir:
         """Hash every file the manifest lists (ModelDirError on the first that does not match)."""
         for entry in self.manifest.file_entries():
             self.read(entry)
-
-    def static_sibling(self, variant: str, batch: int) -> str | None:
-        """The fixed-shape variant of `variant` at exactly this batch size, or None."""
-        return next((v for v, shape in self.manifest.static.items() if (shape.base, shape.batch) == (variant, batch)), None)
-
-    def variant_for(self, variant: str, batch: int, graph: str) -> str:
-        """The concrete variant to run graph on a batch of this size. `auto` follows the graph's selection:
-        the entry for the largest batch size <= batch (the smallest entry when batch is below all of them);
-        fp32 when the manifest has no selection for the graph."""
-        if variant != AUTO:
-            return variant
-        choice = {int(size): v for size, v in self.manifest.selection.get(graph, {}).items()}
-        if not choice:
-            return FP32
-        below = [size for size in sorted(choice) if size <= batch]
-        return choice[below[-1] if below else min(choice)]
-
-    def variants_needed(self, variant: str) -> list:
-        """The concrete variants a runtime loaded with `variant` may run."""
-        if variant != AUTO:
-            return self.with_static({variant})
-        chosen = {v for choice in self.manifest.selection.values() for v in choice.values()}
-        missing = [g for g in GRAPH_NAMES if not self.manifest.selection.get(g)]
-        return self.with_static(chosen | ({FP32} if missing else set()))
-
-    def with_static(self, variants) -> list:
-        """variants and their fixed-shape siblings (a runtime runs a sibling when a batch matches it), sorted."""
-        return sorted(set(variants) | {v for v, shape in self.manifest.static.items() if shape.base in variants})
 
 
 def resolve_path(model_dir) -> Path:

@@ -32,6 +32,7 @@ from edgevae.cpu import cache_dir as edgevae_cache_dir, cpu_model
 from ..contract.manifest import AUTO, BATCH_KEY, GRAPH_NAMES, SHA256, ModelDir
 from ..contract.safe_files import escape, read_regular_file, sha256_hex
 from ..contract.typed_json import doc, parse
+from ..inference.selection import bucket, static_sibling, variant_for, variants_needed
 
 FORMAT = "edgevae-device-profile/1"
 IN_MODEL_DIR = "device-profile.json"
@@ -248,13 +249,6 @@ def find(model: ModelDir) -> tuple[DeviceProfile | None, Path | None]:
     return None, None
 
 
-def _bucket(table: dict, batch: int):
-    """The entry of table (keys: batch sizes as strings) for the largest key <= batch (smallest key below all)."""
-    sizes = sorted(int(k) for k in table)
-    below = [s for s in sizes if s <= batch]
-    return table[str(below[-1] if below else sizes[0])]
-
-
 @dataclass(frozen=True)
 class Plan:
     """How a runtime picks (variant, threads) per graph and batch size; `why` says which rule is in force."""
@@ -275,7 +269,7 @@ class Plan:
 
     def variants_needed(self, model: ModelDir) -> list:
         """Every concrete variant this plan may run (their files are hashed when a runtime loads)."""
-        needed = set(model.variants_needed(self.variant))
+        needed = set(variants_needed(model.manifest, self.variant))
         if self.profile is not None and self.variant == AUTO:
             needed |= {c.variant for sizes in self.profile.choice.values() for c in sizes.values()}
             needed |= {t.variant for sizes in self.profile.timings.values() for ts in sizes.values() for t in ts
@@ -291,7 +285,7 @@ class Plan:
         static = model.manifest.static.get(choice.variant)
         if static is not None and static.batch != batch and choice.variant != self.variant:
             return dataclasses.replace(choice, variant=static.base)
-        sibling = model.static_sibling(choice.variant, batch)
+        sibling = static_sibling(model.manifest, choice.variant, batch)
         if sibling is not None and self.profile is None:
             return dataclasses.replace(choice, variant=sibling)
         return choice
@@ -301,14 +295,14 @@ class Plan:
             return Choice(self.variant, self.threads)
         if self.profile is not None and graph in self.profile.choice and self.profile.choice[graph]:
             if self.variant == AUTO and self.threads == AUTO:
-                return _bucket(self.profile.choice[graph], batch)
-            timings = [t for t in _bucket(self.profile.timings.get(graph) or {"1": ()}, batch)
+                return bucket(self.profile.choice[graph], batch)
+            timings = [t for t in bucket(self.profile.timings.get(graph) or {"1": ()}, batch)
                        if (self.variant == AUTO or t.variant == self.variant)
                        and (self.threads == AUTO or t.threads == self.threads)]
             if timings:
                 best = min(timings, key=lambda t: t.median_ms)
                 return Choice(best.variant, best.threads, best.provider)
-        variant = model.variant_for(self.variant, batch, graph)
+        variant = variant_for(model.manifest, self.variant, batch, graph)
         if self.threads != AUTO:
             return Choice(variant, self.threads)
         follows_selection = self.variant == AUTO and bool(model.manifest.selection.get(graph))

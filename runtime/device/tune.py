@@ -27,7 +27,9 @@ from .profile import FORMAT, Choice, DeviceProfile, Plan, Timing, device_identit
 from ..inference.random_input import random_input
 from ..contract.manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
 from ..contract.safe_files import escape
-from ..inference.sessions import SessionConfig, create_session, run_checked
+from ..inference.selection import static_sibling
+from ..inference.graph_pair import GraphPair
+from ..inference.sessions import SessionConfig
 from ..contract.typed_json import short_repr
 
 BATCH_SIZES = (1, 8, 64, 256)
@@ -107,22 +109,22 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
     before = Plan(AUTO, AUTO)  # what the runtime runs with no profile
     batch_sizes = sorted(set(batch_sizes) | {s.batch for s in model.manifest.static.values()})
     groups = [(g, b) for g in GRAPH_NAMES for b in batch_sizes]
-    sessions, rng = {}, np.random.default_rng(0)
+    pairs, rng = {}, np.random.default_rng(0)
     choice, timings, default = {g: {} for g in GRAPH_NAMES}, {g: {} for g in GRAPH_NAMES}, {g: {} for g in GRAPH_NAMES}
     bar = _progress(len(groups), progress)
     for done, (graph, batch) in enumerate(groups):
         was = dataclasses.replace(before.choose(model, graph, batch), provider=CPU)
-        here = [*variants, *(s for v in variants if (s := model.static_sibling(v, batch)))]  # fixed shapes: own batch
-        feed, name = random_input(model, graph, batch), model.manifest.io[graph].inputs[0]
+        here = [*variants, *(s for v in variants if (s := static_sibling(model.manifest, v, batch)))]  # fixed shapes: own batch
+        feed = random_input(model, graph, batch)
         calls = {}
         for c in candidates(here, threads, providers, was):
-            key = (c.variant, graph, c.threads, c.provider)
-            if key not in sessions:
+            key = (c.variant, c.threads, c.provider)
+            if key not in pairs:
                 config = SessionConfig(threads=c.threads, providers=tuple(dict.fromkeys((c.provider, CPU))))
-                sessions[key] = create_session(model, c.variant, graph, config)
-            label = model.file_label(c.variant, graph)
-            calls[c] = (lambda s=sessions[key], label=label: run_checked(
-                model, label, s, {name: feed}, max(hard_end - time.perf_counter(), 1e-3),
+                pairs[key] = GraphPair.of_variant(model, c.variant, config)
+            pairs[key].session(graph)  # opened now, so that building it is not timed
+            calls[c] = (lambda pair=pairs[key]: pair.run_once(
+                graph, feed, max(hard_end - time.perf_counter(), 1e-3),
                 f"tune stops at {HARD_LIMIT:g} x --budget-s + {HARD_SLACK_S:g} s: raise --budget-s"))
         left = max(0.0, budget_s - (time.perf_counter() - started))
         share = left * _weight(batch) / sum(_weight(b) for _, b in groups[done:])  # big batches need longer rounds

@@ -10,6 +10,7 @@ import numpy as np
 from .golden import fit_rows, max_abs_diff, read_expected, read_inputs, rule_tolerance, run_graph, tolerance_cap
 from ..contract.manifest import AUTO, FP32, GRAPH_NAMES, ModelDir
 from ..contract.safe_files import escape
+from ..inference.selection import variants_needed
 
 ALL = "all"
 
@@ -33,7 +34,7 @@ def variants_to_check(model: ModelDir, variant: str) -> list:
     golden = model.manifest.golden
     if variant == ALL:
         return sorted(golden.outputs, key=lambda v: (v != "fp32", v))
-    concrete = model.variants_needed(model.check_variant(variant)) if variant == AUTO else [model.check_variant(variant)]
+    concrete = variants_needed(model.manifest, model.check_variant(variant)) if variant == AUTO else [model.check_variant(variant)]
     missing = [v for v in concrete if v not in golden.outputs]
     if missing:
         raise model.fail(f"has no goldens for variant {escape(missing[0])} (quantized before goldens existed? "

@@ -66,10 +66,9 @@ def profile(data: bytes, feed: dict, runs: int, config: SessionConfig = SessionC
     return kernels, [e["dur"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run"]
 
 
-def _check_io(model: ModelDir, variant: str, graph: str, session) -> None:
+def _check_io(model: ModelDir, file: str, graph: str, session) -> None:
     """The graph's boundary must be the manifest's: names, float32 tensors, and the latent size."""
     names = model.manifest.io[graph]
-    file = model.file_label(variant, graph)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if [i.name for i in inputs] != list(names.inputs) or [o.name for o in outputs] != list(names.outputs):
         raise model.fail(f"{file} has inputs {escape([i.name for i in inputs])} and outputs "
@@ -98,8 +97,12 @@ def new_session(data: bytes, config: SessionConfig = SessionConfig(), control_fl
 
 def create_session(model: ModelDir, variant: str, graph: str, config: SessionConfig) -> ort.InferenceSession:
     """A checked session for (variant, graph): sha256 verified on the bytes that onnxruntime then loads."""
-    data = model.graph_bytes(variant, graph)
-    file = model.file_label(variant, graph)
+    return checked_session(model, model.graph_bytes(variant, graph), model.file_label(variant, graph), graph, config)
+
+
+def checked_session(model: ModelDir, data: bytes, file: str, graph: str, config: SessionConfig) -> ort.InferenceSession:
+    """A session of the bytes `data` of graph (its file named by `file`, escaped), its boundary checked against
+    model's manifest; ModelDirError naming file when the graph is refused or differs."""
     try:
         session = new_session(data, config, model.manifest.control_flow or ())
     except GraphRefused as err:
@@ -107,7 +110,7 @@ def create_session(model: ModelDir, variant: str, graph: str, config: SessionCon
     except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise model.fail(f"onnxruntime cannot load {file}: {escape(first)}") from None
-    _check_io(model, variant, graph, session)
+    _check_io(model, file, graph, session)
     return session
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .checks import check_count, check_images, check_latent_shape, check_latents, check_threads
+from .graph_pair import check_outputs
 from ..contract.conventions import to_pixels, to_unit
 from ..device.profile import Choice, Plan, plan as make_plan
 from ..contract.errors import InputError
@@ -35,7 +36,6 @@ NO_PRIOR = "this model has no prior to sample from; decode latents with `edgevae
 DEFAULT_VARIANT = AUTO  # the CLI's default too: one seed gives the same images through both
 DEFAULT_THREADS = AUTO  # the device profile's choice, else the manifest's, else onnxruntime's (device_profile.py)
 MAX_RESULT_BYTES = 1 << 32  # one result array; more is refused up front (stream with iter_samples instead)
-HUGE_LATENT = 1e4  # |z| beyond this is the caller's doing when the decoder overflows; below it, the model's
 
 
 def _seeded(seed) -> np.random.Generator:
@@ -233,47 +233,17 @@ class VAERuntime:
         """The decoder's x_hat (checked finite) -> images in [0, 1], in place: the declared head's mapping."""
         return to_unit(y, self.conventions)
 
-    def _checked(self, variant: str, graph: str, values: list, feed: np.ndarray) -> list:
-        """The graph's outputs once each has the contract's shape and dtype, is finite, and (x_hat) lies in
-        [0, 1]: a hostile or broken graph whose hashes match must not hand garbage to the user."""
-        names = self.model.manifest.io[graph].outputs
-        hw = feed.shape[2:] if graph == "encoder" else self.model.image_shape_for(feed.shape[2:])[1:]
-        means = graph != "decoder" or self.conventions.decoder_head == "bernoulli_means"  # only those have a range
-        for name, value, shape in zip(names, values, self.model.io_shapes(graph, len(feed), tuple(hw))[1]):
-            if not isinstance(value, np.ndarray) or value.dtype != np.float32 or value.shape != shape:
-                got = f"{value.dtype} {list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
-                raise self.model.fail(f"{self.model.file_label(variant, graph)} returned {escape(name)} as {got} "
-                                      f"for a batch of {len(feed)}, expected float32 {list(shape)}")
-            # x_hat: min and max in [0, 1] also prove it finite (NaN fails every comparison); one check per
-            # pass over the data, as these run on every call (batch 1 included)
-            low, high = (float(value.min()), float(value.max())) if graph == "decoder" and means else (0.0, 1.0)
-            if not (0.0 <= low and high <= 1.0) or (not means and not np.isfinite(value).all()):
-                self._fail_output(variant, graph, name, value, feed)
-        return values
-
-    def _fail_output(self, variant: str, graph: str, name: str, value: np.ndarray, feed: np.ndarray):
-        """Raise the error for an output that is not finite or (x_hat) outside [0, 1]. A decoder that
-        overflows on a huge z is the caller's fault (InputError); anything else is the model's."""
-        file = self.model.file_label(variant, graph)
-        if not np.isfinite(value).all():
-            if graph == "decoder" and float(np.abs(feed).max()) > HUGE_LATENT:
-                raise InputError(f"z holds values up to {float(np.abs(feed).max()):g} in magnitude: too large "
-                                 "for the decoder (its output overflowed to NaN)")
-            raise self.model.fail(f"{file} returned NaN or inf in {escape(name)} for finite input")
-        raise self.model.fail(f"{file} returned {escape(name)} values in [{float(value.min()):g}, "
-                              f"{float(value.max()):g}], outside the [0, 1] of Bernoulli means")
-
     def _run_chunk(self, choice: Choice, graph: str, feed: np.ndarray) -> list:
         session = self._session(choice, graph)
         key = (choice.variant, graph, choice.threads, choice.provider)
         timeout_s = self.config.timeout_s or default_timeout(self._cost.get(key), len(feed))
         start = time.perf_counter()
-        values = run_checked(self.model, self.model.file_label(choice.variant, graph), session,
-                             {self.model.manifest.io[graph].inputs[0]: feed}, timeout_s)
+        label = self.model.file_label(choice.variant, graph)
+        values = run_checked(self.model, label, session, {self.model.manifest.io[graph].inputs[0]: feed}, timeout_s)
         per_input = (time.perf_counter() - start) / len(feed)
         if per_input < self._cost.get(key, math.inf):
             self._cost[key] = per_input
-        values = self._checked(choice.variant, graph, values, feed)
+        values = check_outputs(self.model, label, graph, values, feed)  # a hostile graph hands no garbage on
         if graph == "decoder":
             values[0] = self._to_unit(values[0])
         return values

@@ -206,9 +206,11 @@ def test_quality_of_every_variant_is_within_its_threshold(quantized):
 @needs_data
 def test_each_variant_reports_its_iwae_nll_cost_paired_with_fp32(quantized):
     from edgevae.export import calibrate, quality
+    from edgevae.runtime.contract.manifest import load
+    from edgevae.runtime.inference.graph_pair import GraphPair
 
     model_dir, manifest = quantized
-    fp32 = {g: model_dir / manifest["variants"]["fp32"][g]["file"] for g in ("encoder", "decoder")}
+    fp32 = GraphPair.of_variant(load(model_dir), "fp32")
     images = calibrate.test_images(DATA, 50)
     reference = quality.iwae_per_image(fp32, images, 20)
     itself = quality.nll_cost(reference, fp32, images, 20)

@@ -58,7 +58,7 @@ def test_excluded_groups_stay_fp32_in_the_built_graph(tmp_path):
 
 
 def test_a_group_kept_fp32_can_run_as_its_original_conv_transpose(tmp_path):
-    from edgevae.export.quality import graph_session
+    from edgevae.runtime.inference.sessions import new_session
     from edgevae.export.sensitivity import fp32_compute_nodes, fp32_nodes_of
     from edgevae.export.variants import Int8Settings, prepare_int8
 
@@ -73,7 +73,7 @@ def test_a_group_kept_fp32_can_run_as_its_original_conv_transpose(tmp_path):
     restored = tmp_path / "restored.onnx"
     prepare_int8(prepared.source, restored, "decoder", tuple(prepared.origins.values()))
     z = np.random.default_rng(1).standard_normal((4, LATENT)).astype(np.float32)
-    ours, theirs = (graph_session(f).run(None, {"z": z})[0] for f in (restored, prepared.source))
+    ours, theirs = (new_session(f.read_bytes()).run(None, {"z": z})[0] for f in (restored, prepared.source))
     assert np.abs(ours - theirs).max() < 1e-5
     with pytest.raises(ValueError, match="not a ConvTranspose"):
         prepare_int8(prepared.source, tmp_path / "x.onnx", "decoder", ("node_linear",))

@@ -12,6 +12,7 @@ from edgevae.runtime import VAERuntime
 from edgevae.runtime.device import tune
 from edgevae.runtime.contract import manifest as contract
 from edgevae.runtime.device.profile import IN_MODEL_DIR, Choice, Timing, write
+from edgevae.runtime.inference import graph_pair
 from edgevae.runtime.inference.providers import CPU, takes_nodes, usable_providers
 
 FAKE = "FakeNpuExecutionProvider"
@@ -58,13 +59,13 @@ def model_copy(tmp_path):
 def test_tune_times_every_provider_it_is_given(monkeypatch, model_copy):
     """A fake provider (sessions of the CPU's behind it: nothing here can run another) gets timed like the CPU's,
     and the profile records the provider of every timing and of the default."""
-    real = tune.create_session
+    real = graph_pair.create_session  # tune opens its sessions through GraphPair
 
     def create(model, variant, graph, config):
         assert config.providers in ((CPU,), (FAKE, CPU))  # the pick first, the CPU's for the nodes it leaves
         return real(model, variant, graph, dataclasses.replace(config, providers=(CPU,)))
 
-    monkeypatch.setattr(tune, "create_session", create)
+    monkeypatch.setattr(graph_pair, "create_session", create)
     profile = tune.tune(contract.load(model_copy), budget_s=0.05, batch_sizes=(1,), progress=False, providers=[FAKE, CPU])
     for graph in contract.GRAPH_NAMES:
         rows = profile.timings[graph]["1"]

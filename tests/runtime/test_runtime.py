@@ -13,6 +13,7 @@ import pytest
 from helpers import make_model_dir, synthetic_images
 
 from edgevae.runtime import InputError, VAERuntime
+from edgevae.runtime.inference.selection import variant_for
 
 
 @pytest.fixture(scope="module")
@@ -131,11 +132,11 @@ def test_auto_variant_follows_the_selection(tmp_path, model_dir):
     assert np.array_equal(auto.sample(8, seed=0), int8.sample(8, seed=0))
     assert np.array_equal(auto.sample(300, seed=0)[:8], int8.sample(300, seed=0)[:8])
     assert not np.allclose(fp32.sample(8, seed=0), int8.sample(8, seed=0))
-    assert [auto.model.variant_for("auto", n, "decoder") for n in (1, 7, 8, 1000)] == ["fp32", "fp32", "int8", "int8"]
+    assert [variant_for(auto.model.manifest, "auto", n, "decoder") for n in (1, 7, 8, 1000)] == ["fp32", "fp32", "int8", "int8"]
     x = auto.sample(4, seed=1)
     assert np.array_equal(auto.encode(x)[0], int8.encode(x)[0])  # the encoder's own selection
     no_selection = VAERuntime.load(model_dir, variant="auto")
-    assert no_selection.model.variant_for("auto", 64, "decoder") == "fp32"
+    assert variant_for(no_selection.model.manifest, "auto", 64, "decoder") == "fp32"
 
 
 BAD_CALLS = [
