@@ -53,7 +53,7 @@ def data_for(manifest, data_dir=None, data: str | None = None):
     return DataConfig.from_train_config(train_config, data=data, data_dir=data_dir, image_size=f"{h}x{w}", channels=c)
 
 
-def _images(data):
+def images_of(data):
     """ImageData of data: a DataConfig, or (as before dataset specs) a Fashion-MNIST IDX folder or None."""
     from edgevae.train.data import DataConfig
 
@@ -77,22 +77,10 @@ def binarized(manifest) -> bool:
 def training_images(data, count: int, seed: int = 0, binarize: bool = False) -> np.ndarray:
     """`count` training images (float32 [count,C,H,W] in [0,1]) picked by a seeded permutation; with
     binarize, one seeded Bernoulli draw of each (training binarizes dynamically)."""
-    train_x = _images(data).train
+    train_x = images_of(data).train
     rng = np.random.default_rng(seed)
     images = train_x.numpy()[np.sort(rng.permutation(len(train_x))[:count])]
     return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32) if binarize else images
-
-
-def test_images(data, count: int, binarize: bool = False) -> np.ndarray:
-    """The first `count` test images (all of them when count exceeds the test set); with binarize, the
-    fixed binarized set that `edgevae eval --limit-test count` scores, drawn the same way."""
-    test_x = _images(data).test[:count]
-    if binarize:
-        from edgevae.train.data import binarize_fixed
-        from edgevae.train.trainer import TEST_BINARIZE_SEED
-
-        test_x = binarize_fixed(test_x, TEST_BINARIZE_SEED)
-    return test_x.numpy()
 
 
 def posterior_latents(encoder_session, images: np.ndarray, seed: int = 0) -> np.ndarray:

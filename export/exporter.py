@@ -133,27 +133,21 @@ def validation_images(data_dir, train_config: dict | None = None) -> tuple[np.nd
     another spec: its files are gone): export then validates on seeded noise rather than downloading.
     A data_dir given but unusable is an error.
     """
-    from edgevae.train.data import DEBIAN_DIR, DataConfig, load_images, load_split, prepare_torchvision_root
+    from edgevae.train.data import DEBIAN_DIR, DataConfig, held_out_images, load_images
 
-    config = DataConfig.from_train_config(train_config or {}, data_dir=data_dir)
-    if config.data != "fashion-mnist" or config.image_size or config.channels:
-        try:
-            data = load_images(config)
-        except FileNotFoundError:
-            return None, None
-        n = max(PARITY_BATCH_SIZES)
-        images = np.concatenate([data.test[:n].numpy(), data.train[:max(0, n - len(data.test))].numpy()])
-        return images, f"{data.source}: the first {min(n, len(data.test))} test images, then training images"
-    folder = Path(data_dir) if data_dir else DEBIAN_DIR
+    fashion_mnist = (train_config or {}).get("data") in (None, "fashion-mnist")
+    if fashion_mnist and not data_dir and not DEBIAN_DIR.is_dir():
+        return None, None  # never a download here
     try:
-        root = prepare_torchvision_root(folder)
+        data = load_images(DataConfig.from_train_config(train_config or {}, data_dir=data_dir))
     except FileNotFoundError:
-        if data_dir:
+        if data_dir and fashion_mnist:
             raise
         return None, None
-    test_x, _ = load_split(root, train=False)
     n = max(PARITY_BATCH_SIZES)
-    return test_x[:n].numpy(), f"Fashion-MNIST test images 0..{n - 1} from {folder}"
+    test = held_out_images(data, limit=n).numpy()
+    images = np.concatenate([test, data.train[:max(0, n - len(test))].numpy()])
+    return images, f"{data.source}: the first {len(test)} test images" + (", then training images" if len(test) < n else "")
 
 
 def main(args) -> None:

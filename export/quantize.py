@@ -67,6 +67,8 @@ def check_config(config: QuantizeConfig) -> None:
 
 def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, data: str | None = None) -> tuple[dict, dict]:
     """Build every requested variant under temporary names: ({(variant, graph): temp path}, {variant: measured})."""
+    from edgevae.train.data import held_out_images
+
     from . import calibrate, quality
 
     manifest = model.manifest
@@ -79,7 +81,8 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
         images = to_pixels(calibrate.training_images(data_dir, config.calibration_images, config.seed, binarize), conventions)
         calibration = {"encoder": images,
                        "decoder": calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, config.seed)}
-    test = to_pixels(calibrate.test_images(data_dir, config.test_images, binarize), conventions)  # the graphs' pixels
+    test = to_pixels(held_out_images(calibrate.images_of(data_dir), binarize=binarize, limit=config.test_images).numpy(),
+                     conventions)  # the graphs' pixels
     reference = quality.graph_outputs(fp32, test, model.latent_shape, config.seed, conventions)
     # IWAE NLL (runtime/inference/likelihood.py) is Bernoulli means with a Gaussian posterior: edgevae's own family's
     nll_images = test[:config.nll_images] if conventions == contract.CLASSIC else test[:0]

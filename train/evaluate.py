@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from .checkpoint import load_model, write_json
-from .data import DataConfig, binarize_fixed, load_images
+from .data import DataConfig, held_out_images
 from .loss import iwae_nll
-from .trainer import TEST_BINARIZE_SEED, evaluate
+from .trainer import evaluate
 
 ENGINES = ("onnx", "torch")
 # onnxruntime fp32 + numpy computes k=1000 IWAE faster than torch eager, with the same figures
@@ -39,14 +39,10 @@ def mean_stderr(values) -> tuple[float, float]:
 
 
 def test_images(train_cfg: dict, image_shape, data_dir=None, limit=None, data=None, image_size=None, channels=None) -> torch.Tensor:
-    """The test set of the run's dataset spec (data/data_dir/image_size/channels override what it was trained
-    with): [N,C,H,W] in [0,1], binarized with the fixed seed if the run was."""
+    """The run's held-out test images (data.held_out_images) from its train config, data/data_dir/image_size/
+    channels overriding what it was trained with."""
     data_config = DataConfig.from_train_config(train_cfg, data=data, data_dir=data_dir, image_size=image_size, channels=channels)
-    test_x = load_images(data_config).test
-    if tuple(test_x.shape[1:]) != tuple(image_shape):
-        raise ValueError(f"{data_config.data} gives {list(test_x.shape[1:])} images; the model takes {list(image_shape)}")
-    test_x = test_x[:limit]
-    return binarize_fixed(test_x, TEST_BINARIZE_SEED) if train_cfg.get("binarize") else test_x
+    return held_out_images(data_config, binarize=bool(train_cfg.get("binarize")), limit=limit, image_shape=image_shape)
 
 
 def _check(iwae_k, limit_test, batch_size) -> None:

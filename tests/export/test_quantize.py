@@ -97,7 +97,7 @@ def briefly_trained_model_dir(path: Path) -> Path:
     from edgevae.train.loss import neg_elbo
     from helpers import make_model
 
-    (train_x, _), _ = load_fashion_mnist(DATA)
+    train_x, _ = load_fashion_mnist(DATA)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -121,13 +121,14 @@ def test_a_binarized_model_is_calibrated_and_measured_on_binarized_images():
     from types import SimpleNamespace
 
     from edgevae.export import calibrate
-    from edgevae.train.evaluate import test_images as eval_test_images
+    from edgevae.train.data import DataConfig, held_out_images
 
     assert calibrate.binarized(SimpleNamespace(training=SimpleNamespace(train_config={"binarize": True})))
     assert not calibrate.binarized(SimpleNamespace(training=None))
-    test = calibrate.test_images(DATA, 50, binarize=True)
-    assert np.array_equal(test, eval_test_images({"binarize": True}, (1, 28, 28), str(DATA), limit=50).numpy())
-    assert not np.array_equal(test, calibrate.test_images(DATA, 50))
+    test = held_out_images(calibrate.images_of(DATA), binarize=True, limit=50).numpy()
+    assert set(np.unique(test)) == {0.0, 1.0}  # what eval scores: the same function, the same fixed draw
+    assert np.array_equal(test, held_out_images(DataConfig(data_dir=str(DATA)), binarize=True, limit=50).numpy())
+    assert not np.array_equal(test, held_out_images(calibrate.images_of(DATA), limit=50).numpy())
     calibration = calibrate.training_images(DATA, 64, seed=0, binarize=True)
     assert set(np.unique(calibration)) == {0.0, 1.0}
     assert np.abs(calibration.mean() - calibrate.training_images(DATA, 64, seed=0).mean()) < 0.02  # a draw of the same images
@@ -206,10 +207,11 @@ def test_quality_of_every_variant_is_within_its_threshold(quantized):
 @needs_data
 def test_each_variant_reports_its_iwae_nll_cost_paired_with_fp32(quantized):
     from edgevae.export import calibrate, quality
+    from edgevae.train.data import held_out_images
 
     model_dir, manifest = quantized
     fp32 = {g: model_dir / manifest["variants"]["fp32"][g]["file"] for g in ("encoder", "decoder")}
-    images = calibrate.test_images(DATA, 50)
+    images = held_out_images(calibrate.images_of(DATA), limit=50).numpy()
     reference = quality.iwae_per_image(fp32, images, 20)
     itself = quality.nll_cost(reference, fp32, images, 20)
     assert itself.cost == 0 and itself.cost_stderr == 0  # the same noise for every graph: differences are paired
