@@ -18,15 +18,15 @@ from edgevae.runtime.contract.conventions import to_pixels
 
 from .mixed import SearchConfig
 from .rewrite import DEPTH_TO_SPACE
-from .variants import (DEFAULT_CALIBRATION, VARIANTS, DynamicSettings, Fp16Settings, Int8Settings, NpuSettings, int8_rewrites,
-                       variant_file)
+from .variants import (DEFAULT_VARIANTS, VARIANTS, DynamicSettings, Fp16Settings, Int8Settings, NpuSettings, variant_file,
+                       variant_spec)
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
     """What `edgevae quantize` builds and how."""
 
-    variants: tuple[str, ...] = ("int8", "int8-dynamic", "fp16")
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
     int8: Int8Settings = field(default_factory=Int8Settings)
     int8_dynamic: DynamicSettings = field(default_factory=DynamicSettings)
     fp16: Fp16Settings = field(default_factory=Fp16Settings)
@@ -47,15 +47,16 @@ class QuantizeConfig:
 
     def settings_for(self, variant: str):
         """The settings object of variant (of the type its VariantSpec names)."""
-        return getattr(self, variant.replace("-", "_"))
+        field = variant_spec(variant).config_field
+        if field is None:
+            raise ValueError(f"variant {variant!r} is found by --search; its settings are not part of QuantizeConfig")
+        return getattr(self, field)
 
 
 def check_config(config: QuantizeConfig) -> None:
-    unknown = [v for v in config.variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
-    if "int8-mixed" in config.variants:
-        raise ValueError("variant 'int8-mixed' is found by --search, not built from --variants")
+    for name in config.variants:
+        if variant_spec(name).from_search:
+            raise ValueError(f"variant {name!r} is found by --search, not built from --variants")
     for name in ("calibration_images", "test_images", "nll_k"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(config, name)} must be >= 1")
@@ -114,19 +115,8 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
 
 
 def settings_record(variant: str, config: QuantizeConfig) -> dict:
-    if variant in ("int8", "int8-npu"):
-        int8 = config.settings_for(variant)
-        return {"format": "QDQ U8S8", "calibration": {g: int8.calibration or DEFAULT_CALIBRATION[g] for g in GRAPH_NAMES},
-                "percentile": int8.percentile, "per_channel": int8.per_channel,
-                "weight_bits": 7 if int8.reduce_range else 8, "calibration_images": config.calibration_images,
-                "rewrites": {g: list(int8_rewrites(g, int8.interleave)) for g in GRAPH_NAMES}, "fp32_nodes": ["Sigmoid"]}
-    if variant in ("fp32-npu", "fp16-npu"):
-        return {"format": f"{variant[:4]} weights, float32 I/O", "rewrites": {"decoder": ["conv-transpose-as-conv"]},
-                "interleave": config.settings_for(variant).interleave}
-    if variant == "int8-dynamic":
-        return {"format": "dynamic S8 weights", "per_channel": config.int8_dynamic.per_channel,
-                "weight_bits": 7 if config.int8_dynamic.reduce_range else 8, "quantized_ops": ["MatMul", "Gemm"]}
-    return {"format": "fp16 weights, float32 I/O"}
+    """What the manifest records of how variant was built (its VariantSpec's record of config's settings)."""
+    return variant_spec(variant).record(config.settings_for(variant), config.calibration_images)
 
 
 def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = QuantizeConfig(), data: str | None = None) -> contract.Manifest:
