@@ -39,18 +39,19 @@ class ArrayReader(CalibrationDataReader):
         self.start, self.bar = 0, None
 
 
-def data_for(manifest, data_dir=None, data: str | None = None):
+def data_for(manifest, data=None):
     """The DataConfig of a model dir's calibration and test images: the dataset spec it was trained on (its
-    manifest's training.train_config; Fashion-MNIST when it has none), `data` / `data_dir` overriding it, and
-    every image cropped/resized and converted to the model's image_shape (a no-op for the training data)."""
-    from edgevae.train.data import DataConfig
+    manifest's training.train_config; Fashion-MNIST when it has none) with data's fields (a DataOverrides)
+    replaced, every image cropped/resized and converted to the model's image_shape (a no-op for the training
+    data). A DataConfig is taken as it is (an API caller's)."""
+    from edgevae.train.data import DataConfig, DataOverrides
 
-    if isinstance(data_dir, DataConfig):  # already resolved by an API caller
-        return data_dir
+    if isinstance(data, DataConfig):
+        return data
     training = getattr(manifest, "training", None)
     train_config = dict(getattr(training, "train_config", None) or {})
     c, h, w = manifest.image_shape
-    return DataConfig.from_train_config(train_config, data=data, data_dir=data_dir, image_size=f"{h}x{w}", channels=c)
+    return (data or DataOverrides()).apply(train_config, image_size=f"{h}x{w}", channels=c)
 
 
 def images_of(data):

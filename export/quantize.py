@@ -66,14 +66,14 @@ def check_config(config: QuantizeConfig) -> None:
         raise ValueError(f"--threads {config.threads} must be >= 1")
 
 
-def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, data: str | None = None) -> tuple[dict, dict]:
+def build_variants(model: contract.ModelDir, config: QuantizeConfig, *, data=None) -> tuple[dict, dict]:
     """Build every requested variant under temporary names: ({(variant, graph): temp path}, {variant: measured})."""
     from edgevae.train.data import held_out_images
 
     from . import calibrate, quality
 
     manifest = model.manifest
-    data_dir = calibrate.data_for(manifest, data_dir, data)  # the training run's dataset spec unless overridden
+    data_dir = calibrate.data_for(manifest, data)  # the training run's dataset spec unless overridden
     binarize = calibrate.binarized(manifest)
     fp32 = {g: model.path / manifest.variants[FP32][g].file for g in GRAPH_NAMES}
     calibration = {}
@@ -119,11 +119,12 @@ def settings_record(variant: str, config: QuantizeConfig) -> dict:
     return variant_spec(variant).record(config.settings_for(variant), config.calibration_images)
 
 
-def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = QuantizeConfig(), data: str | None = None) -> contract.Manifest:
+def quantize_model_dir(model_dir, config: QuantizeConfig = QuantizeConfig(), *, data=None) -> contract.Manifest:
     """Add config.variants to model_dir (see module docstring); returns the new manifest.
 
     Calibration and test images come from the dataset spec the model was trained on (train/data.py), shaped to
-    its image_shape; data (a spec) or data_dir (Fashion-MNIST's folder, or a DataConfig) override it."""
+    its image_shape; data, a DataOverrides (e.g. DataOverrides(data_dir=FOLDER)), replaces fields of it, or a
+    DataConfig replaces it whole."""
     from . import static
     from .check import check
     from .quality import within_budget
@@ -135,7 +136,7 @@ def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = Quanti
     manifest = model.manifest
     built = {}
     try:
-        built, report = build_variants(model, config, data_dir, data)
+        built, report = build_variants(model, config, data=data)
         replaced = [v for v in report if v in manifest.variants]
         replaced += [v for v, shape in manifest.static.items() if shape.base in replaced]  # rebuilt with their base
         if replaced:  # unlist them first: a kill after the renames below must not leave old hashes naming new files
@@ -242,6 +243,8 @@ def main(args) -> None:
     """Entry point of `edgevae quantize`."""
     if not args.search and (args.budget_psnr is not None or args.budget_nats is not None):
         raise ValueError("--budget-psnr and --budget-nats apply to --search; add --search")
+    from edgevae.train.data import DataOverrides
+
     from .static import parse_batches
 
     static_batch = parse_batches(args.static_batch) if args.static_batch is not None else ()
@@ -254,7 +257,7 @@ def main(args) -> None:
         search=SearchConfig(budget_psnr=args.budget_psnr, budget_nats=args.budget_nats, min_speedup=args.min_speedup,
                             budget_s=args.search_budget_s) if args.search else None,
     )
-    manifest = quantize_model_dir(args.model_dir, args.data_dir, config, data=args.data)
+    manifest = quantize_model_dir(args.model_dir, config, data=DataOverrides(data=args.data, data_dir=args.data_dir))
     print(f"test -ELBO over the first {config.test_images} test images (one seeded posterior draw each), nats/image"
           + (f"; NLL cost: IWAE (k={config.nll_k}) minus fp32's over the first {config.nll_images}, paired, +- standard error"
              if config.nll_images else ""))

@@ -124,6 +124,23 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class DataOverrides:
+    """The data flags of eval and quantize (--data, --data-dir, --image-size, --channels): which fields of a
+    run's own DataConfig (its train config's) to replace; None keeps the run's."""
+
+    data: str | None = None
+    data_dir: str | os.PathLike | None = None
+    image_size: str | None = None
+    channels: int | None = None
+
+    def apply(self, train_config: dict, **more) -> DataConfig:
+        """The run's DataConfig with these fields (and non-None `more`, e.g. the model's image size) replaced."""
+        fields = {"data": self.data, "data_dir": None if self.data_dir is None else str(self.data_dir),
+                  "image_size": self.image_size, "channels": self.channels}
+        return DataConfig.from_train_config(train_config, **fields | {k: v for k, v in more.items() if v is not None})
+
+
+@dataclass(frozen=True)
 class ImageData:
     """float32 tensors [N,C,H,W] in [0,1]; source says where they came from (for manifests and logs)."""
 

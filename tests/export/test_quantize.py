@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from edgevae.export.calibrate import ArrayReader
+from edgevae.train.data import DataOverrides
 from helpers import REAL_DATA, flip_byte, sha256_of
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
@@ -45,7 +46,7 @@ def test_quantize_refuses_a_changed_file_and_writes_nothing(tmp_path):
     flip_byte(model_dir / "decoder.onnx", offset=100)
     before = sorted(p.name for p in model_dir.iterdir())
     with pytest.raises(ValueError, match="decoder.onnx does not match its sha256") as err:
-        quantize_model_dir(model_dir, DATA)
+        quantize_model_dir(model_dir, data=DataOverrides(data_dir=DATA))
     assert "\n" not in str(err.value)
     assert sorted(p.name for p in model_dir.iterdir()) == before
 
@@ -55,14 +56,14 @@ def test_nll_settings_are_checked(tmp_path):
 
     for bad in ({"nll_images": -1}, {"nll_k": 0}):
         with pytest.raises(ValueError, match="--nll-"):
-            quantize_model_dir(tmp_path, DATA, QuantizeConfig(**bad))
+            quantize_model_dir(tmp_path, QuantizeConfig(**bad), data=DataOverrides(data_dir=DATA))
 
 
 def test_unknown_variant_is_named(tmp_path):
     from edgevae.export.quantize import QuantizeConfig, quantize_model_dir
 
     with pytest.raises(ValueError, match="unknown variant 'int4'"):
-        quantize_model_dir(tmp_path, DATA, QuantizeConfig(variants=("int4",)))
+        quantize_model_dir(tmp_path, QuantizeConfig(variants=("int4",)), data=DataOverrides(data_dir=DATA))
 
 
 def test_select_needs_a_clear_gain_over_fp32_and_stays_in_budget():
@@ -143,7 +144,8 @@ def quantized(tmp_path_factory) -> tuple[Path, dict]:
     from edgevae.export.quantize import QuantizeConfig, quantize_model_dir
 
     model_dir = briefly_trained_model_dir(tmp_path_factory.mktemp("quantize") / "m")
-    return model_dir, quantize_model_dir(model_dir, DATA, QuantizeConfig(calibration_images=128, test_images=200, nll_images=50, nll_k=20)).to_json()
+    return model_dir, quantize_model_dir(model_dir, QuantizeConfig(calibration_images=128, test_images=200, nll_images=50, nll_k=20),
+                                         data=DataOverrides(data_dir=DATA)).to_json()
 
 
 @needs_data
