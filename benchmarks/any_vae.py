@@ -75,6 +75,7 @@ def decoder_speed(folder: Path) -> dict:
 
 def family_row(name: str, out: Path) -> dict:
     from edgevae.export.quantize import QuantizeConfig, quantize_model_dir
+    from edgevae.train.data import DataOverrides
     from edgevae.runtime import VAERuntime
 
     row, t0 = {"family": name}, time.perf_counter()
@@ -84,7 +85,7 @@ def family_row(name: str, out: Path) -> dict:
     row["parity"] = max(d for rows in parity.max_abs_diff.values() for outs in rows.values() for d in outs.values())
     t0 = time.perf_counter()
     config = QuantizeConfig(variants=("int8",), calibration_images=256, test_images=256, nll_images=0)
-    q = quantize_model_dir(folder, None, config, data="fashion-mnist").quality["int8"]
+    q = quantize_model_dir(folder, config, data=DataOverrides(data="fashion-mnist")).quality["int8"]
     row["quantize_s"] = round(time.perf_counter() - t0, 1)
     row["int8_psnr_db"], row["int8_nats"] = q.decoder_psnr_db, q.test_neg_elbo
     row["decoder"] = decoder_speed(folder)

@@ -21,7 +21,7 @@ from edgevae.export.exporter import export_model_dir
 from edgevae.runtime import VAERuntime
 from edgevae.runtime.inference import likelihood
 from edgevae.train.checkpoint import load_model
-from edgevae.train.data import load_fashion_mnist
+from edgevae.train.data import DataConfig, held_out_images
 from edgevae.train.loss import iwae_nll
 from edgevae.train.model import VAE
 
@@ -47,8 +47,7 @@ def main(argv=None) -> None:
     else:
         torch.manual_seed(0)
         model = VAE().eval()
-    _, (test_x, _) = load_fashion_mnist(args.data_dir)
-    x = test_x[: args.images]
+    x = held_out_images(DataConfig(data_dir=args.data_dir), limit=args.images)
     with tempfile.TemporaryDirectory() as tmp:
         rt = VAERuntime.load(export_model_dir(model, Path(tmp) / "m"), variant="fp32")
         times = {"torch eager": [], "onnxruntime fp32": []}

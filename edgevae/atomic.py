@@ -3,6 +3,9 @@
 A crash, kill or signal at any point leaves the old file or the new one, never a half-written one. Used by
 train (checkpoints, metrics), export (model dirs) and the runtime (images): stdlib only, so every install has it.
 
+A folder (a model dir, a site) is replaced the same way: built whole under a temporary name, then renamed
+(atomic_folder).
+
 Temporary names are `.NAME.PID.NONCE+TAG.tmp`, where TAG is a hash of everything before it and of this user
 and PID namespace: a later write to the same folder sweeps the leftovers of a writer that no longer exists
 (SIGKILL cannot be caught), and only entries that prove by their name, owner and type that edgevae made them.
@@ -15,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
 from pathlib import Path
 
@@ -81,8 +85,6 @@ def sweep_stale(path: Path) -> None:
             if not _ours_and_stale(entry):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                import shutil
-
                 shutil.rmtree(entry.path, ignore_errors=True)  # a folder we made (a model dir or site in progress)
             else:
                 os.unlink(entry.path)
@@ -155,3 +157,48 @@ def json_text(obj) -> str:
 
 def write_json(path, obj, mode: int | None = None) -> None:
     write_bytes(path, json_text(obj).encode(), mode)
+
+
+@contextlib.contextmanager
+def atomic_folder(path, mode: int = 0o755):
+    """A fresh, empty folder under a temporary name beside path, for the block to fill. When the block ends
+    normally the folder replaces path (an existing folder there is renamed aside, then deleted); when it raises
+    (KeyboardInterrupt and SystemExit included: the CLI raises them for SIGINT, SIGTERM and SIGHUP) it is
+    deleted and path is left as it was. The caller decides whether path may be replaced at all.
+
+    mode: the folder's permission bits (0o755: model dirs and sites are for sharing), whatever the umask.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path)
+    while True:
+        tmp = temp_name(path)
+        try:
+            tmp.mkdir(mode=mode)
+            break
+        except FileExistsError:
+            continue
+    try:
+        tmp.chmod(mode)
+        yield tmp
+        _replace_folder(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replace_folder(tmp: Path, path: Path) -> None:
+    """Rename the folder tmp to path. An existing folder at path is first renamed to a temporary name of its own
+    (POSIX rename replaces only an empty folder), and renamed back if the second rename fails or is interrupted,
+    so path never stays missing; then it is deleted."""
+    if not path.is_dir() or path.is_symlink():
+        os.replace(tmp, path)  # nothing there, or a file/link that os.replace refuses or replaces itself
+        return
+    old = temp_name(path)
+    os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

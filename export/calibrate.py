@@ -39,21 +39,22 @@ class ArrayReader(CalibrationDataReader):
         self.start, self.bar = 0, None
 
 
-def data_for(manifest, data_dir=None, data: str | None = None):
+def data_for(manifest, data=None):
     """The DataConfig of a model dir's calibration and test images: the dataset spec it was trained on (its
-    manifest's training.train_config; Fashion-MNIST when it has none), `data` / `data_dir` overriding it, and
-    every image cropped/resized and converted to the model's image_shape (a no-op for the training data)."""
-    from edgevae.train.data import DataConfig
+    manifest's training.train_config; Fashion-MNIST when it has none) with data's fields (a DataOverrides)
+    replaced, every image cropped/resized and converted to the model's image_shape (a no-op for the training
+    data). A DataConfig is taken as it is (an API caller's)."""
+    from edgevae.train.data import DataConfig, DataOverrides
 
-    if isinstance(data_dir, DataConfig):  # already resolved by an API caller
-        return data_dir
+    if isinstance(data, DataConfig):
+        return data
     training = getattr(manifest, "training", None)
     train_config = dict(getattr(training, "train_config", None) or {})
     c, h, w = manifest.image_shape
-    return DataConfig.from_train_config(train_config, data=data, data_dir=data_dir, image_size=f"{h}x{w}", channels=c)
+    return (data or DataOverrides()).apply(train_config, image_size=f"{h}x{w}", channels=c)
 
 
-def _images(data):
+def images_of(data):
     """ImageData of data: a DataConfig, or (as before dataset specs) a Fashion-MNIST IDX folder or None."""
     from edgevae.train.data import DataConfig
 
@@ -77,22 +78,10 @@ def binarized(manifest) -> bool:
 def training_images(data, count: int, seed: int = 0, binarize: bool = False) -> np.ndarray:
     """`count` training images (float32 [count,C,H,W] in [0,1]) picked by a seeded permutation; with
     binarize, one seeded Bernoulli draw of each (training binarizes dynamically)."""
-    train_x = _images(data).train
+    train_x = images_of(data).train
     rng = np.random.default_rng(seed)
     images = train_x.numpy()[np.sort(rng.permutation(len(train_x))[:count])]
     return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32) if binarize else images
-
-
-def test_images(data, count: int, binarize: bool = False) -> np.ndarray:
-    """The first `count` test images (all of them when count exceeds the test set); with binarize, the
-    fixed binarized set that `edgevae eval --limit-test count` scores, drawn the same way."""
-    test_x = _images(data).test[:count]
-    if binarize:
-        from edgevae.train.data import binarize_fixed
-        from edgevae.train.trainer import TEST_BINARIZE_SEED
-
-        test_x = binarize_fixed(test_x, TEST_BINARIZE_SEED)
-    return test_x.numpy()
 
 
 def posterior_latents(graphs, images: np.ndarray, seed: int = 0) -> np.ndarray:

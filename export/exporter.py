@@ -6,15 +6,13 @@ does not exist, or holds a complete, validated export.
 
 import dataclasses
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from edgevae import __version__
-from edgevae.atomic import sweep_stale, temp_name, write_bytes
+from edgevae.atomic import atomic_folder, write_bytes
 from edgevae.runtime.contract import manifest as contract
 from edgevae.train.checkpoint import load_model
 from edgevae.train.model import VAE
@@ -31,18 +29,6 @@ def check_destination(out: Path, force: bool) -> None:
         raise ValueError(f"--out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ValueError(f"--out {out} exists and is not empty; pass --force to replace it")
-
-
-def move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished folder tmp to out; an existing out is first moved aside, then deleted."""
-    if out.is_dir() and any(out.iterdir()):
-        old = temp_name(out)
-        old.mkdir()
-        os.replace(out, old)  # onto the fresh empty folder: POSIX rename replaces an empty directory
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None = None, images: np.ndarray | None = None,
@@ -65,12 +51,7 @@ def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None 
     parity = check_parity(model, protos, images, images_source, tolerance)
     specs = graph_specs(model)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(out)
-    tmp = temp_name(out)
-    tmp.mkdir(mode=0o755)  # a model dir is for sharing: 0755, its files 0644
-    tmp.chmod(0o755)
-    try:
+    with atomic_folder(out, mode=0o755) as tmp:  # a model dir is for sharing: 0755, its files 0644
         for name, proto in protos.items():
             write_bytes(tmp / specs[name].file, proto.SerializeToString(), mode=0o644)  # one self-contained file, no .data
         ort = None
@@ -91,10 +72,6 @@ def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None 
         manifest = _with_goldens(tmp, manifest, images)
         manifest = dataclasses.replace(manifest, targets=check(contract.ModelDir(tmp, manifest)))
         contract.write(tmp, manifest)
-        move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -133,27 +110,21 @@ def validation_images(data_dir, train_config: dict | None = None) -> tuple[np.nd
     another spec: its files are gone): export then validates on seeded noise rather than downloading.
     A data_dir given but unusable is an error.
     """
-    from edgevae.train.data import DEBIAN_DIR, DataConfig, load_images, load_split, prepare_torchvision_root
+    from edgevae.train.data import DEBIAN_DIR, DataConfig, held_out_images, load_images
 
-    config = DataConfig.from_train_config(train_config or {}, data_dir=data_dir)
-    if config.data != "fashion-mnist" or config.image_size or config.channels:
-        try:
-            data = load_images(config)
-        except FileNotFoundError:
-            return None, None
-        n = max(PARITY_BATCH_SIZES)
-        images = np.concatenate([data.test[:n].numpy(), data.train[:max(0, n - len(data.test))].numpy()])
-        return images, f"{data.source}: the first {min(n, len(data.test))} test images, then training images"
-    folder = Path(data_dir) if data_dir else DEBIAN_DIR
+    fashion_mnist = (train_config or {}).get("data") in (None, "fashion-mnist")
+    if fashion_mnist and not data_dir and not DEBIAN_DIR.is_dir():
+        return None, None  # never a download here
     try:
-        root = prepare_torchvision_root(folder)
+        data = load_images(DataConfig.from_train_config(train_config or {}, data_dir=data_dir))
     except FileNotFoundError:
-        if data_dir:
+        if data_dir and fashion_mnist:
             raise
         return None, None
-    test_x, _ = load_split(root, train=False)
     n = max(PARITY_BATCH_SIZES)
-    return test_x[:n].numpy(), f"Fashion-MNIST test images 0..{n - 1} from {folder}"
+    test = held_out_images(data, limit=n).numpy()
+    images = np.concatenate([test, data.train[:max(0, n - len(test))].numpy()])
+    return images, f"{data.source}: the first {len(test)} test images" + (", then training images" if len(test) < n else "")
 
 
 def main(args) -> None:

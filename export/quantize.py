@@ -19,15 +19,15 @@ from edgevae.runtime.inference.graph_pair import GraphPair
 
 from .mixed import SearchConfig
 from .rewrite import DEPTH_TO_SPACE
-from .variants import (DEFAULT_CALIBRATION, VARIANTS, DynamicSettings, Fp16Settings, Int8Settings, NpuSettings, int8_rewrites,
-                       variant_file)
+from .variants import (DEFAULT_VARIANTS, VARIANTS, DynamicSettings, Fp16Settings, Int8Settings, NpuSettings, variant_file,
+                       variant_spec)
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
     """What `edgevae quantize` builds and how."""
 
-    variants: tuple[str, ...] = ("int8", "int8-dynamic", "fp16")
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
     int8: Int8Settings = field(default_factory=Int8Settings)
     int8_dynamic: DynamicSettings = field(default_factory=DynamicSettings)
     fp16: Fp16Settings = field(default_factory=Fp16Settings)
@@ -48,15 +48,16 @@ class QuantizeConfig:
 
     def settings_for(self, variant: str):
         """The settings object of variant (of the type its VariantSpec names)."""
-        return getattr(self, variant.replace("-", "_"))
+        field = variant_spec(variant).config_field
+        if field is None:
+            raise ValueError(f"variant {variant!r} is found by --search; its settings are not part of QuantizeConfig")
+        return getattr(self, field)
 
 
 def check_config(config: QuantizeConfig) -> None:
-    unknown = [v for v in config.variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
-    if "int8-mixed" in config.variants:
-        raise ValueError("variant 'int8-mixed' is found by --search, not built from --variants")
+    for name in config.variants:
+        if variant_spec(name).from_search:
+            raise ValueError(f"variant {name!r} is found by --search, not built from --variants")
     for name in ("calibration_images", "test_images", "nll_k"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(config, name)} must be >= 1")
@@ -66,12 +67,14 @@ def check_config(config: QuantizeConfig) -> None:
         raise ValueError(f"--threads {config.threads} must be >= 1")
 
 
-def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, data: str | None = None) -> tuple[dict, dict]:
+def build_variants(model: contract.ModelDir, config: QuantizeConfig, *, data=None) -> tuple[dict, dict]:
     """Build every requested variant under temporary names: ({(variant, graph): temp path}, {variant: measured})."""
+    from edgevae.train.data import held_out_images
+
     from . import calibrate, quality
 
     manifest = model.manifest
-    data_dir = calibrate.data_for(manifest, data_dir, data)  # the training run's dataset spec unless overridden
+    data_dir = calibrate.data_for(manifest, data)  # the training run's dataset spec unless overridden
     binarize = calibrate.binarized(manifest)
     fp32 = {g: model.path / manifest.variants[FP32][g].file for g in GRAPH_NAMES}
     fp32_graphs = GraphPair.of_variant(model, FP32)
@@ -80,7 +83,8 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
     if config.search or any(VARIANTS[v].needs_calibration for v in config.variants):
         images = to_pixels(calibrate.training_images(data_dir, config.calibration_images, config.seed, binarize), conventions)
         calibration = {"encoder": images, "decoder": calibrate.posterior_latents(fp32_graphs, images, config.seed)}
-    test = to_pixels(calibrate.test_images(data_dir, config.test_images, binarize), conventions)  # the graphs' pixels
+    test = to_pixels(held_out_images(calibrate.images_of(data_dir), binarize=binarize, limit=config.test_images).numpy(),
+                     conventions)  # the graphs' pixels
     reference = quality.graph_outputs(fp32_graphs, test, config.seed)
     # IWAE NLL (runtime/inference/likelihood.py) is Bernoulli means with a Gaussian posterior: edgevae's own family's
     nll_images = test[:config.nll_images] if conventions == contract.CLASSIC else test[:0]
@@ -113,26 +117,16 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, data_dir, d
 
 
 def settings_record(variant: str, config: QuantizeConfig) -> dict:
-    if variant in ("int8", "int8-npu"):
-        int8 = config.settings_for(variant)
-        return {"format": "QDQ U8S8", "calibration": {g: int8.calibration or DEFAULT_CALIBRATION[g] for g in GRAPH_NAMES},
-                "percentile": int8.percentile, "per_channel": int8.per_channel,
-                "weight_bits": 7 if int8.reduce_range else 8, "calibration_images": config.calibration_images,
-                "rewrites": {g: list(int8_rewrites(g, int8.interleave)) for g in GRAPH_NAMES}, "fp32_nodes": ["Sigmoid"]}
-    if variant in ("fp32-npu", "fp16-npu"):
-        return {"format": f"{variant[:4]} weights, float32 I/O", "rewrites": {"decoder": ["conv-transpose-as-conv"]},
-                "interleave": config.settings_for(variant).interleave}
-    if variant == "int8-dynamic":
-        return {"format": "dynamic S8 weights", "per_channel": config.int8_dynamic.per_channel,
-                "weight_bits": 7 if config.int8_dynamic.reduce_range else 8, "quantized_ops": ["MatMul", "Gemm"]}
-    return {"format": "fp16 weights, float32 I/O"}
+    """What the manifest records of how variant was built (its VariantSpec's record of config's settings)."""
+    return variant_spec(variant).record(config.settings_for(variant), config.calibration_images)
 
 
-def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = QuantizeConfig(), data: str | None = None) -> contract.Manifest:
+def quantize_model_dir(model_dir, config: QuantizeConfig = QuantizeConfig(), *, data=None) -> contract.Manifest:
     """Add config.variants to model_dir (see module docstring); returns the new manifest.
 
     Calibration and test images come from the dataset spec the model was trained on (train/data.py), shaped to
-    its image_shape; data (a spec) or data_dir (Fashion-MNIST's folder, or a DataConfig) override it."""
+    its image_shape; data, a DataOverrides (e.g. DataOverrides(data_dir=FOLDER)), replaces fields of it, or a
+    DataConfig replaces it whole."""
     from . import static
     from .check import check
     from .quality import within_budget
@@ -144,7 +138,7 @@ def quantize_model_dir(model_dir, data_dir=None, config: QuantizeConfig = Quanti
     manifest = model.manifest
     built = {}
     try:
-        built, report = build_variants(model, config, data_dir, data)
+        built, report = build_variants(model, config, data=data)
         replaced = [v for v in report if v in manifest.variants]
         replaced += [v for v, shape in manifest.static.items() if shape.base in replaced]  # rebuilt with their base
         if replaced:  # unlist them first: a kill after the renames below must not leave old hashes naming new files
@@ -251,6 +245,8 @@ def main(args) -> None:
     """Entry point of `edgevae quantize`."""
     if not args.search and (args.budget_psnr is not None or args.budget_nats is not None):
         raise ValueError("--budget-psnr and --budget-nats apply to --search; add --search")
+    from edgevae.train.data import DataOverrides
+
     from .static import parse_batches
 
     static_batch = parse_batches(args.static_batch) if args.static_batch is not None else ()
@@ -263,7 +259,7 @@ def main(args) -> None:
         search=SearchConfig(budget_psnr=args.budget_psnr, budget_nats=args.budget_nats, min_speedup=args.min_speedup,
                             budget_s=args.search_budget_s) if args.search else None,
     )
-    manifest = quantize_model_dir(args.model_dir, args.data_dir, config, data=args.data)
+    manifest = quantize_model_dir(args.model_dir, config, data=DataOverrides(data=args.data, data_dir=args.data_dir))
     print(f"test -ELBO over the first {config.test_images} test images (one seeded posterior draw each), nats/image"
           + (f"; NLL cost: IWAE (k={config.nll_k}) minus fp32's over the first {config.nll_images}, paired, +- standard error"
              if config.nll_images else ""))

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import onnx
 
+from edgevae.runtime.contract.manifest import GRAPH_NAMES
+
 from .calibrate import ArrayReader
 from .rewrite import DEPTH_TO_SPACE, REWRITES, TRANSPOSE, conv_transpose_as_conv
 from .unshare import preflight, unshare_initializers
@@ -246,28 +248,80 @@ def quiet_quantizer(graph: str):
               f"last: {lines[-1].strip()[:100]}", file=sys.stderr)
 
 
+def _int8_record(settings: Int8Settings, calibration_images: int) -> dict:
+    return {"format": "QDQ U8S8", "calibration": {g: settings.calibration or DEFAULT_CALIBRATION[g] for g in GRAPH_NAMES},
+            "percentile": settings.percentile, "per_channel": settings.per_channel,
+            "weight_bits": 7 if settings.reduce_range else 8, "calibration_images": calibration_images,
+            "rewrites": {g: list(int8_rewrites(g, settings.interleave)) for g in GRAPH_NAMES}, "fp32_nodes": ["Sigmoid"]}
+
+
+def _dynamic_record(settings: DynamicSettings, calibration_images: int) -> dict:
+    return {"format": "dynamic S8 weights", "per_channel": settings.per_channel,
+            "weight_bits": 7 if settings.reduce_range else 8, "quantized_ops": ["MatMul", "Gemm"]}
+
+
+def _fp16_record(settings: Fp16Settings, calibration_images: int) -> dict:
+    return {"format": "fp16 weights, float32 I/O"}
+
+
+def _npu_record(precision: str) -> Callable[[NpuSettings, int], dict]:
+    def record(settings: NpuSettings, calibration_images: int) -> dict:
+        return {"format": f"{precision} weights, float32 I/O", "rewrites": {"decoder": ["conv-transpose-as-conv"]},
+                "interleave": settings.interleave}
+    return record
+
+
+def _search_record(settings: MixedSettings, calibration_images: int) -> dict:
+    raise ValueError("int8-mixed records the settings its search found (export/mixed.py), not a fixed set")
+
+
 @dataclass(frozen=True)
 class VariantSpec:
-    """How a variant is built: its file suffix, its builder, the settings type the builder takes, and
-    whether it needs calibration data (the graph's inputs)."""
+    """Everything about one variant, in one place: its name, how it is built from the fp32 graph, the settings
+    type that build takes (and the QuantizeConfig field holding them), whether it needs calibration data (the
+    graph's inputs), how `quantize` asks for it, and what its manifest entry records of its settings.
 
-    suffix: str
+    Every variant may also get fixed-shape siblings (export/static.py) and is selected under the same quality
+    budget (QuantizeConfig.min_psnr_db / max_elbo_rel; --search's own for int8-mixed)."""
+
+    name: str
     build: Callable[..., None]  # build(src, dst, graph, calibration array or None, settings)
     settings: type
+    record: Callable[..., dict]  # record(settings, calibration_images) -> the manifest's quality.<variant>.settings
     needs_calibration: bool
+    default: bool = False  # in `quantize --variants`' default list
+    from_search: bool = False  # made by `quantize --search`, never named in --variants
+
+    @property
+    def suffix(self) -> str:
+        """What the variant adds to a graph's file name: encoder + ".int8.onnx"."""
+        return f".{self.name}.onnx"
+
+    @property
+    def config_field(self) -> str | None:
+        """The QuantizeConfig field that holds this variant's settings (None for a search's: it finds them)."""
+        return None if self.from_search else self.name.replace("-", "_")
 
 
-VARIANTS = {
-    "int8": VariantSpec(".int8.onnx", build_int8, Int8Settings, needs_calibration=True),
-    "int8-dynamic": VariantSpec(".int8-dynamic.onnx", build_int8_dynamic, DynamicSettings, needs_calibration=False),
-    "fp16": VariantSpec(".fp16.onnx", build_fp16, Fp16Settings, needs_calibration=False),
-    "int8-mixed": VariantSpec(".int8-mixed.onnx", build_int8_mixed, MixedSettings, needs_calibration=True),  # by --search
-    "fp32-npu": VariantSpec(".fp32-npu.onnx", build_fp32_npu, NpuSettings, needs_calibration=False),
-    "fp16-npu": VariantSpec(".fp16-npu.onnx", build_fp16_npu, NpuSettings, needs_calibration=False),
-    "int8-npu": VariantSpec(".int8-npu.onnx", build_int8, Int8Settings, needs_calibration=True),
-}
+VARIANTS = {spec.name: spec for spec in (
+    VariantSpec("int8", build_int8, Int8Settings, _int8_record, needs_calibration=True, default=True),
+    VariantSpec("int8-dynamic", build_int8_dynamic, DynamicSettings, _dynamic_record, needs_calibration=False, default=True),
+    VariantSpec("fp16", build_fp16, Fp16Settings, _fp16_record, needs_calibration=False, default=True),
+    VariantSpec("int8-mixed", build_int8_mixed, MixedSettings, _search_record, needs_calibration=True, from_search=True),
+    VariantSpec("fp32-npu", build_fp32_npu, NpuSettings, _npu_record("fp32"), needs_calibration=False),
+    VariantSpec("fp16-npu", build_fp16_npu, NpuSettings, _npu_record("fp16"), needs_calibration=False),
+    VariantSpec("int8-npu", build_int8, Int8Settings, _int8_record, needs_calibration=True),
+)}
+DEFAULT_VARIANTS = tuple(name for name, spec in VARIANTS.items() if spec.default)
+
+
+def variant_spec(name: str) -> VariantSpec:
+    """The VariantSpec of name; ValueError naming it and the known ones otherwise."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    return VARIANTS[name]
 
 
 def variant_file(graph: str, variant: str) -> str:
     """File name of (graph, variant) in the model dir, e.g. decoder.int8.onnx."""
-    return graph + VARIANTS[variant].suffix
+    return graph + variant_spec(variant).suffix

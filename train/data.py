@@ -19,30 +19,25 @@ aspect ratio and resizes it (Pillow's ImageOps.fit for files; antialiased biline
 set is held as one tensor and batches are sliced from it: no per-item decoding while training.
 """
 
-import gzip
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from edgevae.runtime.image_io.image_input import MAX_TRAIN_READ_BYTES, read_images
+
 from . import sources
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_SEED = 0  # fixed, not the training seed: every run (and export, quantize) holds out the same images
 TEST_FRACTION = 0.1
+TEST_BINARIZE_SEED = 1234  # the fixed binarized test set; part of the protocol, not of a run
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, the weights of Pillow's RGB -> "L"
 BUILTIN = ("fashion-mnist", "sklearn-digits", "sklearn-patches")
 PREFIXES = ("idx", "npy", "folder")
-IDX_NAMES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+IDX_NAMES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")  # Fashion-MNIST's training and test images
 
 
 def cache_dir() -> Path:
@@ -57,39 +52,25 @@ def find_idx(folder: Path, name: str) -> Path | None:
     return None
 
 
-def prepare_torchvision_root(idx_dir: Path) -> Path:
-    """Lay idx_dir's four IDX files out as torchvision expects (root/FashionMNIST/raw/, unzipped).
+def read_array(path) -> np.ndarray:
+    """An IDX (raw or .gz) or .npy file of images as float32 [N,C,H,W], through the runtime's bounded reader
+    (every declared size checked before reading, a .gz inflated only as far as its header declares; uint8
+    pixels scaled to [0,1], floats as they are). FileNotFoundError when it is not a file."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"data file {path} does not exist or is not a file")
+    return read_images(path, size=None, channels=None, max_bytes=MAX_TRAIN_READ_BYTES)
 
-    Unzipped copies go to a cache folder keyed by idx_dir, written under a temporary name and renamed,
-    so an interrupted run never leaves a truncated file that looks complete.
-    """
-    missing = [n for n in IDX_NAMES if find_idx(idx_dir, n) is None]
+
+def _read_idx_pair(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    missing = [n for n in IDX_NAMES if find_idx(folder, n) is None]
     if missing:
-        raise FileNotFoundError(f"{idx_dir} lacks {', '.join(missing)} (raw or .gz)")
-    root = cache_dir() / "torchvision" / str(idx_dir.resolve()).strip("/").replace("/", "_")
-    raw = root / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for name in IDX_NAMES:
-        src, dst = find_idx(idx_dir, name), raw / name
-        if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
-            continue
-        opener = gzip.open if src.suffix == ".gz" else open
-        with opener(src, "rb") as fin, tempfile.NamedTemporaryFile(dir=raw, delete=False) as fout:
-            shutil.copyfileobj(fin, fout)
-        os.replace(fout.name, dst)
-    return root
+        raise FileNotFoundError(f"{folder} lacks {', '.join(missing)} (raw or .gz)")
+    return tuple(torch.from_numpy(read_array(find_idx(folder, name))) for name in IDX_NAMES)
 
 
-def load_split(root: Path, train: bool, download: bool = False):
-    """(images float32 [N,1,28,28] in [0,1], labels int64 [N]) via torchvision's FashionMNIST."""
-    from torchvision.datasets import FashionMNIST
-
-    ds = FashionMNIST(str(root), train=train, download=download)
-    return ds.data.unsqueeze(1).float().div_(255.0), ds.targets.clone()
-
-
-def load_fashion_mnist(data_dir: str | os.PathLike | None = None):
-    """((train_x, train_y), (test_x, test_y)) from data_dir, the Debian folder, or a download.
+def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train_x, test_x): Fashion-MNIST's images as float32 [N,1,28,28] in [0,1] from data_dir, the Debian
+    folder, or torchvision's download (torchvision fetches the files; the runtime's reader reads them).
 
     Raises FileNotFoundError naming every place tried when none works.
     """
@@ -97,14 +78,16 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None):
     dirs = [Path(data_dir)] if data_dir is not None else [DEBIAN_DIR]
     for folder in dirs:
         try:
-            root = prepare_torchvision_root(folder)
-            return load_split(root, train=True), load_split(root, train=False)
-        except (FileNotFoundError, RuntimeError) as err:
+            return _read_idx_pair(folder)
+        except FileNotFoundError as err:
             tried.append(f"{folder}: {err}")
     if data_dir is None:
         root = cache_dir() / "torchvision" / "download"
         try:
-            return load_split(root, True, download=True), load_split(root, False, download=True)
+            from torchvision.datasets import FashionMNIST
+
+            FashionMNIST(str(root), train=True, download=True)  # downloads and unzips all four files
+            return _read_idx_pair(root / "FashionMNIST" / "raw")
         except Exception as err:  # torchvision raises bare RuntimeErrors / URLErrors when offline
             tried.append(f"torchvision download to {root}: {err}")
     hint = "" if data_dir else " (or install the Debian package dataset-fashion-mnist)"
@@ -138,6 +121,23 @@ class DataConfig:
         keys = ("data", "data_dir", "image_size", "channels")
         values = {k: train_config[k] for k in keys if train_config.get(k) is not None}
         return cls(**values | {k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class DataOverrides:
+    """The data flags of eval and quantize (--data, --data-dir, --image-size, --channels): which fields of a
+    run's own DataConfig (its train config's) to replace; None keeps the run's."""
+
+    data: str | None = None
+    data_dir: str | os.PathLike | None = None
+    image_size: str | None = None
+    channels: int | None = None
+
+    def apply(self, train_config: dict, **more) -> DataConfig:
+        """The run's DataConfig with these fields (and non-None `more`, e.g. the model's image size) replaced."""
+        fields = {"data": self.data, "data_dir": None if self.data_dir is None else str(self.data_dir),
+                  "image_size": self.image_size, "channels": self.channels}
+        return DataConfig.from_train_config(train_config, **fields | {k: v for k, v in more.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -192,9 +192,8 @@ def load_images(config: DataConfig = DataConfig()) -> ImageData:
     kind, paths = parse_spec(config.data)
     size = parse_image_size(config.image_size) if config.image_size else None
     if kind == "fashion-mnist":
-        (train, _), (test, _) = load_fashion_mnist(config.data_dir)
+        train, test = (x.numpy() for x in load_fashion_mnist(config.data_dir))
         source = f"Fashion-MNIST from {config.data_dir or DEBIAN_DIR}"
-        train, test = train.numpy(), test.numpy()
     elif kind == "sklearn-digits":
         train, test, source = sources.sklearn_digits(), None, "scikit-learn load_digits"
     elif kind == "sklearn-patches":
@@ -204,13 +203,29 @@ def load_images(config: DataConfig = DataConfig()) -> ImageData:
     elif kind == "folder":
         train, test, source = _read_folder(Path(paths[0]), config.channels, size)
     else:
-        read = sources.read_idx if kind == "idx" else sources.read_npy
-        train, test = read(paths[0]), read(paths[1]) if len(paths) > 1 else None
+        train, test = read_array(paths[0]), read_array(paths[1]) if len(paths) > 1 else None
         source = f"{kind} {','.join(paths)}"
     if test is None:
         train, test = split(train)
         source += f" (seeded split {SPLIT_SEED}, {len(test)} test images)"
     return ImageData(*(_prepare(a, name, config.channels, size) for a, name in ((train, "training"), (test, "test"))), source)
+
+
+def held_out_images(data: "DataConfig | ImageData", *, binarize: bool = False, limit: int | None = None,
+                    image_shape: tuple | None = None) -> torch.Tensor:
+    """A training run's held-out test images, the one definition that train, eval, export, quantize and the
+    benchmarks share: the test split of data (the run's DataConfig, DataConfig.from_train_config(train_config),
+    or its ImageData already loaded) as float32 [N,C,H,W] in [0,1], the first `limit` of them (None: all).
+
+    binarize: the run trained on binarized images (train_config["binarize"]): the fixed binarized test set
+    (binarize_fixed with TEST_BINARIZE_SEED) that training and eval score. image_shape: the model's (C, H, W);
+    ValueError naming both when the data's differ."""
+    images = data if isinstance(data, ImageData) else load_images(data)
+    if image_shape is not None and images.image_shape != tuple(image_shape):
+        spec = data.data if isinstance(data, DataConfig) else images.source
+        raise ValueError(f"{spec} gives {list(images.image_shape)} images; the model takes {list(image_shape)}")
+    test_x = images.test[:limit]
+    return binarize_fixed(test_x, TEST_BINARIZE_SEED) if binarize else test_x
 
 
 def split(images: np.ndarray, seed: int = SPLIT_SEED, fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from .checkpoint import load_model, write_json
-from .data import DataConfig, binarize_fixed, load_images
+from .data import DataOverrides, held_out_images
 from .loss import iwae_nll
-from .trainer import TEST_BINARIZE_SEED, evaluate
+from .trainer import evaluate
 
 ENGINES = ("onnx", "torch")
 # onnxruntime fp32 + numpy computes k=1000 IWAE faster than torch eager, with the same figures
@@ -38,17 +38,6 @@ def mean_stderr(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
-def test_images(train_cfg: dict, image_shape, data_dir=None, limit=None, data=None, image_size=None, channels=None) -> torch.Tensor:
-    """The test set of the run's dataset spec (data/data_dir/image_size/channels override what it was trained
-    with): [N,C,H,W] in [0,1], binarized with the fixed seed if the run was."""
-    data_config = DataConfig.from_train_config(train_cfg, data=data, data_dir=data_dir, image_size=image_size, channels=channels)
-    test_x = load_images(data_config).test
-    if tuple(test_x.shape[1:]) != tuple(image_shape):
-        raise ValueError(f"{data_config.data} gives {list(test_x.shape[1:])} images; the model takes {list(image_shape)}")
-    test_x = test_x[:limit]
-    return binarize_fixed(test_x, TEST_BINARIZE_SEED) if train_cfg.get("binarize") else test_x
-
-
 def _check(iwae_k, limit_test, batch_size) -> None:
     if iwae_k < 1 or batch_size < 1 or (limit_test is not None and limit_test < 1):
         raise ValueError(f"--iwae-k, --batch-size and --limit-test must be >= 1 (got {iwae_k}, {batch_size}, {limit_test})")
@@ -60,7 +49,7 @@ def _progress(n: int, k: int, what: str):
     return tqdm(total=n, desc=f"IWAE k={k} {what}", unit="img", mininterval=1.0)  # rate and ETA included
 
 
-def iwae_torch(model, x: torch.Tensor, k: int, batch_size: int, seed: int, device="cpu") -> np.ndarray:
+def iwae_torch(model, x: torch.Tensor, *, k: int, batch_size: int, seed: int, device="cpu") -> np.ndarray:
     """Per-image IWAE NLL [N] in PyTorch eager."""
     torch.manual_seed(seed + IWAE_SEED_OFFSET)
     out = []
@@ -71,7 +60,7 @@ def iwae_torch(model, x: torch.Tensor, k: int, batch_size: int, seed: int, devic
     return np.concatenate(out)
 
 
-def batch_terms(rt, xb: np.ndarray, k: int, seed: int, start: int) -> dict:
+def batch_terms(rt, xb: np.ndarray, *, k: int, seed: int, start: int) -> dict:
     """Per-image -ELBO, BCE, KL and IWAE NLL of the images xb, the batch starting at test image `start`.
     Its noise comes from generators seeded by (seed, start) alone, so the figures do not depend on how
     the batches are shared among worker processes."""
@@ -94,10 +83,11 @@ def _load_worker(model_dir, variant: str, threads: int) -> None:
 
 
 def _worker_batch(task) -> dict:
-    return batch_terms(_worker_runtime, *task)
+    xb, k, seed, start = task
+    return batch_terms(_worker_runtime, xb, k=k, seed=seed, start=start)
 
 
-def evaluate_images(model_dir, variant: str, x: np.ndarray, k: int, batch_size: int, seed: int,
+def evaluate_images(model_dir, x: np.ndarray, *, variant: str = "fp32", k: int, batch_size: int, seed: int,
                     threads: int = 1, workers: int | None = None) -> dict:
     """-ELBO (one seeded draw per image) and IWAE NLL of a model dir's variant on x [N,C,H,W], with
     standard errors, in `workers` processes of `threads` onnxruntime threads each (default: one process
@@ -152,9 +142,10 @@ def _map(tasks: list, model_dir, variant: str, threads: int, workers: int):
     pool.shutdown()
 
 
-def evaluate_model_dir(model_dir, variant: str = "fp32", data_dir=None, iwae_k=1000, limit_test=None,
-                       batch_size=20, threads=1, data=None, image_size=None, channels=None, workers=None) -> dict:
-    """-ELBO and IWAE NLL (nats per image) of a model dir's variant, computed with onnxruntime + numpy."""
+def evaluate_model_dir(model_dir, variant: str = "fp32", *, data: DataOverrides = DataOverrides(), iwae_k=1000,
+                       limit_test=None, batch_size=20, threads=1, workers=None) -> dict:
+    """-ELBO and IWAE NLL (nats per image) of a model dir's variant, computed with onnxruntime + numpy, on the
+    held-out test images of the run it was exported from (data: fields of its data config to replace)."""
     from edgevae.runtime.contract import manifest as contract
 
     _check(iwae_k, limit_test, batch_size)
@@ -168,14 +159,17 @@ def evaluate_model_dir(model_dir, variant: str = "fp32", data_dir=None, iwae_k=1
         raise ValueError(f"eval reports nats for Bernoulli decoders with a Gaussian posterior; this model declares "
                          f"decoder_head {c.decoder_head} and posterior {c.posterior} (`edgevae quantize` reports its PSNR)")
     train_cfg = dict(manifest.training.train_config) if manifest.training is not None else {}
-    x = test_images(train_cfg, manifest.image_shape, data_dir, limit_test, data, image_size, channels).numpy()
-    result = evaluate_images(model_dir, variant, x, iwae_k, batch_size, train_cfg.get("seed", 0), threads, workers)
+    x = held_out_images(data.apply(train_cfg), binarize=bool(train_cfg.get("binarize")), limit=limit_test,
+                        image_shape=manifest.image_shape).numpy()
+    result = evaluate_images(model_dir, x, variant=variant, k=iwae_k, batch_size=batch_size, seed=train_cfg.get("seed", 0),
+                             threads=threads, workers=workers)
     return result | {"iwae_k": iwae_k, "eval_images": len(x), "engine": "onnx", "variant": variant}
 
 
-def evaluate_checkpoint(checkpoint, data_dir=None, iwae_k=1000, limit_test=None, batch_size=20, device="cpu",
-                        engine: str = ENGINE_DEFAULT, data=None, image_size=None, channels=None, threads=1,
-                        workers=None) -> dict:
+def evaluate_checkpoint(checkpoint, *, data: DataOverrides = DataOverrides(), iwae_k=1000, limit_test=None, batch_size=20,
+                        device="cpu", engine: str = ENGINE_DEFAULT, threads=1, workers=None) -> dict:
+    """-ELBO and IWAE NLL (nats per image) of a checkpoint on its run's held-out test images (data: fields of
+    its data config to replace), through onnxruntime (engine "onnx") or PyTorch eager ("torch")."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     _check(iwae_k, limit_test, batch_size)
@@ -183,18 +177,20 @@ def evaluate_checkpoint(checkpoint, data_dir=None, iwae_k=1000, limit_test=None,
         engine = "torch"  # the GPU is PyTorch's; onnxruntime here runs on the CPU
     model, state = load_model(checkpoint)
     train_cfg = state.get("train_config", {})
-    test_x = test_images(train_cfg, model.config.image_shape, data_dir, limit_test, data, image_size, channels)
+    test_x = held_out_images(data.apply(train_cfg), binarize=bool(train_cfg.get("binarize")), limit=limit_test,
+                             image_shape=model.config.image_shape)
     seed = train_cfg.get("seed", 0)
     if engine == "onnx":
         from edgevae.export.exporter import export_model_dir
 
         with tempfile.TemporaryDirectory(prefix="edgevae-eval-") as tmp:
             model_dir = export_model_dir(model, Path(tmp) / "model")
-            result = evaluate_images(model_dir, "fp32", test_x.numpy(), iwae_k, batch_size, seed, threads, workers)
+            result = evaluate_images(model_dir, test_x.numpy(), k=iwae_k, batch_size=batch_size, seed=seed,
+                                     threads=threads, workers=workers)
     else:
         model.to(device)
         result = evaluate(model, test_x, seed=seed, device=device)
-        nll, nll_se = mean_stderr(iwae_torch(model, test_x, iwae_k, batch_size, seed, device))
+        nll, nll_se = mean_stderr(iwae_torch(model, test_x, k=iwae_k, batch_size=batch_size, seed=seed, device=device))
         result |= {"iwae_nll": nll, "iwae_nll_stderr": nll_se}
     return result | {"iwae_k": iwae_k, "eval_images": len(test_x), "engine": engine}
 
@@ -203,16 +199,17 @@ def main(args) -> None:
     target = Path(args.target)
     if target.is_dir() and not (target / "manifest.json").exists():
         raise ValueError(f"checkpoint {target} is not a file, nor a model dir (it has no manifest.json)")
+    data = DataOverrides(data=args.data, data_dir=args.data_dir, image_size=args.image_size, channels=args.channels)
     if target.is_dir():
-        result = evaluate_model_dir(target, args.variant, args.data_dir, args.iwae_k, args.limit_test,
-                                    args.batch_size, args.threads, args.data, args.image_size, args.channels, args.workers)
+        result = evaluate_model_dir(target, args.variant, data=data, iwae_k=args.iwae_k, limit_test=args.limit_test,
+                                    batch_size=args.batch_size, threads=args.threads, workers=args.workers)
         what = f"{target} variant {args.variant}"
     else:
         if args.variant != "fp32":
             raise ValueError("--variant applies to a model dir; a checkpoint holds fp32 weights")
-        result = evaluate_checkpoint(target, args.data_dir, args.iwae_k, args.limit_test, args.batch_size,
-                                     args.device, args.engine, args.data, args.image_size, args.channels,
-                                     args.threads, args.workers)
+        result = evaluate_checkpoint(target, data=data, iwae_k=args.iwae_k, limit_test=args.limit_test,
+                                     batch_size=args.batch_size, device=args.device, engine=args.engine,
+                                     threads=args.threads, workers=args.workers)
         metrics_path = target.parent / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
         metrics["final"] = metrics.get("final", {}) | result

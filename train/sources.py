@@ -1,56 +1,17 @@
-"""Readers for the image sources a dataset spec can name (see data.py): IDX files, .npy arrays, folders of
-image files (Pillow), and scikit-learn's bundled images. Each returns raw arrays [N,C,H,W] (uint8 or float)
-and leaves range checks, channel conversion, resizing and splitting to data.py.
+"""Readers for the image sources a dataset spec can name (see data.py): folders of image files (Pillow) and
+scikit-learn's bundled images (IDX and .npy files go through the runtime's bounded reader, data.read_array).
+Each returns raw arrays [N,C,H,W] (uint8 or float) and leaves range checks, channel conversion, resizing and
+splitting to data.py.
 
 Every problem with the data raises ValueError (or FileNotFoundError) naming the file and what is wrong,
 so the CLI prints one line and exits 2.
 """
 
-import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}  # Pillow modes without colour
-IDX_UBYTE = 0x08  # IDX element type: unsigned byte
-
-
-def read_idx(path) -> np.ndarray:
-    """An IDX image file (raw or .gz; uint8, [N,H,W] or [N,C,H,W]) as uint8 [N,C,H,W]."""
-    path = _existing_file(path)
-    try:
-        data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
-    except (OSError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable IDX file ({err})") from None
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != IDX_UBYTE or data[3] not in (3, 4):
-        raise ValueError(f"{path} is not an IDX file of uint8 images (want magic 0x0803 or 0x0804)")
-    ndim = data[3]
-    if len(data) < 4 + 4 * ndim:
-        raise ValueError(f"{path} is a truncated IDX file")
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    body = data[4 + 4 * ndim:]
-    if len(body) != int(np.prod(shape)):
-        raise ValueError(f"{path}: IDX header says {list(shape)} ({int(np.prod(shape))} bytes), file holds {len(body)}")
-    images = np.frombuffer(body, np.uint8).reshape(shape)
-    return images[:, None] if ndim == 3 else images
-
-
-def read_npy(path) -> np.ndarray:
-    """A .npy array [N,H,W] or [N,C,H,W] (uint8, bool or float) as [N,C,H,W]; no pickles are loaded."""
-    path = _existing_file(path)
-    try:
-        images = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable .npy file ({str(err).splitlines()[0]})") from None
-    if images.ndim == 3:
-        images = images[:, None]
-    if images.ndim != 4:
-        raise ValueError(f"{path} holds an array of shape {list(images.shape)}; want [N,H,W] or [N,C,H,W]")
-    if images.shape[1] > 4 and images.shape[3] in (1, 3, 4):
-        raise ValueError(f"{path} holds {list(images.shape)}, which looks channels-last; save it as [N,C,H,W] "
-                         "(np.transpose(a, (0, 3, 1, 2)))")
-    return images
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -133,9 +94,3 @@ def _sklearn_datasets():
                                   name="sklearn") from None
     return datasets
 
-
-def _existing_file(path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file {path} does not exist or is not a file")
-    return path

@@ -11,13 +11,12 @@ from torch import nn
 
 from . import distributed
 from .checkpoint import atomic_write, load_model, save_checkpoint, write_json
-from .data import DataConfig, binarize_fixed, load_images
+from .data import DataConfig, held_out_images, load_images
 from .loss import neg_elbo
 from .model import VAE, VAEConfig
 from .plot import write_neg_elbo_plot
 from .precision import PRECISIONS, StepSetting, autocast, candidates, choose
 
-TEST_BINARIZE_SEED = 1234  # the fixed binarized test set; part of the protocol, not of a run
 LR_FLOOR = 0.01  # the cosine schedule ends at lr * LR_FLOOR and stays there, so training can go on past it
 
 
@@ -186,12 +185,10 @@ def _train(cfg: TrainConfig, out, model_config: VAEConfig, resume: bool, world: 
     out = Path(out)
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
     data = load_images(DataConfig.from_train_config(asdict(cfg)))
-    train_x, test_x = data.train, data.test
+    train_x, test_x = data.train, held_out_images(data, binarize=cfg.binarize)
     model_config = replace(model_config, image_shape=data.image_shape)  # the network is built for the data's shape
     if cfg.limit_train:
         train_x = train_x[: cfg.limit_train]
-    if cfg.binarize:
-        test_x = binarize_fixed(test_x, TEST_BINARIZE_SEED)
 
     out.mkdir(parents=True, exist_ok=True)
     start_epoch, history, probe = 1, [], None

@@ -1,5 +1,5 @@
-"""Images into the runtime's CLI: IDX (raw or .gz), .npy and .png files read as float32 [N,1,H,W] in
-[0,1], with every size the file declares checked before anything is read or inflated.
+"""Images into the runtime's CLI (and training's IDX and .npy data sets): IDX (raw or .gz), .npy and .png files
+read as float32 [N,C,H,W] in [0,1], with every size the file declares checked before anything is read or inflated.
 
 An input file is untrusted: a small PNG can declare 10000x10000 pixels, a 2 MB .gz can inflate to 2 GB,
 a sparse file can claim 20 GiB. So headers come first (PNG IHDR, IDX dims, .npy header: every field) and
@@ -28,21 +28,23 @@ from .png import HEADER_BYTES, decode_png, png_header, raw_size, to_channels
 from ..contract.safe_files import escape
 from ..contract.typed_json import short_repr
 
-IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
-IDX_HEADER_BYTES = 16
+IDX_UBYTE = 0x08  # IDX element type: unsigned byte
+IDX_DIMS = (3, 4)  # [N,H,W] gray images, or [N,C,H,W]
 MAX_INPUT_TILES = 4096  # a PNG input may hold at most this many tiles (the most a grid we write holds)
 MAX_PNG_EXTRA_BYTES = 16 << 20  # metadata (ICC profile, text) a PNG may carry beyond its image data
 MAX_READ_BYTES = 1 << 30  # float32 images one call may return (all 60000 Fashion-MNIST images: 188 MB)
+# training holds its whole data set as one float32 tensor: it may read more (2.1M 32x32 RGB images), never unbounded
+MAX_TRAIN_READ_BYTES = 8 << 30
 NPY_MAGIC = b"\x93NUMPY"
 MAX_NPY_HEADER_BYTES = 1 << 16  # numpy writes ~128 bytes and itself refuses more than 10000 by default
 SPAN_READ_BYTES = 16 << 20  # Fortran-order .npy: below this, the images' whole span is read at once
 
 
-def _check_read(path: Path, k: int, size: tuple, channels: int = 1) -> None:
-    """Refuse, before reading, k images whose float32 copy would pass MAX_READ_BYTES."""
+def _check_read(path: Path, k: int, size: tuple, channels: int = 1, max_bytes: int = MAX_READ_BYTES) -> None:
+    """Refuse, before reading, k images whose float32 copy would pass max_bytes."""
     need = k * channels * size[0] * size[1] * 4
-    if need > MAX_READ_BYTES:
-        most = MAX_READ_BYTES // (channels * size[0] * size[1] * 4)
+    if need > max_bytes:
+        most = max_bytes // (channels * size[0] * size[1] * 4)
         raise InputError(f"{path}: {k} images would take {need / 1e9:.3g} GB as float32; read at most {most} at a time "
                          "(--limit / count)")
 
@@ -120,33 +122,46 @@ def _open_idx(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def read_idx(path: Path, size: tuple, count: int | None, channels: int = 1) -> np.ndarray:
-    """The first `count` (None: all) images of an IDX image file as uint8 [N,1,H,W] (IDX images are gray)."""
-    if channels != 1:
-        raise InputError(f"{path} is an IDX file of gray images; the model takes {channels} channels (use .npy or .png)")
+def read_idx(path: Path, size: tuple | None, count: int | None, channels: int | None = 1,
+             max_bytes: int = MAX_READ_BYTES) -> np.ndarray:
+    """The first `count` (None: all) images of an IDX file of unsigned bytes, [N,H,W] (gray) or [N,C,H,W], as
+    uint8 [N,C,H,W]. size (H, W) and channels: what the images must be; None takes what the file declares."""
+    gz = path.name.lower().endswith(".gz")
     try:
         with _open_idx(path) as f:
-            header = f.read(IDX_HEADER_BYTES)
-            if len(header) < IDX_HEADER_BYTES:
-                raise InputError(f"{path} is {len(header)} bytes long: too short for an IDX header ({IDX_HEADER_BYTES} bytes)")
-            magic, n, h, w = (int.from_bytes(header[i:i + 4], "big") for i in (0, 4, 8, 12))
-            if magic != IDX_IMAGES_MAGIC:
-                raise InputError(f"{path} is not an IDX image file (magic {magic:08x}, want {IDX_IMAGES_MAGIC:08x})")
-            if (h, w) != tuple(size):
+            magic = f.read(4)
+            if len(magic) < 4 or magic[:3] != bytes([0, 0, IDX_UBYTE]) or magic[3] not in IDX_DIMS:
+                raise InputError(f"{path} is not an IDX image file (magic {magic.hex() or 'missing'}, want 00000803 "
+                                 "or 00000804: unsigned bytes, 3 or 4 dimensions)")
+            header = f.read(4 * magic[3])
+            if len(header) < 4 * magic[3]:
+                raise InputError(f"{path} is {4 + len(header)} bytes long: too short for its IDX header "
+                                 f"({4 + 4 * magic[3]} bytes)")
+            n, *image = (int.from_bytes(header[i:i + 4], "big") for i in range(0, len(header), 4))
+            c, h, w = image if len(image) == 3 else (1, *image)
+            if len(image) == 2 and channels not in (None, 1):
+                raise InputError(f"{path} is an IDX file of gray images; the model takes {channels} channels "
+                                 "(use .npy or .png)")
+            if channels is not None and c != channels:
+                raise InputError(f"{path} holds {c}-channel images; the model takes {channels}")
+            if size is not None and (h, w) != tuple(size):
                 raise InputError(f"{path} holds {h}x{w} images; the model takes {size[0]}x{size[1]}")
-            if not path.name.lower().endswith(".gz"):  # a raw file's length can be checked without reading it
-                have = f.seek(0, 2) - IDX_HEADER_BYTES
-                if have != n * h * w:
-                    raise InputError(f"{path} holds {have} pixel bytes, its header says {n}x{h}x{w}")
-                f.seek(IDX_HEADER_BYTES)
+            if min(c, h, w) < 1:
+                raise InputError(f"{path} declares empty images ({c}x{h}x{w})")
+            per_image = c * h * w
+            if not gz:  # a raw file's length can be checked without reading it
+                have = f.seek(0, 2) - 4 - len(header)
+                if have != n * per_image:
+                    raise InputError(f"{path} holds {have} pixel bytes, its header says {'x'.join(map(str, (n, *image)))}")
+                f.seek(4 + len(header))
             k = n if count is None else min(n, count)
-            _check_read(path, k, size)
-            data = f.read(k * h * w)
+            _check_read(path, k, (h, w), c, max_bytes)
+            data = f.read(k * per_image)
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-        raise InputError(f"{path} is not a readable {'gzip' if path.name.lower().endswith('.gz') else 'IDX'} file ({err})") from None
-    if len(data) != k * h * w:
-        raise InputError(f"{path} ends after {len(data) // (h * w)} images; its header says {n}")
-    return np.frombuffer(data, np.uint8).reshape(k, 1, h, w)
+        raise InputError(f"{path} is not a readable {'gzip' if gz else 'IDX'} file ({err})") from None
+    if len(data) != k * per_image:
+        raise InputError(f"{path} ends after {len(data) // per_image} images; its header says {n}")
+    return np.frombuffer(data, np.uint8).reshape(k, c, h, w)
 
 
 def _npy_header(f, path: Path) -> tuple:
@@ -192,9 +207,9 @@ def _npy_header(f, path: Path) -> tuple:
     except (TypeError, ValueError, SyntaxError, MemoryError):
         dtype = None
     usable = dtype is not None and dtype.fields is None and dtype.subdtype is None and not dtype.hasobject
-    if not usable or not (dtype == np.uint8 or dtype.kind == "f"):
+    if not usable or not (dtype == np.uint8 or dtype == np.bool_ or dtype.kind == "f"):
         kind = dtype if dtype is not None else escape(short_repr(descr))
-        raise InputError(f"{path} holds {kind} values; want uint8 pixels or floats in [0, 1]")
+        raise InputError(f"{path} holds {kind} values; want uint8 pixels or floats in [0, 1] (or booleans)")
     return shape, fortran_order, dtype
 
 
@@ -222,20 +237,32 @@ def _read_fortran(f, offset: int, n: int, k: int, image: tuple, dtype: np.dtype)
     return np.ascontiguousarray(images.T.reshape(k, w, h, c).transpose(0, 3, 2, 1))
 
 
-def read_npy(path: Path, size: tuple, count: int | None, channels: int = 1) -> np.ndarray:
-    """The first `count` images of a .npy of uint8 or floats shaped [N,C,H,W] or [C,H,W] (and, for gray
+def read_npy(path: Path, size: tuple | None, count: int | None, channels: int | None = 1,
+             max_bytes: int = MAX_READ_BYTES) -> np.ndarray:
+    """The first `count` images of a .npy of uint8, bool or floats shaped [N,C,H,W] or [C,H,W] (and, for gray
     models, [N,H,W] or [H,W]), in C or Fortran order, format 1.0, 2.0 or 3.0. The header (_npy_header: every
-    field) and the file's length are checked first; only the images used are read."""
+    field) and the file's length are checked first; only the images used are read. size (H, W) and channels:
+    what the images must be; None takes what the file declares ([N,H,W] is then gray, [N,C,H,W] as it is)."""
     with open(path, "rb") as f:
         shape, fortran_order, dtype = _npy_header(f, path)
-        image, found = (channels, *size), shape
-        if channels == 1 and len(shape) in (2, 3):  # gray without its channel axis
+        found = shape
+        if channels is None or size is None:  # a data set: [N,H,W] or [N,C,H,W], nothing else
+            if len(shape) not in (3, 4):
+                raise InputError(f"{path} holds an array of shape {list(shape)}; want [N,H,W] or [N,C,H,W]")
+            shape = (shape[0], 1, *shape[1:]) if len(shape) == 3 else shape
+            if channels is None and shape[1] > 4 and shape[3] in (1, 3, 4):
+                raise InputError(f"{path} holds {list(found)}, which looks channels-last; save it as [N,C,H,W] "
+                                 "(np.transpose(a, (0, 3, 1, 2)))")
+            channels = shape[1] if channels is None else channels
+            size = tuple(shape[2:]) if size is None else tuple(size)
+        elif channels == 1 and len(shape) in (2, 3):  # gray without its channel axis
             shape = (1, *shape) if len(shape) == 2 else shape
             shape = (shape[0], 1, *shape[1:])
         elif len(shape) == 3:  # one image
             shape = (1, *shape)
+        image = (channels, *size)
         # Axes of size 1 added in front leave both memory orders' layouts unchanged, so `shape` describes the data.
-        if len(shape) != 4 or shape[1:] != image:
+        if len(shape) != 4 or shape[1:] != image or 0 in image:
             h, w = size
             want = (f"[N, {h}, {w}], [N, 1, {h}, {w}] or [{h}, {w}]" if channels == 1
                     else f"[N, {channels}, {h}, {w}] or [{channels}, {h}, {w}]")
@@ -247,7 +274,7 @@ def read_npy(path: Path, size: tuple, count: int | None, channels: int = 1) -> n
             raise InputError(f"{path} is truncated: its header says shape {list(shape)} ({n * per_image} bytes), "
                              f"it holds {have}")
         k = n if count is None else min(n, count)
-        _check_read(path, k, size, channels)
+        _check_read(path, k, size, channels, max_bytes)
         if fortran_order:
             return _read_fortran(f, offset, n, k, image, dtype)
         f.seek(offset)
@@ -257,31 +284,38 @@ def read_npy(path: Path, size: tuple, count: int | None, channels: int = 1) -> n
         return np.frombuffer(data, dtype).reshape(k, *image)
 
 
-def read_images(path, size: tuple = (28, 28), count: int | None = None, channels: int = 1) -> np.ndarray:
+def read_images(path, size: tuple | None = (28, 28), count: int | None = None, channels: int | None = 1, *,
+                max_bytes: int = MAX_READ_BYTES) -> np.ndarray:
     """Images from an IDX (raw or .gz), .npy or .png file as float32 [N,C,H,W] in [0,1], N <= count.
 
-    size: the model's (H, W), channels its C (1 gray, 3 RGB: a PNG is converted, IDX holds gray only); a file
-    of other images is refused before its pixels are read.
+    size: the model's (H, W), channels its C (1 gray, 3 RGB: a PNG is converted); a file of other images is
+    refused before its pixels are read. None (IDX and .npy only, as training reads its data sets): whatever
+    the file declares.
     count: read at most this many images (None: all); a PNG is decoded whole but may hold at most
-    MAX_INPUT_TILES tiles. uint8 pixels are divided by 255; float arrays are taken as they are (the
-    runtime checks their range). InputError naming the argument, or the file and what is wrong with it.
+    MAX_INPUT_TILES tiles. max_bytes: the most their float32 copy may take (refused before reading).
+    uint8 pixels are divided by 255; float arrays are taken as they are (the runtime checks their range).
+    InputError naming the argument, or the file and what is wrong with it.
     """
     path = check_path("path", path)
-    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
-        raise InputError(f"size must be (height, width), got {escape(short_repr(size))}")
-    size = (check_count("size[0]", size[0]), check_count("size[1]", size[1]))
+    if size is not None:
+        if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
+            raise InputError(f"size must be (height, width) or None, got {escape(short_repr(size))}")
+        size = (check_count("size[0]", size[0]), check_count("size[1]", size[1]))
     count = None if count is None else check_count("count", count)
-    channels = check_count("channels", channels)
+    channels = None if channels is None else check_count("channels", channels)
+    max_bytes = check_count("max_bytes", max_bytes)
     if not path.is_file():
         raise InputError(f"input {path} does not exist or is not a file")
     name = path.name.lower()
     try:
         if name.endswith(".npy"):
-            images = read_npy(path, size, count, channels)
+            images = read_npy(path, size, count, channels, max_bytes)
         elif name.endswith(".png"):
+            if size is None or channels is None:
+                raise InputError(f"{path}: a PNG is read as tiles of the model's image size and channels; give both")
             images = _tiles(path, read_png(path, size, channels), size)[:count]
         else:  # IDX, as Fashion-MNIST ships it: raw or gzipped
-            images = read_idx(path, size, count, channels)
+            images = read_idx(path, size, count, channels, max_bytes)
     except OSError as err:  # unreadable (permissions, I/O error), or changed while read
         raise InputError(f"cannot read input {path}: {escape(err.strerror or err)}") from None
     if images.dtype == np.uint8:

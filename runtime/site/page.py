@@ -15,7 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
-from edgevae.atomic import sweep_stale, temp_name
+from edgevae.atomic import atomic_folder
 
 from . import ort_web
 from ..contract.errors import InputError
@@ -72,10 +72,7 @@ def write_site(out, model_dir=None, ort_web_dir=None) -> Path:
     ort_files = ort_web.find_files(ort_web_dir, lock)
     if out.exists() and not (out / MARKER).is_file():
         raise SiteError(f"{escape(out)} exists and is not a site written by `edgevae web`; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(out)
-    tmp = temp_name(out)
-    try:
+    with atomic_folder(out) as tmp:
         (tmp / ORT_SUBDIR).mkdir(parents=True)
         (tmp / MODEL_SUBDIR).mkdir()
         for name in PAGE_FILES:
@@ -91,16 +88,6 @@ def write_site(out, model_dir=None, ort_web_dir=None) -> Path:
         (tmp / MARKER).write_text("written by edgevae web\n")
         for path in [tmp, *tmp.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-        if out.exists():
-            old = temp_name(out)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

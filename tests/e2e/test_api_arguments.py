@@ -95,10 +95,11 @@ SURFACE = [
     ("source", [3, None, b"x", ["x"], True], lambda v, rt, m, s: add_to_model_dir(s[0], source=v)),
     ("images", _not(ARRAYS, None), lambda v, rt, m, s: default_inputs(m, v)),
     ("path", _not(PATHS, ""), lambda v, rt, m, s: read_images(v)),
-    ("size", ["28x28", 28, 28.0, None, (28,), (28, 28, 1), (28, "28"), (0, 28), (28.0, 28.0), [True, 28], b"ab"],
+    ("size", ["28x28", 28, 28.0, (28,), (28, 28, 1), (28, "28"), (0, 28), (28.0, 28.0), [True, 28], b"ab"],
      lambda v, rt, m, s: read_images(s[1] / "in.npy", size=v)),
     ("count", _not(COUNTS, None), lambda v, rt, m, s: read_images(s[1] / "in.npy", count=v)),
-    ("channels", COUNTS, lambda v, rt, m, s: read_images(s[1] / "in.npy", channels=v)),
+    ("channels", _not(COUNTS, None), lambda v, rt, m, s: read_images(s[1] / "in.npy", channels=v)),
+    ("max_bytes", _not(COUNTS, None), lambda v, rt, m, s: read_images(s[1] / "in.npy", max_bytes=v)),
     ("path", PATHS, lambda v, rt, m, s: check_output_path(v)),
     ("path", PATHS, lambda v, rt, m, s: write_images(v, X)),
     ("images", ARRAYS + [np.zeros((2, 28, 28), np.float32)], lambda v, rt, m, s: write_images(s[1] / "o.png", v)),
@@ -164,6 +165,7 @@ def test_valid_odd_types_are_accepted(rt, model, scratch):
     assert np.array_equal(rt.decode(Z.astype(np.float64)), rt.decode(Z))
     assert rt.interpolate(X[0].astype(np.float16), X[1], steps=np.int32(3)).shape == (3, 1, 28, 28)
     assert read_images(str(scratch[1] / "in.npy"), size=np.array([28, 28]), count=np.int64(1)).shape == (1, 1, 28, 28)
+    assert read_images(scratch[1] / "in.npy", size=None, channels=None).shape == (3, 1, 28, 28)  # as the file declares
     assert [c.passed for c in verify(model, "fp32", threads=np.int64(1))] == [True, True]
     with pytest.raises(ModelDirError, match="has no variant"):  # a string naming no variant: the dir lacks it
         verify(model, "int9")

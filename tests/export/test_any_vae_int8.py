@@ -56,13 +56,14 @@ def test_a_group_norm_silu_resnet_vae_quantizes_to_int8(tmp_path):
     from edgevae.benchmarks.any_vae_models import resnet_vae
     from edgevae.export.custom import export_vae
     from edgevae.export.quantize import QuantizeConfig, quantize_model_dir
+    from edgevae.train.data import DataOverrides
     from edgevae.runtime import VAERuntime
 
     m = resnet_vae()
     export_vae(m.encoder, m.decoder, tmp_path / "m", image_shape=m.image_shape, latent_shape=m.latent_shape,
                conventions=m.conventions)
     config = QuantizeConfig(variants=("int8",), calibration_images=64, test_images=64, nll_images=0)
-    manifest = quantize_model_dir(tmp_path / "m", None, config, data="sklearn-digits")
+    manifest = quantize_model_dir(tmp_path / "m", config, data=DataOverrides(data="sklearn-digits"))
     q = manifest.quality["int8"]
     # a sanity bound, not a kernel figure: a broken quantization (wrong ranges, a dropped node) lands far below
     assert q.decoder_psnr_db is None or q.decoder_psnr_db > 20

@@ -18,7 +18,7 @@ def fashion_subset(folder):
     """npy:TRAIN,TEST of the first 256 + 64 real Fashion-MNIST images (the seed shape on its own data)."""
     from edgevae.train.data import load_fashion_mnist
 
-    (train_x, _), (test_x, _) = load_fashion_mnist(REAL_DATA)
+    train_x, test_x = load_fashion_mnist(REAL_DATA)
     folder.mkdir()
     np.save(folder / "train.npy", (train_x[:TRAIN_IMAGES].numpy() * 255).round().astype(np.uint8))
     np.save(folder / "test.npy", (test_x[:64].numpy() * 255).round().astype(np.uint8))

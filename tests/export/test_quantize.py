@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from edgevae.export.calibrate import ArrayReader
+from edgevae.train.data import DataOverrides
 from helpers import REAL_DATA, flip_byte, sha256_of
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
@@ -45,7 +46,7 @@ def test_quantize_refuses_a_changed_file_and_writes_nothing(tmp_path):
     flip_byte(model_dir / "decoder.onnx", offset=100)
     before = sorted(p.name for p in model_dir.iterdir())
     with pytest.raises(ValueError, match="decoder.onnx does not match its sha256") as err:
-        quantize_model_dir(model_dir, DATA)
+        quantize_model_dir(model_dir, data=DataOverrides(data_dir=DATA))
     assert "\n" not in str(err.value)
     assert sorted(p.name for p in model_dir.iterdir()) == before
 
@@ -55,14 +56,14 @@ def test_nll_settings_are_checked(tmp_path):
 
     for bad in ({"nll_images": -1}, {"nll_k": 0}):
         with pytest.raises(ValueError, match="--nll-"):
-            quantize_model_dir(tmp_path, DATA, QuantizeConfig(**bad))
+            quantize_model_dir(tmp_path, QuantizeConfig(**bad), data=DataOverrides(data_dir=DATA))
 
 
 def test_unknown_variant_is_named(tmp_path):
     from edgevae.export.quantize import QuantizeConfig, quantize_model_dir
 
     with pytest.raises(ValueError, match="unknown variant 'int4'"):
-        quantize_model_dir(tmp_path, DATA, QuantizeConfig(variants=("int4",)))
+        quantize_model_dir(tmp_path, QuantizeConfig(variants=("int4",)), data=DataOverrides(data_dir=DATA))
 
 
 def test_select_needs_a_clear_gain_over_fp32_and_stays_in_budget():
@@ -97,7 +98,7 @@ def briefly_trained_model_dir(path: Path) -> Path:
     from edgevae.train.loss import neg_elbo
     from helpers import make_model
 
-    (train_x, _), _ = load_fashion_mnist(DATA)
+    train_x, _ = load_fashion_mnist(DATA)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -121,13 +122,14 @@ def test_a_binarized_model_is_calibrated_and_measured_on_binarized_images():
     from types import SimpleNamespace
 
     from edgevae.export import calibrate
-    from edgevae.train.evaluate import test_images as eval_test_images
+    from edgevae.train.data import DataConfig, held_out_images
 
     assert calibrate.binarized(SimpleNamespace(training=SimpleNamespace(train_config={"binarize": True})))
     assert not calibrate.binarized(SimpleNamespace(training=None))
-    test = calibrate.test_images(DATA, 50, binarize=True)
-    assert np.array_equal(test, eval_test_images({"binarize": True}, (1, 28, 28), str(DATA), limit=50).numpy())
-    assert not np.array_equal(test, calibrate.test_images(DATA, 50))
+    test = held_out_images(calibrate.images_of(DATA), binarize=True, limit=50).numpy()
+    assert set(np.unique(test)) == {0.0, 1.0}  # what eval scores: the same function, the same fixed draw
+    assert np.array_equal(test, held_out_images(DataConfig(data_dir=str(DATA)), binarize=True, limit=50).numpy())
+    assert not np.array_equal(test, held_out_images(calibrate.images_of(DATA), limit=50).numpy())
     calibration = calibrate.training_images(DATA, 64, seed=0, binarize=True)
     assert set(np.unique(calibration)) == {0.0, 1.0}
     assert np.abs(calibration.mean() - calibrate.training_images(DATA, 64, seed=0).mean()) < 0.02  # a draw of the same images
@@ -142,7 +144,8 @@ def quantized(tmp_path_factory) -> tuple[Path, dict]:
     from edgevae.export.quantize import QuantizeConfig, quantize_model_dir
 
     model_dir = briefly_trained_model_dir(tmp_path_factory.mktemp("quantize") / "m")
-    return model_dir, quantize_model_dir(model_dir, DATA, QuantizeConfig(calibration_images=128, test_images=200, nll_images=50, nll_k=20)).to_json()
+    return model_dir, quantize_model_dir(model_dir, QuantizeConfig(calibration_images=128, test_images=200, nll_images=50, nll_k=20),
+                                         data=DataOverrides(data_dir=DATA)).to_json()
 
 
 @needs_data
@@ -208,10 +211,11 @@ def test_each_variant_reports_its_iwae_nll_cost_paired_with_fp32(quantized):
     from edgevae.export import calibrate, quality
     from edgevae.runtime.contract.manifest import load
     from edgevae.runtime.inference.graph_pair import GraphPair
+    from edgevae.train.data import held_out_images
 
     model_dir, manifest = quantized
     fp32 = GraphPair.of_variant(load(model_dir), "fp32")
-    images = calibrate.test_images(DATA, 50)
+    images = held_out_images(calibrate.images_of(DATA), limit=50).numpy()
     reference = quality.iwae_per_image(fp32, images, 20)
     itself = quality.nll_cost(reference, fp32, images, 20)
     assert itself.cost == 0 and itself.cost_stderr == 0  # the same noise for every graph: differences are paired

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
+from edgevae.train.data import DataOverrides
 from helpers import make_model_dir, write_idx_dataset
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
@@ -118,7 +119,7 @@ def searched(tmp_path_factory):
     config = QuantizeConfig(variants=("int8",), calibration_images=32, test_images=16, select=True, search=SearchConfig(
         budget_psnr=BUDGET_DB, min_speedup=0.01, budget_s=300, methods=("minmax",), per_channel=(False,), symmetric=(True,),
         speed_batch=8, quick_rounds=1, timing_batches=(1,), retime_rounds=2))
-    manifest = quantize_model_dir(model_dir, data, config)
+    manifest = quantize_model_dir(model_dir, config, data=DataOverrides(data_dir=data))
     return model_dir, manifest, json.loads((model_dir / "quant-search.json").read_text())
 
 
@@ -168,7 +169,7 @@ def test_search_out_of_time_or_speed_reports_the_budget_unmet(tmp_path):
     config = QuantizeConfig(variants=(), calibration_images=16, test_images=8,
                             search=SearchConfig(budget_psnr=200.0, min_speedup=1000.0, budget_s=0.001, speed_batch=8,
                                                 quick_rounds=1, timing_batches=(1,), retime_rounds=1))
-    manifest = quantize_model_dir(model_dir, data, config)
+    manifest = quantize_model_dir(model_dir, config, data=DataOverrides(data_dir=data))
     report = json.loads((model_dir / "quant-search.json").read_text())
     assert "int8-mixed" not in manifest.variants and not report["summary"]["met"]
     assert report["summary"]["timed_out"] and "no candidate met the budget" in report["summary"]["why"]

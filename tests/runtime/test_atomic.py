@@ -179,3 +179,79 @@ def test_signals_clean_up_the_temporary_file(tmp_path, signum):
     assert proc.returncode == (130 if signum == signal.SIGINT else 128 + signum), err
     assert len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+# --- atomic_folder: the one folder replace (model dirs, sites) ---
+
+def _tree(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_folder_is_built_aside_then_replaces_the_old_one_whole(tmp_path):
+    out = tmp_path / "model"
+    (out / "old-only").mkdir(parents=True)
+    (out / "old-only" / "a.onnx").write_bytes(b"old")
+    with atomic.atomic_folder(out) as tmp:
+        assert tmp.parent == tmp_path and atomic.TEMP_NAME.fullmatch(tmp.name) and out.is_dir()  # old one still there
+        (tmp / "new.onnx").write_bytes(b"new")
+    assert _tree(out) == {"new.onnx": b"new"} and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert oct(out.stat().st_mode & 0o777) == "0o755"
+
+
+@pytest.mark.parametrize("fault", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+def test_a_failed_folder_leaves_the_old_one_and_no_temporary(tmp_path, fault):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "index.html").write_bytes(b"old")
+    with pytest.raises(type(fault)):
+        with atomic.atomic_folder(out) as tmp:
+            (tmp / "index.html").write_bytes(b"half")
+            raise fault
+    assert _tree(out) == {"index.html": b"old"} and sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+
+
+def test_an_interrupted_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
+    """The old folder is renamed aside before the new one takes its name: a fault between the two renames
+    (here the second rename raising, as SIGTERM's exception would) must not leave the name missing."""
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "m.json").write_bytes(b"old")
+    real_replace, calls = os.replace, []
+
+    def second_fails(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_folder(out) as tmp:
+            (tmp / "m.json").write_bytes(b"new")
+            monkeypatch.setattr(os, "replace", second_fails)
+    monkeypatch.undo()
+    assert len(calls) == 3 and _tree(out) == {"m.json": b"old"}  # aside, (refused), back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_sigterm_while_a_folder_is_filled_leaves_nothing_half_written(tmp_path):
+    """A process filling a folder under the CLI's SIGTERM handling is killed mid-fill: the old folder stays
+    whole and the temporary goes. Waits for states it can observe, never for a time (HANG_S: a hang fails)."""
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "kept").write_bytes(b"old")
+    script = (
+        "import signal, sys, time\n"
+        "from edgevae import atomic, cli\n"
+        "signal.signal(signal.SIGTERM, cli._raise_terminated)\n"
+        "try:\n"
+        f"    with atomic.atomic_folder({str(out)!r}) as tmp:\n"
+        "        (tmp / 'half').write_bytes(b'x')\n"
+        "        print('filling', flush=True)\n"
+        "        time.sleep(600)\n"
+        "except cli.Terminated:\n"
+        "    sys.exit(143)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "filling"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=HANG_S) == 143
+    assert _tree(out) == {"kept": b"old"} and sorted(p.name for p in tmp_path.iterdir()) == ["model"]

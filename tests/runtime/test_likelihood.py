@@ -75,25 +75,27 @@ def test_numpy_elbo_and_iwae_match_torch_within_a_hundredth_of_a_nat(trained):
 
 def test_eval_of_a_model_dir_reports_nats_with_standard_errors(tmp_path, monkeypatch):
     from edgevae.export.exporter import export_model_dir
+    from edgevae.train.data import DataOverrides
     from edgevae.train.evaluate import evaluate_checkpoint, evaluate_model_dir
 
     monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path / "cache"))
     data = str(write_idx_dataset(tmp_path / "idx", n_train=32, n_test=12))
+    overrides = DataOverrides(data_dir=data)
     model = make_trained_model(seed=2, latent_dim=8)
     model_dir = export_model_dir(model, tmp_path / "model")
-    result = evaluate_model_dir(model_dir, "fp32", data, iwae_k=20, batch_size=5, workers=1)
+    result = evaluate_model_dir(model_dir, "fp32", data=overrides, iwae_k=20, batch_size=5, workers=1)
     assert result["eval_images"] == 12 and result["iwae_nll_stderr"] > 0
     assert result["iwae_nll"] < result["test_neg_elbo"]
     if os.cpu_count() >= 2:  # the noise of a batch depends on its place alone: any worker count, same figures
-        in_two = evaluate_model_dir(model_dir, "fp32", data, iwae_k=20, batch_size=5, workers=2)
+        in_two = evaluate_model_dir(model_dir, "fp32", data=overrides, iwae_k=20, batch_size=5, workers=2)
         assert in_two["workers"] == 2 and {k: v for k, v in in_two.items() if k != "workers"} == \
             {k: v for k, v in result.items() if k != "workers"}
 
     (tmp_path / "run").mkdir()
     ckpt = save_test_checkpoint(tmp_path / "run" / "checkpoint.pt", model)
-    via_onnx = evaluate_checkpoint(ckpt, data, iwae_k=20, batch_size=5, engine="onnx")
+    via_onnx = evaluate_checkpoint(ckpt, data=overrides, iwae_k=20, batch_size=5, engine="onnx")
     assert via_onnx["iwae_nll"] == pytest.approx(result["iwae_nll"], abs=1e-3)  # same export, same noise
-    via_torch = evaluate_checkpoint(ckpt, data, iwae_k=20, batch_size=5, engine="torch")
+    via_torch = evaluate_checkpoint(ckpt, data=overrides, iwae_k=20, batch_size=5, engine="torch")
     assert via_torch["iwae_nll"] == pytest.approx(result["iwae_nll"], abs=3 * result["iwae_nll_stderr"] + 1)
 
     proc = run_cli("eval", str(model_dir), "--variant", "fp32", "--data-dir", data,

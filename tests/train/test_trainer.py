@@ -7,6 +7,7 @@ import torch
 
 from edgevae.train import checkpoint as checkpoint_module
 from edgevae.train.checkpoint import load_model
+from edgevae.train.data import DataOverrides
 from edgevae.train.evaluate import evaluate_checkpoint
 from edgevae.train.model import VAEConfig
 from edgevae.train.trainer import TrainConfig, train
@@ -86,7 +87,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, data
 def test_eval_merges_elbo_and_iwae_into_metrics(tmp_path, data_dir):
     run = tmp_path / "run"
     train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), run, SMALL)
-    result = evaluate_checkpoint(run / "checkpoint.pt", data_dir, iwae_k=50, batch_size=16)
+    result = evaluate_checkpoint(run / "checkpoint.pt", data=DataOverrides(data_dir=data_dir), iwae_k=50, batch_size=16)
     assert result["iwae_nll"] < result["test_neg_elbo"]
     assert result["iwae_k"] == 50 and result["eval_images"] == 64
 
