@@ -8,13 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from edgevae.runtime import VAERuntime
 from edgevae.runtime.inference import likelihood
-from edgevae.train.loss import iwae_nll, neg_elbo
-from helpers import make_trained_model, run_cli, save_test_checkpoint, synthetic_images, write_idx_dataset
+from helpers import make_trained_model, need_torch, run_cli, save_test_checkpoint, synthetic_images, write_idx_dataset
 
 pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
 
@@ -22,6 +19,7 @@ pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(torch model, VAERuntime of its fp32 export, 24 test-like images [24,1,28,28])."""
+    need_torch("train and export a model")
     from edgevae.export.exporter import export_model_dir
 
     model = make_trained_model(seed=1, latent_dim=16, steps=5)
@@ -31,6 +29,9 @@ def trained(tmp_path_factory):
 
 
 def test_bernoulli_log_prob_matches_torch_bce_on_logits():
+    torch = need_torch("compare with torch's binary cross-entropy")
+    import torch.nn.functional as F
+
     rng = np.random.default_rng(0)
     logits = np.clip(rng.normal(0, 4, (3, 1, 28, 28)), -8, 8).astype(np.float32)
     x = rng.random((3, 1, 28, 28)).astype(np.float32)  # continuous targets: both log p and log(1 - p) count
@@ -54,6 +55,10 @@ def test_logsumexp_is_stable_and_exact():
 
 
 def test_numpy_elbo_and_iwae_match_torch_within_a_hundredth_of_a_nat(trained):
+    import torch
+
+    from edgevae.train.loss import iwae_nll, neg_elbo
+
     model, rt, x = trained
     rng = np.random.default_rng(0)
     eps = rng.standard_normal((len(x), rt.latent_dim), dtype=np.float32)
@@ -74,6 +79,7 @@ def test_numpy_elbo_and_iwae_match_torch_within_a_hundredth_of_a_nat(trained):
 
 
 def test_eval_of_a_model_dir_reports_nats_with_standard_errors(tmp_path, monkeypatch):
+    need_torch("train and export a model")
     from edgevae.export.exporter import export_model_dir
     from edgevae.train.evaluate import evaluate_checkpoint, evaluate_model_dir
 
@@ -120,6 +126,7 @@ def _children(pid: int) -> set:
 
 @pytest.mark.skipif(os.cpu_count() < 2 or not Path("/proc").is_dir(), reason="needs 2 cores and /proc")
 def test_sigterm_during_a_two_worker_eval_leaves_no_worker_behind(tmp_path, monkeypatch):
+    need_torch("train and export a model")
     from edgevae.export.exporter import export_model_dir
 
     monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path / "cache"))
