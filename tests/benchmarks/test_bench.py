@@ -14,8 +14,6 @@ from edgevae.benchmarks.flops import graph_flops
 from edgevae.benchmarks.timing import Schedule, interleave, summarize
 from edgevae.cli import main
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STAT_FIELDS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_per_s", "gflops", "roofline_fraction")
 
@@ -43,6 +41,7 @@ def test_graph_flops_matches_the_layer_shapes(model_dir):
     assert graph_flops(model_dir / "decoder.onnx") == decoder == 12_220_928  # 15,833,600 unfolded
 
 
+@pytest.mark.heavy
 def test_quick_bench_writes_json_markdown_and_plots(quick_run, model_dir):
     code, out = quick_run
     assert code == 0
@@ -148,6 +147,7 @@ def test_summarize_percentiles_and_throughput():
         summarize([])
 
 
+@pytest.mark.heavy
 def test_run_process_reads_the_child_peak_rss_not_the_parents():
     big = run_process([sys.executable, "-c", "b = bytearray(300 << 20); b[::4096] = b'x' * len(b[::4096])"])
     small = run_process([sys.executable, "-c", "pass"])

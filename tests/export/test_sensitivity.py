@@ -10,8 +10,6 @@ import pytest
 
 from helpers import make_model_dir, write_idx_dataset
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 LATENT = 8
 BUDGET_DB = 120.0  # above any int8 layer's PSNR, below fp32's float-rounding differences (~150 dB)
 
@@ -122,6 +120,7 @@ def searched(tmp_path_factory):
     return model_dir, manifest, json.loads((model_dir / "quant-search.json").read_text())
 
 
+@pytest.mark.heavy
 def test_search_measures_every_group_and_keeps_the_chosen_ones_fp32(searched):
     from edgevae.export.sensitivity import COMPUTE_OPS, fp32_compute_nodes
 
@@ -146,6 +145,7 @@ def test_search_measures_every_group_and_keeps_the_chosen_ones_fp32(searched):
     assert "int8-mixed" in manifest.latency_ms.eligible and "int8" not in manifest.latency_ms.eligible  # --select obeys the budget
 
 
+@pytest.mark.heavy
 def test_search_numbers_are_finite_and_costs_not_negative(searched):
     _, manifest, report = searched
     by_name = {c["name"]: c for c in report["candidates"]}
@@ -159,6 +159,7 @@ def test_search_numbers_are_finite_and_costs_not_negative(searched):
     # the deadline's own verdict is on observable state, not seconds: test_search_out_of_time_or_speed_...
 
 
+@pytest.mark.heavy
 def test_search_out_of_time_or_speed_reports_the_budget_unmet(tmp_path):
     from edgevae.export.mixed import SearchConfig
     from edgevae.export.quantize import QuantizeConfig, quantize_model_dir

@@ -11,8 +11,6 @@ from helpers import flip_byte, resign, run_cli, shipped_model_dir
 
 from edgevae.runtime.contract import manifest as contract
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 
 def _last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
@@ -175,6 +173,7 @@ def test_foreign_profile_is_ignored_with_one_warning_line(tmp_path, model_dir, t
     assert "unreadable" in capfd.readouterr().err
 
 
+@pytest.mark.heavy
 def test_tune_cli_writes_into_the_model_dir_on_request(tmp_path, model_dir):
     model = tmp_path / "m"
     shutil.copytree(model_dir, model)
@@ -186,6 +185,7 @@ def test_tune_cli_writes_into_the_model_dir_on_request(tmp_path, model_dir):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.heavy
 def test_verify_and_tune_load_neither_torch_nor_onnx(tmp_path, model_dir):
     import subprocess
     import sys

@@ -13,8 +13,6 @@ from edgevae.runtime import VAERuntime
 from edgevae.runtime.inference import likelihood
 from helpers import make_trained_model, need_torch, run_cli, save_test_checkpoint, synthetic_images, write_idx_dataset
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -54,6 +52,7 @@ def test_logsumexp_is_stable_and_exact():
     assert np.allclose(likelihood.logsumexp(a, axis=0), [1000.0 + math.log(2), -999.0 + math.log1p(math.exp(-1))])
 
 
+@pytest.mark.heavy
 def test_numpy_elbo_and_iwae_match_torch_within_a_hundredth_of_a_nat(trained):
     import torch
 
@@ -78,6 +77,7 @@ def test_numpy_elbo_and_iwae_match_torch_within_a_hundredth_of_a_nat(trained):
     assert np.all(iwae_ours < ours + 5)  # a tighter bound than one-sample ELBO, up to its noise
 
 
+@pytest.mark.heavy
 def test_eval_of_a_model_dir_reports_nats_with_standard_errors(tmp_path, monkeypatch):
     need_torch("train and export a model")
     from edgevae.export.exporter import export_model_dir
@@ -124,6 +124,7 @@ def _children(pid: int) -> set:
     return kids
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(os.cpu_count() < 2 or not Path("/proc").is_dir(), reason="needs 2 cores and /proc")
 def test_sigterm_during_a_two_worker_eval_leaves_no_worker_behind(tmp_path, monkeypatch):
     need_torch("train and export a model")
