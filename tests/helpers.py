@@ -13,6 +13,14 @@ _CACHE: dict[tuple[int, int], Path] = {}  # (seed, latent_dim) -> model dir expo
 _CACHE_ROOT: Path | None = None
 
 
+def need_torch(why: str):
+    """torch, or a skip of the calling test where torch is not installed (the wheel's torch-free install, where CI
+    runs tests/runtime): why says what the test needs torch for."""
+    import pytest
+
+    return pytest.importorskip("torch", reason=f"needs torch to {why}; the runtime's torch-free install lacks it")
+
+
 def make_model(seed: int = 0, latent_dim: int = 64):
     """A freshly initialised VAE (eval mode) whose weights depend only on seed and latent_dim."""
     import torch
@@ -91,6 +99,38 @@ def flip_byte(path, offset: int | None = None) -> None:
     data = bytearray(Path(path).read_bytes())
     data[len(data) // 2 if offset is None else offset] ^= 0xFF
     Path(path).write_bytes(bytes(data))
+
+
+def shipped_model_dir(path, fp32_only: bool = True) -> Path:
+    """A copy at path of the model dir shipped in the package (trained, latent 64, 1x28x28, fp32 + int8), made
+    without torch, so the runtime's tests also run on the wheel's torch-free install.
+
+    fp32_only: keep the fp32 variant alone, as a fresh export has it (no int8 graphs, goldens, quality,
+    selection or timings), so `auto` runs fp32; False: every variant, the manifest unchanged.
+    """
+    import json
+
+    from edgevae.runtime.contract.manifest import DEFAULT_MODEL_DIR
+
+    path = Path(path)
+    if not fp32_only:
+        shutil.copytree(DEFAULT_MODEL_DIR, path, dirs_exist_ok=True)
+        return path
+    manifest = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    manifest["variants"] = {"fp32": manifest["variants"]["fp32"]}
+    manifest.update(quality={}, selection={})  # written so by export, as the manifest's own to_json writes them
+    manifest.pop("latency_ms", None)
+    golden = manifest["golden"]
+    for key in ("outputs", "tolerance", "measured", "reference"):
+        golden[key] = {"fp32": golden[key]["fp32"]}
+    files = [e["file"] for e in manifest["variants"]["fp32"].values()]
+    files += [e["file"] for e in golden["inputs"].values()]
+    files += [e["file"] for outputs in golden["outputs"]["fp32"].values() for e in outputs.values()]
+    path.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        shutil.copyfile(DEFAULT_MODEL_DIR / name, path / name)
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return path
 
 
 def make_model_dir(path, seed: int = 0, latent_dim: int = 64) -> Path:

@@ -12,8 +12,6 @@ from edgevae.benchmarks.coldstart import run_process
 from edgevae.benchmarks.flops import graph_flops
 from edgevae.cli import main
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STAT_FIELDS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_per_s", "gflops", "roofline_fraction")
 
@@ -41,6 +39,7 @@ def test_graph_flops_matches_the_layer_shapes(model_dir):
     assert graph_flops(model_dir / "decoder.onnx") == decoder == 12_220_928  # 15,833,600 unfolded
 
 
+@pytest.mark.heavy
 def test_quick_bench_writes_json_markdown_and_plots(quick_run, model_dir):
     code, out = quick_run
     assert code == 0
@@ -127,6 +126,7 @@ def test_missing_checkpoint_and_model_dir_are_one_line_errors(model_dir, tmp_pat
     assert len(err) == 1 and "nothing" in err[0] and "does not exist" in err[0]
 
 
+@pytest.mark.heavy
 def test_run_process_reads_the_child_peak_rss_not_the_parents():
     big = run_process([sys.executable, "-c", "b = bytearray(300 << 20); b[::4096] = b'x' * len(b[::4096])"])
     small = run_process([sys.executable, "-c", "pass"])

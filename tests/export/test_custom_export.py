@@ -8,8 +8,6 @@ from torch import nn
 
 from edgevae.export.custom import export_vae
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 
 class MLPVAE(nn.Module):
     """pytorch/examples vae/main.py's network (784-400-20), smaller here, on [N,1,28,28] images."""
@@ -37,6 +35,7 @@ def mlp():
     return MLPVAE().eval()
 
 
+@pytest.mark.heavy
 def test_mlp_vae_exports_with_parity_and_runs_in_the_runtime(tmp_path, mlp):
     """Exported from logits (the exporter adds the Sigmoid); the runtime must match PyTorch's decode()."""
     from edgevae.runtime import VAERuntime
@@ -58,6 +57,7 @@ def test_mlp_vae_exports_with_parity_and_runs_in_the_runtime(tmp_path, mlp):
     assert np.abs(rt.encode(x)[0] - mu).max() <= 1e-5
 
 
+@pytest.mark.heavy
 def test_separate_modules_and_rgb_shape(tmp_path):
     torch.manual_seed(1)
     encoder = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 5, 4))

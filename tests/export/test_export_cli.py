@@ -12,8 +12,6 @@ from torch import nn
 from edgevae.train.checkpoint import save_checkpoint
 from helpers import make_model, make_trained_model, run_cli, save_test_checkpoint, write_idx_dataset
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
@@ -25,6 +23,7 @@ def checkpoint(tmp_path_factory):
     return run / "checkpoint.pt", model
 
 
+@pytest.mark.heavy
 def test_export_writes_a_model_dir_matching_the_checkpoint(tmp_path, checkpoint):
     path, model = checkpoint
     data_dir = write_idx_dataset(tmp_path / "idx", n_train=16, n_test=64)
@@ -67,6 +66,7 @@ BAD_CHECKPOINTS = {
 }
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("case", BAD_CHECKPOINTS)
 def test_export_refuses_a_bad_checkpoint_in_one_line(tmp_path, case):
     make, message = BAD_CHECKPOINTS[case]
@@ -79,6 +79,7 @@ def test_export_refuses_a_bad_checkpoint_in_one_line(tmp_path, case):
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no model dir, no temporary folder
 
 
+@pytest.mark.heavy
 def test_export_refuses_to_overwrite_without_force(tmp_path, checkpoint):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "keep").write_text("")

@@ -21,8 +21,6 @@ from edgevae.export.graphs import export_graphs
 from edgevae.runtime.inference.sessions import new_session
 from helpers import make_model, make_trained_model
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 ATOL = 1e-5
 BATCHES = (1, 7, 256)
 
@@ -43,6 +41,7 @@ def max_diff(a: np.ndarray, b: torch.Tensor) -> float:
     return float(np.max(np.abs(a - b.numpy())))
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("batch", BATCHES)
 def test_encoder_matches_pytorch(exported, batch):
     model, sessions, _, _ = exported
@@ -55,6 +54,7 @@ def test_encoder_matches_pytorch(exported, batch):
     assert np.std(mu) > 1e-3  # a degenerate (constant) output would pass the comparison trivially
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("batch", BATCHES)
 def test_decoder_matches_pytorch(exported, batch):
     model, sessions, _, _ = exported
@@ -67,6 +67,7 @@ def test_decoder_matches_pytorch(exported, batch):
     assert 0 <= x_hat.min() and x_hat.max() <= 1 and np.std(x_hat) > 1e-3  # the sigmoid is in the graph
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("batch", BATCHES)
 def test_reparameterized_path_matches_pytorch_with_the_same_eps(exported, batch):
     model, sessions, _, _ = exported
@@ -83,6 +84,7 @@ def test_reparameterized_path_matches_pytorch_with_the_same_eps(exported, batch)
     assert max_diff(z, t_mu) > 0.1  # eps really entered z: the path is not the mean path
 
 
+@pytest.mark.heavy
 def test_trained_weights_differ_from_fresh_ones(exported):
     """Guards the "trained" case: it must test other weights than the fresh ones."""
     model, _, _, kind = exported
@@ -91,6 +93,7 @@ def test_trained_weights_differ_from_fresh_ones(exported):
     assert (diff > 5e-3) == (kind == "trained")  # Adam moves each weight by up to ~lr = 3e-3 a step
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("graph", ["encoder", "decoder"])
 def test_reference_evaluator_matches_onnxruntime(exported, graph):
     _, sessions, protos, _ = exported

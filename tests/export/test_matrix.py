@@ -9,8 +9,6 @@ import torch
 from edgevae.cli import main
 from helpers import REAL_DATA
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 TRAIN_IMAGES = 256  # one epoch of 4 steps at batch 64: enough to move the weights off their initialisation
 
 
@@ -35,6 +33,7 @@ CASES = {  # id: (data spec or None for Fashion-MNIST, extra train flags, latent
 }
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("case", list(CASES))
 def test_train_export_quantize_run(tmp_path, monkeypatch, request, case):
     spec, flags, latent_dim, shape = CASES[case]

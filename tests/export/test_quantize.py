@@ -14,8 +14,6 @@ from edgevae.export.calibrate import ArrayReader
 from edgevae.train.data import DataOverrides
 from helpers import REAL_DATA, flip_byte, sha256_of
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 DATA = REAL_DATA
 STEPS = 40  # Adam steps on batches of 64 real training images
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real Fashion-MNIST not found at {DATA}")
@@ -115,6 +113,7 @@ def briefly_trained_model_dir(path: Path) -> Path:
         torch.set_num_threads(threads)
 
 
+@pytest.mark.heavy
 @needs_data
 def test_a_binarized_model_is_calibrated_and_measured_on_binarized_images():
     """A model trained with --binarize is quantized against what it was trained and is evaluated on: the
@@ -148,6 +147,7 @@ def quantized(tmp_path_factory) -> tuple[Path, dict]:
                                          data=DataOverrides(data_dir=DATA)).to_json()
 
 
+@pytest.mark.heavy
 @needs_data
 def test_quantize_records_every_variant_with_its_hash(quantized):
     from edgevae.export.quantize import format_table
@@ -169,6 +169,7 @@ def test_quantize_records_every_variant_with_its_hash(quantized):
     assert all(v in table for v in manifest["variants"])
 
 
+@pytest.mark.heavy
 @needs_data
 def test_int8_graphs_carry_their_rewrites(quantized):
     """The int8 decoder has no ConvTranspose left (ORT has no int8 one); the int8 encoder's first Conv
@@ -188,6 +189,7 @@ def test_int8_graphs_carry_their_rewrites(quantized):
             assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
+@pytest.mark.heavy
 @needs_data
 def test_quality_of_every_variant_is_within_its_threshold(quantized):
     q = quantized[1]["quality"]
@@ -206,6 +208,7 @@ def test_quality_of_every_variant_is_within_its_threshold(quantized):
         assert variant["test_images"] == 200 and variant["test_neg_elbo_fp32"] == q["int8"]["test_neg_elbo_fp32"]
 
 
+@pytest.mark.heavy
 @needs_data
 def test_each_variant_reports_its_iwae_nll_cost_paired_with_fp32(quantized):
     from edgevae.export import calibrate, quality
@@ -229,6 +232,7 @@ def test_each_variant_reports_its_iwae_nll_cost_paired_with_fp32(quantized):
     assert abs(manifest["quality"]["int8"]["nll"]["cost"]) < 3
 
 
+@pytest.mark.heavy
 @needs_data
 def test_every_variant_runs_through_the_runtime(quantized):
     from edgevae.runtime import VAERuntime
@@ -244,6 +248,7 @@ def test_every_variant_runs_through_the_runtime(quantized):
         assert mu.shape == logvar.shape == (5, 64)
 
 
+@pytest.mark.heavy
 @needs_data
 def test_quantize_adds_goldens_for_every_variant_that_verify(quantized):
     from edgevae.runtime.contract.manifest import load

@@ -11,8 +11,6 @@ import pytest
 from edgevae.train.data import DataOverrides
 from helpers import make_model_dir, write_idx_dataset
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 LATENT = 8
 BUDGET_DB = 120.0  # above any int8 layer's PSNR, below fp32's float-rounding differences (~150 dB)
 
@@ -123,6 +121,7 @@ def searched(tmp_path_factory):
     return model_dir, manifest, json.loads((model_dir / "quant-search.json").read_text())
 
 
+@pytest.mark.heavy
 def test_search_measures_every_group_and_keeps_the_chosen_ones_fp32(searched):
     from edgevae.export.sensitivity import COMPUTE_OPS, fp32_compute_nodes
 
@@ -147,6 +146,7 @@ def test_search_measures_every_group_and_keeps_the_chosen_ones_fp32(searched):
     assert "int8-mixed" in manifest.latency_ms.eligible and "int8" not in manifest.latency_ms.eligible  # --select obeys the budget
 
 
+@pytest.mark.heavy
 def test_search_numbers_are_finite_and_costs_not_negative(searched):
     _, manifest, report = searched
     by_name = {c["name"]: c for c in report["candidates"]}
@@ -157,9 +157,10 @@ def test_search_numbers_are_finite_and_costs_not_negative(searched):
         assert np.isfinite(c["nats"]) and c["nats"] > -0.01 * fp32_elbo  # int8 noise cannot buy likelihood
     assert {c["name"] for c in report["candidates"] if c["on_front"]} == set(report["front"])
     assert all(c["latency_ms"] for c in report["candidates"] if c["on_front"])  # the front is re-timed at every batch
-    assert report["summary"]["search_s"] <= 300 + 60
+    # the deadline's own verdict is on observable state, not seconds: test_search_out_of_time_or_speed_...
 
 
+@pytest.mark.heavy
 def test_search_out_of_time_or_speed_reports_the_budget_unmet(tmp_path):
     from edgevae.export.mixed import SearchConfig
     from edgevae.export.quantize import QuantizeConfig, quantize_model_dir

@@ -4,12 +4,14 @@ raises InputError, never another exception; and images are accepted exactly when
 
 import numpy as np
 import pytest
-from helpers import make_model_dir
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
+from helpers import make_model_dir, need_torch
 
-from edgevae.runtime import InputError, VAERuntime
+pytest.importorskip("hypothesis", reason="property-based: needs hypothesis, which the runtime's own install lacks")
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+from edgevae.runtime import InputError, VAERuntime  # noqa: E402
 
 LATENT = 8
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -20,6 +22,7 @@ DTYPES = FLOATS * 2 + [np.uint8, np.int32, np.int64, np.bool_, np.complex64]  # 
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory):
+    need_torch(f"export a latent-{LATENT} model")
     return VAERuntime.load(make_model_dir(tmp_path_factory.mktemp("fuzz") / "model", latent_dim=LATENT))
 
 

@@ -129,6 +129,7 @@ def test_cap_is_relative_to_the_output_range_and_never_below_the_floor():
 
 
 def test_parity_tolerance_is_exports():
+    pytest.importorskip("onnx", reason="reads export's tolerance, and export needs onnx, which the runtime's own install lacks")
     from edgevae.export.validate import TOLERANCE
 
     assert goldens.PARITY_TOLERANCE == TOLERANCE

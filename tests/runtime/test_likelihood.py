@@ -8,20 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from edgevae.runtime import VAERuntime
 from edgevae.runtime.inference import likelihood
-from edgevae.train.loss import iwae_nll, neg_elbo
-from helpers import make_trained_model, run_cli, save_test_checkpoint, synthetic_images, write_idx_dataset
-
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
+from helpers import make_trained_model, need_torch, run_cli, save_test_checkpoint, synthetic_images, write_idx_dataset
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(torch model, VAERuntime of its fp32 export, 24 test-like images [24,1,28,28])."""
+    need_torch("train and export a model")
     from edgevae.export.exporter import export_model_dir
 
     model = make_trained_model(seed=1, latent_dim=16, steps=5)
@@ -31,6 +27,9 @@ def trained(tmp_path_factory):
 
 
 def test_bernoulli_log_prob_matches_torch_bce_on_logits():
+    torch = need_torch("compare with torch's binary cross-entropy")
+    import torch.nn.functional as F
+
     rng = np.random.default_rng(0)
     logits = np.clip(rng.normal(0, 4, (3, 1, 28, 28)), -8, 8).astype(np.float32)
     x = rng.random((3, 1, 28, 28)).astype(np.float32)  # continuous targets: both log p and log(1 - p) count
@@ -53,7 +52,12 @@ def test_logsumexp_is_stable_and_exact():
     assert np.allclose(likelihood.logsumexp(a, axis=0), [1000.0 + math.log(2), -999.0 + math.log1p(math.exp(-1))])
 
 
+@pytest.mark.heavy
 def test_numpy_elbo_and_iwae_match_torch_within_a_hundredth_of_a_nat(trained):
+    import torch
+
+    from edgevae.train.loss import iwae_nll, neg_elbo
+
     model, rt, x = trained
     rng = np.random.default_rng(0)
     eps = rng.standard_normal((len(x), rt.latent_dim), dtype=np.float32)
@@ -73,7 +77,9 @@ def test_numpy_elbo_and_iwae_match_torch_within_a_hundredth_of_a_nat(trained):
     assert np.all(iwae_ours < ours + 5)  # a tighter bound than one-sample ELBO, up to its noise
 
 
+@pytest.mark.heavy
 def test_eval_of_a_model_dir_reports_nats_with_standard_errors(tmp_path, monkeypatch):
+    need_torch("train and export a model")
     from edgevae.export.exporter import export_model_dir
     from edgevae.train.data import DataOverrides
     from edgevae.train.evaluate import evaluate_checkpoint, evaluate_model_dir
@@ -120,8 +126,10 @@ def _children(pid: int) -> set:
     return kids
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(os.cpu_count() < 2 or not Path("/proc").is_dir(), reason="needs 2 cores and /proc")
 def test_sigterm_during_a_two_worker_eval_leaves_no_worker_behind(tmp_path, monkeypatch):
+    need_torch("train and export a model")
     from edgevae.export.exporter import export_model_dir
 
     monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path / "cache"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_model, run_cli, save_test_checkpoint, write_idx_dataset
+from helpers import make_model, need_torch, run_cli, save_test_checkpoint, write_idx_dataset
 
 from edgevae.cli import main
 from edgevae.runtime import InputError, ModelDirError, VAERuntime
@@ -21,10 +21,15 @@ from edgevae.runtime import InputError, ModelDirError, VAERuntime
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory, model_dir):
-    """What the CLI cases read but never change: a model dir, a tiny dataset, a checkpoint, an input."""
+    """What the CLI cases read but never change: a model dir, a tiny dataset, a checkpoint (None without torch:
+    only TORCH_COMMANDS read it), an input."""
+    import importlib.util
+
     root = tmp_path_factory.mktemp("shared")
     data = write_idx_dataset(root / "idx", n_train=64, n_test=16)
-    checkpoint = save_test_checkpoint(root / "checkpoint.pt", make_model(latent_dim=8))
+    checkpoint = None
+    if importlib.util.find_spec("torch"):
+        checkpoint = save_test_checkpoint(root / "checkpoint.pt", make_model(latent_dim=8))
     np.save(root / "x.npy", np.full((3, 28, 28), 0.5, np.float32))
     return {"model": model_dir, "data": data, "checkpoint": checkpoint, "x": root / "x.npy"}
 
@@ -146,6 +151,15 @@ CLI_CASES = {
 }
 
 
+TORCH_COMMANDS = ("train", "export", "quantize", "eval")  # edgevae[export]'s: not in the runtime's own install
+
+
+def skip_without_torch(case: str) -> None:
+    command = case.split()[0]
+    if command in TORCH_COMMANDS:
+        need_torch(f"run edgevae {command}")
+
+
 def tree(folder: Path) -> list:
     """Every path under folder, hidden ones included, with each file's size and mtime."""
     return sorted((str(p.relative_to(folder)), p.stat().st_size if p.is_file() else -1, p.stat().st_mtime_ns)
@@ -154,6 +168,7 @@ def tree(folder: Path) -> list:
 
 @pytest.mark.parametrize("case", list(CLI_CASES))
 def test_cli_refuses_in_one_line_and_leaves_nothing(tmp_path, shared, capsys, monkeypatch, case):
+    skip_without_torch(case)
     monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path.parent / f"{tmp_path.name}-cache"))  # data staging, outside t
     make_argv, message = CLI_CASES[case]
     argv = [str(a) for a in make_argv(shared, tmp_path)]
@@ -190,6 +205,7 @@ SUBPROCESS_CASES = ["sample n 10**12 to npy", "random-byte decoder", "sample out
 
 @pytest.mark.parametrize("case", SUBPROCESS_CASES)
 def test_the_process_prints_exactly_one_line(tmp_path, shared, case):
+    skip_without_torch(case)
     make_argv, message = CLI_CASES[case]
     argv = [str(a) for a in make_argv(shared, tmp_path)]
     before = tree(tmp_path)

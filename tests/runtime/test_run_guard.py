@@ -9,14 +9,15 @@ import sys
 import time
 
 import numpy as np
-import onnx
 import pytest
-from helpers import make_model_dir, resign, run_cli
-from onnx import TensorProto, helper
+from helpers import resign, run_cli, shipped_model_dir
 
-from edgevae.runtime import ModelDirError, VAERuntime
-from edgevae.runtime.contract.onnx_scan import GraphRefused, check_self_contained
-from edgevae.runtime.inference.run_guard import RunStopped, default_timeout, run, stop_all_runs
+onnx = pytest.importorskip("onnx", reason="splices control flow into graphs with onnx, which the runtime's own install lacks")
+from onnx import TensorProto, helper  # noqa: E402
+
+from edgevae.runtime import ModelDirError, VAERuntime  # noqa: E402
+from edgevae.runtime.contract.onnx_scan import GraphRefused, check_self_contained  # noqa: E402
+from edgevae.runtime.inference.run_guard import RunStopped, default_timeout, run, stop_all_runs  # noqa: E402
 
 HANG_S = 600
 FOREVER = 10**12  # loop iterations: ~days at any speed
@@ -64,7 +65,7 @@ def add_control_flow(model_dir, op: str = "Loop", graph: str = "decoder", manife
 
 @pytest.fixture
 def looping(tmp_path, model_dir):
-    folder = make_model_dir(tmp_path / "model")
+    folder = shipped_model_dir(tmp_path / "model")
     add_control_flow(folder)
     return folder
 
@@ -72,7 +73,7 @@ def looping(tmp_path, model_dir):
 @pytest.mark.parametrize("op", ["Loop", "If"])
 @pytest.mark.parametrize("graph", ["decoder", "encoder"])
 def test_undeclared_control_flow_is_refused_at_load(tmp_path, model_dir, op, graph):
-    folder = make_model_dir(tmp_path / "model")
+    folder = shipped_model_dir(tmp_path / "model")
     add_control_flow(folder, op, graph)
     rt = VAERuntime.load(folder, variant="fp32")
     with pytest.raises(ModelDirError, match=f"{graph}.onnx has a {op} node with a subgraph"):
@@ -112,7 +113,7 @@ def test_control_flow_in_a_function_or_nested_subgraph_is_found():
 
 
 def test_declared_control_flow_is_stopped_at_its_deadline(tmp_path, model_dir):
-    folder = make_model_dir(tmp_path / "model")
+    folder = shipped_model_dir(tmp_path / "model")
     add_control_flow(folder, manifest_declares=True)
     rt = VAERuntime.load(folder, variant="fp32", timeout_s=0.5)
     with pytest.raises(ModelDirError, match=r"decoder.onnx ran longer than 0.5 s on a batch of 2 and was stopped"):
@@ -134,7 +135,7 @@ def test_bad_timeouts_are_refused(model_dir, bad):
 def test_a_signal_stops_a_run_inside_onnxruntime(tmp_path, model_dir, signum):
     """SIGTERM while the decoder loops inside one session.run: the run is terminated, the process ends with one
     line and 128 + signal (130 for SIGINT), and the .npy's temporary file is gone."""
-    folder = make_model_dir(tmp_path / "model")
+    folder = shipped_model_dir(tmp_path / "model")
     add_control_flow(folder, manifest_declares=True)
     out = tmp_path / "out"
     out.mkdir()
@@ -158,7 +159,7 @@ def test_stop_all_runs_reaches_runs_in_other_threads(tmp_path, model_dir):
     from edgevae.runtime.contract.manifest import load
     from edgevae.runtime.inference.sessions import new_session
 
-    folder = make_model_dir(tmp_path / "model")
+    folder = shipped_model_dir(tmp_path / "model")
     add_control_flow(folder, manifest_declares=True)
     session = new_session(load(folder).graph_bytes("fp32", "decoder"), control_flow=("Loop",))
     caught = []

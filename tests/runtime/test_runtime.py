@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import onnxruntime as ort
 import pytest
-from helpers import make_model_dir, synthetic_images
+from helpers import shipped_model_dir, synthetic_images
 
 from edgevae.runtime import InputError, VAERuntime
 from edgevae.runtime.inference.selection import variant_for
@@ -117,12 +117,12 @@ def test_auto_variant_follows_the_selection(tmp_path, model_dir):
     """A second variant made of another model's graphs shows which one `auto` ran for each batch size."""
     auto_dir = tmp_path / "auto"
     shutil.copytree(model_dir, auto_dir)
-    other = make_model_dir(tmp_path / "other", seed=1)
+    other = shipped_model_dir(tmp_path / "other", fp32_only=False)  # its int8 graphs: other (quantized) weights
     manifest = json.loads((auto_dir / "manifest.json").read_text())
     entry = {}
     for graph in ("encoder", "decoder"):
-        shutil.copy(other / f"{graph}.onnx", auto_dir / f"{graph}.int8.onnx")
-        entry[graph] = dict(json.loads((other / "manifest.json").read_text())["variants"]["fp32"][graph], file=f"{graph}.int8.onnx")
+        shutil.copy(other / f"{graph}.int8.onnx", auto_dir / f"{graph}.int8.onnx")
+        entry[graph] = json.loads((other / "manifest.json").read_text())["variants"]["int8"][graph]
     manifest["variants"]["int8"] = entry
     manifest["selection"] = {"encoder": {"1": "int8"}, "decoder": {"1": "fp32", "8": "int8"}}
     (auto_dir / "manifest.json").write_text(json.dumps(manifest))

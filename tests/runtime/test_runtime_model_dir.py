@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import flip_byte, make_model_dir, resign
+from helpers import flip_byte, resign, shipped_model_dir
 
 from edgevae.runtime import DEFAULT_MODEL_DIR, ModelDirError, VAERuntime
 from edgevae.runtime.contract import manifest as model_dir_module
@@ -15,7 +15,7 @@ from edgevae.runtime.contract import manifest as model_dir_module
 
 @pytest.fixture(scope="module")
 def good_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory.mktemp("model_dir") / "model")
+    return shipped_model_dir(tmp_path_factory.mktemp("model_dir") / "model")
 
 
 def edit_manifest(folder, change):

@@ -4,12 +4,12 @@ naming the expected shape."""
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import need_torch, run_cli
 
 
 @pytest.fixture(scope="module")
 def rgb_model(tmp_path_factory):
-    import torch
+    torch = need_torch("export an RGB model")
 
     from edgevae.export.exporter import export_model_dir
     from edgevae.train.model import VAE, VAEConfig

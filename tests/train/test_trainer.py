@@ -13,8 +13,6 @@ from edgevae.train.model import VAEConfig
 from edgevae.train.trainer import TrainConfig, train
 from helpers import run_cli, write_idx_dataset
 
-pytestmark = pytest.mark.heavy  # end-to-end runs: in CI (scripts/test.sh), not in a bare `pytest`
-
 SMALL = VAEConfig(latent_dim=8)
 
 
@@ -24,6 +22,7 @@ def data_dir(tmp_path, monkeypatch):
     return str(write_idx_dataset(tmp_path / "idx", n_train=256, n_test=64))
 
 
+@pytest.mark.heavy
 def test_training_lowers_the_loss_and_writes_the_run(tmp_path, data_dir):
     metrics = train(TrainConfig(epochs=3, batch_size=32, data_dir=data_dir), tmp_path / "run", SMALL)
     losses = [row["test_neg_elbo"] for row in metrics["epochs"]]
@@ -49,6 +48,7 @@ def test_cosine_lr_schedule_decays_to_the_floor_and_holds_it():
             TrainConfig(**bad)
 
 
+@pytest.mark.heavy
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, data_dir):
     cfg = TrainConfig(epochs=3, batch_size=64, data_dir=data_dir, seed=7, kl_warmup_epochs=2, lr_decay_epochs=2.5)
     train(cfg, tmp_path / "straight", SMALL)
@@ -61,12 +61,14 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, dat
         assert torch.equal(a, b), name
 
 
+@pytest.mark.heavy
 def test_resume_refuses_other_settings(tmp_path, data_dir):
     train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), tmp_path / "run", SMALL)
     with pytest.raises(ValueError, match="other settings"):
         train(TrainConfig(epochs=2, batch_size=32, data_dir=data_dir), tmp_path / "run", SMALL, resume=True)
 
 
+@pytest.mark.heavy
 def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, data_dir, monkeypatch):
     run = tmp_path / "run"
     train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), run, SMALL)
@@ -84,6 +86,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, data
     load_model(run / "checkpoint.pt")
 
 
+@pytest.mark.heavy
 def test_eval_merges_elbo_and_iwae_into_metrics(tmp_path, data_dir):
     run = tmp_path / "run"
     train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), run, SMALL)
@@ -92,6 +95,7 @@ def test_eval_merges_elbo_and_iwae_into_metrics(tmp_path, data_dir):
     assert result["iwae_k"] == 50 and result["eval_images"] == 64
 
 
+@pytest.mark.heavy
 def test_cli_reports_bad_input_in_one_line(tmp_path, data_dir):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -119,6 +123,7 @@ def test_the_plot_is_skipped_with_one_line_without_matplotlib(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.heavy
 def test_a_run_records_its_probe_and_resume_keeps_the_choice(tmp_path, data_dir, monkeypatch):
     from edgevae.train import precision
 
@@ -133,6 +138,7 @@ def test_a_run_records_its_probe_and_resume_keeps_the_choice(tmp_path, data_dir,
     assert [(row["precision"], row["channels_last"]) for row in metrics["epochs"]] == [("bf16", False)] * 2
 
 
+@pytest.mark.heavy
 def test_bf16_training_keeps_fp32_weights_loss_and_optimizer_state(tmp_path, data_dir):
     metrics = train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir, precision="bf16"), tmp_path / "run", SMALL)
     model, state = load_model(tmp_path / "run" / "checkpoint.pt")
