@@ -369,8 +369,8 @@ def test_a_png_of_too_many_tiles_is_refused_before_any_reconstruction(tmp_path, 
 # --- 12. truthful messages naming the file or the flag ---------------------------------------------
 
 @pytest.mark.parametrize("name,content,message", [
-    ("four-idx3-ubyte", b"\x00\x00\x08\x03", "is 4 bytes long: too short for an IDX header (16 bytes)"),
-    ("four-idx3-ubyte.gz", gzip.compress(b"\x00\x00\x08\x03"), "is 4 bytes long: too short for an IDX header"),
+    ("four-idx3-ubyte", b"\x00\x00\x08\x03", "is 4 bytes long: too short for its IDX header (16 bytes)"),
+    ("four-idx3-ubyte.gz", gzip.compress(b"\x00\x00\x08\x03"), "is 4 bytes long: too short for its IDX header"),
     ("cut-idx3-ubyte.gz", gzip.compress(idx_bytes(synthetic_images(3, seed=0)))[:-30], "not a readable gzip file"),
     ("short-idx3-ubyte.gz", gzip.compress(idx_bytes(synthetic_images(3, seed=0))[:-784]), "ends after 2 images; its header says 3"),
     ("bad-header.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': 1}    \n", "not a readable .npy file"),

@@ -245,7 +245,8 @@ def test_js_batch_buckets_follow_the_manifests_selection_rule():
     the same {batch size: variant} tables, at every batch size from 1 to 300."""
     import dataclasses
 
-    from edgevae.runtime.contract.manifest import ModelDir
+
+    from edgevae.runtime.inference.selection import variant_for
 
     model = load(DEFAULT_MODEL_DIR)
     names = sorted(model.manifest.variants)
@@ -255,8 +256,8 @@ def test_js_batch_buckets_follow_the_manifests_selection_rule():
     js = _node_eval("""const { forBatch } = await import(WEB + "/manifest.js");
 console.log(JSON.stringify(payload.tables.map((t) => payload.sizes.map((n) => forBatch(t, n)))));""", {"tables": tables, "sizes": sizes})
     for table, picked in zip(tables, js):
-        selected = ModelDir(model.path, dataclasses.replace(model.manifest, selection={"decoder": table}))
-        assert picked == [selected.variant_for("auto", n, "decoder") for n in sizes], table
+        selected = dataclasses.replace(model.manifest, selection={"decoder": table})
+        assert picked == [variant_for(selected, "auto", n, "decoder") for n in sizes], table
 
 
 @pytest.mark.skipif(not NODE, reason="needs node")
