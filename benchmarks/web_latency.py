@@ -26,15 +26,16 @@ VARIANTS = ("fp32", "int8")
 BATCHES = ((1, 31), (64, 9))  # (batch, repeats)
 
 
-def python_ms(model_dir, threads) -> dict:
+def python_ms(model_dir, threads, *, variants=VARIANTS, batches=BATCHES) -> dict:
+    """{variant: {batch: median ms of `repeats` decodes}} in the Python runtime."""
     from edgevae.runtime import VAERuntime
     from edgevae.runtime.inference.random_input import random_input
 
     out = {}
-    for variant in VARIANTS:
+    for variant in variants:
         rt = VAERuntime.load(model_dir, variant=variant, threads=threads)
         out[variant] = {}
-        for n, reps in BATCHES:
+        for n, reps in batches:
             z = random_input(rt.model, "decoder", n)
             rt.decode(z)
             times = []

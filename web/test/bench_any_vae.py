@@ -9,34 +9,21 @@ machine slows them alike; medians over repeats, then over rounds. Needs node, we
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+from edgevae.cpu import cpu_model
 
 WEB = Path(__file__).resolve().parents[1]
 BATCHES = ((1, 31), (16, 5))  # (batch, repeats)
 
 
 def python_ms(model_dir) -> dict:
-    from edgevae.runtime import VAERuntime
+    from edgevae.benchmarks import web_latency
 
-    rt = VAERuntime.load(model_dir, variant="fp32", threads=1)
-    out = {}
-    for n, reps in BATCHES:
-        z = np.random.default_rng(0).standard_normal((n, *rt.latent_shape), dtype=np.float32)
-        rt.decode(z)
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            rt.decode(z)
-            times.append((time.perf_counter() - start) * 1e3)
-        out[str(n)] = statistics.median(times)
-    return out
+    return web_latency.python_ms(model_dir, 1, variants=("fp32",), batches=BATCHES)["fp32"]
 
 
 def node_ms(model_dir) -> tuple:
@@ -68,7 +55,7 @@ def main(argv=None) -> dict:
     import onnxruntime
 
     py, js = _median(python), _median(node)
-    result = {"model": str(model), "cpu": _cpu(), "python": {"runtime": f"onnxruntime {onnxruntime.__version__} threads=1", "ms": py},
+    result = {"model": str(model), "cpu": cpu_model(), "python": {"runtime": f"onnxruntime {onnxruntime.__version__} threads=1", "ms": py},
               "node": {"runtime": runtime, "ms": js}, "node_over_python": {n: js[n] / py[n] for n in py}, "rounds": args.rounds}
     print(json.dumps(result, indent=1))
     return result
@@ -77,14 +64,6 @@ def main(argv=None) -> dict:
 def _median(runs: list) -> dict:
     """{batch: median over rounds} of per-round {batch: ms}."""
     return {n: statistics.median(r[n] for r in runs) for n in runs[0]}
-
-
-def _cpu() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 if __name__ == "__main__":
