@@ -26,7 +26,6 @@ BATCHES = (1, 8)
 
 
 def export_family(name: str, out: Path) -> Path:
-    import torch
 
     from edgevae.benchmarks import any_vae_models as models
     from edgevae.export.custom import export_vae
@@ -34,10 +33,8 @@ def export_family(name: str, out: Path) -> Path:
     folder = out / name
     if name == "seed":
         from edgevae.export.exporter import export_model_dir
-        from edgevae.train.model import VAE, VAEConfig
 
-        torch.manual_seed(0)
-        export_model_dir(VAE(VAEConfig()).eval(), folder, force=True)
+        export_model_dir(models.seed_vae(), folder, force=True)
     elif name == "mlp":
         m = models.mlp_vae()
         export_vae(m.encode, m.decode, folder, image_shape=(1, 28, 28), latent_dim=20, force=True)

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 FAMILIES = ("seed", "mlp", "resnet", "kl", "tiny")
+TORCH_FACTORIES = {"seed": "seed_decoder", "mlp": "mlp_decoder", "resnet": "resnet_decoder", "kl": "diffusers_kl",
+                   "tiny": "diffusers_tiny"}  # benchmarks/any_vae_models.py: the module each family was exported from
 STEP_TIMEOUT_S = 900
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +80,7 @@ def family_row(name: str, out: Path) -> dict:
                                   str(out / f"{name}-reconstruct.png"), cwd=out)
     row["verify"] = run_step("verify", *model_flag, cwd=out)
     row["tune"] = run_step("tune", *model_flag, "--budget-s", "3", "--in-model-dir", cwd=out)
-    row["bench"] = run_step("bench", *model_flag, "--quick", "--torch", f"edgevae.benchmarks.any_vae_models:{name}_torch",
+    row["bench"] = run_step("bench", *model_flag, "--quick", "--torch", f"edgevae.benchmarks.any_vae_models:{TORCH_FACTORIES[name]}",
                             "--out", str(out / f"{name}-bench"), cwd=out)
     row["web"] = run_step("web", *model_flag, "--out", str(out / f"{name}-site"), cwd=out)
     row["web_goldens"] = run_step("node", str(ROOT / "web" / "verify-cli.mjs"), str(folder), cwd=ROOT / "web")

@@ -82,6 +82,19 @@ class ResNetVAE(nn.Module):
         self.encoder, self.decoder = ResNetEncoder(), ResNetDecoder()
 
 
+def seed_vae(seed: int = 0) -> nn.Module:
+    """edgevae's own network at its defaults, seeded (benchmarks/any_vae.py exports it)."""
+    from edgevae.train.model import VAE, VAEConfig
+
+    torch.manual_seed(seed)
+    return VAE(VAEConfig()).eval()
+
+
+def seed_decoder() -> nn.Module:
+    """`edgevae bench --torch edgevae.benchmarks.any_vae_models:seed_decoder`: the decoder seed_vae() exports."""
+    return seed_vae().decoder
+
+
 def resnet_vae(seed: int = 0) -> ResNetVAE:
     torch.manual_seed(seed)
     return ResNetVAE().eval()
