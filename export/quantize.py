@@ -17,6 +17,7 @@ from edgevae.runtime.contract.manifest import FP32, GRAPH_NAMES
 from edgevae.runtime.contract.conventions import to_pixels
 
 from .mixed import SearchConfig
+from .silu import HEAD_SIGMOID, SILU_INT8
 from .rewrite import DEPTH_TO_SPACE
 from .variants import (DEFAULT_CALIBRATION, VARIANTS, DynamicSettings, Fp16Settings, Int8Settings, NpuSettings, int8_rewrites,
                        variant_file)
@@ -116,7 +117,8 @@ def settings_record(variant: str, config: QuantizeConfig) -> dict:
         return {"format": "QDQ U8S8", "calibration": {g: int8.calibration or DEFAULT_CALIBRATION[g] for g in GRAPH_NAMES},
                 "percentile": int8.percentile, "per_channel": int8.per_channel,
                 "weight_bits": 7 if int8.reduce_range else 8, "calibration_images": config.calibration_images,
-                "rewrites": {g: list(int8_rewrites(g, int8.interleave)) for g in GRAPH_NAMES}, "fp32_nodes": ["Sigmoid"]}
+                "rewrites": {g: list(int8_rewrites(g, int8.interleave)) for g in GRAPH_NAMES}, "fp32_nodes": [HEAD_SIGMOID],
+                "silu": SILU_INT8}
     if variant in ("fp32-npu", "fp16-npu"):
         return {"format": f"{variant[:4]} weights, float32 I/O", "rewrites": {"decoder": ["conv-transpose-as-conv"]},
                 "interleave": config.settings_for(variant).interleave}
