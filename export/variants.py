@@ -6,7 +6,7 @@
   INT8_REWRITES (export/rewrite.py, exact): the decoder's ConvTranspose -> Conv, since onnxruntime has no int8
   ConvTranspose; the encoder's 1-channel input padded to 4 channels, since a reduction depth of 9 runs in a slow
   int8 path. The final Sigmoid stays fp32: an int8 sigmoid rounds probabilities below 1/510 to 0, where only the
-  BCE's probability floor bounds the loss. The decoder calibrates by percentile, the encoder by MinMax
+  BCE's probability floor bounds the loss (a SiLU's Sigmoid runs int8: export/silu.py). The decoder calibrates by percentile, the encoder by MinMax
   (DEFAULT_CALIBRATION: outliers vs clipping).
 - int8-dynamic: Gemm/MatMul weights int8, activations quantized at run time. Convs stay fp32: dynamic int8
   Convs run as ConvInteger, several times slower than fp32 here.
@@ -36,6 +36,7 @@ from edgevae.runtime.contract.manifest import GRAPH_NAMES
 
 from .calibrate import ArrayReader
 from .rewrite import DEPTH_TO_SPACE, REWRITES, TRANSPOSE, conv_transpose_as_conv
+from .silu import HEAD_SIGMOID, SILU_INT8, head_sigmoids
 from .unshare import preflight, unshare_initializers
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -55,7 +56,7 @@ class Int8Settings:
     reduce_range: bool = False  # 7-bit weights: measured no gain here (module docstring)
     batch_size: int = 64  # calibration batch
     activation_symmetric: bool = False  # onnxruntime's ActivationSymmetric: zero point 128 for uint8 activations
-    fp32_nodes: tuple[str, ...] = ()  # nodes of the rewritten graph kept fp32 besides Sigmoid (export/mixed.py)
+    fp32_nodes: tuple[str, ...] = ()  # nodes of the rewritten graph kept fp32 besides head Sigmoids (export/mixed.py)
     keep_conv_transpose: tuple[str, ...] = ()  # ConvTranspose nodes of the fp32 graph left unrewritten, so fp32
     interleave: str = TRANSPOSE  # the decoder rewrite's interleave (DEPTH_TO_SPACE for int8-npu: 4-D tensors only)
 
@@ -159,7 +160,8 @@ def quantize_prepared(prepared: Path, dst: Path, graph: str, calibration, settin
     method = _calibration_method(settings.calibration or DEFAULT_CALIBRATION[graph])
     model = onnx.load(prepared)
     # ConvTransposes left by the rewrite (it warned, naming them) stay fp32 too: ORT has no int8 kernel for them
-    keep_fp32 = [n.name for n in model.graph.node if n.op_type in ("Sigmoid", "ConvTranspose")] + list(settings.fp32_nodes)
+    # a SiLU's Sigmoid is int8 like its Mul (export/silu.py); an output head's stays fp32
+    keep_fp32 = [n.name for n in model.graph.node if n.op_type == "ConvTranspose"] + head_sigmoids(model) + list(settings.fp32_nodes)
     input_name = model.graph.input[0].name
     if len(calibration) > settings.batch_size:  # whole batches only: ORT's histogram calibrators (percentile,
         calibration = calibration[:len(calibration) // settings.batch_size * settings.batch_size]  # entropy) stack them
@@ -252,7 +254,8 @@ def _int8_record(settings: Int8Settings, calibration_images: int) -> dict:
     return {"format": "QDQ U8S8", "calibration": {g: settings.calibration or DEFAULT_CALIBRATION[g] for g in GRAPH_NAMES},
             "percentile": settings.percentile, "per_channel": settings.per_channel,
             "weight_bits": 7 if settings.reduce_range else 8, "calibration_images": calibration_images,
-            "rewrites": {g: list(int8_rewrites(g, settings.interleave)) for g in GRAPH_NAMES}, "fp32_nodes": ["Sigmoid"]}
+            "rewrites": {g: list(int8_rewrites(g, settings.interleave)) for g in GRAPH_NAMES}, "fp32_nodes": [HEAD_SIGMOID],
+            "silu": SILU_INT8}
 
 
 def _dynamic_record(settings: DynamicSettings, calibration_images: int) -> dict:
