@@ -120,14 +120,15 @@ def atomic_open(path, mode: int | None = None):
     path = Path(path)
     sweep_stale(path)
     keep = _mode_for(path, mode)
-    while True:
-        tmp = temp_name(path)
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
+    tmp = None
+    try:  # from before the file exists: a signal the moment it appears must still remove it
+        while True:
+            tmp = temp_name(path)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+                break
+            except FileExistsError:
+                tmp = None  # not ours
         if keep is not None:
             os.fchmod(fd, keep)
         with os.fdopen(fd, "wb") as f:
@@ -136,7 +137,8 @@ def atomic_open(path, mode: int | None = None):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -171,19 +173,21 @@ def atomic_folder(path, mode: int = 0o755):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(path)
-    while True:
-        tmp = temp_name(path)
-        try:
-            tmp.mkdir(mode=mode)
-            break
-        except FileExistsError:
-            continue
-    try:
+    tmp = None
+    try:  # from before the folder exists, as in atomic_open
+        while True:
+            tmp = temp_name(path)
+            try:
+                tmp.mkdir(mode=mode)
+                break
+            except FileExistsError:
+                tmp = None  # not ours
         tmp.chmod(mode)
         yield tmp
         _replace_folder(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -98,9 +98,13 @@ class NpyWriter:
 
     def __enter__(self) -> "NpyWriter":
         self._open = atomic_open(self.path)
-        self._file = self._open.__enter__()
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
-        np.lib.format.write_array_header_1_0(self._file, header)
+        try:  # __exit__ does not run when __enter__ raises: a signal during the header must remove the file here
+            self._file = self._open.__enter__()
+            header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+            np.lib.format.write_array_header_1_0(self._file, header)
+        except BaseException as err:
+            self._open.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def write(self, chunk: np.ndarray) -> None:

@@ -6,7 +6,9 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgevae import atomic
@@ -255,3 +257,29 @@ def test_sigterm_while_a_folder_is_filled_leaves_nothing_half_written(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=HANG_S) == 143
     assert _tree(out) == {"kept": b"old"} and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_signal_while_the_temporary_is_being_set_up_still_removes_it(tmp_path, monkeypatch):
+    """The signal test above lands wherever the writer is when its temporary appears: also inside atomic_open before
+    the block starts, and inside NpyWriter.__enter__ (whose __exit__ never runs when it raises). Both are forced here."""
+    from edgevae.runtime.image_io.image_files import NpyWriter
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "fchmod", interrupted)  # right after os.open made the file
+    with pytest.raises(KeyboardInterrupt):
+        atomic.write_bytes(tmp_path / "a.bin", b"x", mode=0o644)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(np.lib.format, "write_array_header_1_0", interrupted)  # inside NpyWriter.__enter__
+    with pytest.raises(KeyboardInterrupt):
+        with NpyWriter(tmp_path / "x.npy", (4, 1, 2, 2)):
+            pass
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(Path, "chmod", interrupted)  # atomic_folder: right after mkdir made the folder
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_folder(tmp_path / "site"):
+            pass
+    assert list(tmp_path.iterdir()) == []
