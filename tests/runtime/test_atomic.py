@@ -260,26 +260,28 @@ def test_sigterm_while_a_folder_is_filled_leaves_nothing_half_written(tmp_path):
 
 
 def test_a_signal_while_the_temporary_is_being_set_up_still_removes_it(tmp_path, monkeypatch):
-    """The signal test above lands wherever the writer is when its temporary appears: also inside atomic_open before
-    the block starts, and inside NpyWriter.__enter__ (whose __exit__ never runs when it raises). Both are forced here."""
+    """The signal test above lands wherever the writer is when its temporary appears: also the instant after os.open
+    or mkdir made it, and inside NpyWriter.__enter__ (whose __exit__ never runs when it raises). Each is forced here,
+    the writer kept alive as it is in the traceback a signal leaves behind."""
     from edgevae.runtime.image_io.image_files import NpyWriter
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
+    def then_interrupted(make):
+        def made(*args, **kwargs):
+            make(*args, **kwargs)
+            raise KeyboardInterrupt
+        return made
 
-    monkeypatch.setattr(atomic.os, "fchmod", interrupted)  # right after os.open made the file
+    monkeypatch.setattr(atomic.os, "open", then_interrupted(os.open))
     with pytest.raises(KeyboardInterrupt):
-        atomic.write_bytes(tmp_path / "a.bin", b"x", mode=0o644)
-    assert list(tmp_path.iterdir()) == []
-    monkeypatch.undo()
-    monkeypatch.setattr(np.lib.format, "write_array_header_1_0", interrupted)  # inside NpyWriter.__enter__
-    with pytest.raises(KeyboardInterrupt):
-        with NpyWriter(tmp_path / "x.npy", (4, 1, 2, 2)):
-            pass
-    assert list(tmp_path.iterdir()) == []
-    monkeypatch.undo()
-    monkeypatch.setattr(Path, "chmod", interrupted)  # atomic_folder: right after mkdir made the folder
+        atomic.write_bytes(tmp_path / "a.bin", b"x")
+    monkeypatch.setattr(Path, "mkdir", then_interrupted(Path.mkdir))
     with pytest.raises(KeyboardInterrupt):
         with atomic.atomic_folder(tmp_path / "site"):
             pass
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(np.lib.format, "write_array_header_1_0", then_interrupted(lambda *a: None))
+    writer = NpyWriter(tmp_path / "x.npy", (4, 1, 2, 2))
+    with pytest.raises(KeyboardInterrupt):
+        writer.__enter__()
     assert list(tmp_path.iterdir()) == []
