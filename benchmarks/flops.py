@@ -2,9 +2,9 @@
 
 Only the matrix products are counted (Conv, ConvTranspose, Gemm, MatMul), at 2 FLOPs per multiply-add,
 as in a GEMM roofline: the bias adds and activations are < 1% of these models' work and run at memory
-speed anyway. Shapes come from onnx shape inference with the batch dimension left symbolic, so the count
-is per image; a fully convolutional graph's symbolic height and width are first fixed to the size given (the
-manifest's image or latent shape).
+speed anyway. Shapes come from onnx shape inference on one image: the batch dimension is fixed to 1 (so
+reshapes computed from the input's shape, as in attention blocks, resolve too), and a fully convolutional
+graph's symbolic height and width to the size given (the manifest's image or latent shape).
 """
 
 from pathlib import Path
@@ -18,10 +18,11 @@ def _dims(value_info) -> list:
 
 
 def _per_image(dims: list) -> int:
-    """Product of the non-batch dimensions of an activation's shape."""
-    if any(d is None for d in dims[1:]):
-        raise ValueError(f"cannot count FLOPs: shape {dims} has a symbolic dimension besides the batch")
-    return int(np.prod(dims[1:], dtype=np.int64))
+    """Elements of an activation of the one-image graph (all of its dimensions: attention's [heads, tokens, C]
+    holds every head's)."""
+    if any(d is None for d in dims):
+        raise ValueError(f"cannot count FLOPs: shape {dims} keeps a symbolic dimension for one image")
+    return int(np.prod(dims, dtype=np.int64))
 
 
 def _attr(node, name, default):
@@ -37,12 +38,17 @@ def graph_flops(path, item_shape: tuple | None = None) -> int:
     """FLOPs per image of the ONNX graph at path (a float32 graph; see the module docstring); item_shape: the
     input's non-batch dimensions, for a graph that leaves them symbolic."""
     import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     model = onnx.load(str(Path(path)))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_value = 1  # one image; replaces the symbolic batch (dim_param: one of the two is set)
     if item_shape is not None:
-        for dim, size in zip(model.graph.input[0].type.tensor_type.shape.dim[1:], item_shape, strict=True):
-            dim.dim_value = int(size)  # replaces a symbolic dim_param (one of the two is set)
-    model = onnx.shape_inference.infer_shapes(model, data_prop=True)  # data_prop: Resize sizes computed from Shape
+        for dim, size in zip(dims[1:], item_shape, strict=True):
+            dim.dim_value = int(size)
+    # onnxruntime's symbolic shape inference: unlike onnx's, it follows sizes computed from Shape (attention's
+    # reshapes, Resize) to concrete values
+    model = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     graph = model.graph
     shapes = {v.name: _dims(v) for v in [*graph.input, *graph.value_info, *graph.output]}
     shapes |= {t.name: list(t.dims) for t in graph.initializer}

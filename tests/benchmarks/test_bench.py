@@ -133,3 +133,25 @@ def test_run_process_reads_the_child_peak_rss_not_the_parents():
     assert big["max_rss_mib"] >= 300 and small["max_rss_mib"] < 100 and small["seconds"] > 0
     with pytest.raises(RuntimeError, match="exited with 3"):
         run_process([sys.executable, "-c", "import sys; sys.exit(3)"])
+
+
+def test_graph_flops_follow_an_attention_reshape_computed_from_the_input_shape(tmp_path):
+    """x [N, C, H, W] -> Reshape to [N, C, H*W] with the sizes read from Shape (as diffusers' attention does) ->
+    q = x^T x: [N, H*W, C] @ [N, C, H*W], 2 * (H*W) * C * (H*W) FLOPs per image; onnx's own shape inference leaves
+    the reshaped sizes symbolic, onnxruntime's resolves them."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    c, h, w = 4, 3, 5
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Slice", ["shape", "start", "end"], ["nc"]),
+             helper.make_node("Concat", ["nc", "minus_one"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["flat"]),
+             helper.make_node("Transpose", ["flat"], ["flat_t"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["flat_t", "flat"], ["scores"])]
+    consts = [helper.make_tensor("start", TensorProto.INT64, [1], [0]), helper.make_tensor("end", TensorProto.INT64, [1], [2]),
+              helper.make_tensor("minus_one", TensorProto.INT64, [1], [-1])]
+    graph = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c, h, w])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, None)], consts)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "attention.onnx")
+    assert graph_flops(tmp_path / "attention.onnx") == 2 * (h * w) * c * (h * w)
