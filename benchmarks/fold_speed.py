@@ -34,7 +34,7 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     print(f"graph    batch  unfolded ms  folded ms  folded/unfolded  max |diff|   ({args.threads} thread(s), medians)")
     for name, spec in graphs.GRAPHS.items():
-        sessions = {kind: new_session(protos[name].SerializeToString(), config) for kind, protos in
+        sessions = {kind: new_session(protos[name].SerializeToString(), config=config) for kind, protos in
                     (("unfolded", plain), ("folded", folded))}
         shape = model.config.image_shape if spec is graphs.ENCODER else (model.config.latent_dim,)
         for batch in BATCH_SIZES:

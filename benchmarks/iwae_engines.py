@@ -60,7 +60,7 @@ def main(argv=None) -> None:
             t0 = time.perf_counter()
             nll["torch eager"].append(iwae_nll(model, xb, args.k, eps=torch.from_numpy(eps)).numpy())
             t1 = time.perf_counter()
-            nll["onnxruntime fp32"].append(likelihood.iwae_nll(rt, xb.numpy(), args.k, np.random.default_rng(i), chunk=chunk))
+            nll["onnxruntime fp32"].append(likelihood.iwae_nll(rt, xb.numpy(), k=args.k, rng=np.random.default_rng(i), chunk=chunk))
             t2 = time.perf_counter()
             times["torch eager"].append((t1 - t0) / len(xb))
             times["onnxruntime fp32"].append((t2 - t1) / len(xb))

@@ -17,7 +17,7 @@ from edgevae.timing import Schedule, interleave, summarize
 def overhead_calls(runtime, model_dir, variant: str, batch: int, threads: int) -> dict:
     """{name: callable} decoding the same z through three layers of the runtime's stack."""
     model = load(model_dir)
-    session = GraphPair.of_variant(model, variant, SessionConfig(threads=threads)).session("decoder")
+    session = GraphPair.of_variant(model, variant, config=SessionConfig(threads=threads)).session("decoder")
     name_in, name_out = model.manifest.io["decoder"].inputs[0], model.manifest.io["decoder"].outputs[0]
     z = random_input(model, "decoder", batch)
     out = np.empty((batch, *model.image_shape), np.float32)

@@ -92,4 +92,4 @@ def posterior_latents(graphs, images: np.ndarray, seed: int = 0) -> np.ndarray:
     mu, logvar = graphs.encode(np.ascontiguousarray(images, np.float32), rows=max(1, len(images)))
     if logvar is None:
         return mu
-    return reparameterize(mu, logvar, standard_normal(rng_of(seed), mu.shape))
+    return reparameterize(mu, logvar, eps=standard_normal(rng_of(seed), mu.shape))

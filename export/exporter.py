@@ -82,7 +82,7 @@ def _with_goldens(folder: Path, manifest: contract.Manifest, images: np.ndarray 
     from edgevae.runtime.device import golden as goldens
 
     staged = contract.ModelDir(folder, manifest)
-    golden, files = goldens.build(staged, list(manifest.variants), goldens.default_inputs(staged, images), source="edgevae export")
+    golden, files = goldens.build(staged, list(manifest.variants), inputs=goldens.default_inputs(staged, images), source="edgevae export")
     goldens.write_files(folder, files)
     return dataclasses.replace(manifest, golden=golden)
 

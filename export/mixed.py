@@ -133,7 +133,7 @@ class Search:
         self.deadline = self.start + config.budget_s
         self.fp32 = {g: model.path / model.manifest.variants["fp32"][g].file for g in GRAPH_NAMES}
         self.prepared = {g: prepare(g, self.fp32[g], calibration[g], self.work) for g in GRAPH_NAMES}
-        self.fp32_timed = GraphPair.of_variant(model, "fp32", SessionConfig(threads=threads))
+        self.fp32_timed = GraphPair.of_variant(model, "fp32", config=SessionConfig(threads=threads))
         elbo = mean_neg_elbo(reference, test_images)
         defaults = config.budget_psnr is None and config.budget_nats is None  # --select's budget (quality.within_budget)
         self.budget = {"psnr_db": 35.0 if defaults else config.budget_psnr,
@@ -167,7 +167,7 @@ class Search:
             self.candidates.append(c)
             print(f"search {len(self.candidates):>2} {name:<40} = {twin['name']}", flush=True)
             return c
-        sessions = {"fp32": self.fp32_timed, name: GraphPair.of_files(self.model, paths, SessionConfig(threads=self.threads))}
+        sessions = {"fp32": self.fp32_timed, name: GraphPair.of_files(self.model, paths, config=SessionConfig(threads=self.threads))}
         ms = time_sessions(sessions, self.model, (self.config.speed_batch,), rounds=self.config.quick_rounds, clock=self.clock)
         batch = str(self.config.speed_batch)
         fp32_ms, cand_ms = (sum(ms[v][g][batch] for g in GRAPH_NAMES) for v in ("fp32", name))
@@ -347,7 +347,7 @@ def _report(s: Search, rows: list[dict], base: dict, fp32: dict, search_s: float
     front = pareto_front(points)
     timed = [c for c in points if c["name"] in front or c is base or c is fp32]
     start = time.monotonic()
-    sessions = {c["name"]: GraphPair.of_files(s.model, c["paths"], SessionConfig(threads=s.threads)) for c in timed}
+    sessions = {c["name"]: GraphPair.of_files(s.model, c["paths"], config=SessionConfig(threads=s.threads)) for c in timed}
     sizes = sorted({*s.config.timing_batches, s.config.speed_batch})
     latency = time_sessions(sessions, s.model, sizes, rounds=s.config.retime_rounds, clock=s.clock)
     timing_s = time.monotonic() - start

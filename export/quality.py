@@ -53,7 +53,7 @@ def graph_outputs(graphs: GraphPair, test_images: np.ndarray, seed: int = 0) -> 
     rng = rng_of(seed)
     z = standard_normal(rng, (DECODER_SAMPLES, *graphs.model.latent_shape)) if conventions.prior != "none" else None
     mu, logvar = graphs.encode(test_images)
-    drawn = mu if logvar is None else reparameterize(mu, logvar, standard_normal(rng, mu.shape))
+    drawn = mu if logvar is None else reparameterize(mu, logvar, eps=standard_normal(rng, mu.shape))
     x_hat = graphs.decode(drawn)
     if z is None:  # no prior: the decoder is measured on the latents it is given in use, the encoder's
         z = mu[np.arange(DECODER_SAMPLES) % len(mu)]
@@ -90,7 +90,7 @@ def iwae_per_image(graphs: GraphPair, images: np.ndarray, k: int, seed: int = 0,
     from edgevae.runtime.inference.likelihood import iwae_nll
 
     rng = rng_of(seed)
-    return np.concatenate([iwae_nll(graphs, images[i:i + batch], k, rng) for i in range(0, len(images), batch)])
+    return np.concatenate([iwae_nll(graphs, images[i:i + batch], k=k, rng=rng) for i in range(0, len(images), batch)])
 
 
 def nll_cost(reference_nll: np.ndarray, graphs: GraphPair, images: np.ndarray, k: int, seed: int = 0) -> contract.NllCost:

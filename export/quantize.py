@@ -201,7 +201,7 @@ def _with_goldens(model: contract.ModelDir, manifest: contract.Manifest, variant
     inputs = goldens.read_inputs(model) if previous is not None else goldens.default_inputs(staged)
     if previous is None or FP32 not in previous.outputs:
         variants = [FP32, *variants]
-    golden, files = goldens.build(staged, variants, inputs, previous=previous, source="edgevae quantize")
+    golden, files = goldens.build(staged, variants, inputs=inputs, previous=previous, source="edgevae quantize")
     goldens.write_files(model.path, files)
     return dataclasses.replace(manifest, golden=golden)
 

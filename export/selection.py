@@ -26,7 +26,7 @@ def measure_latency(model_dir, manifest, variants: list[str], threads: int | Non
     from edgevae.runtime.inference.sessions import SessionConfig
 
     model = ModelDir(Path(model_dir), manifest)  # quantize's manifest, its new files in place but not yet written
-    sessions = {v: GraphPair.of_variant(model, v, SessionConfig(threads=threads)) for v in variants}
+    sessions = {v: GraphPair.of_variant(model, v, config=SessionConfig(threads=threads)) for v in variants}
     return time_sessions(sessions, model, batch_sizes, budget_s)
 
 

@@ -133,7 +133,7 @@ def profile_groups(path, groups, feed: dict, runs: int = 10, threads: int | None
     onnxruntime's profiler with the runtime's session options (threads=1 by default: shares, not speed)."""
     from edgevae.runtime.inference.sessions import SessionConfig, profile
 
-    kernels, run_us = profile(Path(path).read_bytes(), feed, runs, SessionConfig(threads=threads))
+    kernels, run_us = profile(Path(path).read_bytes(), feed, runs=runs, config=SessionConfig(threads=threads))
     by_group = defaultdict(float)
     for node, _, us in kernels:
         by_group[attribute(node, groups)] += us

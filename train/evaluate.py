@@ -68,8 +68,8 @@ def batch_terms(rt, xb: np.ndarray, *, k: int, seed: int, start: int) -> dict:
 
     elbo_rng = np.random.default_rng([seed, start])
     iwae_rng = np.random.default_rng([seed + IWAE_SEED_OFFSET, start])
-    terms = likelihood.neg_elbo(rt, xb, elbo_rng.standard_normal((len(xb), rt.latent_dim), dtype=np.float32))
-    return terms | {"iwae": likelihood.iwae_nll(rt, xb, k, iwae_rng)}
+    terms = likelihood.neg_elbo(rt, xb, eps=elbo_rng.standard_normal((len(xb), rt.latent_dim), dtype=np.float32))
+    return terms | {"iwae": likelihood.iwae_nll(rt, xb, k=k, rng=iwae_rng)}
 
 
 _worker_runtime = None  # each worker process's own VAERuntime (spawned processes share nothing)
