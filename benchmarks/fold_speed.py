@@ -29,7 +29,7 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     model = load_model(args.checkpoint)[0] if args.checkpoint else VAE()
     model.eval()
-    folded, plain = graphs.export_graphs(model, {}), graphs.export_graphs(model, {}, fold=False)
+    folded, plain = graphs.export_graphs(model, metadata={}), graphs.export_graphs(model, metadata={}, fold=False)
     config = SessionConfig(threads=args.threads)
     rng = np.random.default_rng(0)
     print(f"graph    batch  unfolded ms  folded ms  folded/unfolded  max |diff|   ({args.threads} thread(s), medians)")

@@ -37,13 +37,13 @@ def build(form: str, src: Path, dst: Path, calibration) -> None:
 
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        prepare_int8(src, prepared, "decoder")
+        prepare_int8(src, prepared, graph="decoder")
         model = onnx.load(prepared)
         pairs = silu_pairs(model)
         fp32 = {"int8": [], "sigmoid-fp32": [s for s, _ in pairs], "fp32": [n for p in pairs for n in p], "quickgelu": []}[form]
         if form == "quickgelu":
             onnx.save(as_quick_gelu(model, pairs), prepared)
-        quantize_prepared(prepared, dst, "decoder", calibration, dataclasses.replace(Int8Settings(), fp32_nodes=tuple(fp32)))
+        quantize_prepared(prepared, dst, graph="decoder", calibration=calibration, settings=dataclasses.replace(Int8Settings(), fp32_nodes=tuple(fp32)))
 
 
 def as_quick_gelu(model, pairs):
@@ -93,15 +93,15 @@ def family_rows(name: str, out: Path, rounds: int) -> dict:
     model = contract.load(folder)
     data = calibrate.data_for(model.manifest, None, "fashion-mnist")  # as any_vae.py's quantize: 256 + 256 images
     fp32 = {g: folder / model.manifest.variants["fp32"][g].file for g in ("encoder", "decoder")}
-    images = to_pixels(calibrate.training_images(data, 256, 0), model.conventions)
-    calibration = calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, 0)
+    images = to_pixels(calibrate.training_images(data, 256, seed=0), model.conventions)
+    calibration = calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, seed=0)
     test = to_pixels(calibrate.test_images(data, 256), model.conventions)
     reference = quality.graph_outputs(fp32, test, model.latent_shape, 0, model.conventions)
     rows, paths = {}, {"fp32 reference": fp32["decoder"]}
     for form in FORMS:
         paths[form] = folder / f"decoder.silu-{form}.onnx"
         build(form, fp32["decoder"], paths[form], calibration)
-        measured = quality.measure(reference, {"encoder": fp32["encoder"], "decoder": paths[form]}, test, model.latent_shape)
+        measured = quality.measure(reference, {"encoder": fp32["encoder"], "decoder": paths[form]}, test_images=test, seed=model.latent_shape)
         rows[form] = {"psnr_db": measured["decoder_psnr_db"], "ops": run_ops(paths[form], folder)}
     sessions = {form: quality.graph_session(path, threads=1) for form, path in paths.items()}
     for batch in BATCHES:

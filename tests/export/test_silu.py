@@ -57,7 +57,7 @@ def _quantized(tmp_path, fp32_groups=()):
 
     onnx.save(silu_graph(), tmp_path / "g.onnx")
     calibration = np.random.default_rng(1).standard_normal((16, 2, 6, 6)).astype(np.float32)
-    prepared = sensitivity.prepare("decoder", tmp_path / "g.onnx", calibration, tmp_path)
+    prepared = sensitivity.prepare("decoder", tmp_path / "g.onnx", calibration=calibration, work=tmp_path)
     settings = dataclasses.replace(Int8Settings(calibration="minmax"),
                                    fp32_nodes=sensitivity.fp32_nodes_of(list(prepared.groups), fp32_groups))
     return prepared, prepared.build(tmp_path / "int8.onnx", settings)

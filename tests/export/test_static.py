@@ -25,7 +25,7 @@ def static_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("static") / "model"
     shutil.copytree(contract.DEFAULT_MODEL_DIR, folder)
     model = contract.load(folder)
-    manifest = add_static(folder, model.manifest, plan(model.manifest, (), keep=[("fp32", 2), ("fp32", 3)]))
+    manifest = add_static(folder, model.manifest, siblings=plan(model.manifest, (), keep=[("fp32", 2), ("fp32", 3)]))
     golden, files = goldens.build(contract.ModelDir(folder, manifest), ["fp32-b2", "fp32-b3"],
                                   inputs=goldens.read_inputs(model), previous=model.manifest.golden, source="test")
     goldens.write_files(folder, files)
