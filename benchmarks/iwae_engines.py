@@ -58,7 +58,7 @@ def main(argv=None) -> None:
             step = max(1, chunk // len(xb))
             eps = draw_noise(args.k, len(xb), rt.latent_dim, seed=i, step=step)
             t0 = time.perf_counter()
-            nll["torch eager"].append(iwae_nll(model, xb, args.k, eps=torch.from_numpy(eps)).numpy())
+            nll["torch eager"].append(iwae_nll(model, xb, k=args.k, eps=torch.from_numpy(eps)).numpy())
             t1 = time.perf_counter()
             nll["onnxruntime fp32"].append(likelihood.iwae_nll(rt, xb.numpy(), k=args.k, rng=np.random.default_rng(i), chunk=chunk))
             t2 = time.perf_counter()

@@ -55,7 +55,7 @@ def iwae_torch(model, x: torch.Tensor, *, k: int, batch_size: int, seed: int, de
     out = []
     with _progress(len(x), k, "(torch)") as bar:
         for i in range(0, len(x), batch_size):
-            out.append(iwae_nll(model, x[i : i + batch_size].to(device), k).cpu().numpy())
+            out.append(iwae_nll(model, x[i : i + batch_size].to(device), k=k).cpu().numpy())
             bar.update(len(out[-1]))
     return np.concatenate(out)
 

@@ -72,7 +72,7 @@ def test_numpy_elbo_and_iwae_match_torch_within_a_hundredth_of_a_nat(trained):
     noise = np.random.default_rng(1)  # the same stream, drawn in the same slices (64 // 24 = 2 samples per call)
     eps_k = np.concatenate([noise.standard_normal((min(2, k - s), len(x), rt.latent_dim), dtype=np.float32)
                             for s in range(0, k, 2)])
-    iwae_ref = iwae_nll(model, torch.from_numpy(x), k, eps=torch.from_numpy(eps_k)).numpy()
+    iwae_ref = iwae_nll(model, torch.from_numpy(x), k=k, eps=torch.from_numpy(eps_k)).numpy()
     assert np.abs(iwae_ours - iwae_ref).max() < 0.01
     assert np.all(iwae_ours < ours + 5)  # a tighter bound than one-sample ELBO, up to its noise
 
