@@ -26,7 +26,7 @@ BATCHES = (1, 8)
 SHOWN_OPS = ("QLinearSigmoid", "QLinearMul", "QuickGelu", "Sigmoid", "Mul", "QuantizeLinear", "DequantizeLinear")
 
 
-def build(form: str, src: Path, dst: Path, calibration) -> None:
+def build(form: str, src: Path, *, dst: Path, calibration) -> None:
     """The int8 decoder of src at dst with its SiLUs in `form`."""
     import dataclasses
 
@@ -83,7 +83,7 @@ def run_ops(path: Path, work: Path) -> dict:
     return {op: ops[op] for op in SHOWN_OPS if ops[op]}
 
 
-def family_rows(name: str, out: Path, rounds: int) -> dict:
+def family_rows(name: str, out: Path, *, rounds: int) -> dict:
     from edgevae.benchmarks.any_vae import export_family
     from edgevae.export import calibrate, quality
     from edgevae.runtime.contract import manifest as contract
@@ -100,7 +100,7 @@ def family_rows(name: str, out: Path, rounds: int) -> dict:
     rows, paths = {}, {"fp32 reference": fp32["decoder"]}
     for form in FORMS:
         paths[form] = folder / f"decoder.silu-{form}.onnx"
-        build(form, fp32["decoder"], paths[form], calibration)
+        build(form, fp32["decoder"], dst=paths[form], calibration=calibration)
         measured = quality.measure(reference, {"encoder": fp32["encoder"], "decoder": paths[form]}, test_images=test, seed=model.latent_shape)
         rows[form] = {"psnr_db": measured["decoder_psnr_db"], "ops": run_ops(paths[form], folder)}
     sessions = {form: quality.graph_session(path, threads=1) for form, path in paths.items()}
@@ -132,7 +132,7 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"--families: {unknown[0]!r} has no SiLU; choose from resnet, kl")
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {f: family_rows(f, args.out, args.rounds) for f in args.families.split(",")}
+    result = {f: family_rows(f, args.out, rounds=args.rounds) for f in args.families.split(",")}
     (args.out / "silu_forms.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
