@@ -59,7 +59,7 @@ def decoder_speed(folder: Path) -> dict:
     from edgevae.timing import Schedule, interleave, median, thread_clock
 
     model = load(folder)
-    pairs = {v: GraphPair.of_variant(model, v, SessionConfig(threads=1)) for v in ("fp32", "int8")}
+    pairs = {v: GraphPair.of_variant(model, v, config=SessionConfig(threads=1)) for v in ("fp32", "int8")}
     schedule = Schedule(min_rounds=ROUNDS, max_rounds=ROUNDS, budget_s=0.0, segment_s=0.0, warmup_calls=0)  # one call a round
     result = {}
     for batch in BATCHES:

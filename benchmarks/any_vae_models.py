@@ -32,7 +32,7 @@ class MLPVAE(nn.Module):
 class ResBlock(nn.Module):
     """GroupNorm -> SiLU -> Conv, twice, plus the input (a 1x1 Conv when the width changes)."""
 
-    def __init__(self, cin: int, cout: int, groups: int = 8):
+    def __init__(self, cin: int, cout: int, *, groups: int = 8):
         super().__init__()
         self.norm1, self.conv1 = nn.GroupNorm(groups, cin), nn.Conv2d(cin, cout, 3, 1, 1)
         self.norm2, self.conv2 = nn.GroupNorm(groups, cout), nn.Conv2d(cout, cout, 3, 1, 1)
@@ -125,7 +125,7 @@ def mlp_decoder() -> nn.Module:
     return Decode().eval()
 
 
-def diffusers_kl(seed: int = 0, blocks: tuple = (32, 64), latent_channels: int = 4, groups: int = 8):
+def diffusers_kl(*, seed: int = 0, blocks: tuple = (32, 64), latent_channels: int = 4, groups: int = 8):
     """A tiny random diffusers AutoencoderKL (downsampling 2^(len(blocks)-1)); diffusers imported here only."""
     from diffusers import AutoencoderKL
 
@@ -136,7 +136,7 @@ def diffusers_kl(seed: int = 0, blocks: tuple = (32, 64), latent_channels: int =
                          sample_size=32, scaling_factor=0.18215).eval()
 
 
-def diffusers_tiny(seed: int = 0, channels: int = 16, blocks: int = 1, latent_channels: int = 4):
+def diffusers_tiny(*, seed: int = 0, channels: int = 16, blocks: int = 1, latent_channels: int = 4):
     """A tiny random diffusers AutoencoderTiny (TAESD's layout, narrower: downsampling 8)."""
     from diffusers import AutoencoderTiny
 

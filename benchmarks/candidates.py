@@ -15,7 +15,7 @@ NOT_EDGEVAE = ("the fp32 graphs' initializers are not named after edgevae's PyTo
                "MODULE:FACTORY (your own decoder) or --checkpoint (an edgevae run)")
 
 
-def runtime_call(runtime, graph: str, array: np.ndarray):
+def runtime_call(runtime, graph: str, *, array: np.ndarray):
     """The runtime's public method for graph (encode / decode) on array, as users call it."""
     method = runtime.encode if graph == "encoder" else runtime.decode
     return lambda: method(array)
@@ -64,7 +64,7 @@ def torch_modules(model, checkpoint) -> tuple:
     return modules, "the fp32 graphs' initializers"
 
 
-def check_parity(runtime, modules: dict, source: str) -> dict:
+def check_parity(runtime, modules: dict, *, source: str) -> dict:
     """Max abs difference between PyTorch and the runtime's fp32 graphs on 8 seeded inputs per graph in modules.
 
     Both sides are compared as the runtime's API returns them: the encoder's outputs as they are, the decoder's
@@ -85,7 +85,7 @@ def check_parity(runtime, modules: dict, source: str) -> dict:
                 theirs = module(torch.from_numpy(array))
             theirs = [t.numpy() for t in (theirs if isinstance(theirs, tuple) else (theirs,))]
         else:
-            ours, theirs = (runtime.decode(array),), (decoded_images(module, array, runtime.conventions),)
+            ours, theirs = (runtime.decode(array),), (decoded_images(module, array, conventions=runtime.conventions),)
         diffs[graph] = max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs))
         if not diffs[graph] <= PARITY_TOLERANCE:  # NaN fails too
             raise InputError(f"PyTorch weights from {source} differ from the model dir's fp32 {graph} "
@@ -108,7 +108,7 @@ class Compiler:
     compiling has taken more than budget_s in all. dynamic=False: one specialised graph per batch size,
     torch.compile's fastest CPU code; each new batch size compiles once, outside the timed calls."""
 
-    def __init__(self, modules: dict | None, enabled: bool, budget_s: float, reason: str = "disabled"):
+    def __init__(self, modules: dict | None, *, enabled: bool, budget_s: float, reason: str = "disabled"):
         self.compiled = {}
         self.modules = modules
         self.budget_s = budget_s

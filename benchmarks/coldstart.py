@@ -59,7 +59,7 @@ def runtime_command(model, tmp: Path) -> list[str]:
     return [*common, "decode", *tail, "--latents", str(tmp / "z.npy")]
 
 
-def torch_command(decoder_state: Path, latent_dim: int, out: Path) -> list[str]:
+def torch_command(decoder_state: Path, *, latent_dim: int, out: Path) -> list[str]:
     return [sys.executable, "-m", "edgevae.benchmarks.torch_sample", str(decoder_state), str(latent_dim),
             str(SAMPLES), str(out)]
 
@@ -70,7 +70,7 @@ def _summary(runs: list[dict], command: list[str]) -> dict:
             "runs": runs, "command": " ".join(command)}
 
 
-def cold_start(model, decoder_module, runs: int, torch_skipped: str = "no PyTorch weights") -> dict:
+def cold_start(model, decoder_module, *, runs: int, torch_skipped: str = "no PyTorch weights") -> dict:
     """{"runtime": summary, "imports only": summary, "torch": summary or {"skipped": reason},
     "rss_floor_mib": the launcher's size (see LAUNCHER)}, over `runs` alternating runs of each.
 
@@ -86,7 +86,7 @@ def cold_start(model, decoder_module, runs: int, torch_skipped: str = "no PyTorc
             import torch
 
             torch.save(decoder_module.state_dict(), tmp / "decoder.pt")
-            commands["torch"] = torch_command(tmp / "decoder.pt", model.latent_dim, tmp / "torch.png")
+            commands["torch"] = torch_command(tmp / "decoder.pt", latent_dim=model.latent_dim, out=tmp / "torch.png")
         results = {name: [] for name in commands}
         for _ in range(runs):
             for name, cmd in commands.items():

@@ -62,7 +62,7 @@ def train_settings() -> dict:
     return settings
 
 
-def epoch_seconds(extra: list, env: dict, limit_train: int, folder: Path) -> float:
+def epoch_seconds(extra: list, env: dict, *, limit_train: int, folder: Path) -> float:
     out = folder / f"run{time.monotonic_ns()}"
     cmd = [sys.executable, "-m", "edgevae", "train", "--epochs", "1", "--limit-train", str(limit_train), "--out", str(out), *extra]
     subprocess.run(cmd, check=True, capture_output=True, env=os.environ | env, timeout=3600)
@@ -116,7 +116,7 @@ def main(argv=None) -> None:
                     times = {name: [] for name in settings}
                     for _ in range(args.rounds):
                         for name, (extra, env) in settings.items():
-                            times[name].append(epoch_seconds(extra, env, args.limit_train, Path(tmp)))
+                            times[name].append(epoch_seconds(extra, env, limit_train=args.limit_train, folder=Path(tmp)))
                     results["train"][busy] = {name: statistics.median(t) for name, t in times.items()}
                     results["train"][f"{busy} all"] = times
                 results["runtime"][busy] = runtime_rows(args.runtime_s)

@@ -29,12 +29,12 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     model = load_model(args.checkpoint)[0] if args.checkpoint else VAE()
     model.eval()
-    folded, plain = graphs.export_graphs(model, {}), graphs.export_graphs(model, {}, fold=False)
+    folded, plain = graphs.export_graphs(model, metadata={}), graphs.export_graphs(model, metadata={}, fold=False)
     config = SessionConfig(threads=args.threads)
     rng = np.random.default_rng(0)
     print(f"graph    batch  unfolded ms  folded ms  folded/unfolded  max |diff|   ({args.threads} thread(s), medians)")
     for name, spec in graphs.GRAPHS.items():
-        sessions = {kind: new_session(protos[name].SerializeToString(), config) for kind, protos in
+        sessions = {kind: new_session(protos[name].SerializeToString(), config=config) for kind, protos in
                     (("unfolded", plain), ("folded", folded))}
         shape = model.config.image_shape if spec is graphs.ENCODER else (model.config.latent_dim,)
         for batch in BATCH_SIZES:

@@ -45,7 +45,7 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "exit": os.waitstatus_to_
 """
 
 
-def png_bytes(width: int, height: int, filter_type: int, rows: np.ndarray | None = None) -> bytes:
+def png_bytes(width: int, height: int, *, filter_type: int, rows: np.ndarray | None = None) -> bytes:
     """An 8-bit gray PNG whose every row uses filter_type; rows (uint8 [height,width]) default to zeros."""
     raw = np.zeros((height, width + 1), np.uint8)
     raw[:, 0] = filter_type
@@ -67,7 +67,7 @@ def gz_idx_bomb(path: Path, n: int) -> None:
             left -= min(left, len(piece))
 
 
-def sparse(path: Path, header: bytes, size: int) -> None:
+def sparse(path: Path, header: bytes, *, size: int) -> None:
     with open(path, "wb") as f:
         f.write(header)
         f.truncate(size)
@@ -86,14 +86,14 @@ def build_cases(tmp: Path) -> dict:
     """name -> argv (after `edgevae`); every case writes to tmp/out/<name>.npy or .png."""
     (tmp / "out").mkdir()
     rng = np.random.default_rng(0)
-    (tmp / "declares-10000x10000.png").write_bytes(png_bytes(10000, 10000, 0))
-    (tmp / "paeth-5600x5600.png").write_bytes(png_bytes(5600, 5600, 4))
-    (tmp / "paeth-grid-1792x1792.png").write_bytes(png_bytes(1792, 1792, 4, rng.integers(0, 8, (1792, 1792), dtype=np.uint8)))
+    (tmp / "declares-10000x10000.png").write_bytes(png_bytes(10000, 10000, filter_type=0))
+    (tmp / "paeth-5600x5600.png").write_bytes(png_bytes(5600, 5600, filter_type=4))
+    (tmp / "paeth-grid-1792x1792.png").write_bytes(png_bytes(1792, 1792, filter_type=4, rows=rng.integers(0, 8, (1792, 1792), dtype=np.uint8)))
     gz_idx_bomb(tmp / "bomb-idx3-ubyte.gz", 2_740_000)  # 2.15 GB of pixels
-    sparse(tmp / "sparse-idx3-ubyte", struct.pack(">IIII", 0x803, (20 << 30) // 784, 28, 28), 16 + ((20 << 30) // 784) * 784)
+    sparse(tmp / "sparse-idx3-ubyte", struct.pack(">IIII", 0x803, (20 << 30) // 784, 28, 28), size=16 + ((20 << 30) // 784) * 784)
     n_sparse = (20 << 30) // 784
     header = npy_header((n_sparse, 28, 28))
-    sparse(tmp / "sparse.npy", header, len(header) + n_sparse * 784)
+    sparse(tmp / "sparse.npy", header, size=len(header) + n_sparse * 784)
     np.save(tmp / "big-float32.npy", np.full((62_500, 1, 28, 28), 0.5, np.float32))  # 196 MB
     np.save(tmp / "two.npy", rng.random((2, 28, 28), dtype=np.float32))
     np.save(tmp / "five-thousand.npy", rng.random((5000, 28, 28), dtype=np.float32))
@@ -112,7 +112,7 @@ def build_cases(tmp: Path) -> dict:
     }
 
 
-def measure(argv: list, tmp: Path, limit: int) -> dict:
+def measure(argv: list, tmp: Path, *, limit: int) -> dict:
     err = tmp / "stderr.txt"
     cmd = [sys.executable, "-c", LAUNCHER, str(limit), str(err), sys.executable, "-m", "edgevae", *argv]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
@@ -135,7 +135,7 @@ def decode_timing(repeats: int = 5) -> dict:
     from edgevae.runtime.image_io.png import decode_png
 
     rng = np.random.default_rng(0)
-    data = png_bytes(1792, 1792, 4, rng.integers(0, 8, (1792, 1792), dtype=np.uint8))
+    data = png_bytes(1792, 1792, filter_type=4, rows=rng.integers(0, 8, (1792, 1792), dtype=np.uint8))
     decoders = {"edgevae decode_png": lambda: decode_png(data)}
     try:
         import io
@@ -175,7 +175,7 @@ def main(argv=None) -> None:
         for name, case in cases.items():
             if args.only and not any(s in name for s in args.only.split(",")):
                 continue
-            r = results[name] = measure(case, Path(tmp), int(args.address_limit_gib * (1 << 30)))
+            r = results[name] = measure(case, Path(tmp), limit=int(args.address_limit_gib * (1 << 30)))
             print(f"{name:<40} exit {r['exit']:>3}  {r['seconds']:7.2f} s  {r['peak_rss_mib']:8.0f} MiB  "
                   f"lines {r['stderr_lines']}  left {r['left']}  | {r['stderr']}", flush=True)
     if args.json:

@@ -28,7 +28,7 @@ from edgevae.train.model import VAE
 FULL_TEST_SET = 10_000
 
 
-def draw_noise(k: int, n: int, d: int, seed: int, step: int) -> np.ndarray:
+def draw_noise(k: int, n: int, *, d: int, seed: int, step: int) -> np.ndarray:
     """eps [k,n,d] as likelihood.iwae_nll draws it: slices of `step` samples from one Generator."""
     rng = np.random.default_rng(seed)
     return np.concatenate([rng.standard_normal((min(step, k - s), n, d), dtype=np.float32) for s in range(0, k, step)])
@@ -56,11 +56,11 @@ def main(argv=None) -> None:
         for i in range(0, len(x), args.batch):
             xb = x[i : i + args.batch]
             step = max(1, chunk // len(xb))
-            eps = draw_noise(args.k, len(xb), rt.latent_dim, seed=i, step=step)
+            eps = draw_noise(args.k, len(xb), d=rt.latent_dim, seed=i, step=step)
             t0 = time.perf_counter()
-            nll["torch eager"].append(iwae_nll(model, xb, args.k, eps=torch.from_numpy(eps)).numpy())
+            nll["torch eager"].append(iwae_nll(model, xb, k=args.k, eps=torch.from_numpy(eps)).numpy())
             t1 = time.perf_counter()
-            nll["onnxruntime fp32"].append(likelihood.iwae_nll(rt, xb.numpy(), args.k, np.random.default_rng(i), chunk=chunk))
+            nll["onnxruntime fp32"].append(likelihood.iwae_nll(rt, xb.numpy(), k=args.k, rng=np.random.default_rng(i), chunk=chunk))
             t2 = time.perf_counter()
             times["torch eager"].append((t1 - t0) / len(xb))
             times["onnxruntime fp32"].append((t2 - t1) / len(xb))

@@ -35,7 +35,7 @@ def main(argv=None) -> None:
     source = onnx.load_from_string(model.graph_bytes("fp32", "decoder"))
     graphs = {"ConvTranspose": source, "Conv+Transpose": conv_transpose_as_conv(source, TRANSPOSE),
               "Conv+DepthToSpace": conv_transpose_as_conv(source, DEPTH_TO_SPACE)}
-    sessions = {name: new_session(g.SerializeToString(), SessionConfig(threads=args.threads)) for name, g in graphs.items()}
+    sessions = {name: new_session(g.SerializeToString(), config=SessionConfig(threads=args.threads)) for name, g in graphs.items()}
     name = model.manifest.io["decoder"].inputs[0]
     z = random_input(model, "decoder", 16)
     reference = ReferenceEvaluator(source).run(None, {name: z})[0]

@@ -14,10 +14,10 @@ from edgevae.runtime.inference.sessions import SessionConfig
 from edgevae.timing import Schedule, interleave, summarize
 
 
-def overhead_calls(runtime, model_dir, variant: str, batch: int, threads: int) -> dict:
+def overhead_calls(runtime, model_dir, *, variant: str, batch: int, threads: int) -> dict:
     """{name: callable} decoding the same z through three layers of the runtime's stack."""
     model = load(model_dir)
-    session = GraphPair.of_variant(model, variant, SessionConfig(threads=threads)).session("decoder")
+    session = GraphPair.of_variant(model, variant, config=SessionConfig(threads=threads)).session("decoder")
     name_in, name_out = model.manifest.io["decoder"].inputs[0], model.manifest.io["decoder"].outputs[0]
     z = random_input(model, "decoder", batch)
     out = np.empty((batch, *model.image_shape), np.float32)
@@ -31,10 +31,10 @@ def overhead_calls(runtime, model_dir, variant: str, batch: int, threads: int) -
     }, z
 
 
-def measure_overhead(runtime, model_dir, variant: str, schedule: Schedule, torch_decoder=None,
+def measure_overhead(runtime, model_dir, *, variant: str, schedule: Schedule, torch_decoder=None,
                      batch: int = 1, threads: int = 1) -> dict:
     """p50 of each layer (ms) and the differences: python = decode - run, output_alloc = run - iobinding."""
-    calls, z = overhead_calls(runtime, model_dir, variant, batch, threads)
+    calls, z = overhead_calls(runtime, model_dir, variant=variant, batch=batch, threads=threads)
     if torch_decoder is not None:
         from .candidates import torch_call
 

@@ -27,7 +27,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def write_perf_test_data(model_dir, out, batch_sizes=BATCH_SIZES) -> list[Path]:
+def write_perf_test_data(model_dir, out, *, batch_sizes=BATCH_SIZES) -> list[Path]:
     """Write the layout above for every variant, graph and batch size; returns the graph paths written."""
     from onnx import numpy_helper
 

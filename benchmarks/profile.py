@@ -10,10 +10,10 @@ from edgevae.runtime.inference.random_input import random_input
 from edgevae.runtime.inference.sessions import SessionConfig, profile
 
 
-def profile_graph(model, variant: str, graph: str, batch: int, runs: int, threads: int = 1) -> dict:
+def profile_graph(model, variant: str, *, graph: str, batch: int, runs: int, threads: int = 1) -> dict:
     """{"batch", "run_us" (median per run), "outside_kernels", "nodes": [{"node", "op", "us", "share"}]}."""
     feed = {model.manifest.io[graph].inputs[0]: random_input(model, graph, batch)}
-    kernels, run_us = profile(model.graph_bytes(variant, graph), feed, runs, SessionConfig(threads=threads))
+    kernels, run_us = profile(model.graph_bytes(variant, graph), feed, runs=runs, config=SessionConfig(threads=threads))
     kernel_us, op_of = defaultdict(float), {}
     for node, op, us in kernels:
         kernel_us[node] += us

@@ -26,7 +26,7 @@ BATCHES = (1, 8)
 SHOWN_OPS = ("QLinearSigmoid", "QLinearMul", "QuickGelu", "Sigmoid", "Mul", "QuantizeLinear", "DequantizeLinear")
 
 
-def build(form: str, src: Path, dst: Path, calibration) -> None:
+def build(form: str, src: Path, *, dst: Path, calibration) -> None:
     """The int8 decoder of src at dst with its SiLUs in `form`."""
     import dataclasses
 
@@ -37,13 +37,13 @@ def build(form: str, src: Path, dst: Path, calibration) -> None:
 
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        prepare_int8(src, prepared, "decoder")
+        prepare_int8(src, prepared, graph="decoder")
         model = onnx.load(prepared)
         pairs = silu_pairs(model)
         fp32 = {"int8": [], "sigmoid-fp32": [s for s, _ in pairs], "fp32": [n for p in pairs for n in p], "quickgelu": []}[form]
         if form == "quickgelu":
             onnx.save(as_quick_gelu(model, pairs), prepared)
-        quantize_prepared(prepared, dst, "decoder", calibration, dataclasses.replace(Int8Settings(), fp32_nodes=tuple(fp32)))
+        quantize_prepared(prepared, dst, graph="decoder", calibration=calibration, settings=dataclasses.replace(Int8Settings(), fp32_nodes=tuple(fp32)))
 
 
 def as_quick_gelu(model, pairs):
@@ -83,7 +83,7 @@ def run_ops(path: Path, work: Path) -> dict:
     return {op: ops[op] for op in SHOWN_OPS if ops[op]}
 
 
-def family_rows(name: str, out: Path, rounds: int) -> dict:
+def family_rows(name: str, out: Path, *, rounds: int) -> dict:
     from edgevae.benchmarks.any_vae import export_family
     from edgevae.export import calibrate, quality
     from edgevae.runtime.contract import manifest as contract
@@ -93,15 +93,15 @@ def family_rows(name: str, out: Path, rounds: int) -> dict:
     model = contract.load(folder)
     data = calibrate.data_for(model.manifest, None, "fashion-mnist")  # as any_vae.py's quantize: 256 + 256 images
     fp32 = {g: folder / model.manifest.variants["fp32"][g].file for g in ("encoder", "decoder")}
-    images = to_pixels(calibrate.training_images(data, 256, 0), model.conventions)
-    calibration = calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, 0)
+    images = to_pixels(calibrate.training_images(data, 256, seed=0), model.conventions)
+    calibration = calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, seed=0)
     test = to_pixels(calibrate.test_images(data, 256), model.conventions)
     reference = quality.graph_outputs(fp32, test, model.latent_shape, 0, model.conventions)
     rows, paths = {}, {"fp32 reference": fp32["decoder"]}
     for form in FORMS:
         paths[form] = folder / f"decoder.silu-{form}.onnx"
-        build(form, fp32["decoder"], paths[form], calibration)
-        measured = quality.measure(reference, {"encoder": fp32["encoder"], "decoder": paths[form]}, test, model.latent_shape)
+        build(form, fp32["decoder"], dst=paths[form], calibration=calibration)
+        measured = quality.measure(reference, {"encoder": fp32["encoder"], "decoder": paths[form]}, test_images=test, seed=model.latent_shape)
         rows[form] = {"psnr_db": measured["decoder_psnr_db"], "ops": run_ops(paths[form], folder)}
     sessions = {form: quality.graph_session(path, threads=1) for form, path in paths.items()}
     for batch in BATCHES:
@@ -132,7 +132,7 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"--families: {unknown[0]!r} has no SiLU; choose from resnet, kl")
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {f: family_rows(f, args.out, args.rounds) for f in args.families.split(",")}
+    result = {f: family_rows(f, args.out, rounds=args.rounds) for f in args.families.split(",")}
     (args.out / "silu_forms.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 

@@ -94,7 +94,7 @@ def _time_groups(config, model, runtimes, modules, compiler, flops) -> tuple[lis
             torch.set_num_threads(threads)
             for batch in config.batch_sizes:
                 array = random_input(model, graph, batch, for_api=True)  # runtime_call times the API
-                calls = {("runtime", v): runtime_call(runtimes[v, threads], graph, array) for v in _variants(model)}
+                calls = {("runtime", v): runtime_call(runtimes[v, threads], graph, array=array) for v in _variants(model)}
                 if modules is not None and graph in modules:  # a --torch module is a decoder only
                     calls["torch", "eager"] = torch_call(modules[graph], array)
                     compiled = compiler.call(graph, array)
@@ -168,7 +168,7 @@ def _torch_side(config: BenchConfig, model, runtime, torch_decoder) -> tuple:
         torch_decoder, label = load_factory(config.torch_factory)
     else:
         label = f"torch_decoder ({type(torch_decoder).__name__})"
-    return {"decoder": torch_decoder_for(runtime, torch_decoder, label)}, label
+    return {"decoder": torch_decoder_for(runtime, torch_decoder, label=label)}, label
 
 
 def run_bench(config: BenchConfig, *, torch_decoder=None) -> dict:
@@ -199,11 +199,11 @@ def run_bench(config: BenchConfig, *, torch_decoder=None) -> dict:
     torch_info = {"weights": source if modules else None, "skipped": None if modules else source,
                   "graphs": sorted(modules or ())}
     if modules is not None:
-        torch_info["parity"] = check_parity(runtimes["fp32", 1], modules, source)
+        torch_info["parity"] = check_parity(runtimes["fp32", 1], modules, source=source)
         print(f"edgevae bench: PyTorch {source}: max abs diff vs the runtime's fp32 " + ", ".join(
             f"{g} {d:.3g}" for g, d in torch_info["parity"]["max_abs_diff"].items()) + " (decoder: images in [0, 1])",
             file=sys.stderr, flush=True)
-    compiler = Compiler(modules, config.torch_compile, config.compile_budget_s,
+    compiler = Compiler(modules, enabled=config.torch_compile, budget_s=config.compile_budget_s,
                         reason="skipped (--quick)" if config.quick else "skipped (no PyTorch weights)")
 
     print(f"edgevae bench: {len(runtimes)} runtimes, threads {threads}, batches {config.batch_sizes}",
@@ -213,16 +213,16 @@ def run_bench(config: BenchConfig, *, torch_decoder=None) -> dict:
         with torch.inference_mode():  # PyTorch's fastest inference path, so the baseline is a fair one
             rows, sgemm_rows = _time_groups(config, model, runtimes, modules, compiler, summary["flops_per_image"])
             torch.set_num_threads(1)
-            overhead = measure_overhead(runtimes["fp32", 1], model.path, "fp32", config.schedule,
-                                        modules["decoder"] if modules else None)
+            overhead = measure_overhead(runtimes["fp32", 1], model.path, variant="fp32", schedule=config.schedule,
+                                        torch_decoder=modules["decoder"] if modules else None)
     finally:
         torch.set_num_threads(torch_threads)  # the caller's setting (tests run this in-process)
     torch_info["compile"] = {"skipped": compiler.skipped, "compile_s": compiler.compile_s}
     profile_runs = {1: 50, max(config.batch_sizes): 2} if config.quick else {1: 300, max(config.batch_sizes): 10}
-    profiles = [profile_graph(model, "fp32", g, b, runs) for g in GRAPH_NAMES for b, runs in profile_runs.items()]
+    profiles = [profile_graph(model, "fp32", graph=g, batch=b, runs=runs) for g in GRAPH_NAMES for b, runs in profile_runs.items()]
     own = modules is not None and "encoder" in modules  # edgevae's own decoder: torch_sample can rebuild it
-    cold = cold_start(model, modules["decoder"] if own else None, config.coldstart_runs,
-                      "no PyTorch weights" if modules is None else "edgevae's own decoder only, not a --torch module")
+    cold = cold_start(model, modules["decoder"] if own else None, runs=config.coldstart_runs,
+                      torch_skipped="no PyTorch weights" if modules is None else "edgevae's own decoder only, not a --torch module")
 
     sgemm = {t: float(np.median([r["gflops"] for r in sgemm_rows if r["threads"] == t])) for t in threads}
     settings = asdict(config) | {"threads": list(threads)}

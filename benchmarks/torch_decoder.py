@@ -75,7 +75,7 @@ class TorchDecoder(nn.Module):
     """The user's decoder (or VAE's decode) taking the runtime's latents: [N, *latent_shape] in the model's
     convention -> the declared head [N,C,H,W], as the decoder graph returns it."""
 
-    def __init__(self, module: nn.Module, conventions, image_shape: tuple):
+    def __init__(self, module: nn.Module, *, conventions, image_shape: tuple):
         super().__init__()
         self.module = module.eval()
         self.method = "decode" if callable(getattr(module, "decode", None)) else "forward"
@@ -96,12 +96,12 @@ class TorchDecoder(nn.Module):
         return y
 
 
-def torch_decoder_for(runtime, module, label: str) -> TorchDecoder:
+def torch_decoder_for(runtime, module, *, label: str) -> TorchDecoder:
     """module wrapped for runtime's model, once it decodes CHECK_BATCH seeded latents to float32 images of the
     manifest's shape; InputError naming label and both shapes otherwise."""
     if not isinstance(module, nn.Module):
         raise InputError(f"{label} is a {type(module).__name__}, not a torch.nn.Module")
-    decoder = TorchDecoder(module, runtime.conventions, runtime.image_shape)
+    decoder = TorchDecoder(module, conventions=runtime.conventions, image_shape=runtime.image_shape)
     z = np.random.default_rng(0).standard_normal((CHECK_BATCH, *runtime.latent_shape), dtype=np.float32)
     try:
         with torch.inference_mode():
@@ -116,7 +116,7 @@ def torch_decoder_for(runtime, module, label: str) -> TorchDecoder:
     return decoder
 
 
-def decoded_images(decoder: nn.Module, z: np.ndarray, conventions) -> np.ndarray:
+def decoded_images(decoder: nn.Module, z: np.ndarray, *, conventions) -> np.ndarray:
     """decoder(z) mapped to images in [0, 1] by the model's declared head, as runtime.decode maps its graph's
     output (the same to_unit): the two sides' results are then directly comparable."""
     with torch.inference_mode():

@@ -79,7 +79,7 @@ def make_step(v: Variant, device: str = "cpu"):
     return step
 
 
-def next_step(step, v: Variant, pool, default_threads: int):
+def next_step(step, v: Variant, *, pool, default_threads: int):
     """A zero-argument call: step on the next batch of pool, with v's threads (one call per interleaved round)."""
     done = [0]
 
@@ -104,7 +104,7 @@ def step_flops(batch: int = 128) -> int:
     return counter.get_total_flops()
 
 
-def time_data_handling(images, batch: int, n: int = 50) -> float:
+def time_data_handling(images, *, batch: int, n: int = 50) -> float:
     """Median seconds to slice a shuffled batch, lay it out channels_last and binarize it."""
     order = torch.randperm(len(images))
     times = []
@@ -155,7 +155,7 @@ def main(argv=None) -> None:
             steps[name](pool[i * v.batch : (i + 1) * v.batch])
         print(f"{name}: warm-up {time.perf_counter() - t0:.1f} s", flush=True)
     sgemm, sgemm_flops = sgemm_call(2048)
-    calls = {name: next_step(step, VARIANTS[name], pool, default_threads) for name, step in steps.items()}
+    calls = {name: next_step(step, VARIANTS[name], pool=pool, default_threads=default_threads) for name, step in steps.items()}
     calls[None] = lambda: (torch.set_num_threads(default_threads), sgemm())  # None: no variant's name
     times = interleave(calls, Schedule(min_rounds=args.steps, max_rounds=args.steps, **ONCE_A_ROUND))
     sgemm_times = times.pop(None)
@@ -179,7 +179,7 @@ def main(argv=None) -> None:
           f"{flops_per_image * EPOCH_IMAGES / sgemm_rate:.1f} s on this CPU even at sgemm speed")
 
     images = torch.rand(10_000, 1, 28, 28)
-    data = time_data_handling(images, 128)
+    data = time_data_handling(images, batch=128)
     print(f"data handling per batch of 128 (slice, channels_last, bernoulli): {data * 1e3:.2f} ms "
           f"= {data * EPOCH_IMAGES / 128:.2f} s/epoch ({data / statistics.median(times[names[0]]):.1%} of a {names[0]} step)")
     if not args.no_eval:

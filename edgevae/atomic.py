@@ -142,14 +142,14 @@ def atomic_open(path, mode: int | None = None):
         raise
 
 
-def atomic_write(path, write, mode: int | None = None) -> None:
+def atomic_write(path, write, *, mode: int | None = None) -> None:
     """Call write(binary file) on a temporary file beside path, then rename it over path (see atomic_open)."""
     with atomic_open(path, mode) as f:
         write(f)
 
 
-def write_bytes(path, data: bytes, mode: int | None = None) -> None:
-    atomic_write(path, lambda f: f.write(data), mode)
+def write_bytes(path, data: bytes, *, mode: int | None = None) -> None:
+    atomic_write(path, lambda f: f.write(data), mode=mode)
 
 
 def json_text(obj) -> str:
@@ -157,8 +157,8 @@ def json_text(obj) -> str:
     return json.dumps(obj, indent=2, allow_nan=False) + "\n"
 
 
-def write_json(path, obj, mode: int | None = None) -> None:
-    write_bytes(path, json_text(obj).encode(), mode)
+def write_json(path, obj, *, mode: int | None = None) -> None:
+    write_bytes(path, json_text(obj).encode(), mode=mode)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ class ArrayReader(CalibrationDataReader):
     """Feeds `array` to input `name` in batches of batch_size (the last one may be shorter),
     advancing a tqdm progress bar by the rows fed."""
 
-    def __init__(self, name: str, array: np.ndarray, batch_size: int = 64, description: str = "calibrating"):
+    def __init__(self, name: str, array: np.ndarray, *, batch_size: int = 64, description: str = "calibrating"):
         if batch_size < 1:
             raise ValueError(f"calibration batch_size {batch_size} must be >= 1")
         if len(array) == 0:
@@ -75,7 +75,7 @@ def binarized(manifest) -> bool:
     return bool((getattr(training, "train_config", None) or {}).get("binarize"))
 
 
-def training_images(data, count: int, seed: int = 0, binarize: bool = False) -> np.ndarray:
+def training_images(data, count: int, *, seed: int = 0, binarize: bool = False) -> np.ndarray:
     """`count` training images (float32 [count,C,H,W] in [0,1]) picked by a seeded permutation; with
     binarize, one seeded Bernoulli draw of each (training binarizes dynamically)."""
     train_x = images_of(data).train
@@ -84,7 +84,7 @@ def training_images(data, count: int, seed: int = 0, binarize: bool = False) -> 
     return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32) if binarize else images
 
 
-def posterior_latents(graphs, images: np.ndarray, seed: int = 0) -> np.ndarray:
+def posterior_latents(graphs, images: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """One posterior draw z [N, *latent] per image through the encoder of graphs (an fp32 GraphPair: x -> mu,
     logvar; or x -> z for a deterministic encoder, whose latent is returned as it is), all images in one call."""
     from edgevae.runtime.inference.latent import reparameterize, rng_of, standard_normal
@@ -92,4 +92,4 @@ def posterior_latents(graphs, images: np.ndarray, seed: int = 0) -> np.ndarray:
     mu, logvar = graphs.encode(np.ascontiguousarray(images, np.float32), rows=max(1, len(images)))
     if logvar is None:
         return mu
-    return reparameterize(mu, logvar, standard_normal(rng_of(seed), mu.shape))
+    return reparameterize(mu, logvar, eps=standard_normal(rng_of(seed), mu.shape))

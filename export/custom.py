@@ -62,7 +62,7 @@ class _Half(nn.Module):
 class ContractVAE(nn.Module):
     """encoder + decoder wrapped to the graph contract, with the .encoder / .decoder / .config the exporter uses."""
 
-    def __init__(self, encoder, decoder, image_shape, latent_dim: int | None, logits: bool = False,
+    def __init__(self, encoder, decoder, *, image_shape, latent_dim: int | None, logits: bool = False,
                  latent_shape=None, conventions: Conventions | None = None):
         super().__init__()
         shape = tuple(int(v) for v in image_shape)
@@ -171,7 +171,7 @@ def export_vae(encoder, decoder, out_dir, *, image_shape, latent_dim: int | None
 
     from .exporter import export_model_dir, validation_images
 
-    model = ContractVAE(encoder, decoder, image_shape, latent_dim, logits, latent_shape, conventions)
+    model = ContractVAE(encoder, decoder, image_shape=image_shape, latent_dim=latent_dim, logits=logits, latent_shape=latent_shape, conventions=conventions)
     source, training = "caller-supplied images", None
     if data is not None:
         c, h, w = model.config.image_shape

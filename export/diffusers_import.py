@@ -114,7 +114,7 @@ def _probe(decoder: nn.Module, z: torch.Tensor) -> torch.Tensor:
     return decoder(z)
 
 
-def receptive_field(decoder: nn.Module, latent_channels: int, factor: int, seeds=(0, 1)) -> int | None:
+def receptive_field(decoder: nn.Module, *, latent_channels: int, factor: int, seeds=(0, 1)) -> int | None:
     """The decoder's receptive field radius in latent pixels, measured: the latents on which the output pixels of
     the centre latent pixel depend (non-zero gradient, union over seeded z). None when they reach the border of a
     FIELD_PROBE-wide latent: unbounded (attention) or too wide to tile usefully."""
@@ -133,7 +133,7 @@ def receptive_field(decoder: nn.Module, latent_channels: int, factor: int, seeds
 def conventions_for(config: dict, vae: nn.Module) -> Conventions:
     factor = downsampling_of(config)
     tiny = config["_class_name"] == "AutoencoderTiny"
-    field = receptive_field(Decoder(vae), config["latent_channels"], factor) if tiny else None
+    field = receptive_field(Decoder(vae), latent_channels=config["latent_channels"], factor=factor) if tiny else None
     return Conventions(pixel_range=(-1.0, 1.0), decoder_head="image", posterior="deterministic" if tiny else "gaussian",
                        prior="none", latent_scale=float(config.get("scaling_factor") or 1.0),
                        latent_shift=float(config.get("shift_factor") or 0.0), downsampling=factor, receptive_field=field)

@@ -47,8 +47,8 @@ def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None 
     latent_dim = model.config.latent_dim
     metadata = {"edgevae_version": __version__, "latent_dim": str(latent_dim),
                 "training": json.dumps(contract.to_json(training) if training else {}, sort_keys=True)}
-    protos = export_graphs(model, metadata)
-    parity = check_parity(model, protos, images, images_source, tolerance)
+    protos = export_graphs(model, metadata=metadata)
+    parity = check_parity(model, protos, images=images, images_source=images_source, tolerance=tolerance)
     specs = graph_specs(model)
 
     with atomic_folder(out, mode=0o755) as tmp:  # a model dir is for sharing: 0755, its files 0644
@@ -68,7 +68,7 @@ def export_model_dir(model: VAE, out_dir, *, training: contract.Training | None 
             # edgevae's own family writes neither, so its manifests stay as they were
             latent_shape=latent_shape_of(model) if len(latent_shape_of(model)) > 1 else None,
             conventions=None if conventions_of(model) == contract.CLASSIC else conventions_of(model))
-        manifest = add_static(tmp, manifest, plan(manifest, static_batch))
+        manifest = add_static(tmp, manifest, siblings=plan(manifest, static_batch))
         manifest = _with_goldens(tmp, manifest, images)
         manifest = dataclasses.replace(manifest, targets=check(contract.ModelDir(tmp, manifest)))
         contract.write(tmp, manifest)
@@ -82,7 +82,7 @@ def _with_goldens(folder: Path, manifest: contract.Manifest, images: np.ndarray 
     from edgevae.runtime.device import golden as goldens
 
     staged = contract.ModelDir(folder, manifest)
-    golden, files = goldens.build(staged, list(manifest.variants), goldens.default_inputs(staged, images), source="edgevae export")
+    golden, files = goldens.build(staged, list(manifest.variants), inputs=goldens.default_inputs(staged, images), source="edgevae export")
     goldens.write_files(folder, files)
     return dataclasses.replace(manifest, golden=golden)
 

@@ -21,7 +21,7 @@ from torch import nn
 from edgevae.train.model import VAE, Decoder, Encoder
 
 
-def affine_as_linear(fn, in_shape: tuple, out_shape: tuple) -> nn.Linear:
+def affine_as_linear(fn, *, in_shape: tuple, out_shape: tuple) -> nn.Linear:
     """fn, an affine map from [N, *in_shape] to [N, *out_shape] built of float64 layers, as one float32
     Linear on the flattened input and output: the bias is fn(0); the weight's columns are fn of each basis
     vector less the bias when the inputs are fewer, else its rows are one backward pass per output."""
@@ -58,7 +58,7 @@ class FoldedEncoder(nn.Module):
             flat = twin["conv"](h).flatten(1)
             return torch.cat([twin["mu"](flat), twin["logvar"](flat)], dim=1)
 
-        self.head = affine_as_linear(tail, (last_conv.in_channels, *features[1:]), (2 * self.latent_dim,))
+        self.head = affine_as_linear(tail, in_shape=(last_conv.in_channels, *features[1:]), out_shape=(2 * self.latent_dim,))
 
     def forward(self, x):
         both = self.head(self.features(x).flatten(1))
@@ -80,7 +80,7 @@ class FoldedDecoder(nn.Module):
 
         with torch.no_grad():
             self.features = tuple(head(torch.zeros(1, decoder.project.in_features, dtype=torch.float64)).shape[1:])
-        self.project = (affine_as_linear(head, (decoder.project.in_features,), self.features) if fold
+        self.project = (affine_as_linear(head, in_shape=(decoder.project.in_features,), out_shape=self.features) if fold
                         else nn.Linear(decoder.project.in_features, int(torch.Size(self.features).numel())))
         self.rest = nn.Sequential(*list(decoder.deconv)[1:])  # LeakyReLU, ConvT, ..., the last ConvT
 

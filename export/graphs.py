@@ -54,7 +54,7 @@ def graph_specs(model) -> dict[str, GraphSpec]:
     return {"encoder": DETERMINISTIC_ENCODER, "decoder": DECODER}
 
 
-def module_and_example(model: VAE, spec: GraphSpec, fold: bool = True) -> tuple[nn.Module, torch.Tensor]:
+def module_and_example(model: VAE, spec: GraphSpec, *, fold: bool = True) -> tuple[nn.Module, torch.Tensor]:
     """The half of the model that becomes graph `spec`, and an example input (batch 2, so batch is not
     specialised to 1). The seed-family halves (train/model.py) have their adjacent affine layers folded
     (export/fold.py) unless fold is False; a user's own modules (export/custom.py) are exported as they are."""
@@ -82,9 +82,9 @@ def dynamic_axes(model, spec: GraphSpec) -> dict:
     return {0: batch, 2: factor * h, 3: factor * w} if spec.name == "encoder" else {0: batch, 2: h, 3: w}
 
 
-def export_graph(model: VAE, spec: GraphSpec, metadata: dict[str, str], fold: bool = True) -> onnx.ModelProto:
+def export_graph(model: VAE, spec: GraphSpec, *, metadata: dict[str, str], fold: bool = True) -> onnx.ModelProto:
     """The ONNX graph of one half of `model` (fp32, opset OPSET, dynamic batch), checked and shape-inferred."""
-    module, example = module_and_example(model, spec, fold)
+    module, example = module_and_example(model, spec, fold=fold)
     program = torch.onnx.export(
         module.eval(), (example,), dynamo=True, opset_version=OPSET, optimize=True, verbose=False,
         input_names=list(spec.inputs), output_names=list(spec.outputs),
@@ -96,12 +96,12 @@ def export_graph(model: VAE, spec: GraphSpec, metadata: dict[str, str], fold: bo
     # strict_mode turns a shape inference failure into an error instead of a silently unshaped graph
     proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
     onnx.checker.check_model(proto, full_check=True)
-    check_io(proto, spec, latent_shape_of(model), tuple(model.config.image_shape),
+    check_io(proto, spec, latent_dim=latent_shape_of(model), image_shape=tuple(model.config.image_shape),
              dynamic_sizes=conventions_of(model).downsampling is not None)
     return proto
 
 
-def check_io(proto: onnx.ModelProto, spec: GraphSpec, latent_dim, image_shape: tuple[int, int, int],
+def check_io(proto: onnx.ModelProto, spec: GraphSpec, *, latent_dim, image_shape: tuple[int, int, int],
              dynamic_sizes: bool = False) -> None:
     """Raise ValueError unless the graph's boundary matches the contract: names, float32, [batch, ...] shapes.
     latent_dim: D or the latent's shape; dynamic_sizes: H, W, h and w are symbolic (any name)."""
@@ -123,7 +123,7 @@ def check_io(proto: onnx.ModelProto, spec: GraphSpec, latent_dim, image_shape: t
             raise ValueError(f"exported {spec.name} graph has non-float32 I/O {v.name}")
 
 
-def export_graphs(model: VAE, metadata: dict[str, str], fold: bool = True) -> dict[str, onnx.ModelProto]:
+def export_graphs(model: VAE, *, metadata: dict[str, str], fold: bool = True) -> dict[str, onnx.ModelProto]:
     """{"encoder": proto, "decoder": proto} for `model` (switched to eval mode)."""
     model.eval()
-    return {name: export_graph(model, spec, metadata, fold) for name, spec in graph_specs(model).items()}
+    return {name: export_graph(model, spec, metadata=metadata, fold=fold) for name, spec in graph_specs(model).items()}

@@ -119,7 +119,7 @@ def pareto_front(candidates: list[dict]) -> list[str]:
 class Search:
     """State of one search: prepared graphs, the fp32 reference, timing sessions, and every candidate."""
 
-    def __init__(self, model, calibration: dict, test_images, reference: dict, config: SearchConfig, work: Path,
+    def __init__(self, model, calibration: dict, *, test_images, reference: dict, config: SearchConfig, work: Path,
                  seed: int = 0, threads: int | None = None):
         from edgevae.runtime.inference.graph_pair import GraphPair
         from edgevae.runtime.inference.sessions import SessionConfig
@@ -132,8 +132,8 @@ class Search:
         self.start = time.monotonic()
         self.deadline = self.start + config.budget_s
         self.fp32 = {g: model.path / model.manifest.variants["fp32"][g].file for g in GRAPH_NAMES}
-        self.prepared = {g: prepare(g, self.fp32[g], calibration[g], self.work) for g in GRAPH_NAMES}
-        self.fp32_timed = GraphPair.of_variant(model, "fp32", SessionConfig(threads=threads))
+        self.prepared = {g: prepare(g, self.fp32[g], calibration=calibration[g], work=self.work) for g in GRAPH_NAMES}
+        self.fp32_timed = GraphPair.of_variant(model, "fp32", config=SessionConfig(threads=threads))
         elbo = mean_neg_elbo(reference, test_images)
         defaults = config.budget_psnr is None and config.budget_nats is None  # --select's budget (quality.within_budget)
         self.budget = {"psnr_db": 35.0 if defaults else config.budget_psnr,
@@ -147,7 +147,7 @@ class Search:
         self.timed_out = self.timed_out or time.monotonic() > self.deadline
         return not self.timed_out
 
-    def evaluate(self, name: str, settings: dict, why: str) -> dict:
+    def evaluate(self, name: str, settings: dict, *, why: str) -> dict:
         """Build, measure (quality, size, latency vs fp32) and record a candidate; settings {graph: Int8Settings
         or None for fp32}."""
         from edgevae.runtime.inference.graph_pair import GraphPair
@@ -167,12 +167,12 @@ class Search:
             self.candidates.append(c)
             print(f"search {len(self.candidates):>2} {name:<40} = {twin['name']}", flush=True)
             return c
-        sessions = {"fp32": self.fp32_timed, name: GraphPair.of_files(self.model, paths, SessionConfig(threads=self.threads))}
-        ms = time_sessions(sessions, self.model, (self.config.speed_batch,), rounds=self.config.quick_rounds, clock=self.clock)
+        sessions = {"fp32": self.fp32_timed, name: GraphPair.of_files(self.model, paths, config=SessionConfig(threads=self.threads))}
+        ms = time_sessions(sessions, self.model, batch_sizes=(self.config.speed_batch,), rounds=self.config.quick_rounds, clock=self.clock)
         batch = str(self.config.speed_batch)
         fp32_ms, cand_ms = (sum(ms[v][g][batch] for g in GRAPH_NAMES) for v in ("fp32", name))
         c = {"name": name, "why": why, "settings": {g: _record(g, s, self.prepared[g]) for g, s in settings.items()},
-             **quality_of(self.reference, GraphPair.of_files(self.model, paths), self.test, self.seed),
+             **quality_of(self.reference, GraphPair.of_files(self.model, paths), test_images=self.test, seed=self.seed),
              "bytes": sum(Path(p).stat().st_size for p in paths.values()), "ms": round(cand_ms, 4),
              "fp32_ms": round(fp32_ms, 4), "speedup": round(fp32_ms / cand_ms, 3), "paths": paths, "raw": settings,
              "digest": digest, "same_as": None}
@@ -197,7 +197,7 @@ class Search:
                 if _same(s, base["raw"][g], g) or not self.time_left():
                     continue
                 name = f"{g}:{method}{'+per-channel' if per_channel else ''}{'+symmetric' if symmetric else ''}"
-                c = self.evaluate(name, {**base["raw"], g: s}, f"settings sweep of the {g}")
+                c = self.evaluate(name, {**base["raw"], g: s}, why=f"settings sweep of the {g}")
                 if self.ok(c) and c["badness"] < winner["badness"]:
                     winner = c
             best[g] = winner["raw"][g]
@@ -216,9 +216,9 @@ class Search:
             if current["meets_budget"] and self.ok(current) or not self.time_left():
                 break
             g = r["graph"]
-            trial = {**current["raw"], g: self.keeping(current["raw"][g], g, [*kept[g], r["group"]], rows)}
+            trial = {**current["raw"], g: self.keeping(current["raw"][g], g, groups=[*kept[g], r["group"]], rows=rows)}
             c = self.evaluate(f"greedy {sum(map(len, kept.values())) + 1}: +fp32 {g}:{r['group'].removeprefix('node_')}", trial,
-                              f"greedy: {r['group']} ({g}) alone in int8 cost {r['nats']:+.3f} nats, "
+                              why=f"greedy: {r['group']} ({g}) alone in int8 cost {r['nats']:+.3f} nats, "
                               f"{r['psnr_db']} dB; int8 saves {_fp32_us(r) - r['int8_us']:.0f} us of {_fp32_us(r):.0f}")
             if self.ok(c) and c["badness"] < current["badness"]:
                 kept[g].append(r["group"])
@@ -233,14 +233,14 @@ class Search:
             if r["int8_us"] < _fp32_us(r) or not isinstance(record, dict) or r["group"] in record["fp32_groups"] \
                     or not self.time_left():
                 continue
-            trial = {**current["raw"], g: self.keeping(current["raw"][g], g, [*record["fp32_groups"], r["group"]], rows)}
+            trial = {**current["raw"], g: self.keeping(current["raw"][g], g, groups=[*record["fp32_groups"], r["group"]], rows=rows)}
             c = self.evaluate(f"{current['name']} +fp32 {g}:{r['group'].removeprefix('node_')}", trial,
-                              f"int8 profiled no faster for {r['group']} ({g}): {r['int8_us']:.0f} us vs fp32 {_fp32_us(r):.0f} us")
+                              why=f"int8 profiled no faster for {r['group']} ({g}): {r['int8_us']:.0f} us vs fp32 {_fp32_us(r):.0f} us")
             if c["ms"] <= current["ms"] and c["badness"] <= current["badness"]:
                 current = c
         return current
 
-    def keeping(self, settings: Int8Settings, graph: str, groups: list[str], rows: list[dict]) -> Int8Settings:
+    def keeping(self, settings: Int8Settings, graph: str, *, groups: list[str], rows: list[dict]) -> Int8Settings:
         """settings with `groups` kept fp32; each as the source's ConvTranspose where that profiled faster."""
         prepared = self.prepared[graph]
         faster = {r["group"] for r in rows if r["graph"] == graph and r.get("fp32_conv_transpose_us") is not None
@@ -278,7 +278,7 @@ def _record(graph: str, settings, prepared) -> dict | str:
             "fp32_nodes": [HEAD_SIGMOID, *settings.fp32_nodes], "silu": SILU_INT8}
 
 
-def search(model, calibration: dict, test_images, reference: dict, config: SearchConfig, seed: int = 0,
+def search(model, calibration: dict, *, test_images, reference: dict, config: SearchConfig, seed: int = 0,
            threads: int | None = None) -> SearchResult:
     """Run the search on model (a checked contract.ModelDir) and write its report beside the manifest.
 
@@ -290,19 +290,19 @@ def search(model, calibration: dict, test_images, reference: dict, config: Searc
     from .variants import variant_file
 
     with tempfile.TemporaryDirectory(prefix="edgevae-search-") as work:
-        s = Search(model, calibration, test_images, reference, config, Path(work), seed, threads)
-        fp32 = s.evaluate("fp32", {g: None for g in GRAPH_NAMES}, "reference")
-        base = s.evaluate("int8", {g: Int8Settings() for g in GRAPH_NAMES}, "whole-graph int8 (the int8 variant's settings)")
+        s = Search(model, calibration, test_images=test_images, reference=reference, config=config, work=Path(work), seed=seed, threads=threads)
+        fp32 = s.evaluate("fp32", {g: None for g in GRAPH_NAMES}, why="reference")
+        base = s.evaluate("int8", {g: Int8Settings() for g in GRAPH_NAMES}, why="whole-graph int8 (the int8 variant's settings)")
         best = s.sweep(base)
         combined = next((c for c in s.candidates if c["raw"] == best), None)
         if combined is None and s.time_left():
-            combined = s.evaluate("best settings", best, "the sweep's best settings of both graphs")
+            combined = s.evaluate("best settings", best, why="the sweep's best settings of both graphs")
         combined = combined or base
         rows = []
         if s.time_left():
             rng = np.random.default_rng(seed)
             feeds = {g: {model.manifest.io[g].inputs[0]: random_input(model, g, config.speed_batch, rng)} for g in GRAPH_NAMES}
-            rows = group_sensitivity(s.prepared, combined["raw"], reference, test_images, model, feeds, seed,
+            rows = group_sensitivity(s.prepared, combined["raw"], reference=reference, test_images=test_images, model=model, feeds=feeds, seed=seed,
                                      deadline=s.deadline)
             current = combined if combined["meets_budget"] and s.ok(combined) else s.greedy(combined, rows)
             s.free_fp32(current, rows)
@@ -347,9 +347,9 @@ def _report(s: Search, rows: list[dict], base: dict, fp32: dict, search_s: float
     front = pareto_front(points)
     timed = [c for c in points if c["name"] in front or c is base or c is fp32]
     start = time.monotonic()
-    sessions = {c["name"]: GraphPair.of_files(s.model, c["paths"], SessionConfig(threads=s.threads)) for c in timed}
+    sessions = {c["name"]: GraphPair.of_files(s.model, c["paths"], config=SessionConfig(threads=s.threads)) for c in timed}
     sizes = sorted({*s.config.timing_batches, s.config.speed_batch})
-    latency = time_sessions(sessions, s.model, sizes, rounds=s.config.retime_rounds, clock=s.clock)
+    latency = time_sessions(sessions, s.model, batch_sizes=sizes, rounds=s.config.retime_rounds, clock=s.clock)
     timing_s = time.monotonic() - start
     batch = str(s.config.speed_batch)
     total = {name: sum(lat[g][batch] for g in GRAPH_NAMES) for name, lat in latency.items()}

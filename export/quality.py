@@ -40,7 +40,7 @@ def _neg_elbo(x_hat: np.ndarray, mu: np.ndarray, logvar, images: np.ndarray, con
     return float(np.mean(nll + gaussian_kl(mu.reshape(n, -1), logvar.reshape(n, -1))))
 
 
-def graph_outputs(graphs: GraphPair, test_images: np.ndarray, seed: int = 0) -> dict:
+def graph_outputs(graphs: GraphPair, test_images: np.ndarray, *, seed: int = 0) -> dict:
     """What the quality figures compare, for a pair of graphs of a model dir: decoded DECODER_SAMPLES z ~ N(0, I)
     ("samples"; without a prior, the test images' latents instead), mu / logvar of test_images (in the model's
     pixel range; logvar None for a deterministic encoder), and the decoding of one posterior draw per image
@@ -53,7 +53,7 @@ def graph_outputs(graphs: GraphPair, test_images: np.ndarray, seed: int = 0) -> 
     rng = rng_of(seed)
     z = standard_normal(rng, (DECODER_SAMPLES, *graphs.model.latent_shape)) if conventions.prior != "none" else None
     mu, logvar = graphs.encode(test_images)
-    drawn = mu if logvar is None else reparameterize(mu, logvar, standard_normal(rng, mu.shape))
+    drawn = mu if logvar is None else reparameterize(mu, logvar, eps=standard_normal(rng, mu.shape))
     x_hat = graphs.decode(drawn)
     if z is None:  # no prior: the decoder is measured on the latents it is given in use, the encoder's
         z = mu[np.arange(DECODER_SAMPLES) % len(mu)]
@@ -63,11 +63,11 @@ def graph_outputs(graphs: GraphPair, test_images: np.ndarray, seed: int = 0) -> 
             "x_hat": to_unit(x_hat, conventions), "neg_elbo": neg_elbo}
 
 
-def measure(reference: dict, graphs: GraphPair, test_images: np.ndarray, seed: int = 0) -> dict:
+def measure(reference: dict, graphs: GraphPair, *, test_images: np.ndarray, seed: int = 0) -> dict:
     """Quality of the variant's graphs vs `reference` (graph_outputs of fp32 with the same images and seed):
     decoder max abs diff and PSNR over the z ~ N(0, I) samples, encoder mu / logvar max abs diffs, and the
     test -ELBO through each and its relative change."""
-    got = graph_outputs(graphs, test_images, seed)
+    got = graph_outputs(graphs, test_images, seed=seed)
     elbo_ref, elbo_var = reference["neg_elbo"], got["neg_elbo"]
     nats = elbo_ref is not None
     return {
@@ -84,20 +84,20 @@ def measure(reference: dict, graphs: GraphPair, test_images: np.ndarray, seed: i
     }
 
 
-def iwae_per_image(graphs: GraphPair, images: np.ndarray, k: int, seed: int = 0, batch: int = 20) -> np.ndarray:
+def iwae_per_image(graphs: GraphPair, images: np.ndarray, *, k: int, seed: int = 0, batch: int = 20) -> np.ndarray:
     """IWAE NLL [N] of each image through the pair of graphs, with noise that depends on the seed and the
     images' count alone, so every variant sees the same eps."""
     from edgevae.runtime.inference.likelihood import iwae_nll
 
     rng = rng_of(seed)
-    return np.concatenate([iwae_nll(graphs, images[i:i + batch], k, rng) for i in range(0, len(images), batch)])
+    return np.concatenate([iwae_nll(graphs, images[i:i + batch], k=k, rng=rng) for i in range(0, len(images), batch)])
 
 
-def nll_cost(reference_nll: np.ndarray, graphs: GraphPair, images: np.ndarray, k: int, seed: int = 0) -> contract.NllCost:
+def nll_cost(reference_nll: np.ndarray, graphs: GraphPair, *, images: np.ndarray, k: int, seed: int = 0) -> contract.NllCost:
     """The variant's IWAE NLL against reference_nll (iwae_per_image of fp32 with the same images, k and seed)."""
     from edgevae.train.evaluate import mean_stderr
 
-    nll = iwae_per_image(graphs, images, k, seed)
+    nll = iwae_per_image(graphs, images, k=k, seed=seed)
     cost, cost_stderr = mean_stderr(nll - reference_nll)
     return contract.NllCost(nll=round(float(nll.mean()), 4), nll_fp32=round(float(reference_nll.mean()), 4),
                             cost=round(cost, 4), cost_stderr=round(cost_stderr, 4), k=k, images=len(images))
@@ -107,7 +107,7 @@ def _finite_or_none(db: float) -> float | None:
     return None if db == float("inf") else db  # identical outputs: JSON has no inf
 
 
-def within_budget(quality, min_psnr_db: float = 35.0, max_elbo_rel: float = 0.01) -> bool:
+def within_budget(quality, *, min_psnr_db: float = 35.0, max_elbo_rel: float = 0.01) -> bool:
     """The accuracy budget of --select for a manifest Quality: decoder PSNR >= min_psnr_db (None: identical)
     and -ELBO within max_elbo_rel of fp32."""
     psnr_ok = quality.decoder_psnr_db is None or quality.decoder_psnr_db >= min_psnr_db

@@ -81,20 +81,20 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, *, data=Non
     calibration = {}
     conventions = model.conventions
     if config.search or any(VARIANTS[v].needs_calibration for v in config.variants):
-        images = to_pixels(calibrate.training_images(data_dir, config.calibration_images, config.seed, binarize), conventions)
-        calibration = {"encoder": images, "decoder": calibrate.posterior_latents(fp32_graphs, images, config.seed)}
+        images = to_pixels(calibrate.training_images(data_dir, config.calibration_images, seed=config.seed, binarize=binarize), conventions)
+        calibration = {"encoder": images, "decoder": calibrate.posterior_latents(fp32_graphs, images, seed=config.seed)}
     test = to_pixels(held_out_images(calibrate.images_of(data_dir), binarize=binarize, limit=config.test_images).numpy(),
                      conventions)  # the graphs' pixels
-    reference = quality.graph_outputs(fp32_graphs, test, config.seed)
+    reference = quality.graph_outputs(fp32_graphs, test, seed=config.seed)
     # IWAE NLL (runtime/inference/likelihood.py) is Bernoulli means with a Gaussian posterior: edgevae's own family's
     nll_images = test[:config.nll_images] if conventions == contract.CLASSIC else test[:0]
-    reference_nll = quality.iwae_per_image(fp32_graphs, nll_images, config.nll_k, config.seed) if len(nll_images) else None
+    reference_nll = quality.iwae_per_image(fp32_graphs, nll_images, k=config.nll_k, seed=config.seed) if len(nll_images) else None
 
     def measure(paths: dict, settings: dict) -> dict:
         graphs = GraphPair.of_files(model, paths)
-        measured = quality.measure(reference, graphs, test, config.seed) | {"settings": settings}
+        measured = quality.measure(reference, graphs, test_images=test, seed=config.seed) | {"settings": settings}
         if reference_nll is not None:
-            measured["nll"] = quality.nll_cost(reference_nll, graphs, nll_images, config.nll_k, config.seed)
+            measured["nll"] = quality.nll_cost(reference_nll, graphs, images=nll_images, k=config.nll_k, seed=config.seed)
         return measured
 
     built, report = {}, {}
@@ -102,13 +102,13 @@ def build_variants(model: contract.ModelDir, config: QuantizeConfig, *, data=Non
         spec = VARIANTS[variant]
         for graph in GRAPH_NAMES:
             built[(variant, graph)] = tmp = temp_name(model.path / variant_file(graph, variant))
-            spec.build(fp32[graph], tmp, graph, calibration.get(graph), config.settings_for(variant))
+            spec.build(fp32[graph], tmp, graph=graph, calibration=calibration.get(graph), settings=config.settings_for(variant))
         paths = {g: built[(variant, g)] for g in GRAPH_NAMES}
         report[variant] = measure(paths, settings_record(variant, config))
     if config.search:  # int8-mixed, when a candidate meets the search's budget; its report is written beside the manifest
         from .mixed import search
 
-        found = search(model, calibration, test, reference, config.search, config.seed, config.threads)
+        found = search(model, calibration, test_images=test, reference=reference, config=config.search, seed=config.seed, threads=config.threads)
         built.update({("int8-mixed", g): path for g, path in found.paths.items()})
         if found.paths:
             report["int8-mixed"] = measure(found.paths, found.settings)
@@ -161,8 +161,8 @@ def quantize_model_dir(model_dir, config: QuantizeConfig = QuantizeConfig(), *, 
         manifest = dataclasses.replace(manifest, variants=variants, quality=quality)
         if config.select:
             names = [v for v in variants if v not in manifest.static]  # fixed shapes are swapped in by batch, not selected
-            latency = measure_latency(model.path, manifest, names, config.threads)
-            eligible = [v for v in names if v in quality and within_budget(quality[v], config.min_psnr_db, config.max_elbo_rel)]
+            latency = measure_latency(model.path, manifest, variants=names, threads=config.threads)
+            eligible = [v for v in names if v in quality and within_budget(quality[v], min_psnr_db=config.min_psnr_db, max_elbo_rel=config.max_elbo_rel)]
             if config.search:  # and the user's budget, as the search applied it
                 from .mixed import meets_quality
 
@@ -172,7 +172,7 @@ def quantize_model_dir(model_dir, config: QuantizeConfig = QuantizeConfig(), *, 
                 latency_ms=contract.Latency(threads=config.threads, eligible=(FP32, *eligible), by_variant=latency))
         before = [(shape.base, shape.batch) for shape in model.manifest.static.values()]  # rebuilt with a rebuilt base
         siblings = static.plan(manifest, config.static_batch, keep=before)
-        manifest = static.add_static(model.path, manifest, siblings)
+        manifest = static.add_static(model.path, manifest, siblings=siblings)
         manifest = _with_goldens(model, manifest, [*report, *(static.static_name(v, b) for v, b in siblings)])
         manifest = dataclasses.replace(manifest, targets=check(contract.ModelDir(model.path, manifest)))
         contract.write(model.path, manifest)
@@ -201,7 +201,7 @@ def _with_goldens(model: contract.ModelDir, manifest: contract.Manifest, variant
     inputs = goldens.read_inputs(model) if previous is not None else goldens.default_inputs(staged)
     if previous is None or FP32 not in previous.outputs:
         variants = [FP32, *variants]
-    golden, files = goldens.build(staged, variants, inputs, previous=previous, source="edgevae quantize")
+    golden, files = goldens.build(staged, variants, inputs=inputs, previous=previous, source="edgevae quantize")
     goldens.write_files(model.path, files)
     return dataclasses.replace(manifest, golden=golden)
 

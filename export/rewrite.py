@@ -93,7 +93,7 @@ def stride1_kernel(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
 
 
-def subpixel_kernel(weight: np.ndarray, bias: np.ndarray, strides) -> tuple[np.ndarray, np.ndarray]:
+def subpixel_kernel(weight: np.ndarray, bias: np.ndarray, *, strides) -> tuple[np.ndarray, np.ndarray]:
     """ConvTranspose kernel [C_in, C_out, kh, kw] with strides (sh, sw) -> sub-pixel Conv kernel
     [sh*sw*C_out, C_in, Jh, Jw] (J = ceil(k/s) per axis) and bias, output channels ordered (rh, rw, c) for the
     channels-last interleave.
@@ -133,7 +133,7 @@ def _subpixel_nodes(graph, node, weight, bias, strides, pads, output_padding, in
     """Conv (all phases) + interleave + crop, producing node.output[0] in NCHW. interleave: "transpose"
     (channels-last Transpose/Reshape) or "depth-to-space" (DepthToSpace DCR; square strides only)."""
     c_out, (kh, kw), (sh, sw) = weight.shape[1], weight.shape[2:], strides
-    kernel, phase_bias = subpixel_kernel(weight, bias, strides)
+    kernel, phase_bias = subpixel_kernel(weight, bias, strides=strides)
     jh, jw = kernel.shape[2:]
     out_h = (in_hw[0] - 1) * sh + kh - pads[0] - pads[2] + output_padding[0]
     out_w = (in_hw[1] - 1) * sw + kw - pads[1] - pads[3] + output_padding[1]

@@ -18,7 +18,7 @@ ROUNDS = 15
 MIN_GAIN = 0.10  # a variant must beat fp32 by this much to be selected: a margin over that noise
 
 
-def measure_latency(model_dir, manifest, variants: list[str], threads: int | None = None,
+def measure_latency(model_dir, manifest, *, variants: list[str], threads: int | None = None,
                     batch_sizes=TIMING_BATCH_SIZES, budget_s: float = 0.02) -> dict:
     """{variant: {"encoder": {batch: median ms}, "decoder": {...}}}, each figure the median of every call timed
     in ROUNDS interleaved rounds, each round a segment of calls lasting about budget_s per variant."""
@@ -26,11 +26,11 @@ def measure_latency(model_dir, manifest, variants: list[str], threads: int | Non
     from edgevae.runtime.inference.sessions import SessionConfig
 
     model = ModelDir(Path(model_dir), manifest)  # quantize's manifest, its new files in place but not yet written
-    sessions = {v: GraphPair.of_variant(model, v, SessionConfig(threads=threads)) for v in variants}
-    return time_sessions(sessions, model, batch_sizes, budget_s)
+    sessions = {v: GraphPair.of_variant(model, v, config=SessionConfig(threads=threads)) for v in variants}
+    return time_sessions(sessions, model, batch_sizes=batch_sizes, budget_s=budget_s)
 
 
-def time_sessions(sessions: dict, model: ModelDir, batch_sizes=TIMING_BATCH_SIZES, budget_s: float = 0.02, rounds: int = ROUNDS,
+def time_sessions(sessions: dict, model: ModelDir, *, batch_sizes=TIMING_BATCH_SIZES, budget_s: float = 0.02, rounds: int = ROUNDS,
                   clock=None) -> dict:
     """measure_latency's timing of graph pairs {name: GraphPair} of model (a contract.ModelDir: the inputs'
     shapes): {name: {graph: {batch: median ms}}}, the names interleaved in every round (edgevae.timing). clock:

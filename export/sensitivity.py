@@ -100,15 +100,15 @@ class PreparedGraph:
             key = hashlib.sha256("\0".join(sorted(settings.keep_conv_transpose)).encode()).hexdigest()[:12]
             prepared = self.work / f"{self.graph}.keep-{key}.prepared.onnx"
             if not prepared.exists():
-                prepare_int8(self.source, prepared, self.graph, settings.keep_conv_transpose)
-        quantize_prepared(prepared, Path(dst), self.graph, self.calibration, settings, cache=cache)
+                prepare_int8(self.source, prepared, graph=self.graph, keep_conv_transpose=settings.keep_conv_transpose)
+        quantize_prepared(prepared, Path(dst), graph=self.graph, calibration=self.calibration, settings=settings, cache=cache)
         return Path(dst)
 
 
-def prepare(graph: str, source: Path, calibration: np.ndarray, work: Path) -> PreparedGraph:
+def prepare(graph: str, source: Path, *, calibration: np.ndarray, work: Path) -> PreparedGraph:
     """A PreparedGraph of the fp32 graph at source, its files in work."""
     prepared = Path(work) / f"{graph}.prepared.onnx"
-    prepare_int8(Path(source), prepared, graph)
+    prepare_int8(Path(source), prepared, graph=graph)
     groups = tuple(node_groups(onnx.load(prepared)))
     if not groups:
         raise ValueError(f"the {graph} has no {'/'.join(COMPUTE_OPS)} node to quantize")
@@ -128,12 +128,12 @@ def attribute(kernel: str, groups) -> str | None:
     return best
 
 
-def profile_groups(path, groups, feed: dict, runs: int = 10, threads: int | None = 1) -> dict:
+def profile_groups(path, groups, *, feed: dict, runs: int = 10, threads: int | None = 1) -> dict:
     """{"run_us": median per run, "by_group": {group: us per run}, "other_us": kernels of no group}, from
     onnxruntime's profiler with the runtime's session options (threads=1 by default: shares, not speed)."""
     from edgevae.runtime.inference.sessions import SessionConfig, profile
 
-    kernels, run_us = profile(Path(path).read_bytes(), feed, runs, SessionConfig(threads=threads))
+    kernels, run_us = profile(Path(path).read_bytes(), feed, runs=runs, config=SessionConfig(threads=threads))
     by_group = defaultdict(float)
     for node, _, us in kernels:
         by_group[attribute(node, groups)] += us
@@ -142,13 +142,13 @@ def profile_groups(path, groups, feed: dict, runs: int = 10, threads: int | None
             "by_group": {g.name: by_group.get(g.name, 0.0) / n for g in groups}, "other_us": by_group.get(None, 0.0) / n}
 
 
-def quality_of(reference: dict, graphs, test_images: np.ndarray, seed: int = 0) -> dict:
+def quality_of(reference: dict, graphs, *, test_images: np.ndarray, seed: int = 0) -> dict:
     """Quality of a GraphPair against `reference` (quality.graph_outputs of fp32): {"psnr_db": decoder samples,
     "recon_psnr_db": reconstructions, "nats": -ELBO cost per image, "neg_elbo": -ELBO}; PSNR of identical
     outputs is reported as None (JSON has no inf)."""
     from .quality import graph_outputs, mean_neg_elbo, psnr
 
-    got = graph_outputs(graphs, test_images, seed)
+    got = graph_outputs(graphs, test_images, seed=seed)
     elbo = mean_neg_elbo(got, test_images)
     finite = lambda db: None if db == float("inf") else round(db, 3)  # noqa: E731
     return {"psnr_db": finite(psnr(reference["samples"], got["samples"])),
@@ -158,7 +158,7 @@ def quality_of(reference: dict, graphs, test_images: np.ndarray, seed: int = 0) 
             "neg_elbo": round(elbo, 4) if elbo is not None else None}
 
 
-def group_sensitivity(prepared: dict, settings: dict, reference: dict, test_images: np.ndarray, model,
+def group_sensitivity(prepared: dict, settings: dict, *, reference: dict, test_images: np.ndarray, model,
                       feeds: dict, seed: int = 0, profile_runs: int = 10, deadline: float | None = None) -> list[dict]:
     """One row per group of every graph in `prepared` ({graph: PreparedGraph} of model, a ModelDir): its quality
     cost when it alone is int8 (the other graph fp32; settings[graph] the Int8Settings), and its kernel time in
@@ -174,11 +174,11 @@ def group_sensitivity(prepared: dict, settings: dict, reference: dict, test_imag
         for graph, prep in prepared.items():
             base = settings[graph]
             whole = prep.build(Path(tmp) / f"{graph}.all.onnx", dataclasses.replace(base, fp32_nodes=()))
-            fp32_time = profile_groups(prep.prepared, prep.groups, feeds[graph], profile_runs)
-            int8_time = profile_groups(whole, prep.groups, feeds[graph], profile_runs)
+            fp32_time = profile_groups(prep.prepared, prep.groups, feed=feeds[graph], runs=profile_runs)
+            int8_time = profile_groups(whole, prep.groups, feed=feeds[graph], runs=profile_runs)
             # the source's ConvTransposes, which a group kept fp32 can run as again (variants.restore_nodes)
             origin_groups = [Group(g, "ConvTranspose", (o,), ()) for g, o in prep.origins.items()]
-            convt_time = profile_groups(prep.source, origin_groups, feeds[graph], profile_runs) if origin_groups else None
+            convt_time = profile_groups(prep.source, origin_groups, feed=feeds[graph], runs=profile_runs) if origin_groups else None
             for group in prep.groups:
                 if deadline is not None and time.monotonic() > deadline:
                     return rows
@@ -187,7 +187,7 @@ def group_sensitivity(prepared: dict, settings: dict, reference: dict, test_imag
                                  dataclasses.replace(base, fp32_nodes=fp32_nodes_of(prep.groups, others)))
                 paths = {g: p.source for g, p in prepared.items()} | {graph: one}
                 rows.append({"graph": graph, "group": group.name, "op": group.op, "nodes": list(group.nodes),
-                             **quality_of(reference, GraphPair.of_files(model, paths), test_images, seed),
+                             **quality_of(reference, GraphPair.of_files(model, paths), test_images=test_images, seed=seed),
                              "fp32_us": round(fp32_time["by_group"][group.name], 1),
                              "int8_us": round(int8_time["by_group"][group.name], 1),
                              "share_fp32": round(fp32_time["by_group"][group.name] / max(fp32_time["run_us"], 1e-9), 4),

@@ -68,7 +68,7 @@ def fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
     return model
 
 
-def plan(manifest: contract.Manifest, batches, keep=()) -> list[tuple[str, int]]:
+def plan(manifest: contract.Manifest, batches, *, keep=()) -> list[tuple[str, int]]:
     """The (base, batch) siblings to build: every variant with a dynamic batch at each of `batches`, and the
     (base, batch) pairs of `keep` (the siblings a dir had before its bases were rebuilt), less those listed."""
     listed = {(s.base, s.batch) for s in manifest.static.values()}
@@ -77,7 +77,7 @@ def plan(manifest: contract.Manifest, batches, keep=()) -> list[tuple[str, int]]
     return sorted(wanted - listed)
 
 
-def add_static(folder: Path, manifest: contract.Manifest, siblings) -> contract.Manifest:
+def add_static(folder: Path, manifest: contract.Manifest, *, siblings) -> contract.Manifest:
     """manifest with the fixed-shape siblings [(base, batch)] written into folder (atomically, 0644) and listed;
     their goldens are the caller's to add (runtime/device/golden.py handles fixed shapes)."""
     from edgevae.atomic import write_bytes

@@ -59,7 +59,7 @@ def unshare_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def preflight(prepared: Path, graph: str, calibration, settings) -> None:
+def preflight(prepared: Path, graph: str, *, calibration, settings) -> None:
     """Quantize the prepared graph with PREFLIGHT_INPUTS calibration inputs into a scratch file: seconds, where the
     real calibration takes minutes. ValueError naming the graph (and the nodes sharing a weight) when it fails."""
     from .variants import quantize_prepared
@@ -73,8 +73,8 @@ def preflight(prepared: Path, graph: str, calibration, settings) -> None:
     small = calibration[:PREFLIGHT_INPUTS]
     with tempfile.TemporaryDirectory(dir=Path(prepared).parent, prefix=".preflight-") as tmp:
         try:
-            quantize_prepared(prepared, Path(tmp) / "int8.onnx", graph, small,
-                              _with_batch(settings, len(small)))
+            quantize_prepared(prepared, Path(tmp) / "int8.onnx", graph=graph, calibration=small,
+                              settings=_with_batch(settings, len(small)))
         except Exception as err:  # onnxruntime.quantization raises plain Exception, ValueError, KeyError ...
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             ops = sorted({n.op_type for n in model.graph.node})

@@ -27,12 +27,12 @@ SEED = 0  # z ~ N(0, I), and the stand-in images when no dataset is at hand, com
 TOLERANCE = 1e-4
 
 
-def stand_in_images(n: int, image_shape: tuple, seed: int = SEED) -> np.ndarray:
+def stand_in_images(n: int, image_shape: tuple, *, seed: int = SEED) -> np.ndarray:
     """Uniform [0,1) float32 images [n,C,H,W]: the validation input when no dataset is available."""
     return np.random.default_rng(seed).random((n, *image_shape), dtype=np.float32)
 
 
-def max_abs_diffs(model: VAE, protos: dict[str, onnx.ModelProto], images: np.ndarray,
+def max_abs_diffs(model: VAE, protos: dict[str, onnx.ModelProto], *, images: np.ndarray,
                   batch_sizes=PARITY_BATCH_SIZES) -> dict:
     """{graph: {batch: {output: max |onnxruntime - PyTorch|}}} on images[:b] and z ~ N(0, I) [b, D]."""
     model.eval()
@@ -75,7 +75,7 @@ def other_size_diffs(model, protos: dict[str, onnx.ModelProto]) -> dict:
     c, h, w = other_size(model)
     factor = conventions_of(model).downsampling
     latent = latent_shape_of(model)
-    images = stand_in_images(2, (c, h, w), SEED + 1)
+    images = stand_in_images(2, (c, h, w), seed=SEED + 1)
     z = np.random.default_rng(SEED + 1).standard_normal((2, latent[0], h // factor, w // factor), dtype=np.float32)
     low, high = conventions_of(model).pixel_range
     feeds = {"encoder": (low + (high - low) * images).astype(np.float32), "decoder": z}
@@ -90,7 +90,7 @@ def other_size_diffs(model, protos: dict[str, onnx.ModelProto]) -> dict:
     return result
 
 
-def check_parity(model: VAE, protos: dict[str, onnx.ModelProto], images: np.ndarray | None = None,
+def check_parity(model: VAE, protos: dict[str, onnx.ModelProto], *, images: np.ndarray | None = None,
                  images_source: str | None = None, tolerance: float = TOLERANCE) -> dict:
     """The manifest's "parity" entry; ValueError naming the graph, batch and output past `tolerance`.
 
@@ -103,7 +103,7 @@ def check_parity(model: VAE, protos: dict[str, onnx.ModelProto], images: np.ndar
     if images.dtype != np.float32 or images.shape[1:] != shape or len(images) < need:
         raise ValueError(f"validation images must be float32 [>={need},{','.join(map(str, shape))}], "
                          f"got {images.dtype} {list(images.shape)}")
-    diffs = max_abs_diffs(model, protos, images[:need])
+    diffs = max_abs_diffs(model, protos, images=images[:need])
     sizes = {}
     if other_size(model) is not None:
         sizes = {"x".join(map(str, other_size(model))): other_size_diffs(model, protos)}

@@ -91,16 +91,16 @@ class Fp16Settings:
     keep_io_types: bool = True  # float32 at the boundary, as the model-dir contract says
 
 
-def build_int8(src: Path, dst: Path, graph: str, calibration, settings: Int8Settings) -> None:
+def build_int8(src: Path, dst: Path, *, graph: str, calibration, settings: Int8Settings) -> None:
     """Static QDQ int8 of src (an fp32 graph) at dst, calibrated on `calibration` (the graph's input array)."""
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        prepare_int8(src, prepared, graph, settings.keep_conv_transpose, settings.interleave)
-        preflight(prepared, graph, calibration, settings)  # seconds, before minutes of calibration (export/unshare.py)
-        quantize_prepared(prepared, dst, graph, calibration, settings)
+        prepare_int8(src, prepared, graph=graph, keep_conv_transpose=settings.keep_conv_transpose, interleave=settings.interleave)
+        preflight(prepared, graph, calibration=calibration, settings=settings)  # seconds, before minutes of calibration (export/unshare.py)
+        quantize_prepared(prepared, dst, graph=graph, calibration=calibration, settings=settings)
 
 
-def prepare_int8(src: Path, dst: Path, graph: str, keep_conv_transpose=(), interleave: str = TRANSPOSE) -> None:
+def prepare_int8(src: Path, dst: Path, *, graph: str, keep_conv_transpose=(), interleave: str = TRANSPOSE) -> None:
     """src with the graph's INT8_REWRITES applied and onnxruntime's pre-processing, at dst: the fp32 graph whose
     node names Int8Settings.fp32_nodes refers to. The ConvTransposes named in keep_conv_transpose are put back
     after the rewrite: a layer kept fp32 can run faster as the original ConvTranspose than as its Conv form."""
@@ -110,7 +110,7 @@ def prepare_int8(src: Path, dst: Path, graph: str, keep_conv_transpose=(), inter
     for name in int8_rewrites(graph, interleave):
         model = REWRITES[name](model)
     if keep_conv_transpose:
-        model = restore_nodes(original, model, keep_conv_transpose)
+        model = restore_nodes(original, model, names=keep_conv_transpose)
     rewritten = Path(dst).with_suffix(".rewritten.onnx")
     try:
         onnx.save(model, rewritten)
@@ -122,7 +122,7 @@ def prepare_int8(src: Path, dst: Path, graph: str, keep_conv_transpose=(), inter
         rewritten.unlink(missing_ok=True)
 
 
-def restore_nodes(original: onnx.ModelProto, rewritten: onnx.ModelProto, names) -> onnx.ModelProto:
+def restore_nodes(original: onnx.ModelProto, rewritten: onnx.ModelProto, *, names) -> onnx.ModelProto:
     """rewritten with the nodes that conv_transpose_as_conv made of each original node in `names` (named
     "<name>/...", ending in that node's output tensor) replaced by the original node and its initializers."""
     by_name = {n.name: n for n in original.graph.node}
@@ -152,7 +152,7 @@ def restore_nodes(original: onnx.ModelProto, rewritten: onnx.ModelProto, names) 
     return model
 
 
-def quantize_prepared(prepared: Path, dst: Path, graph: str, calibration, settings: Int8Settings, cache: Path | None = None) -> None:
+def quantize_prepared(prepared: Path, dst: Path, *, graph: str, calibration, settings: Int8Settings, cache: Path | None = None) -> None:
     """Static QDQ int8 of a prepare_int8 graph at dst. cache: onnxruntime's calibration cache file (the ranges of
     every tensor for this graph, data and method; computed on first use), so a search calibrates once per method."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -167,7 +167,7 @@ def quantize_prepared(prepared: Path, dst: Path, graph: str, calibration, settin
         calibration = calibration[:len(calibration) // settings.batch_size * settings.batch_size]  # entropy) stack them
     with quiet_quantizer(graph):
         quantize_static(
-            str(prepared), str(dst), ArrayReader(input_name, calibration, settings.batch_size, f"calibrating {graph}"),
+            str(prepared), str(dst), ArrayReader(input_name, calibration, batch_size=settings.batch_size, description=f"calibrating {graph}"),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             per_channel=settings.per_channel, reduce_range=settings.reduce_range, calibrate_method=method, nodes_to_exclude=keep_fp32,
             extra_options={"CalibPercentile": settings.percentile, "ActivationSymmetric": settings.activation_symmetric},
@@ -184,11 +184,11 @@ class MixedSettings:
     decoder: Int8Settings = Int8Settings()
 
 
-def build_int8_mixed(src: Path, dst: Path, graph: str, calibration, settings: MixedSettings) -> None:
-    build_int8(src, dst, graph, calibration, getattr(settings, graph))
+def build_int8_mixed(src: Path, dst: Path, *, graph: str, calibration, settings: MixedSettings) -> None:
+    build_int8(src, dst, graph=graph, calibration=calibration, settings=getattr(settings, graph))
 
 
-def build_int8_dynamic(src: Path, dst: Path, graph: str, calibration, settings: DynamicSettings) -> None:
+def build_int8_dynamic(src: Path, dst: Path, *, graph: str, calibration, settings: DynamicSettings) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with quiet_quantizer(graph):
@@ -196,7 +196,7 @@ def build_int8_dynamic(src: Path, dst: Path, graph: str, calibration, settings: 
                          reduce_range=settings.reduce_range, op_types_to_quantize=["MatMul", "Gemm"])
 
 
-def build_fp16(src: Path, dst: Path, graph: str, calibration, settings: Fp16Settings) -> None:
+def build_fp16(src: Path, dst: Path, *, graph: str, calibration, settings: Fp16Settings) -> None:
     import warnings
 
     from onnxconverter_common.float16 import convert_float_to_float16
@@ -217,17 +217,17 @@ class NpuSettings:
     interleave: str = DEPTH_TO_SPACE  # 4-D tensors only: NNAPI's Transpose and Reshape take rank <= 4
 
 
-def build_fp32_npu(src: Path, dst: Path, graph: str, calibration, settings: NpuSettings) -> None:
+def build_fp32_npu(src: Path, dst: Path, *, graph: str, calibration, settings: NpuSettings) -> None:
     """The fp32 graph with its ConvTransposes rewritten as Conv (the encoder has none: copied as it is)."""
     onnx.save(conv_transpose_as_conv(onnx.load(src), settings.interleave), dst)
 
 
-def build_fp16_npu(src: Path, dst: Path, graph: str, calibration, settings: NpuSettings) -> None:
+def build_fp16_npu(src: Path, dst: Path, *, graph: str, calibration, settings: NpuSettings) -> None:
     """fp16 of the fp32-npu graph."""
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as tmp:
         rewritten = Path(tmp) / "rewritten.onnx"
-        build_fp32_npu(src, rewritten, graph, calibration, settings)
-        build_fp16(rewritten, dst, graph, calibration, Fp16Settings())
+        build_fp32_npu(src, rewritten, graph=graph, calibration=calibration, settings=settings)
+        build_fp16(rewritten, dst, graph=graph, calibration=calibration, settings=Fp16Settings())
 
 
 @contextlib.contextmanager

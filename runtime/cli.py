@@ -122,7 +122,7 @@ def _decode(args) -> None:
         raise ValueError("--overlap applies to --tile")
     rt = _load(args)
     chunks = rt.iter_decode(z) if args.tile is None else \
-        (rt.decode_tiled(np.asarray(z[i:i + 1]), args.tile, args.overlap) for i in range(len(z)))  # one at a time
+        (rt.decode_tiled(np.asarray(z[i:i + 1]), tile=args.tile, overlap=args.overlap) for i in range(len(z)))  # one at a time
     first = next(chunks)  # the latent's shape checked and the image size known before the output is opened
     if out.suffix.lower() == ".png":
         write_images(out, np.concatenate([first, *chunks]))
@@ -200,7 +200,7 @@ def _interpolate(args) -> None:
         return
     _check_disk(out, steps, rt.image_shape, "--steps")
     with NpyWriter(out, (steps, *rt.image_shape)) as npy:  # streamed: any --steps in bounded memory
-        for chunk in rt.iter_interpolate(x[args.a], x[args.b], steps):
+        for chunk in rt.iter_interpolate(x[args.a], x[args.b], steps=steps):
             npy.write(chunk)
 
 
@@ -241,9 +241,9 @@ def _info(args) -> None:
         lines.append(f"variant       {escape(name):<13} {size / 1e6:6.2f} MB  sha256 ok{vs_fp32}")
     from .device.profile import plan as device_plan
 
-    chosen = device_plan(model, variant, "auto")  # --threads auto, as sample/reconstruct/interpolate default to
+    chosen = device_plan(model, variant, threads="auto")  # --threads auto, as sample/reconstruct/interpolate default to
     for graph in GRAPH_NAMES:
-        picks = [chosen.choose(model, graph, b) for b in (1, 8, 64, 256)]
+        picks = [chosen.choose(model, graph, batch=b) for b in (1, 8, 64, 256)]
         runs = ", ".join(f"batch {b}: {escape(c.variant)} x{c.threads or 'default'}" for b, c in zip((1, 8, 64, 256), picks))
         why = ("quantize --select's measured choice" if variant == "auto" and m.selection.get(graph)
                else f"no selection in the manifest: {FP32}" if variant == "auto" else "asked for")

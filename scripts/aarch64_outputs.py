@@ -42,9 +42,9 @@ def write(out: Path, n: int = PROBE_N) -> int:
     out.mkdir(parents=True, exist_ok=True)
     inputs = read_inputs(model)
     for graph in GRAPH_NAMES:
-        feed = probe_inputs(model, graph, inputs[graph])[:n]
+        feed = probe_inputs(model, graph, golden=inputs[graph])[:n]
         for variant in model.manifest.variants:
-            outputs = run_graph(model, variant, graph, feed, threads=1)
+            outputs = run_graph(model, variant, graph=graph, feed=feed, threads=1)
             for name, value in zip(model.manifest.io[graph].outputs, outputs):
                 np.save(out / f"graph.{variant}.{graph}.{name}.npy", value)
     (out / "facts.json").write_text(json.dumps(dataclasses.asdict(facts()), indent=1))

@@ -228,7 +228,7 @@ def held_out_images(data: "DataConfig | ImageData", *, binarize: bool = False, l
     return binarize_fixed(test_x, TEST_BINARIZE_SEED) if binarize else test_x
 
 
-def split(images: np.ndarray, seed: int = SPLIT_SEED, fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+def split(images: np.ndarray, *, seed: int = SPLIT_SEED, fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """(train, test): a seeded random `fraction` of images (at least 1) held out, both in their original order."""
     if len(images) < 2:
         raise ValueError(f"{len(images)} image(s) cannot be split into training and test images; the test split would be empty")
@@ -250,7 +250,7 @@ def _read_folder(folder: Path, channels: int | None, size) -> tuple[np.ndarray, 
             what = "test split" if part.name == "test" and len(parts) == 2 else "image folder"
             raise ValueError(f"{what} {part} has no image files (PNG, JPEG, ... readable by Pillow)")
     channels = channels or sources.folder_channels([f for group in files for f in group])
-    arrays = [sources.read_folder(group, channels, size) for group in files]
+    arrays = [sources.read_folder(group, channels=channels, size=size) for group in files]
     if len(arrays) == 2 and arrays[0].shape[1:] != arrays[1].shape[1:]:
         raise ValueError(f"{parts[0]} holds {list(arrays[0].shape[2:])} images, {parts[1]} {list(arrays[1].shape[2:])}; "
                          "pass --image-size HxW")

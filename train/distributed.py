@@ -69,7 +69,7 @@ def shutdown(world: World) -> None:
         dist.destroy_process_group()
 
 
-def wrap(module: torch.nn.Module, world: World, device: str) -> torch.nn.Module:
+def wrap(module: torch.nn.Module, world: World, *, device: str) -> torch.nn.Module:
     """module under DistributedDataParallel (gradients averaged across ranks), or module itself."""
     if not world.distributed:
         return module
@@ -86,7 +86,7 @@ def local_slice(global_n: int, world: World) -> slice:
     return slice(start, start + base + (world.rank < extra))
 
 
-def sum_across(value: float, world: World, device: str) -> float:
+def sum_across(value: float, world: World, *, device: str) -> float:
     """value summed over all ranks (value itself in a single process)."""
     if not world.distributed:
         return value

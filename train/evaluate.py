@@ -55,7 +55,7 @@ def iwae_torch(model, x: torch.Tensor, *, k: int, batch_size: int, seed: int, de
     out = []
     with _progress(len(x), k, "(torch)") as bar:
         for i in range(0, len(x), batch_size):
-            out.append(iwae_nll(model, x[i : i + batch_size].to(device), k).cpu().numpy())
+            out.append(iwae_nll(model, x[i : i + batch_size].to(device), k=k).cpu().numpy())
             bar.update(len(out[-1]))
     return np.concatenate(out)
 
@@ -68,8 +68,8 @@ def batch_terms(rt, xb: np.ndarray, *, k: int, seed: int, start: int) -> dict:
 
     elbo_rng = np.random.default_rng([seed, start])
     iwae_rng = np.random.default_rng([seed + IWAE_SEED_OFFSET, start])
-    terms = likelihood.neg_elbo(rt, xb, elbo_rng.standard_normal((len(xb), rt.latent_dim), dtype=np.float32))
-    return terms | {"iwae": likelihood.iwae_nll(rt, xb, k, iwae_rng)}
+    terms = likelihood.neg_elbo(rt, xb, eps=elbo_rng.standard_normal((len(xb), rt.latent_dim), dtype=np.float32))
+    return terms | {"iwae": likelihood.iwae_nll(rt, xb, k=k, rng=iwae_rng)}
 
 
 _worker_runtime = None  # each worker process's own VAERuntime (spawned processes share nothing)

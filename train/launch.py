@@ -90,7 +90,7 @@ class _Relay(threading.Thread):
         sys.stderr.buffer.flush()
 
 
-def launch(processes: int, argv: list, command: tuple = EDGEVAE) -> int:
+def launch(processes: int, argv: list, *, command: tuple = EDGEVAE) -> int:
     """Run `edgevae ARGV` (command + argv) as `processes` ranks on this machine; the exit status to end with."""
     env = os.environ | {"WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
                         "OMP_NUM_THREADS": "1", "TORCHELASTIC_RUN_ID": "edgevae-train"}

@@ -32,7 +32,7 @@ def bernoulli_nll(logits, x):
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
 
 
-def neg_elbo(model, x, beta: float = 1.0, eps=None) -> ELBOTerms:
+def neg_elbo(model, x, *, beta: float = 1.0, eps=None) -> ELBOTerms:
     """One-sample estimate of the negative ELBO for a batch x [N,C,H,W].
 
     eps [N,D]: the posterior noise to use (z = mu + exp(logvar/2) * eps); None draws it from torch's
@@ -53,7 +53,7 @@ def _log_normal(z, mu, logvar):
 
 
 @torch.no_grad()
-def iwae_nll(model, x, k: int, chunk: int = 500, eps=None):
+def iwae_nll(model, x, *, k: int, chunk: int = 500, eps=None):
     """IWAE estimate of -log p(x) per image (Burda et al. 2016, eq. 8): [N,...] -> [N].
 
     -log p(x) ~= -(logsumexp_i log w_i - log k), w_i = p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x).

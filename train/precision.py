@@ -61,7 +61,7 @@ def native_bf16(device: str, flags=None) -> bool:
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
-def candidates(precision: str, device: str, flags=None) -> list[StepSetting]:
+def candidates(precision: str, device: str, *, flags=None) -> list[StepSetting]:
     """The settings worth timing, the default first: for auto, fp32 and (with native bf16 only: oneDNN emulates
     it otherwise, far slower: docs/results.md, Training) bf16, each with and without channels_last. An explicit
     precision is taken as it is, with channels_last: nothing to probe."""
@@ -95,7 +95,7 @@ def probe(steps: dict, budget_s: float = PROBE_BUDGET_S) -> dict:
     return interleave(steps, schedule)
 
 
-def cache_key(settings: list, device: str, shape: dict) -> str:
+def cache_key(settings: list, device: str, *, shape: dict) -> str:
     """What a verdict depends on: the CPU, torch and its threads, the device, the settings tried and the step's
     shape (image shape, latent size, batch size)."""
     from edgevae.cpu import cpu_flags, cpu_model
@@ -119,7 +119,7 @@ def read_cached(key: str, settings: list) -> dict | None:
     return None
 
 
-def choose(settings: list, steps_for, device: str, shape: dict) -> tuple[StepSetting, dict]:
+def choose(settings: list, steps_for, *, device: str, shape: dict) -> tuple[StepSetting, dict]:
     """(the setting to train with, the record of how it was chosen). One candidate needs no probe; a cached
     verdict for this key is reused; otherwise steps_for() gives {setting: step function} and probe times them."""
     from edgevae.atomic import write_json
@@ -127,7 +127,7 @@ def choose(settings: list, steps_for, device: str, shape: dict) -> tuple[StepSet
 
     if len(settings) == 1:
         return settings[0], {"choice": settings[0].name, "probed": False, "why": "only candidate"}
-    key = cache_key(settings, device, shape)
+    key = cache_key(settings, device, shape=shape)
     cached = read_cached(key, settings)
     if cached is not None:
         setting = cached.pop("setting")

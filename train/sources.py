@@ -32,7 +32,7 @@ def folder_channels(files: list[Path]) -> int:
     return 1
 
 
-def read_folder(files: list[Path], channels: int, size: tuple[int, int] | None) -> np.ndarray:
+def read_folder(files: list[Path], *, channels: int, size: tuple[int, int] | None) -> np.ndarray:
     """files as uint8 [N,C,H,W]: converted to gray ("L") or RGB, and, when size (H, W) is given, center-cropped
     to its aspect ratio and resized (Pillow's ImageOps.fit, Lanczos). Without size, all files must share one size."""
     from PIL import ImageOps

@@ -74,7 +74,7 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
 
 
 @torch.no_grad()
-def evaluate(model, images, batch_size=1000, seed=0, device="cpu") -> dict:
+def evaluate(model, images, *, batch_size=1000, seed=0, device="cpu") -> dict:
     """Test -ELBO / BCE / KL in nats per image, one seeded posterior draw per image."""
     model.eval()
     torch.manual_seed(seed)
@@ -94,13 +94,13 @@ class Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, eps, beta: float, scale: float = 1.0):
+    def forward(self, x, eps, *, beta: float, scale: float = 1.0):
         """(loss * scale to backpropagate, the batch's -ELBO); scale: see train/distributed.py."""
-        terms = neg_elbo(self.model, x, beta, eps)
+        terms = neg_elbo(self.model, x, beta=beta, eps=eps)
         return terms.loss * scale, terms.neg_elbo.detach()
 
 
-def global_batches(cfg: TrainConfig, images, epoch: int, latent_dim: int):
+def global_batches(cfg: TrainConfig, images, *, epoch: int, latent_dim: int):
     """(step, global batch, its posterior noise eps) for each step of an epoch, all drawn from a generator seeded
     by (seed, epoch) alone: a run resumed from epoch e's checkpoint replays epoch e+1 bit for bit, and every
     rank draws the same global batches (train/distributed.py)."""
@@ -113,7 +113,7 @@ def global_batches(cfg: TrainConfig, images, epoch: int, latent_dim: int):
         yield step, xb, torch.randn(len(xb), latent_dim, generator=gen)
 
 
-def local_loss(objective, xb, eps, beta: float, world: distributed.World, device: str,
+def local_loss(objective, xb, *, eps, beta: float, world: distributed.World, device: str,
                setting: StepSetting = StepSetting()):
     """(loss to backpropagate, the mean -ELBO of this rank's images, their count) for this rank's slice of the global
     batch xb: the local mean scaled by local_n * N / global_n, so DDP's average of the ranks' gradients is the
@@ -122,11 +122,11 @@ def local_loss(objective, xb, eps, beta: float, world: distributed.World, device
     scale = (part.stop - part.start) * world.size / len(xb)  # 1.0 in a single process
     x_local = xb[part].to(device, memory_format=setting.memory_format)
     with autocast(setting.precision, device):
-        loss, value = objective(x_local, eps[part].to(device), beta, scale)
+        loss, value = objective(x_local, eps[part].to(device), beta=beta, scale=scale)
     return loss, value, len(x_local)
 
 
-def train_epoch(objective, opt, cfg: TrainConfig, images, epoch: int, latent_dim: int,
+def train_epoch(objective, opt, *, cfg: TrainConfig, images, epoch: int, latent_dim: int,
                 setting: StepSetting = StepSetting(), world: distributed.World = distributed.World()) -> float:
     """One pass over images; returns the mean training -ELBO (over all ranks). N ranks, each taking its
     slice of every global batch (global_batches, local_loss), train the model one process would."""
@@ -136,7 +136,7 @@ def train_epoch(objective, opt, cfg: TrainConfig, images, epoch: int, latent_dim
     torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1_009 + world.rank)  # per rank: other draws differ
     n_steps = -(-len(images) // cfg.batch_size)
     total = 0.0
-    batches = global_batches(cfg, images, epoch, latent_dim)
+    batches = global_batches(cfg, images, epoch=epoch, latent_dim=latent_dim)
     for step, xb, eps in tqdm(batches, total=n_steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=1.0,
                               disable=not world.is_main):
         if len(xb) < world.size:  # a last global batch too small to give every rank an image: skipped by all
@@ -144,15 +144,15 @@ def train_epoch(objective, opt, cfg: TrainConfig, images, epoch: int, latent_dim
         progress = epoch - 1 + step / n_steps
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, progress)
-        loss, value, n = local_loss(objective, xb, eps, beta_at(cfg, progress), world, cfg.device, setting)
+        loss, value, n = local_loss(objective, xb, eps=eps, beta=beta_at(cfg, progress), world=world, device=cfg.device, setting=setting)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         total += value.item() * n
-    return distributed.sum_across(total, world, cfg.device) / len(images)
+    return distributed.sum_across(total, world, device=cfg.device) / len(images)
 
 
-def save_grids(model, test_images, out: Path, seed: int, device: str) -> None:
+def save_grids(model, test_images, *, out: Path, seed: int, device: str) -> None:
     """reconstructions.png (top: inputs, bottom: posterior means decoded) and samples.png (prior draws)."""
     from torchvision.utils import save_image
 
@@ -166,7 +166,7 @@ def save_grids(model, test_images, out: Path, seed: int, device: str) -> None:
         atomic_write(out / name, lambda f: save_image(grid.cpu(), f, nrow=nrow, format="png"))
 
 
-def train(cfg: TrainConfig, out, model_config: VAEConfig = VAEConfig(), resume: bool = False) -> dict:
+def train(cfg: TrainConfig, out, *, model_config: VAEConfig = VAEConfig(), resume: bool = False) -> dict:
     """Train into the folder `out`; returns the metrics dict also written to out/metrics.json.
 
     Under torchrun, one of N data-parallel ranks (train/distributed.py); ranks other than 0 return {}.
@@ -204,12 +204,12 @@ def _train(cfg: TrainConfig, out, model_config: VAEConfig, resume: bool, world: 
     else:
         torch.manual_seed(cfg.seed)
         model = VAE(model_config)
-        setting, probe = choose_setting(cfg, model, train_x, world)
+        setting, probe = choose_setting(cfg, model, images=train_x, world=world)
     model.to(cfg.device, memory_format=setting.memory_format)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if start_epoch > 1:
         opt.load_state_dict(state["optimizer"])
-    objective = distributed.wrap(Objective(model), world, cfg.device)
+    objective = distributed.wrap(Objective(model), world, device=cfg.device)
     if world.is_main:
         write_json(out / "config.json", {"model": asdict(model_config), "train": asdict(cfg)})
         if probe is not None:
@@ -220,7 +220,7 @@ def _train(cfg: TrainConfig, out, model_config: VAEConfig, resume: bool, world: 
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        train_loss = train_epoch(objective, opt, cfg, train_x, epoch, model_config.latent_dim, setting, world)
+        train_loss = train_epoch(objective, opt, cfg=cfg, images=train_x, epoch=epoch, latent_dim=model_config.latent_dim, setting=setting, world=world)
         seconds = time.perf_counter() - t0
         if not world.is_main:  # rank 0 alone evaluates and writes; the others go on to the next epoch
             continue
@@ -241,18 +241,18 @@ def _train(cfg: TrainConfig, out, model_config: VAEConfig, resume: bool, world: 
         })
         write_json(metrics_path, merged_metrics(metrics_path, history))
         with distributed.all_cores(world, cfg.device):
-            save_grids(model, test_x, out, cfg.seed, cfg.device)
+            save_grids(model, test_x, out=out, seed=cfg.seed, device=cfg.device)
         write_neg_elbo_plot(history, out)
     return json.loads(metrics_path.read_text()) if world.is_main else {}
 
 
-def choose_setting(cfg: TrainConfig, model: VAE, images, world: distributed.World) -> tuple[StepSetting, dict]:
+def choose_setting(cfg: TrainConfig, model: VAE, *, images, world: distributed.World) -> tuple[StepSetting, dict]:
     """The step's precision and layout (train/precision.py): rank 0 measures, every rank follows it."""
     settings = candidates(cfg.precision, cfg.device)
     if world.is_main:
         shape = {"image_shape": list(model.config.image_shape), "latent_dim": model.config.latent_dim,
                  "batch_size": min(cfg.batch_size, len(images))}
-        chosen = choose(settings, lambda: _probe_steps(settings, model, cfg, images), cfg.device, shape)
+        chosen = choose(settings, lambda: _probe_steps(settings, model, cfg, images), device=cfg.device, shape=shape)
     return distributed.broadcast(chosen if world.is_main else None, world)
 
 
@@ -269,7 +269,7 @@ def _probe_steps(settings: list, model: VAE, cfg: TrainConfig, images) -> dict:
         xb = images[: len(eps)]
 
         def step():
-            loss, _, _ = local_loss(objective, xb, eps, 1.0, distributed.World(), cfg.device, setting)
+            loss, _, _ = local_loss(objective, xb, eps=eps, beta=1.0, world=distributed.World(), device=cfg.device, setting=setting)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -304,4 +304,4 @@ def check_args(args) -> None:
 
 
 def main(args) -> None:
-    train(config_from_args(args), args.out, VAEConfig(latent_dim=args.latent_dim), resume=args.resume)
+    train(config_from_args(args), args.out, model_config=VAEConfig(latent_dim=args.latent_dim), resume=args.resume)

@@ -458,7 +458,7 @@ class ModelDir:
         """The file name of (variant, graph), escaped for messages."""
         return escape(self.manifest.variants[variant][graph].file)
 
-    def io_shapes(self, graph: str, n: int, image_hw: tuple | None = None) -> tuple:
+    def io_shapes(self, graph: str, n: int, *, image_hw: tuple | None = None) -> tuple:
         """(input shape, [output shapes]) of graph on a batch of n, as the contract fixes them; image_hw: the
         images' (H, W) for a fully convolutional model (default: image_shape's)."""
         hw = tuple(image_hw or self.image_shape[1:])
@@ -479,7 +479,7 @@ class ModelDir:
     def read(self, entry: FileEntry) -> bytes:
         """The bytes of a file the manifest lists, checked for size, type and sha256."""
         try:
-            data = read_regular_file(self.path, entry.file, MAX_GRAPH_BYTES, exact=entry.bytes)
+            data = read_regular_file(self.path, entry.file, max_bytes=MAX_GRAPH_BYTES, exact=entry.bytes)
         except FileNotFoundError:
             raise self.fail(f"{escape(entry.file)} is missing") from None
         except OSError as err:
@@ -530,7 +530,7 @@ def load(model_dir=None) -> ModelDir:
     if not path.is_dir():
         raise ModelDirError(f"{where}: does not exist or is not a folder")
     try:
-        data = read_regular_file(path, MANIFEST, MAX_MANIFEST_BYTES)
+        data = read_regular_file(path, MANIFEST, max_bytes=MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise ModelDirError(f"{where}: has no {MANIFEST} (not an edgevae model dir)") from None
     except (OSError, ValueError) as err:

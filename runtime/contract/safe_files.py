@@ -16,7 +16,7 @@ def escape(text) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
-def read_regular_file(folder: Path, name: str, max_bytes: int, exact: int | None = None) -> bytes:
+def read_regular_file(folder: Path, name: str, *, max_bytes: int, exact: int | None = None) -> bytes:
     """The bytes of `name`, a regular file directly in folder (no links, FIFOs or devices), at most max_bytes
     (or exactly `exact`) long, checked before reading. OSError/ValueError with a message naming the file."""
     dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)

@@ -49,7 +49,7 @@ def signed_files(model: ModelDir) -> list[str]:
 
 def _read(model: ModelDir, name: str, max_bytes: int, exact: int | None = None) -> bytes:
     try:
-        return read_regular_file(model.path, name, max_bytes, exact=exact)
+        return read_regular_file(model.path, name, max_bytes=max_bytes, exact=exact)
     except FileNotFoundError:
         raise model.fail(f"{escape(name)} is missing") from None
     except (OSError, ValueError) as err:  # not a regular file, a link, or of the wrong size: the message names it
@@ -140,7 +140,7 @@ def check_signature(model: ModelDir, trust) -> int:
         raise InputError(f"--trust {escape(trust)} is not an elliptic-curve public key in PEM (P-256, P-384 or "
                          f"P-521): {_first_line(err)}") from None
     try:
-        signature = read_regular_file(model.path, SIGNATURE, MAX_SIGNATURE_BYTES)
+        signature = read_regular_file(model.path, SIGNATURE, max_bytes=MAX_SIGNATURE_BYTES)
     except FileNotFoundError:
         raise model.fail(f"has no signature {SIGNATURE} (sign it: edgevae sign DIR --key KEY.pem)") from None
     except (OSError, ValueError) as err:

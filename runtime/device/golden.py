@@ -98,7 +98,7 @@ def input_file(graph: str) -> str:
     return f"golden.{graph}.input.npy"
 
 
-def output_file(variant: str, graph: str, output: str) -> str:
+def output_file(variant: str, graph: str, *, output: str) -> str:
     return f"golden.{variant}.{graph}.{output}.npy"
 
 
@@ -139,7 +139,7 @@ def read_inputs(model: ModelDir) -> dict:
     return arrays
 
 
-def read_expected(model: ModelDir, variant: str, graph: str, n: int) -> list:
+def read_expected(model: ModelDir, variant: str, *, graph: str, n: int) -> list:
     """The expected outputs of (variant, graph), in the graph's output order, shapes checked."""
     entries = model.manifest.golden.outputs[variant][graph]
     names = model.manifest.io[graph].outputs
@@ -153,15 +153,15 @@ def read_expected(model: ModelDir, variant: str, graph: str, n: int) -> list:
     return arrays
 
 
-def run_session(model: ModelDir, graph: str, session, feed: np.ndarray, one_at_a_time: bool = False,
+def run_session(model: ModelDir, graph: str, *, session, feed: np.ndarray, one_at_a_time: bool = False,
                 step: int | None = None) -> list:
     """The outputs of graph's session on feed: whole, one input at a time (batch 1 takes other kernel paths), or
     `step` rows at a time (a fixed-shape variant's batch)."""
     name, label = model.manifest.io[graph].inputs[0], f"the {graph}"
     step = 1 if one_at_a_time else step
     if step is None:
-        return run_checked(model, label, session, {name: feed})
-    parts = [run_checked(model, label, session, {name: feed[i:i + step]}) for i in range(0, len(feed), step)]
+        return run_checked(model, label, session=session, feed={name: feed})
+    parts = [run_checked(model, label, session=session, feed={name: feed[i:i + step]}) for i in range(0, len(feed), step)]
     return [np.concatenate(outs) for outs in zip(*parts)]
 
 
@@ -171,7 +171,7 @@ def static_step(model: ModelDir, variant: str) -> int | None:
     return None if shape is None else shape.batch
 
 
-def fit_rows(model: ModelDir, variant: str, feed: np.ndarray) -> np.ndarray:
+def fit_rows(model: ModelDir, variant: str, *, feed: np.ndarray) -> np.ndarray:
     """feed as a fixed-shape variant takes it: its rows repeated up to the next multiple of the variant's batch,
     so every input is covered in whole batches (unchanged for a dynamic variant)."""
     step = static_step(model, variant)
@@ -180,12 +180,12 @@ def fit_rows(model: ModelDir, variant: str, feed: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(feed[np.arange(-(-len(feed) // step) * step) % len(feed)])
 
 
-def run_graph(model: ModelDir, variant: str, graph: str, feed: np.ndarray, threads: int | None = None,
+def run_graph(model: ModelDir, variant: str, *, graph: str, feed: np.ndarray, threads: int | None = None,
               optimize: bool = True) -> list:
     """The outputs of (variant, graph) on feed (fit_rows'd for a fixed-shape variant), through a fresh session
     with the runtime's options (optimize=False: onnxruntime's unfused reference path)."""
-    session = create_session(model, variant, graph, SessionConfig(threads=threads, optimize=optimize))
-    return run_session(model, graph, session, fit_rows(model, variant, feed), step=static_step(model, variant))
+    session = create_session(model, variant, graph=graph, config=SessionConfig(threads=threads, optimize=optimize))
+    return run_session(model, graph, session=session, feed=fit_rows(model, variant, feed=feed), step=static_step(model, variant))
 
 
 def max_abs_diff(a: list, b: list) -> float:
@@ -199,7 +199,7 @@ def max_abs_diff(a: list, b: list) -> float:
     return float("nan") if any(d != d for d in diffs) else max(diffs)
 
 
-def rule_tolerance(measured: float, measured_fp32: float, reference: float) -> float:
+def rule_tolerance(measured: float, *, measured_fp32: float, reference: float) -> float:
     """The rule's tolerance from its three figures (the module docstring)."""
     return max(SAFETY_FACTOR * max(measured, measured_fp32, FLOOR), REFERENCE_FACTOR * reference)
 
@@ -212,7 +212,7 @@ def output_range(graph: str, expected: np.ndarray) -> float:
     return float(np.ptp(expected)) if expected.size and np.isfinite(expected).all() else 0.0
 
 
-def tolerance_cap(variant: str, graph: str, expected: list) -> float:
+def tolerance_cap(variant: str, graph: str, *, expected: list) -> float:
     """The loosest tolerance verify accepts for (variant, graph) whose expected outputs are `expected`, whatever
     the manifest says (derivation in the module docstring). Never below the rule's own floor."""
     scale = min(output_range(graph, e) for e in expected)
@@ -237,7 +237,7 @@ def parity_of(manifest, graph: str) -> float:
     return max((d for outs in rows.values() for d in outs.values()), default=0.0)
 
 
-def build(model: ModelDir, variants, inputs: dict, previous: Golden | None = None,
+def build(model: ModelDir, variants, *, inputs: dict, previous: Golden | None = None,
           source: str = "export") -> tuple[Golden, dict]:
     """(the manifest's Golden entry, {file name: .npy bytes to write}) for model's graphs.
 
@@ -256,34 +256,34 @@ def build(model: ModelDir, variants, inputs: dict, previous: Golden | None = Non
         outputs = {v: previous.outputs[v] for v in keep}
         measured = {v: dict(previous.measured[v]) for v in keep if v in previous.measured}
         reference = {v: dict(previous.reference[v]) for v in keep if v in previous.reference}
-        cap = {v: {g: tolerance_cap(v, g, [read_array(model, outputs[v][g][name]) for name in names[g].outputs])
+        cap = {v: {g: tolerance_cap(v, g, expected=[read_array(model, outputs[v][g][name]) for name in names[g].outputs])
                    for g in GRAPH_NAMES} for v in keep}
     threads = measurement_threads()
     for variant in variants:
         outputs[variant], measured[variant], reference[variant], cap[variant] = {}, {}, {}, {}
         step = static_step(model, variant)  # a fixed-shape variant runs its own batch size, never batch 1
         for graph in GRAPH_NAMES:
-            feed = fit_rows(model, variant, np.ascontiguousarray(inputs[graph], np.float32))
-            one = create_session(model, variant, graph, SessionConfig(threads=1))  # expected, batch-1 runs, probe
-            expected = run_session(model, graph, one, feed, step=step)
-            cap[variant][graph] = tolerance_cap(variant, graph, expected)
-            others = [run_graph(model, variant, graph, feed, threads=t) for t in threads]  # t=1 again: run to run
+            feed = fit_rows(model, variant, feed=np.ascontiguousarray(inputs[graph], np.float32))
+            one = create_session(model, variant, graph=graph, config=SessionConfig(threads=1))  # expected, batch-1 runs, probe
+            expected = run_session(model, graph, session=one, feed=feed, step=step)
+            cap[variant][graph] = tolerance_cap(variant, graph, expected=expected)
+            others = [run_graph(model, variant, graph=graph, feed=feed, threads=t) for t in threads]  # t=1 again: run to run
             if step is None:
-                others.append(run_session(model, graph, one, feed, one_at_a_time=True))
+                others.append(run_session(model, graph, session=one, feed=feed, one_at_a_time=True))
             spread = max(max_abs_diff(expected, other) for other in others)
-            probe = fit_rows(model, variant, probe_inputs(model, graph, feed))
-            reference[variant][graph] = max_abs_diff(run_session(model, graph, one, probe, step=step),
-                                                     run_graph(model, variant, graph, probe, threads=1, optimize=False))
+            probe = fit_rows(model, variant, feed=probe_inputs(model, graph, golden=feed))
+            reference[variant][graph] = max_abs_diff(run_session(model, graph, session=one, feed=probe, step=step),
+                                                     run_graph(model, variant, graph=graph, feed=probe, threads=1, optimize=False))
             if variant == FP32:
                 spread = max(spread, parity_of(model.manifest, graph))
             measured[variant][graph] = spread
             outputs[variant][graph] = {}
             for name, value in zip(names[graph].outputs, expected):
-                file = output_file(variant, graph, name)
+                file = output_file(variant, graph, output=name)
                 files[file] = npy_bytes(value)
                 outputs[variant][graph][name] = _entry(file, files[file])
     base = measured.get(FP32, {})
-    tolerance = {v: {g: rule_tolerance(measured[v][g], base.get(g, 0.0), reference.get(v, {}).get(g, 0.0))
+    tolerance = {v: {g: rule_tolerance(measured[v][g], measured_fp32=base.get(g, 0.0), reference=reference.get(v, {}).get(g, 0.0))
                      for g in GRAPH_NAMES} for v in outputs}
     for v, graphs in cap.items():
         for g, most in graphs.items():
@@ -294,7 +294,7 @@ def build(model: ModelDir, variants, inputs: dict, previous: Golden | None = Non
     return golden, files
 
 
-def probe_inputs(model: ModelDir, graph: str, golden: np.ndarray) -> np.ndarray:
+def probe_inputs(model: ModelDir, graph: str, *, golden: np.ndarray) -> np.ndarray:
     """PROBE_N inputs for the reference-path term: the golden batch, then seeded ones (latents z ~ N(0, I);
     images as the golden images under seeded noise, clipped to [0, 1]). In an int8 graph the fused and the
     reference kernels differ only where a requantization rounds a tie the other way, a rare event (49 of
@@ -318,7 +318,7 @@ def default_inputs(model: ModelDir, images: np.ndarray | None = None) -> dict:
     else:
         from ..inference.checks import check_images
 
-        images = check_images(images, model.image_shape, "images")
+        images = check_images(images, model.image_shape, name="images")
     low, high = model.conventions.pixel_range
     return {"encoder": np.ascontiguousarray(low + (high - low) * images[:GOLDEN_N], np.float32),
             "decoder": standard_normal(rng_of(SEED), (GOLDEN_N, *model.latent_shape))}
@@ -331,7 +331,7 @@ def write_files(folder: Path, files: dict) -> None:
         write_bytes(Path(folder) / name, data, mode=0o644)  # a model dir is for sharing, whatever the umask
 
 
-def add_to_model_dir(model_dir=None, images: np.ndarray | None = None, source: str = "runtime") -> Golden:
+def add_to_model_dir(model_dir=None, *, images: np.ndarray | None = None, source: str = "runtime") -> Golden:
     """Compute goldens for every variant of an existing model dir from its own graphs (torch-free) and
     record them in its manifest. images: None keeps the dir's golden images if it has some, else noise."""
     from ..inference.checks import check_images
@@ -342,12 +342,12 @@ def add_to_model_dir(model_dir=None, images: np.ndarray | None = None, source: s
         raise InputError(f"source must be a string, got {type(source).__name__}")
     model = load(model_dir)
     if images is not None:
-        images = check_images(images, model.image_shape, "images")
+        images = check_images(images, model.image_shape, name="images")
     model.verify()
     inputs = default_inputs(model, images)
     if images is None and model.manifest.golden is not None:
         inputs = read_inputs(model)
-    golden, files = build(model, list(model.manifest.variants), inputs, source=source)
+    golden, files = build(model, list(model.manifest.variants), inputs=inputs, source=source)
     write_files(model.path, files)
     write(model.path, dataclasses.replace(model.manifest, golden=golden))
     return golden
@@ -371,7 +371,7 @@ def main(argv=None) -> None:
         shape = load(args.model_dir).image_shape
         images = read_images(args.images, size=shape[1:], count=GOLDEN_N, channels=shape[0])
     source = f"the runtime's own outputs (onnxruntime, this machine), images {args.images or 'seeded uniform noise'}"
-    golden = add_to_model_dir(args.model_dir, images, source=source)
+    golden = add_to_model_dir(args.model_dir, images=images, source=source)
     for variant, graphs in golden.tolerance.items():
         print(variant, {g: f"{t:.3g}" for g, t in graphs.items()})
 

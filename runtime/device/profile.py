@@ -194,7 +194,7 @@ def _unique_keys(pairs: list) -> dict:
 def _read(path: Path) -> DeviceProfile:
     """The profile at path: a regular file of at most MAX_PROFILE_BYTES, UTF-8 JSON, every field checked
     (DeviceProfile and its parts); ValueError, OSError, UnicodeDecodeError or RecursionError otherwise."""
-    data = read_regular_file(path.parent, path.name, MAX_PROFILE_BYTES)
+    data = read_regular_file(path.parent, path.name, max_bytes=MAX_PROFILE_BYTES)
     return parse(DeviceProfile, json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys))
 
 
@@ -204,7 +204,7 @@ def _warn(path: Path, reason: str) -> None:
         print(f"edgevae: warning: device profile {escape(path)} ignored: {reason}", file=sys.stderr)
 
 
-def mismatch(model: ModelDir, profile: DeviceProfile, identity: dict | None = None) -> str | None:
+def mismatch(model: ModelDir, profile: DeviceProfile, *, identity: dict | None = None) -> str | None:
     """Why profile does not apply to model on this device (None: it applies)."""
     identity = identity or device_identity()
     if profile.model_key != model_key(model):
@@ -241,7 +241,7 @@ def find(model: ModelDir) -> tuple[DeviceProfile | None, Path | None]:
             _warn(path, f"unreadable ({escape(str(err).splitlines()[0][:100]) if str(err) else type(err).__name__})")
             continue
         identity = identity or device_identity()
-        reason = mismatch(model, profile, identity)
+        reason = mismatch(model, profile, identity=identity)
         if reason:
             _warn(path, reason)
             continue
@@ -276,7 +276,7 @@ class Plan:
                        if t.variant in model.manifest.variants}
         return sorted(needed)
 
-    def choose(self, model: ModelDir, graph: str, batch: int) -> Choice:
+    def choose(self, model: ModelDir, graph: str, *, batch: int) -> Choice:
         """The (variant, threads, provider) to run graph on a batch of this size. A fixed-shape variant that `auto`
         picked runs only on a batch of its own size, its base on the others (one asked for by name is run on
         multiples of its batch, or refused: VAERuntime). Without a profile, a variant's fixed-shape sibling runs
@@ -285,7 +285,7 @@ class Plan:
         static = model.manifest.static.get(choice.variant)
         if static is not None and static.batch != batch and choice.variant != self.variant:
             return dataclasses.replace(choice, variant=static.base)
-        sibling = static_sibling(model.manifest, choice.variant, batch)
+        sibling = static_sibling(model.manifest, choice.variant, batch=batch)
         if sibling is not None and self.profile is None:
             return dataclasses.replace(choice, variant=sibling)
         return choice
@@ -302,7 +302,7 @@ class Plan:
             if timings:
                 best = min(timings, key=lambda t: t.median_ms)
                 return Choice(best.variant, best.threads, best.provider)
-        variant = variant_for(model.manifest, self.variant, batch, graph)
+        variant = variant_for(model.manifest, self.variant, batch=batch, graph=graph)
         if self.threads != AUTO:
             return Choice(variant, self.threads)
         follows_selection = self.variant == AUTO and bool(model.manifest.selection.get(graph))
@@ -319,7 +319,7 @@ def manifest_threads(model: ModelDir) -> int | None:
     return min(latency.threads, usable_cores())
 
 
-def plan(model: ModelDir, variant: str, threads) -> Plan:
+def plan(model: ModelDir, variant: str, *, threads) -> Plan:
     """The Plan for a runtime asked for variant and threads (see the module docstring)."""
     if variant != AUTO and threads != AUTO:
         return Plan(variant, threads)

@@ -72,7 +72,7 @@ def thread_counts(cores: int) -> list:
     return sorted(counts)
 
 
-def candidates(variants: list, threads: list, providers: list, was: Choice) -> list[Choice]:
+def candidates(variants: list, threads: list, *, providers: list, was: Choice) -> list[Choice]:
     """Every (variant, threads, provider) to time for one graph and batch size, and what the runtime ran before
     tuning (e.g. onnxruntime's default threads), so that before and after are compared in one run."""
     found = [Choice(v, t, p) for p in providers for v in variants for t in threads]
@@ -88,7 +88,7 @@ def pick(rows, was: Choice) -> Choice:
     return Choice(best.variant, best.threads, best.provider)
 
 
-def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_SIZES, progress: bool = True,
+def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, *, batch_sizes=BATCH_SIZES, progress: bool = True,
          providers: list | None = None) -> DeviceProfile:
     """Time every candidate on this device and return the profile (not written: see device_profile.write).
     model: a ModelDir; budget_s: seconds in (0, MAX_BUDGET_S]; batch_sizes: batch sizes to time (1..MAX_BATCH);
@@ -113,19 +113,19 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, batch_sizes=BATCH_
     choice, timings, default = {g: {} for g in GRAPH_NAMES}, {g: {} for g in GRAPH_NAMES}, {g: {} for g in GRAPH_NAMES}
     bar = _progress(len(groups), progress)
     for done, (graph, batch) in enumerate(groups):
-        was = dataclasses.replace(before.choose(model, graph, batch), provider=CPU)
-        here = [*variants, *(s for v in variants if (s := static_sibling(model.manifest, v, batch)))]  # fixed shapes: own batch
+        was = dataclasses.replace(before.choose(model, graph, batch=batch), provider=CPU)
+        here = [*variants, *(s for v in variants if (s := static_sibling(model.manifest, v, batch=batch)))]  # fixed shapes: own batch
         feed = random_input(model, graph, batch)
         calls = {}
-        for c in candidates(here, threads, providers, was):
+        for c in candidates(here, threads, providers=providers, was=was):
             key = (c.variant, c.threads, c.provider)
             if key not in pairs:
                 config = SessionConfig(threads=c.threads, providers=tuple(dict.fromkeys((c.provider, CPU))))
-                pairs[key] = GraphPair.of_variant(model, c.variant, config)
+                pairs[key] = GraphPair.of_variant(model, c.variant, config=config)
             pairs[key].session(graph)  # opened now, so that building it is not timed
             calls[c] = (lambda pair=pairs[key]: pair.run_once(
-                graph, feed, max(hard_end - time.perf_counter(), 1e-3),
-                f"tune stops at {HARD_LIMIT:g} x --budget-s + {HARD_SLACK_S:g} s: raise --budget-s"))
+                graph, feed, timeout_s=max(hard_end - time.perf_counter(), 1e-3),
+                limit=f"tune stops at {HARD_LIMIT:g} x --budget-s + {HARD_SLACK_S:g} s: raise --budget-s"))
         left = max(0.0, budget_s - (time.perf_counter() - started))
         share = left * _weight(batch) / sum(_weight(b) for _, b in groups[done:])  # big batches need longer rounds
         schedule = Schedule(min_rounds=MIN_ROUNDS, max_rounds=None, budget_s=share, segment_s=SEGMENT_S, warmup_calls=0,

@@ -42,21 +42,21 @@ def variants_to_check(model: ModelDir, variant: str) -> list:
     return concrete
 
 
-def allowed_tolerance(model: ModelDir, variant: str, graph: str, expected: list) -> float:
+def allowed_tolerance(model: ModelDir, variant: str, *, graph: str, expected: list) -> float:
     """min(the rule recomputed from the manifest's measured figures with golden.py's factors, never the manifest's,
     and golden.tolerance_cap): the largest tolerance for (variant, graph) that the manifest's own figures and its
     expected outputs justify."""
     golden = model.manifest.golden
     figure = lambda table, v: table.get(v, {}).get(graph, 0.0)  # noqa: E731
-    rule = rule_tolerance(figure(golden.measured, variant), figure(golden.measured, FP32), figure(golden.reference, variant))
-    return min(rule, tolerance_cap(variant, graph, expected))
+    rule = rule_tolerance(figure(golden.measured, variant), measured_fp32=figure(golden.measured, FP32), reference=figure(golden.reference, variant))
+    return min(rule, tolerance_cap(variant, graph, expected=expected))
 
 
-def checked_tolerance(model: ModelDir, variant: str, graph: str, expected: list) -> float:
+def checked_tolerance(model: ModelDir, variant: str, *, graph: str, expected: list) -> float:
     """The manifest's tolerance for (variant, graph) once it is within allowed_tolerance; ModelDirError otherwise
     (goldens that loose would pass graphs of another model)."""
     tolerance = model.manifest.golden.tolerance[variant][graph]
-    allowed = allowed_tolerance(model, variant, graph, expected)
+    allowed = allowed_tolerance(model, variant, graph=graph, expected=expected)
     if tolerance > allowed * (1 + 1e-9):
         raise model.fail(f"golden.tolerance.{escape(variant)}.{graph} is {tolerance:.3g}, more than its measured "
                          f"figures and the cap allow ({allowed:.3g}): goldens that loose prove nothing (docs/security.md; "
@@ -64,7 +64,7 @@ def checked_tolerance(model: ModelDir, variant: str, graph: str, expected: list)
     return tolerance
 
 
-def verify(model: ModelDir, variant: str = ALL, threads: int | None = None) -> list[Check]:
+def verify(model: ModelDir, variant: str = ALL, *, threads: int | None = None) -> list[Check]:
     """A Check per graph and variant. model: a ModelDir (manifest.load); variant: all, auto or one variant;
     threads: intra-op threads (None: onnxruntime's default). InputError for a wrong argument, ModelDirError when
     the dir has no goldens, lacks the variant, its goldens are unreadable, or a tolerance is looser than
@@ -82,13 +82,13 @@ def verify(model: ModelDir, variant: str = ALL, threads: int | None = None) -> l
     inputs = read_inputs(model)
     variants = variants_to_check(model, variant)
     # fixed shapes: whole batches
-    expected = {(v, g): read_expected(model, v, g, len(fit_rows(model, v, inputs[g]))) for v in variants for g in GRAPH_NAMES}
-    tolerance = {key: checked_tolerance(model, *key, outputs) for key, outputs in expected.items()}  # before any run
+    expected = {(v, g): read_expected(model, v, graph=g, n=len(fit_rows(model, v, feed=inputs[g]))) for v in variants for g in GRAPH_NAMES}
+    tolerance = {key: checked_tolerance(model, key[0], graph=key[1], expected=outputs) for key, outputs in expected.items()}  # before any run
     checks = []
     for v in variants:
         for graph in GRAPH_NAMES:
             with np.errstate(invalid="ignore", over="ignore"):
-                got = run_graph(model, v, graph, inputs[graph], threads=threads)
+                got = run_graph(model, v, graph=graph, feed=inputs[graph], threads=threads)
             checks.append(Check(graph, v, max_abs_diff(got, expected[v, graph]), tolerance[v, graph]))
     return checks
 
@@ -129,6 +129,6 @@ def main(args) -> int:
         count = check_signature(model, args.trust)
         print(f"signature {SIGNATURE} verified with {escape(args.trust)}: manifest.json and {count - 1} files it names")
     model.verify()  # every file hashed first: a changed file is bad input (exit 2), not a failed check
-    checks = verify(model, args.variant, threads)
+    checks = verify(model, args.variant, threads=threads)
     print(format_table(checks))
     return 0 if all(c.passed for c in checks) else 1

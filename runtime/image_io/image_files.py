@@ -61,7 +61,7 @@ def grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
     return out[..., 0] if c == 1 else out
 
 
-def write_images(path: Path, images: np.ndarray, columns: int | None = None) -> None:
+def write_images(path: Path, images: np.ndarray, *, columns: int | None = None) -> None:
     """images float [N,C,H,W] -> path: a .png grid (C 1 or 3) or a float32 .npy array, written atomically."""
     path, images, columns = check_output_path(path), check_image_batch(images), _columns(columns)
     if path.suffix.lower() == ".png":
@@ -83,7 +83,7 @@ class NpyWriter:
     which made `sample --n 100000` peak at 464 MB instead of staying near the chunk size.
     """
 
-    def __init__(self, path: Path, shape: tuple, dtype=np.float32):
+    def __init__(self, path: Path, shape: tuple, *, dtype=np.float32):
         if isinstance(shape, (str, bytes)) or not isinstance(shape, (tuple, list)) or not shape:
             raise InputError(f"shape must be a tuple of array sizes, got {escape(short_repr(shape))}")
         try:

@@ -71,7 +71,7 @@ def _pillow_pixels(path: Path, max_pixels: int, channels: int) -> np.ndarray:
     return to_channels(pixels if pixels.ndim == 3 else pixels[..., None], channels)
 
 
-def read_png(path: Path, size: tuple, channels: int = 1) -> np.ndarray:
+def read_png(path: Path, *, size: tuple, channels: int = 1) -> np.ndarray:
     """A PNG of one H x W image or a grid of them (as write_images writes it) as uint8 [H', W'] gray, or
     [H', W', 3] RGB for channels 3.
     Its IHDR is checked first: at most MAX_INPUT_TILES tiles of `size`, and a file size to match."""
@@ -101,7 +101,7 @@ def read_png(path: Path, size: tuple, channels: int = 1) -> np.ndarray:
         else:
             data = None
     try:
-        return decode_png(data, max_pixels, channels) if data is not None else _pillow_pixels(path, max_pixels, channels)
+        return decode_png(data, max_pixels=max_pixels, channels=channels) if data is not None else _pillow_pixels(path, max_pixels, channels)
     except ValueError as err:
         raise InputError(f"{path}: {err}") from None
     except Exception as err:  # Pillow: OSError, SyntaxError ("broken PNG file"), zlib.error, ...
@@ -122,7 +122,7 @@ def _open_idx(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def read_idx(path: Path, size: tuple | None, count: int | None, channels: int | None = 1,
+def read_idx(path: Path, *, size: tuple | None, count: int | None, channels: int | None = 1,
              max_bytes: int = MAX_READ_BYTES) -> np.ndarray:
     """The first `count` (None: all) images of an IDX file of unsigned bytes, [N,H,W] (gray) or [N,C,H,W], as
     uint8 [N,C,H,W]. size (H, W) and channels: what the images must be; None takes what the file declares."""
@@ -237,7 +237,7 @@ def _read_fortran(f, offset: int, n: int, k: int, image: tuple, dtype: np.dtype)
     return np.ascontiguousarray(images.T.reshape(k, w, h, c).transpose(0, 3, 2, 1))
 
 
-def read_npy(path: Path, size: tuple | None, count: int | None, channels: int | None = 1,
+def read_npy(path: Path, *, size: tuple | None, count: int | None, channels: int | None = 1,
              max_bytes: int = MAX_READ_BYTES) -> np.ndarray:
     """The first `count` images of a .npy of uint8, bool or floats shaped [N,C,H,W] or [C,H,W] (and, for gray
     models, [N,H,W] or [H,W]), in C or Fortran order, format 1.0, 2.0 or 3.0. The header (_npy_header: every
@@ -309,13 +309,13 @@ def read_images(path, size: tuple | None = (28, 28), count: int | None = None, c
     name = path.name.lower()
     try:
         if name.endswith(".npy"):
-            images = read_npy(path, size, count, channels, max_bytes)
+            images = read_npy(path, size=size, count=count, channels=channels, max_bytes=max_bytes)
         elif name.endswith(".png"):
             if size is None or channels is None:
                 raise InputError(f"{path}: a PNG is read as tiles of the model's image size and channels; give both")
-            images = _tiles(path, read_png(path, size, channels), size)[:count]
+            images = _tiles(path, read_png(path, size=size, channels=channels), size)[:count]
         else:  # IDX, as Fashion-MNIST ships it: raw or gzipped
-            images = read_idx(path, size, count, channels, max_bytes)
+            images = read_idx(path, size=size, count=count, channels=channels, max_bytes=max_bytes)
     except OSError as err:  # unreadable (permissions, I/O error), or changed while read
         raise InputError(f"cannot read input {path}: {escape(err.strerror or err)}") from None
     if images.dtype == np.uint8:

@@ -138,7 +138,7 @@ def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> np.ndarray:
     return out.reshape(height + 1, width + 1, bpp)[1:, 1:].astype(np.uint8).reshape(height, stride)
 
 
-def decode_png(data: bytes, max_pixels: int | None = None, channels: int = 1) -> np.ndarray:
+def decode_png(data: bytes, *, max_pixels: int | None = None, channels: int = 1) -> np.ndarray:
     """PNG file bytes -> uint8 [H,W] grayscale (colour averaged, alpha dropped), or [H,W,3] RGB for channels 3. ValueError when the
     file is not a PNG, declares more than max_pixels pixels (checked before anything is inflated), or
     uses what this reader skips (bit depth != 8, palette, interlacing: Pillow reads those)."""

@@ -36,7 +36,7 @@ def _check_batch(name, x, tail: tuple, tail_text: str):
         raise InputError(f"{name} is an empty batch (shape {list(x.shape)})")
 
 
-def check_images(x, image_shape: tuple, name: str = "x", multiple_of: int | None = None) -> np.ndarray:
+def check_images(x, image_shape: tuple, *, name: str = "x", multiple_of: int | None = None) -> np.ndarray:
     """x as float32 [N,C,H,W] with N >= 1, finite, every value in [0, 1]. multiple_of: a fully convolutional
     model's downsampling factor; H and W may then be any positive multiple of it."""
     x = _as_float32(name, x)
@@ -62,16 +62,16 @@ def check_image_batch(x, name: str = "images") -> np.ndarray:
     return x
 
 
-def check_latents(z, latent_dim, name: str = "z", any_size: bool = False) -> np.ndarray:
+def check_latents(z, latent_dim, *, name: str = "z", any_size: bool = False) -> np.ndarray:
     """z as float32 [N, *latent] with N >= 1 and latent the model's latent shape (an int D: [D]), finite.
     any_size: a fully convolutional model's [C, h, w], whose h and w may be any positive sizes."""
     z = _as_float32(name, z)
-    check_latent_shape(z.shape, latent_dim, name, any_size)
+    check_latent_shape(z.shape, latent_dim, name=name, any_size=any_size)
     _check_finite(name, z)
     return z
 
 
-def check_latent_shape(shape: tuple, latent_dim, name: str = "z", any_size: bool = False) -> None:
+def check_latent_shape(shape: tuple, latent_dim, *, name: str = "z", any_size: bool = False) -> None:
     """check_latents' shape rule alone, for an array not read yet (a memory-mapped file)."""
     latent = (latent_dim,) if isinstance(latent_dim, (int, np.integer)) else tuple(latent_dim)
     if any_size and len(shape) == 1 + len(latent) and shape[1] == latent[0] and min(shape[2:], default=1) >= 1:
@@ -84,7 +84,7 @@ def check_latent_shape(shape: tuple, latent_dim, name: str = "z", any_size: bool
         raise InputError(f"{name} is an empty batch (shape {list(shape)})")
 
 
-def check_count(name: str, value, minimum: int = 1) -> int:
+def check_count(name: str, value, *, minimum: int = 1) -> int:
     """value as a Python int >= minimum (bools and floats refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InputError(f"{name} must be an integer, got {value!r}")

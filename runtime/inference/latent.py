@@ -26,7 +26,7 @@ def standard_normal(rng: np.random.Generator, shape) -> np.ndarray:
     return rng.standard_normal(shape, dtype=np.float32)
 
 
-def reparameterize(mu: np.ndarray, logvar: np.ndarray, eps: np.ndarray) -> np.ndarray:
+def reparameterize(mu: np.ndarray, logvar: np.ndarray, *, eps: np.ndarray) -> np.ndarray:
     """z = mu + exp(logvar / 2) * eps (Kingma & Welling 2014, eq. 10), float32."""
     with np.errstate(over="ignore"):
         return (mu + np.exp(0.5 * logvar) * eps).astype(np.float32, copy=False)

@@ -41,7 +41,7 @@ def gaussian_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     return 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar).sum(axis=-1)
 
 
-def log_normal(z: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+def log_normal(z: np.ndarray, *, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     """log N(z; mu, exp(logvar)) summed over the last axis (broadcasting), float64."""
     z, mu, logvar = (np.asarray(a, np.float64) for a in (z, mu, logvar))
     return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 / np.exp(logvar)).sum(axis=-1)
@@ -53,16 +53,16 @@ def logsumexp(a: np.ndarray, axis: int = 0) -> np.ndarray:
     return (top + np.log(np.exp(a - top).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
-def neg_elbo(rt, x: np.ndarray, eps: np.ndarray) -> dict:
+def neg_elbo(rt, x: np.ndarray, *, eps: np.ndarray) -> dict:
     """One-sample -ELBO per image of x [N,C,H,W] with posterior noise eps [N,D]: {"neg_elbo", "bce", "kl"} -> [N]."""
     mu, logvar = rt.encode(x)
-    z = reparameterize(mu, logvar, eps)
+    z = reparameterize(mu, logvar, eps=eps)
     bce = -bernoulli_log_prob(x, rt.decode(z))
     kl = gaussian_kl(mu, logvar)
     return {"neg_elbo": bce + kl, "bce": bce, "kl": kl}
 
 
-def iwae_nll(rt, x: np.ndarray, k: int, rng: np.random.Generator, chunk: int = 256) -> np.ndarray:
+def iwae_nll(rt, x: np.ndarray, *, k: int, rng: np.random.Generator, chunk: int = 256) -> np.ndarray:
     """IWAE estimate of -log p(x) per image: x [N,C,H,W] -> [N] (see train/loss.py iwae_nll).
 
     -log p(x) ~= -(logsumexp_i log w_i - log k), log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x).
@@ -74,7 +74,7 @@ def iwae_nll(rt, x: np.ndarray, k: int, rng: np.random.Generator, chunk: int = 2
     step = max(1, chunk // n)  # samples per decoder call: about `chunk` images at once
     for start in range(0, k, step):
         m = min(step, k - start)
-        z = reparameterize(mu, logvar, standard_normal(rng, (m, n, d)))  # (m,N,D)
+        z = reparameterize(mu, logvar, eps=standard_normal(rng, (m, n, d)))  # (m,N,D)
         probs = rt.decode(z.reshape(m * n, d)).reshape(m, n, *x.shape[1:])
-        log_w[start : start + m] = bernoulli_log_prob(x, probs) + log_normal(z, 0.0, 0.0) - log_normal(z, mu, logvar)
+        log_w[start : start + m] = bernoulli_log_prob(x, probs) + log_normal(z, mu=0.0, logvar=0.0) - log_normal(z, mu=mu, logvar=logvar)
     return -(logsumexp(log_w, axis=0) - math.log(k))

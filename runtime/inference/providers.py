@@ -12,7 +12,7 @@ import onnxruntime as ort
 CPU = "CPUExecutionProvider"
 
 
-def assigned_nodes(data: bytes, provider: str, optimize: bool = False) -> dict[str, str] | None:
+def assigned_nodes(data: bytes, provider: str, *, optimize: bool = False) -> dict[str, str] | None:
     """{node name: provider onnxruntime gives it} for the ONNX graph `data` offered to `provider` first and the
     CPU's after; None when this onnxruntime cannot report assignments. optimize: apply onnxruntime's basic
     optimizations first (off: the graph's own nodes, as a caller that optimized it already needs them)."""

@@ -17,7 +17,7 @@ def random_input(model: ModelDir, graph: str, batch: int, seed=0, image_hw: tupl
     what VAERuntime.encode takes (it maps them to the pixel range itself); latents are the same either way."""
     if graph not in GRAPH_NAMES:
         raise ValueError(f"graph must be one of {', '.join(GRAPH_NAMES)}, got {graph!r}")
-    shape, rng = model.io_shapes(graph, batch, image_hw)[0], rng_of(seed)
+    shape, rng = model.io_shapes(graph, batch, image_hw=image_hw)[0], rng_of(seed)
     if graph == "decoder":
         return standard_normal(rng, shape)
     low, high = (0.0, 1.0) if for_api else model.conventions.pixel_range

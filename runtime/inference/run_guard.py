@@ -106,7 +106,7 @@ def stop_all_runs() -> None:
     _watchdog.stop_all()
 
 
-def run(session: ort.InferenceSession, feed: dict, timeout_s: float) -> list:
+def run(session: ort.InferenceSession, feed: dict, *, timeout_s: float) -> list:
     """session.run(None, feed), terminated after timeout_s seconds or by stop_all_runs (then RunStopped)."""
     options = ort.RunOptions()
     deadline = time.monotonic() + timeout_s

@@ -20,7 +20,7 @@ def bucket(table: dict, batch: int):
     return table[sizes[max(below) if below else min(sizes)]]
 
 
-def variant_for(manifest: Manifest, variant: str, batch: int, graph: str) -> str:
+def variant_for(manifest: Manifest, variant: str, *, batch: int, graph: str) -> str:
     """The concrete variant to run graph on a batch of this size. `auto` follows the graph's selection (its
     `bucket` for batch); fp32 when the manifest has no selection for the graph. Any other name is returned."""
     if variant != AUTO:
@@ -29,7 +29,7 @@ def variant_for(manifest: Manifest, variant: str, batch: int, graph: str) -> str
     return bucket(choice, batch) if choice else FP32
 
 
-def static_sibling(manifest: Manifest, variant: str, batch: int) -> str | None:
+def static_sibling(manifest: Manifest, variant: str, *, batch: int) -> str | None:
     """The fixed-shape variant of `variant` at exactly this batch size, or None."""
     return next((v for v, shape in manifest.static.items() if (shape.base, shape.batch) == (variant, batch)), None)
 

@@ -44,7 +44,7 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     return options
 
 
-def profile(data: bytes, feed: dict, runs: int, config: SessionConfig = SessionConfig()) -> tuple[list, list]:
+def profile(data: bytes, feed: dict, *, runs: int, config: SessionConfig = SessionConfig()) -> tuple[list, list]:
     """onnxruntime's own profiler over `runs` runs of the graph `data` on feed, with the session options devices
     run: ([(node name, op type, kernel us)] for every kernel event, [us of each whole run])."""
     import json
@@ -87,7 +87,7 @@ def _check_io(model: ModelDir, file: str, graph: str, session) -> None:
         raise model.fail(f"{file} has latent {dims}, the manifest says latent_shape {want}")
 
 
-def new_session(data: bytes, config: SessionConfig = SessionConfig(), control_flow=()) -> ort.InferenceSession:
+def new_session(data: bytes, *, config: SessionConfig = SessionConfig(), control_flow=()) -> ort.InferenceSession:
     """A session of the ONNX graph `data` with the options devices run (export measures parity and quality
     with it too); GraphRefused for a graph that refers to external data or holds control flow other than
     control_flow's operators, onnxruntime's error otherwise."""
@@ -95,16 +95,16 @@ def new_session(data: bytes, config: SessionConfig = SessionConfig(), control_fl
     return ort.InferenceSession(data, sess_options=session_options(config), providers=list(config.providers))
 
 
-def create_session(model: ModelDir, variant: str, graph: str, config: SessionConfig) -> ort.InferenceSession:
+def create_session(model: ModelDir, variant: str, *, graph: str, config: SessionConfig) -> ort.InferenceSession:
     """A checked session for (variant, graph): sha256 verified on the bytes that onnxruntime then loads."""
-    return checked_session(model, model.graph_bytes(variant, graph), model.file_label(variant, graph), graph, config)
+    return checked_session(model, model.graph_bytes(variant, graph), file=model.file_label(variant, graph), graph=graph, config=config)
 
 
-def checked_session(model: ModelDir, data: bytes, file: str, graph: str, config: SessionConfig) -> ort.InferenceSession:
+def checked_session(model: ModelDir, data: bytes, *, file: str, graph: str, config: SessionConfig) -> ort.InferenceSession:
     """A session of the bytes `data` of graph (its file named by `file`, escaped), its boundary checked against
     model's manifest; ModelDirError naming file when the graph is refused or differs."""
     try:
-        session = new_session(data, config, model.manifest.control_flow or ())
+        session = new_session(data, config=config, control_flow=model.manifest.control_flow or ())
     except GraphRefused as err:
         raise model.fail(f"{file} {err}") from None
     except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
@@ -114,14 +114,14 @@ def checked_session(model: ModelDir, data: bytes, file: str, graph: str, config:
     return session
 
 
-def run_checked(model: ModelDir, label: str, session: ort.InferenceSession, feed: dict, timeout_s: float = FIRST_CALL_S,
+def run_checked(model: ModelDir, label: str, *, session: ort.InferenceSession, feed: dict, timeout_s: float = FIRST_CALL_S,
                 limit: str = "allow more with timeout_s, or --timeout") -> list:
     """session's outputs on feed, the run bounded by timeout_s (runtime/inference/run_guard.py). The inputs were checked,
     so a failure or a run past its deadline is the graph's fault: ModelDirError naming label (its file). A
     signal's RunStopped passes through for the CLI's handler."""
     n = len(next(iter(feed.values())))
     try:
-        return run(session, feed, timeout_s)
+        return run(session, feed, timeout_s=timeout_s)
     except RunStopped as err:
         if not err.timed_out:
             raise

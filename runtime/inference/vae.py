@@ -88,7 +88,7 @@ def _gather(out: np.ndarray, chunks) -> np.ndarray:
 class VAERuntime:
     """An exported edgevae model ready to run. Build it with VAERuntime.load()."""
 
-    def __init__(self, model: ModelDir, variant: str, config: SessionConfig = SessionConfig(), chunk: int = CHUNK,
+    def __init__(self, model: ModelDir, variant: str, *, config: SessionConfig = SessionConfig(), chunk: int = CHUNK,
                  plan: Plan | None = None):
         self.model = model
         self.variant = variant
@@ -104,7 +104,7 @@ class VAERuntime:
         self.providers_given = False  # True: config.providers for every session, whatever a profile chose
 
     @classmethod
-    def load(cls, model_dir=None, variant: str = DEFAULT_VARIANT, threads: int | str | None = DEFAULT_THREADS,
+    def load(cls, model_dir=None, variant: str = DEFAULT_VARIANT, *, threads: int | str | None = DEFAULT_THREADS,
              providers=None, timeout_s: float | None = None, spinning: bool = False, trust=None) -> "VAERuntime":
         """Check model_dir (None: the default model shipped in the package) and its files.
 
@@ -146,7 +146,7 @@ class VAERuntime:
         model.check_variant(variant)
         config = SessionConfig(threads=None if threads == AUTO else threads, providers=providers, timeout_s=timeout_s,
                                spinning=spinning)
-        runtime = cls(model, variant, config, plan=make_plan(model, variant, threads))
+        runtime = cls(model, variant, config=config, plan=make_plan(model, variant, threads=threads))
         runtime.providers_given = given
         for v in runtime.plan.variants_needed(model):
             for graph in GRAPH_NAMES:
@@ -166,7 +166,7 @@ class VAERuntime:
                 session = self._sessions.get(key)
                 if session is None:
                     config = dataclasses.replace(self.config, threads=choice.threads, providers=providers)
-                    session = self._sessions[key] = create_session(self.model, choice.variant, graph, config)
+                    session = self._sessions[key] = create_session(self.model, choice.variant, graph=graph, config=config)
         return session
 
     def choice(self, graph: str, batch: int) -> Choice:
@@ -175,7 +175,7 @@ class VAERuntime:
         key = (graph, batch)
         found = self._choices.get(key)
         if found is None:
-            found = self.plan.choose(self.model, graph, batch)
+            found = self.plan.choose(self.model, graph, batch=batch)
             if len(self._choices) < 4096:  # bounded: a server seeing every batch size must not grow without end
                 self._choices[key] = found
         return found
@@ -203,10 +203,10 @@ class VAERuntime:
         return max(1, min(self.chunk, CHUNK_VALUES // max(1, math.prod(item_shape))))
 
     def _check_images(self, x, name: str = "x") -> np.ndarray:
-        return check_images(x, self.image_shape, name, multiple_of=self.conventions.downsampling)
+        return check_images(x, self.image_shape, name=name, multiple_of=self.conventions.downsampling)
 
     def _check_latents(self, z, name: str = "z") -> np.ndarray:
-        return check_latents(z, self.latent_shape, name, any_size=self.conventions.downsampling is not None)
+        return check_latents(z, self.latent_shape, name=name, any_size=self.conventions.downsampling is not None)
 
     def _to_graph_pixels(self, x: np.ndarray) -> np.ndarray:
         """Images in [0, 1] -> the encoder's pixel range."""
@@ -239,11 +239,11 @@ class VAERuntime:
         timeout_s = self.config.timeout_s or default_timeout(self._cost.get(key), len(feed))
         start = time.perf_counter()
         label = self.model.file_label(choice.variant, graph)
-        values = run_checked(self.model, label, session, {self.model.manifest.io[graph].inputs[0]: feed}, timeout_s)
+        values = run_checked(self.model, label, session=session, feed={self.model.manifest.io[graph].inputs[0]: feed}, timeout_s=timeout_s)
         per_input = (time.perf_counter() - start) / len(feed)
         if per_input < self._cost.get(key, math.inf):
             self._cost[key] = per_input
-        values = check_outputs(self.model, label, graph, values, feed)  # a hostile graph hands no garbage on
+        values = check_outputs(self.model, label, graph=graph, values=values, feed=feed)  # a hostile graph hands no garbage on
         if graph == "decoder":
             values[0] = self._to_unit(values[0])
         return values
@@ -278,7 +278,7 @@ class VAERuntime:
         self._run("encoder", self._to_graph_pixels(x), outputs)
         return self._from_graph_latent(mu, outputs[1] if len(outputs) == 2 else None)
 
-    def reparameterize(self, mu: np.ndarray, logvar: np.ndarray | None, seed=None) -> np.ndarray:
+    def reparameterize(self, mu: np.ndarray, logvar: np.ndarray | None, *, seed=None) -> np.ndarray:
         """z = mu + exp(logvar/2) * eps, eps ~ N(0, I) from numpy.random.default_rng(seed)
         (Kingma & Welling 2014, eq. 10). seed: int >= 0, None (fresh entropy) or a numpy Generator.
         A deterministic encoder's (z, None): z itself."""
@@ -291,7 +291,7 @@ class VAERuntime:
         logvar = self._check_latents(logvar, "logvar")
         if mu.shape != logvar.shape:
             raise InputError(f"mu and logvar must have the same shape, got {list(mu.shape)} and {list(logvar.shape)}")
-        z = reparameterize(mu, logvar, standard_normal(rng, mu.shape))
+        z = reparameterize(mu, logvar, eps=standard_normal(rng, mu.shape))
         if not np.isfinite(z).all():  # finite inputs, yet exp(logvar/2) or the sum overflowed float32
             raise InputError(f"z = mu + exp(logvar/2) * eps overflows float32: logvar up to {float(logvar.max()):g}, "
                              f"|mu| up to {float(np.abs(mu).max()):g}")
@@ -305,7 +305,7 @@ class VAERuntime:
         self._run("decoder", self._to_graph_latent(z), [x_hat])
         return x_hat
 
-    def decode_tiled(self, z: np.ndarray, tile: int = DEFAULT_TILE, overlap: int | None = None) -> np.ndarray:
+    def decode_tiled(self, z: np.ndarray, *, tile: int = DEFAULT_TILE, overlap: int | None = None) -> np.ndarray:
         """decode(z) of a fully convolutional model, tile by tile, so that the decoder's intermediate tensors are
         bounded by a tile x tile latent (times N) whatever the latent's size; the output is the same [N,C,H,W].
 
@@ -349,7 +349,7 @@ class VAERuntime:
         if not isinstance(z, np.ndarray) or z.ndim == 0 or len(z) == 0:
             self._check_latents(z)  # raises the one-line InputError for it
         # shape and dtype before any work (z is not read whole); each chunk's values are checked as it is read
-        check_latent_shape(z.shape, self.latent_shape, "z", self.conventions.downsampling is not None)
+        check_latent_shape(z.shape, self.latent_shape, name="z", any_size=self.conventions.downsampling is not None)
         self._check_latents(z[:1])
         choice = self.choice("decoder", len(z))
         rows = self._rows(self.model.image_shape_for(z.shape[2:]))
@@ -386,7 +386,7 @@ class VAERuntime:
         if seed is not None:
             _seeded(seed)  # a bad seed is refused before any work
         mu, logvar = self.encode(x)
-        return self.decode(mu if seed is None else self.reparameterize(mu, logvar, seed))
+        return self.decode(mu if seed is None else self.reparameterize(mu, logvar, seed=seed))
 
     def _line_ends(self, x_a: np.ndarray, x_b: np.ndarray) -> np.ndarray:
         """mu of x_a and x_b: float32 [2, *latent]."""
@@ -403,7 +403,7 @@ class VAERuntime:
         mu, _ = self.encode(np.concatenate(pair))
         return mu
 
-    def iter_interpolate(self, x_a: np.ndarray, x_b: np.ndarray, steps: int = 8):
+    def iter_interpolate(self, x_a: np.ndarray, x_b: np.ndarray, *, steps: int = 8):
         """interpolate() chunk by chunk (float32 [k,C,H,W] each), for any number of steps in bounded memory."""
         steps = check_count("steps", steps, minimum=2)
         mu = self._line_ends(x_a, x_b)
@@ -415,9 +415,9 @@ class VAERuntime:
             z = ((1.0 - t) * mu[0] + t * mu[1]).astype(np.float32)
             yield self._run_chunk(choice, "decoder", self._to_graph_latent(z))[0]
 
-    def interpolate(self, x_a: np.ndarray, x_b: np.ndarray, steps: int = 8) -> np.ndarray:
+    def interpolate(self, x_a: np.ndarray, x_b: np.ndarray, *, steps: int = 8) -> np.ndarray:
         """Decode `steps` points on the straight line from mu(x_a) to mu(x_b), ends included:
         float32 [steps,C,H,W]. x_a, x_b: one image each, [C,H,W] or [1,C,H,W]."""
         steps = check_count("steps", steps, minimum=2)
         frame = self.image_shape if self.conventions.downsampling is None else np.shape(x_a)[-3:]
-        return _gather(_allocate((steps, *frame), f"steps={steps} frames"), self.iter_interpolate(x_a, x_b, steps))
+        return _gather(_allocate((steps, *frame), f"steps={steps} frames"), self.iter_interpolate(x_a, x_b, steps=steps))

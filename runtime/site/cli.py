@@ -26,7 +26,7 @@ def register(sub) -> None:
 def _web(args) -> None:
     from .page import write_site
 
-    out = write_site(args.out, args.model, args.ort_web)
+    out = write_site(args.out, args.model, ort_web_dir=args.ort_web)
     print(f"wrote {out}/index.html with onnxruntime-web from {args.ort_web or 'the npm cache'} (serve it with "
           f"`edgevae serve --site {out}` or any static host; wasm threads need COOP/COEP headers)")
 
@@ -43,7 +43,7 @@ def _serve(args) -> None:
     try:
         if args.site is None:
             tmp = Path(tempfile.mkdtemp(prefix="edgevae-site-"))
-            site = write_site(tmp / "site", args.model, args.ort_web)
+            site = write_site(tmp / "site", args.model, ort_web_dir=args.ort_web)
         else:
             site = args.site
         with make_server(site, args.port) as server:

@@ -55,7 +55,7 @@ def site_json(ort_files: dict[str, bytes], version: str) -> dict:
         "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in ort_files.items()}}}
 
 
-def write_site(out, model_dir=None, ort_web_dir=None) -> Path:
+def write_site(out, model_dir=None, *, ort_web_dir=None) -> Path:
     """Write the static site for model_dir (None: the shipped default model) to out; returns out.
 
     ort_web_dir: a folder holding onnxruntime-web (a node_modules); None: the npm cache (runtime/site/ort_web.py).
@@ -91,7 +91,7 @@ def write_site(out, model_dir=None, ort_web_dir=None) -> Path:
     return out
 
 
-def make_server(site, port: int = 8000, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
+def make_server(site, port: int = 8000, *, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
     """An HTTP server for the site folder on host:port (port 0: any free port); call serve_forever().
     It serves the regular files inside site and nothing else (runtime/site/server.py)."""
     from ..inference.checks import check_count, check_path

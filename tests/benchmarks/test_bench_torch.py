@@ -125,30 +125,30 @@ class ToDouble(nn.Module):
 def test_decoder_output_shape_is_checked_against_the_manifest(tiny_rt):
     with pytest.raises(InputError, match=r"^mine returned torch.float32 \[2, 3, 4, 4\] for z \[2, 2, 4, 4\]; the model "
                                          r"dir's decoder returns torch.float32 \[2, 3, 8, 8\]$"):
-        torch_decoder_for(tiny_rt, nn.Conv2d(2, 3, 1), "mine")
+        torch_decoder_for(tiny_rt, nn.Conv2d(2, 3, 1), label="mine")
     with pytest.raises(InputError, match=r"^mine does not run on z \[2, 2, 4, 4\]: RuntimeError"):
-        torch_decoder_for(tiny_rt, nn.Linear(3, 3), "mine")
+        torch_decoder_for(tiny_rt, nn.Linear(3, 3), label="mine")
     with pytest.raises(InputError, match=r"returned torch.float64 \[2, 3, 8, 8\]"):
-        torch_decoder_for(tiny_rt, nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2, 3, 1), ToDouble()), "mine")
+        torch_decoder_for(tiny_rt, nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2, 3, 1), ToDouble()), label="mine")
     with pytest.raises(InputError, match="^mine is a function, not a torch.nn.Module$"):
-        torch_decoder_for(tiny_rt, lambda z: z, "mine")
+        torch_decoder_for(tiny_rt, lambda z: z, label="mine")
 
 
 def test_parity_maps_latents_and_head_by_the_model_conventions(tiny_rt, user_file):
     module, label = load_factory(f"{user_file}:decoder")
-    decoder = torch_decoder_for(tiny_rt, module, label)
+    decoder = torch_decoder_for(tiny_rt, module, label=label)
     z = np.random.default_rng(3).standard_normal((4, 2, 4, 4), dtype=np.float32)
     with torch.inference_mode():  # by hand: the graph's latent is z / scale + shift, its [-1, 1] image maps to [0, 1]
         raw = module(torch.from_numpy(z / 0.5 + 0.1)).numpy()
         unscaled = module(torch.from_numpy(z)).numpy()
     assert np.abs(tiny_rt.decode(z) - np.clip((raw + 1) / 2, 0, 1)).max() <= 1e-5
     assert np.abs(tiny_rt.decode(z) - np.clip((unscaled + 1) / 2, 0, 1)).max() > 10 * PARITY_TOLERANCE  # scale matters
-    parity = check_parity(tiny_rt, {"decoder": decoder}, label)
+    parity = check_parity(tiny_rt, {"decoder": decoder}, source=label)
     assert parity["max_abs_diff"]["decoder"] <= 1e-5 and parity["weights"] == label  # float32 rounding only
 
-    other = torch_decoder_for(tiny_rt, load_factory(f"{user_file}:decoder")[0].apply(_reseed), "other")
+    other = torch_decoder_for(tiny_rt, load_factory(f"{user_file}:decoder")[0].apply(_reseed), label="other")
     with pytest.raises(InputError, match=r"^PyTorch weights from other differ from the model dir's fp32 decoder"):
-        check_parity(tiny_rt, {"decoder": other}, "other")
+        check_parity(tiny_rt, {"decoder": other}, source="other")
 
 
 def _reseed(layer):
@@ -171,9 +171,9 @@ def test_a_whole_vae_is_decoded_through_its_decode_method(tiny_rt, user_file):
         def forward(self, x):
             raise AssertionError("the VAE's forward must not run")
 
-    decoder = torch_decoder_for(tiny_rt, WholeVAE(), "vae")
+    decoder = torch_decoder_for(tiny_rt, WholeVAE(), label="vae")
     assert isinstance(decoder, TorchDecoder) and decoder.method == "decode"
-    assert check_parity(tiny_rt, {"decoder": decoder}, "vae")["max_abs_diff"]["decoder"] <= 1e-5
+    assert check_parity(tiny_rt, {"decoder": decoder}, source="vae")["max_abs_diff"]["decoder"] <= 1e-5
 
 
 def test_a_flat_decoder_output_is_reshaped_only_for_a_fixed_image_size():
@@ -182,8 +182,8 @@ def test_a_flat_decoder_output_is_reshaped_only_for_a_fixed_image_size():
 
     mlp = nn.Linear(3, 12)
     z = torch.zeros(5, 3)
-    assert TorchDecoder(mlp, CLASSIC, (3, 2, 2))(z).shape == (5, 3, 2, 2)
-    assert TorchDecoder(mlp, Conventions(downsampling=2), (3, 2, 2))(z).shape == (5, 12)  # left for the shape check
+    assert TorchDecoder(mlp, conventions=CLASSIC, image_shape=(3, 2, 2))(z).shape == (5, 3, 2, 2)
+    assert TorchDecoder(mlp, conventions=Conventions(downsampling=2), image_shape=(3, 2, 2))(z).shape == (5, 12)  # left for the shape check
 
 
 def test_flops_of_a_fully_convolutional_graph_at_the_manifest_size(tiny_dir):

@@ -37,7 +37,7 @@ class Spatial(nn.Module):
 
 def test_spatial_latents_and_conventions_pass_the_contract():
     m = Spatial()
-    model = ContractVAE(m.encode, m.decode, (3, 8, 8), None, latent_shape=(4, 4, 4), conventions=SIGNED)
+    model = ContractVAE(m.encode, m.decode, image_shape=(3, 8, 8), latent_dim=None, latent_shape=(4, 4, 4), conventions=SIGNED)
     assert model.config.latent_dim == 64 and model.config.latent_shape == (4, 4, 4)
 
 
@@ -52,18 +52,18 @@ def test_spatial_latents_and_conventions_pass_the_contract():
 def test_modules_that_break_the_contract_are_refused_naming_the_part(kwargs, message):
     m = Spatial()
     with pytest.raises((ValueError, TypeError), match=message):
-        ContractVAE(m.encode, m.decode, (3, 8, 8), kwargs.pop("latent_dim", None), **kwargs)
+        ContractVAE(m.encode, m.decode, image_shape=(3, 8, 8), latent_dim=kwargs.pop("latent_dim", None), **kwargs)
 
 
 def test_a_deterministic_encoder_must_be_declared_and_returns_one_tensor():
     m = Spatial(deterministic=True)
     with pytest.raises(ValueError, match="posterior='deterministic'"):
-        ContractVAE(m.encode, m.decode, (3, 8, 8), None, latent_shape=(4, 4, 4), conventions=SIGNED)
+        ContractVAE(m.encode, m.decode, image_shape=(3, 8, 8), latent_dim=None, latent_shape=(4, 4, 4), conventions=SIGNED)
     declared = Conventions(pixel_range=(-1.0, 1.0), decoder_head="image", prior="none", downsampling=2,
                            posterior="deterministic")
-    ContractVAE(m.encode, m.decode, (3, 8, 8), None, latent_shape=(4, 4, 4), conventions=declared)
+    ContractVAE(m.encode, m.decode, image_shape=(3, 8, 8), latent_dim=None, latent_shape=(4, 4, 4), conventions=declared)
     with pytest.raises(ValueError, match="returns the latent alone"):
-        ContractVAE(Spatial().encode, m.decode, (3, 8, 8), None, latent_shape=(4, 4, 4), conventions=declared)
+        ContractVAE(Spatial().encode, m.decode, image_shape=(3, 8, 8), latent_dim=None, latent_shape=(4, 4, 4), conventions=declared)
 
 
 def test_a_fully_convolutional_declaration_is_checked_at_a_second_size():
@@ -73,7 +73,7 @@ def test_a_fully_convolutional_declaration_is_checked_at_a_second_size():
 
     m = FixedSize()
     with pytest.raises(ValueError, match=r"for z \[2, 4, 5, 6\]"):
-        ContractVAE(m.encode, m.decode, (3, 8, 8), None, latent_shape=(4, 4, 4), conventions=SIGNED)
+        ContractVAE(m.encode, m.decode, image_shape=(3, 8, 8), latent_dim=None, latent_shape=(4, 4, 4), conventions=SIGNED)
 
 
 @pytest.mark.parametrize("setup, message", [

@@ -46,9 +46,9 @@ def test_preflight_names_the_graph_and_the_nodes_sharing_a_weight(tmp_path):
     onnx.save(group_norm_like(), path)
     calibration = np.random.default_rng(2).standard_normal((4, 4, 5, 5)).astype(np.float32)
     with pytest.raises(ValueError, match=r"int8 decoder: initializer 'ones' is shared by nodes \['norm1', 'norm2'\]"):
-        preflight(path, "decoder", calibration, Int8Settings(calibration="minmax"))
+        preflight(path, "decoder", calibration=calibration, settings=Int8Settings(calibration="minmax"))
     onnx.save(unshare_initializers(group_norm_like()), path)
-    preflight(path, "decoder", calibration, Int8Settings(calibration="minmax"))  # unshared: the quantizer takes it
+    preflight(path, "decoder", calibration=calibration, settings=Int8Settings(calibration="minmax"))  # unshared: the quantizer takes it
 
 
 @pytest.mark.heavy

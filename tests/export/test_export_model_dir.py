@@ -22,7 +22,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def graphs_of_seed1():
-    return export_graphs(make_model(seed=1, latent_dim=8), {})
+    return export_graphs(make_model(seed=1, latent_dim=8), metadata={})
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ BATCHES = (1, 7, 256)
 def exported(request):
     """(PyTorch model, {"encoder": ORT session, "decoder": ...}, {"encoder": proto, ...}, kind) per model kind."""
     model = make_model(seed=0) if request.param == "fresh" else make_trained_model(seed=0)
-    protos = export_graphs(model, {})
+    protos = export_graphs(model, metadata={})
     return model, {name: new_session(p.SerializeToString()) for name, p in protos.items()}, protos, request.param
 
 

@@ -31,7 +31,7 @@ def test_affine_as_linear_takes_either_side_and_checks_the_output_size():
     torch.manual_seed(1)
     wide, narrow = torch.nn.Linear(3, 40).double(), torch.nn.Linear(40, 3).double()
     for layer in (wide, narrow):  # columns from basis vectors (3 inputs) or rows from backward passes (40)
-        folded = affine_as_linear(layer, (layer.in_features,), (layer.out_features,))
+        folded = affine_as_linear(layer, in_shape=(layer.in_features,), out_shape=(layer.out_features,))
         assert torch.allclose(folded.weight, layer.weight.float()) and torch.allclose(folded.bias, layer.bias.float())
     with pytest.raises(ValueError, match="expected"):
-        affine_as_linear(wide, (3,), (41,))
+        affine_as_linear(wide, in_shape=(3,), out_shape=(41,))

@@ -219,8 +219,8 @@ def test_each_variant_reports_its_iwae_nll_cost_paired_with_fp32(quantized):
     model_dir, manifest = quantized
     fp32 = GraphPair.of_variant(load(model_dir), "fp32")
     images = held_out_images(calibrate.images_of(DATA), limit=50).numpy()
-    reference = quality.iwae_per_image(fp32, images, 20)
-    itself = quality.nll_cost(reference, fp32, images, 20)
+    reference = quality.iwae_per_image(fp32, images, k=20)
+    itself = quality.nll_cost(reference, fp32, images=images, k=20)
     assert itself.cost == 0 and itself.cost_stderr == 0  # the same noise for every graph: differences are paired
     for variant, q in manifest["quality"].items():
         nll = q["nll"]

@@ -77,7 +77,7 @@ def test_builtin_configs_decoders_rewrite_exactly():
     for shape in [(3, 29, 30), (1, 31, 18)]:  # odd remainders: 3x2 final kernels, p3 = 1 on one axis
         torch.manual_seed(0)
         model = VAE(VAEConfig(latent_dim=4, image_shape=shape)).eval()
-        decoder = export_graph(model, DECODER, {})
+        decoder = export_graph(model, DECODER, metadata={})
         for interleave in (TRANSPOSE, DEPTH_TO_SPACE):
             rewritten = conv_transpose_as_conv(decoder, interleave)
             assert "ConvTranspose" not in {n.op_type for n in rewritten.graph.node}

@@ -21,7 +21,7 @@ def _prepared(tmp_path, graph: str):
     model_dir = make_model_dir(tmp_path / "m", latent_dim=LATENT)
     calibration = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32) if graph == "encoder" else \
         np.random.default_rng(0).standard_normal((8, LATENT)).astype(np.float32)
-    return sensitivity.prepare(graph, model_dir / f"{graph}.onnx", calibration, tmp_path)
+    return sensitivity.prepare(graph, model_dir / f"{graph}.onnx", calibration=calibration, work=tmp_path)
 
 
 @pytest.mark.parametrize("graph", ["encoder", "decoder"])
@@ -70,12 +70,12 @@ def test_a_group_kept_fp32_can_run_as_its_original_conv_transpose(tmp_path):
     assert [n.op_type for n in built.graph.node if n.name == origin] == ["ConvTranspose"]
     # all four put back: the fp32 function is unchanged
     restored = tmp_path / "restored.onnx"
-    prepare_int8(prepared.source, restored, "decoder", tuple(prepared.origins.values()))
+    prepare_int8(prepared.source, restored, graph="decoder", keep_conv_transpose=tuple(prepared.origins.values()))
     z = np.random.default_rng(1).standard_normal((4, LATENT)).astype(np.float32)
     ours, theirs = (new_session(f.read_bytes()).run(None, {"z": z})[0] for f in (restored, prepared.source))
     assert np.abs(ours - theirs).max() < 1e-5
     with pytest.raises(ValueError, match="not a ConvTranspose"):
-        prepare_int8(prepared.source, tmp_path / "x.onnx", "decoder", ("node_linear",))
+        prepare_int8(prepared.source, tmp_path / "x.onnx", graph="decoder", keep_conv_transpose=("node_linear",))
 
 
 def test_kernels_are_attributed_by_the_longest_node_or_tensor_name():

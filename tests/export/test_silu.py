@@ -57,7 +57,7 @@ def _quantized(tmp_path, fp32_groups=()):
 
     onnx.save(silu_graph(), tmp_path / "g.onnx")
     calibration = np.random.default_rng(1).standard_normal((16, 2, 6, 6)).astype(np.float32)
-    prepared = sensitivity.prepare("decoder", tmp_path / "g.onnx", calibration, tmp_path)
+    prepared = sensitivity.prepare("decoder", tmp_path / "g.onnx", calibration=calibration, work=tmp_path)
     settings = dataclasses.replace(Int8Settings(calibration="minmax"),
                                    fp32_nodes=sensitivity.fp32_nodes_of(list(prepared.groups), fp32_groups))
     return prepared, prepared.build(tmp_path / "int8.onnx", settings)
@@ -142,6 +142,7 @@ def test_search_runs_on_a_group_norm_silu_vae_and_writes_a_valid_variant(tmp_pat
     from edgevae.export.sensitivity import fp32_compute_nodes
     from edgevae.runtime import VAERuntime
     from edgevae.runtime.contract.manifest import Conventions
+    from edgevae.train.data import DataOverrides
 
     encoder, decoder = TinyGroupNormSiLU.modules()
     conventions = Conventions(pixel_range=(-1.0, 1.0), decoder_head="gaussian_mean", decoder_scale=0.1, downsampling=4)
@@ -151,7 +152,7 @@ def test_search_runs_on_a_group_norm_silu_vae_and_writes_a_valid_variant(tmp_pat
     config = QuantizeConfig(variants=("int8",), calibration_images=32, test_images=16, nll_images=0, search=SearchConfig(
         budget_psnr=120.0, min_speedup=0.01, budget_s=300, methods=("minmax",), per_channel=(False,), symmetric=(False,),
         speed_batch=8, quick_rounds=1, timing_batches=(1,), retime_rounds=1))
-    manifest = quantize_model_dir(tmp_path / "m", None, config, data="sklearn-digits")
+    manifest = quantize_model_dir(tmp_path / "m", config, data=DataOverrides(data="sklearn-digits"))
     report = json.loads((tmp_path / "m" / "quant-search.json").read_text())
     assert report["summary"]["met"] and "int8-mixed" in manifest.variants
     assert {r["graph"] for r in report["sensitivity"]} == {"encoder", "decoder"}

@@ -25,9 +25,9 @@ def static_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("static") / "model"
     shutil.copytree(contract.DEFAULT_MODEL_DIR, folder)
     model = contract.load(folder)
-    manifest = add_static(folder, model.manifest, plan(model.manifest, (), keep=[("fp32", 2), ("fp32", 3)]))
+    manifest = add_static(folder, model.manifest, siblings=plan(model.manifest, (), keep=[("fp32", 2), ("fp32", 3)]))
     golden, files = goldens.build(contract.ModelDir(folder, manifest), ["fp32-b2", "fp32-b3"],
-                                  goldens.read_inputs(model), previous=model.manifest.golden, source="test")
+                                  inputs=goldens.read_inputs(model), previous=model.manifest.golden, source="test")
     goldens.write_files(folder, files)
     contract.write(folder, dataclasses.replace(manifest, golden=golden))
     return folder
@@ -127,8 +127,8 @@ def test_a_fixed_shape_variant_asked_for_by_name_runs_whole_batches_and_never_pa
 def test_auto_maps_a_profiles_fixed_shape_pick_back_to_its_base_at_other_sizes(static_dir):
     model = contract.load(static_dir)
     # no profile: the sibling runs whenever the batch matches
-    assert Plan("fp32", None).choose(model, "decoder", 2).variant == "fp32-b2"
-    assert Plan("fp32-b3", None).choose(model, "decoder", 6).variant == "fp32-b3"  # by name: the runtime checks sizes
+    assert Plan("fp32", None).choose(model, "decoder", batch=2).variant == "fp32-b2"
+    assert Plan("fp32-b3", None).choose(model, "decoder", batch=6).variant == "fp32-b3"  # by name: the runtime checks sizes
     from edgevae.runtime.device.profile import DeviceProfile, FORMAT
 
     def profile(pick):
@@ -140,9 +140,9 @@ def test_auto_maps_a_profiles_fixed_shape_pick_back_to_its_base_at_other_sizes(s
                              timings=timings, default={}, budget_s=1.0, edgevae_version="x")
 
     tuned = Plan("auto", "auto", profile("fp32-b2"), None)
-    assert [tuned.choose(model, "decoder", n).variant for n in (1, 2, 3)] == ["fp32", "fp32-b2", "fp32"]
+    assert [tuned.choose(model, "decoder", batch=n).variant for n in (1, 2, 3)] == ["fp32", "fp32-b2", "fp32"]
     measured_base = Plan("auto", "auto", profile("fp32"), None)  # tune found the base faster at 2: it runs
-    assert measured_base.choose(model, "decoder", 2).variant == "fp32"
+    assert measured_base.choose(model, "decoder", batch=2).variant == "fp32"
 
 
 def test_load_hashes_the_fixed_shape_siblings_of_what_it_may_run(static_dir, tmp_path):

@@ -95,9 +95,9 @@ def test_shipped_tolerances_sit_well_inside_their_caps():
     inputs = goldens.read_inputs(model)
     for variant, graphs in model.manifest.golden.tolerance.items():
         for graph in GRAPH_NAMES:
-            expected = goldens.read_expected(model, variant, graph, len(inputs[graph]))
-            assert checked_tolerance(model, variant, graph, expected) == graphs[graph]
-            assert graphs[graph] <= goldens.tolerance_cap(variant, graph, expected) / 2, (variant, graph)
+            expected = goldens.read_expected(model, variant, graph=graph, n=len(inputs[graph]))
+            assert checked_tolerance(model, variant, graph=graph, expected=expected) == graphs[graph]
+            assert graphs[graph] <= goldens.tolerance_cap(variant, graph, expected=expected) / 2, (variant, graph)
 
 
 def test_goldens_built_now_record_the_rule_capped_and_verify(shipped, monkeypatch):
@@ -105,27 +105,27 @@ def test_goldens_built_now_record_the_rule_capped_and_verify(shipped, monkeypatc
     assert all(c.passed for c in verify(load(shipped)))
     for variant in golden.tolerance:
         for graph in GRAPH_NAMES:
-            rule = goldens.rule_tolerance(golden.measured[variant][graph], golden.measured["fp32"][graph],
-                                          golden.reference[variant][graph])
+            rule = goldens.rule_tolerance(golden.measured[variant][graph], measured_fp32=golden.measured["fp32"][graph],
+                                          reference=golden.reference[variant][graph])
             assert golden.tolerance[variant][graph] == rule  # under the cap: the rule as it was
     monkeypatch.setattr(goldens, "QUANTIZED_CAP_STEPS", 1)  # a cap below the int8 rule: recorded as the cap
     golden = goldens.add_to_model_dir(shipped)
     assert golden.tolerance["int8"]["decoder"] == pytest.approx(1 / 255)
     assert golden.tolerance["int8"]["decoder"] < goldens.rule_tolerance(
-        golden.measured["int8"]["decoder"], golden.measured["fp32"]["decoder"], golden.reference["int8"]["decoder"])
+        golden.measured["int8"]["decoder"], measured_fp32=golden.measured["fp32"]["decoder"], reference=golden.reference["int8"]["decoder"])
     verify(load(shipped))  # accepted: the recorded tolerance is what the cap allows
 
 
 def test_cap_is_relative_to_the_output_range_and_never_below_the_floor():
     x_hat = [np.full((2, 1, 4, 4), 0.5, np.float32)]
-    assert goldens.tolerance_cap("int8", "decoder", x_hat) == pytest.approx(48 / 255)  # x_hat's range is [0, 1]
-    assert goldens.tolerance_cap("fp32", "decoder", x_hat) == pytest.approx(1e-3)
+    assert goldens.tolerance_cap("int8", "decoder", expected=x_hat) == pytest.approx(48 / 255)  # x_hat's range is [0, 1]
+    assert goldens.tolerance_cap("fp32", "decoder", expected=x_hat) == pytest.approx(1e-3)
     mu, logvar = np.linspace(-2, 2, 16, dtype=np.float32), np.linspace(-50, 0, 16, dtype=np.float32)
-    assert goldens.tolerance_cap("int8", "encoder", [mu, logvar]) == pytest.approx(48 / 255 * 4)  # the smaller range
-    assert goldens.tolerance_cap("fp32", "encoder", [mu * 10, logvar]) == pytest.approx(1e-3 * 40)
-    assert goldens.tolerance_cap("fp32", "encoder", [mu / 100, logvar]) == pytest.approx(1e-3)  # magnitude 1 at least
+    assert goldens.tolerance_cap("int8", "encoder", expected=[mu, logvar]) == pytest.approx(48 / 255 * 4)  # the smaller range
+    assert goldens.tolerance_cap("fp32", "encoder", expected=[mu * 10, logvar]) == pytest.approx(1e-3 * 40)
+    assert goldens.tolerance_cap("fp32", "encoder", expected=[mu / 100, logvar]) == pytest.approx(1e-3)  # magnitude 1 at least
     flat = [np.zeros(16, np.float32), np.full(16, np.nan, np.float32)]
-    assert goldens.tolerance_cap("int8", "encoder", flat) == goldens.SAFETY_FACTOR * goldens.FLOOR
+    assert goldens.tolerance_cap("int8", "encoder", expected=flat) == goldens.SAFETY_FACTOR * goldens.FLOOR
 
 
 def test_parity_tolerance_is_exports():

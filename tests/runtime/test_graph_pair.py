@@ -50,7 +50,7 @@ def test_files_outside_the_manifest_run_against_its_io(shipped, images, tmp_path
 
 
 def test_feed_uses_the_manifests_input_names_and_call_runs_bare(shipped):
-    pair = GraphPair.of_variant(shipped, "fp32", SessionConfig(threads=1))
+    pair = GraphPair.of_variant(shipped, "fp32", config=SessionConfig(threads=1))
     z = np.zeros((3, *shipped.latent_shape), np.float32)
     assert list(pair.feed("decoder", z)) == list(shipped.manifest.io["decoder"].inputs)
     (x_hat,) = pair.call("decoder", z)()

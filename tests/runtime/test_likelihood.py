@@ -61,18 +61,18 @@ def test_numpy_elbo_and_iwae_match_torch_within_a_hundredth_of_a_nat(trained):
     model, rt, x = trained
     rng = np.random.default_rng(0)
     eps = rng.standard_normal((len(x), rt.latent_dim), dtype=np.float32)
-    ours = likelihood.neg_elbo(rt, x, eps)["neg_elbo"]
+    ours = likelihood.neg_elbo(rt, x, eps=eps)["neg_elbo"]
     with torch.no_grad():  # image by image: the torch loss averages over its batch
         ref = np.array([neg_elbo(model, torch.from_numpy(x[i : i + 1]), eps=torch.from_numpy(eps[i : i + 1])).neg_elbo.item()
                         for i in range(len(x))])
     assert np.abs(ours - ref).max() < 0.01
 
     k = 50
-    iwae_ours = likelihood.iwae_nll(rt, x, k, np.random.default_rng(1), chunk=64)
+    iwae_ours = likelihood.iwae_nll(rt, x, k=k, rng=np.random.default_rng(1), chunk=64)
     noise = np.random.default_rng(1)  # the same stream, drawn in the same slices (64 // 24 = 2 samples per call)
     eps_k = np.concatenate([noise.standard_normal((min(2, k - s), len(x), rt.latent_dim), dtype=np.float32)
                             for s in range(0, k, 2)])
-    iwae_ref = iwae_nll(model, torch.from_numpy(x), k, eps=torch.from_numpy(eps_k)).numpy()
+    iwae_ref = iwae_nll(model, torch.from_numpy(x), k=k, eps=torch.from_numpy(eps_k)).numpy()
     assert np.abs(iwae_ours - iwae_ref).max() < 0.01
     assert np.all(iwae_ours < ours + 5)  # a tighter bound than one-sample ELBO, up to its noise
 

@@ -29,7 +29,7 @@ def test_the_api_computes_the_goldens_of_every_variant(shipped, goldens):
         rt = VAERuntime.load(shipped.path, variant=variant, threads=1)
         got = {"encoder": list(rt.encode(goldens["encoder"])), "decoder": [rt.decode(goldens["decoder"])]}
         for graph, outputs in got.items():
-            expected = read_expected(shipped, variant, graph, GOLDEN_N)
+            expected = read_expected(shipped, variant, graph=graph, n=GOLDEN_N)
             assert max_abs_diff(outputs, expected) <= tolerance[variant][graph], (variant, graph)
 
 

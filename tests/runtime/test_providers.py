@@ -35,7 +35,7 @@ def test_usable_providers_keeps_a_provider_that_takes_nodes(monkeypatch):
 
 def test_candidates_cover_every_variant_threads_and_provider_and_what_ran_before():
     was = Choice("fp32", None, CPU)
-    found = tune.candidates(["fp32", "int8"], [1, 2], [FAKE, CPU], was)
+    found = tune.candidates(["fp32", "int8"], [1, 2], providers=[FAKE, CPU], was=was)
     assert len(found) == 2 * 2 * 2 + 1 and found[-1] == was
     assert {c.provider for c in found} == {FAKE, CPU}
 
@@ -63,7 +63,7 @@ def test_tune_times_every_provider_it_is_given(monkeypatch, model_copy):
 
     def create(model, variant, graph, config):
         assert config.providers in ((CPU,), (FAKE, CPU))  # the pick first, the CPU's for the nodes it leaves
-        return real(model, variant, graph, dataclasses.replace(config, providers=(CPU,)))
+        return real(model, variant, graph=graph, config=dataclasses.replace(config, providers=(CPU,)))
 
     monkeypatch.setattr(graph_pair, "create_session", create)
     profile = tune.tune(contract.load(model_copy), budget_s=0.05, batch_sizes=(1,), progress=False, providers=[FAKE, CPU])
@@ -92,7 +92,7 @@ def test_the_runtime_builds_its_session_with_the_profiles_provider(monkeypatch, 
 
     def create(model, variant, graph, config):
         built.append((graph, config.providers))
-        return real(model, variant, graph, dataclasses.replace(config, providers=(CPU,)))
+        return real(model, variant, graph=graph, config=dataclasses.replace(config, providers=(CPU,)))
 
     monkeypatch.setattr(vae, "create_session", create)
     z = np.zeros((1, model.latent_dim), np.float32)

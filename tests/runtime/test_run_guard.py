@@ -166,7 +166,7 @@ def test_stop_all_runs_reaches_runs_in_other_threads(tmp_path, model_dir):
 
     def call():
         try:
-            run(session, {"z": np.zeros((1, 64), np.float32)}, HANG_S)
+            run(session, {"z": np.zeros((1, 64), np.float32)}, timeout_s=HANG_S)
         except RunStopped as err:
             caught.append(err)
 

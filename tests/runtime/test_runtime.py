@@ -132,11 +132,11 @@ def test_auto_variant_follows_the_selection(tmp_path, model_dir):
     assert np.array_equal(auto.sample(8, seed=0), int8.sample(8, seed=0))
     assert np.array_equal(auto.sample(300, seed=0)[:8], int8.sample(300, seed=0)[:8])
     assert not np.allclose(fp32.sample(8, seed=0), int8.sample(8, seed=0))
-    assert [variant_for(auto.model.manifest, "auto", n, "decoder") for n in (1, 7, 8, 1000)] == ["fp32", "fp32", "int8", "int8"]
+    assert [variant_for(auto.model.manifest, "auto", batch=n, graph="decoder") for n in (1, 7, 8, 1000)] == ["fp32", "fp32", "int8", "int8"]
     x = auto.sample(4, seed=1)
     assert np.array_equal(auto.encode(x)[0], int8.encode(x)[0])  # the encoder's own selection
     no_selection = VAERuntime.load(model_dir, variant="auto")
-    assert variant_for(no_selection.model.manifest, "auto", 64, "decoder") == "fp32"
+    assert variant_for(no_selection.model.manifest, "auto", batch=64, graph="decoder") == "fp32"
 
 
 BAD_CALLS = [

@@ -39,19 +39,19 @@ def test_auto_follows_the_shipped_selection_per_graph_and_batch(shipped):
     selection = shipped.manifest.selection
     for graph, choice in selection.items():
         for size, variant in choice.items():
-            assert variant_for(shipped.manifest, contract.AUTO, int(size), graph) == variant
+            assert variant_for(shipped.manifest, contract.AUTO, batch=int(size), graph=graph) == variant
     # between two keys: the lower key's variant; the shipped decoder runs fp32 at 1 and int8 from 8 on
-    assert [variant_for(shipped.manifest, "auto", n, "decoder") for n in (1, 7, 8, 9, 5000)] == \
+    assert [variant_for(shipped.manifest, "auto", batch=n, graph="decoder") for n in (1, 7, 8, 9, 5000)] == \
         [selection["decoder"]["1"]] * 2 + [selection["decoder"]["8"]] * 3
-    assert variant_for(shipped.manifest, "fp32", 64, "decoder") == "fp32"  # a named variant is never second-guessed
+    assert variant_for(shipped.manifest, "fp32", batch=64, graph="decoder") == "fp32"  # a named variant is never second-guessed
 
 
 def test_without_a_selection_auto_runs_fp32_and_needs_only_it(shipped):
     bare = _with(shipped, selection={}, latency_ms=None)
-    assert {variant_for(bare.manifest, "auto", n, g) for n in (1, 64) for g in contract.GRAPH_NAMES} == {"fp32"}
+    assert {variant_for(bare.manifest, "auto", batch=n, graph=g) for n in (1, 64) for g in contract.GRAPH_NAMES} == {"fp32"}
     assert variants_needed(bare.manifest, "auto") == ["fp32"]
     one_graph = _with(shipped, selection={"decoder": {"1": "int8"}}, latency_ms=None)
-    assert variant_for(one_graph.manifest, "auto", 1, "encoder") == "fp32"
+    assert variant_for(one_graph.manifest, "auto", batch=1, graph="encoder") == "fp32"
     assert variants_needed(one_graph.manifest, "auto") == ["fp32", "int8"]  # fp32 for the graph with no selection
 
 
@@ -67,14 +67,14 @@ def test_variants_needed_lists_every_selected_variant_and_its_fixed_shape_siblin
 
 def test_a_static_sibling_matches_its_base_at_exactly_its_batch(shipped):
     model = _with_static(shipped, **{"int8-b8": ("int8", 8)})
-    assert static_sibling(model.manifest, "int8", 8) == "int8-b8"
-    assert [static_sibling(model.manifest, "int8", n) for n in (1, 7, 9, 16)] == [None] * 4
-    assert static_sibling(model.manifest, "fp32", 8) is None
+    assert static_sibling(model.manifest, "int8", batch=8) == "int8-b8"
+    assert [static_sibling(model.manifest, "int8", batch=n) for n in (1, 7, 9, 16)] == [None] * 4
+    assert static_sibling(model.manifest, "fp32", batch=8) is None
 
 
 def test_a_plan_without_profile_swaps_in_the_sibling_only_at_its_batch(shipped):
     model = _with_static(shipped, **{"int8-b8": ("int8", 8)})
     plan = Plan("auto", None)
-    assert plan.choose(model, "encoder", 8) == Choice("int8-b8", None)
-    assert plan.choose(model, "encoder", 16) == Choice("int8", None)
-    assert plan.choose(model, "decoder", 1) == Choice(shipped.manifest.selection["decoder"]["1"], None)
+    assert plan.choose(model, "encoder", batch=8) == Choice("int8-b8", None)
+    assert plan.choose(model, "encoder", batch=16) == Choice("int8", None)
+    assert plan.choose(model, "decoder", batch=1) == Choice(shipped.manifest.selection["decoder"]["1"], None)

@@ -39,7 +39,7 @@ def test_ranks_gradients_average_to_the_global_batch_gradient():
         summed = None
         for rank in range(world.size):
             objective = Objective(copy.deepcopy(model))
-            loss, _, _ = local_loss(objective, xb, eps.double(), 1.0, World(rank, world.size), "cpu")
+            loss, _, _ = local_loss(objective, xb, eps=eps.double(), beta=1.0, world=World(rank, world.size), device="cpu")
             if not scale_fix:  # the bug the scale prevents: each rank's plain local mean
                 part = local_slice(len(xb), World(rank, world.size))
                 loss = loss * len(xb) / ((part.stop - part.start) * world.size)
@@ -48,7 +48,7 @@ def test_ranks_gradients_average_to_the_global_batch_gradient():
             summed = flat if summed is None else summed + flat
         return summed / world.size  # DDP's all-reduce average
 
-    for batch in global_batches(cfg, images, 1, 8):
+    for batch in global_batches(cfg, images, epoch=1, latent_dim=8):
         single = gradient(World(), batch)
         for size in (2, 3):
             ranks = gradient(World(0, size), batch)
@@ -112,7 +112,7 @@ def test_two_gloo_processes_train_and_resume_like_one_process(tmp_path, monkeypa
     assert proc.stdout.count("epoch 2:") == 1  # rank 0 alone reports and writes
 
     cfg = TrainConfig(epochs=2, batch_size=24, seed=3, binarize=True, kl_warmup_epochs=1, precision="fp32", data_dir=data)
-    train(cfg, tmp_path / "single", VAEConfig(latent_dim=8))
+    train(cfg, tmp_path / "single", model_config=VAEConfig(latent_dim=8))
     single, _ = load_model(tmp_path / "single" / "checkpoint.pt")
     ddp, state = load_model(tmp_path / "ddp" / "checkpoint.pt")
     assert [row["processes"] for row in state["history"]] == [2, 2]
@@ -120,7 +120,7 @@ def test_two_gloo_processes_train_and_resume_like_one_process(tmp_path, monkeypa
     # the check has teeth: one epoch less (what a wrong shard or noise slice also does to the weights) moves
     # nearly every weight by more than ATOL
     fresh = TrainConfig(epochs=1, batch_size=24, seed=3, binarize=True, kl_warmup_epochs=1, precision="fp32", data_dir=data)
-    train(fresh, tmp_path / "one-epoch", VAEConfig(latent_dim=8))
+    train(fresh, tmp_path / "one-epoch", model_config=VAEConfig(latent_dim=8))
     one, _ = load_model(tmp_path / "one-epoch" / "checkpoint.pt")
     assert agreeing_share(one, ddp) < 0.5
 
@@ -147,5 +147,5 @@ def test_two_nccl_processes_train(tmp_path, monkeypatch):
 def test_single_gpu_training_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEVAE_CACHE", str(tmp_path / "cache"))
     data = str(write_idx_dataset(tmp_path / "idx", n_train=64, n_test=16))
-    metrics = train(TrainConfig(epochs=1, batch_size=16, device="cuda", data_dir=data), tmp_path / "run", VAEConfig(latent_dim=8))
+    metrics = train(TrainConfig(epochs=1, batch_size=16, device="cuda", data_dir=data), tmp_path / "run", model_config=VAEConfig(latent_dim=8))
     assert metrics["final"]["test_neg_elbo"] > 0

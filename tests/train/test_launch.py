@@ -23,7 +23,7 @@ def rank_script(code: str) -> tuple:
 
 def test_every_rank_runs_with_its_own_rank_and_rank_0s_output_is_the_runs(capfd, tmp_path):
     code = f"open(os.path.join({str(tmp_path)!r}, f'rank{{rank}}of{{size}}'), 'w').close()\nprint('out', rank)\nprint('err', rank, file=sys.stderr)"
-    assert launch(3, [], rank_script(code)) == 0
+    assert launch(3, [], command=rank_script(code)) == 0
     out, err = capfd.readouterr()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0of3", "rank1of3", "rank2of3"]
     assert out == "out 0\n" and err == "err 0\n"  # the other ranks' output is not the run's
@@ -37,7 +37,7 @@ def test_the_first_failure_decides_and_stops_the_others(capfd, tmp_path, failing
     code = (f"open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
             f"if rank == {failing}:\n    time.sleep(0.5)\n    print('edgevae train: error: rank', rank, 'broke', file=sys.stderr)\n    sys.exit(2)\n"
             "time.sleep(3600)\n")
-    assert launch(2, [], rank_script(code)) == 2
+    assert launch(2, [], command=rank_script(code)) == 2
     _, err = capfd.readouterr()
     assert err == f"edgevae train: error: rank {failing} broke\n"
     for pid in map(int, pids.read_text().split()):
@@ -47,7 +47,7 @@ def test_the_first_failure_decides_and_stops_the_others(capfd, tmp_path, failing
 
 def test_a_rank_killed_by_a_signal_ends_the_run_with_128_plus_it(capfd):
     code = "if rank == 1:\n    os.kill(os.getpid(), 9)\ntime.sleep(3600)\n"
-    assert launch(2, [], rank_script(code)) == 128 + 9
+    assert launch(2, [], command=rank_script(code)) == 128 + 9
     assert "rank 1 exited with -9" in capfd.readouterr().err
 
 
@@ -56,7 +56,7 @@ def test_ranks_end_when_the_launcher_is_killed(tmp_path):
     pids = tmp_path / "pids"
     code = f"open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')\ntime.sleep(3600)\n"
     launcher = subprocess.Popen([sys.executable, "-c", "import sys\nfrom edgevae.train.launch import launch\n"
-                                 f"sys.exit(launch(2, [], {rank_script(code)!r}))"])
+                                 f"sys.exit(launch(2, [], command={rank_script(code)!r}))"])
     deadline = time.monotonic() + HANG_S
     while not pids.exists() or len(pids.read_text().split()) < 2:
         assert time.monotonic() < deadline and launcher.poll() is None

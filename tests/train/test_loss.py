@@ -40,6 +40,6 @@ def test_iwae_bound_is_below_the_elbo_and_tightens_with_k():
     x = torch.rand(64, 1, 28, 28).round()
     with torch.no_grad():
         elbo = torch.stack([neg_elbo(model, x).neg_elbo for _ in range(20)]).mean()
-    nll = {k: iwae_nll(model, x, k, chunk=7).mean() for k in (1, 10, 100)}
+    nll = {k: iwae_nll(model, x, k=k, chunk=7).mean() for k in (1, 10, 100)}
     assert abs(nll[1] - elbo) < 0.01 * elbo  # k = 1 is the ELBO
     assert nll[100] < nll[10] < nll[1]

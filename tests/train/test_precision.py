@@ -9,11 +9,11 @@ def test_cpu_flags_only_list_the_candidates(tmp_path):
     from edgevae.cpu import _fields, cpu_flags, cpu_model
     from edgevae.train.precision import StepSetting, autocast, candidates
 
-    names = lambda flags, precision="auto": [s.name for s in candidates(precision, "cpu", flags)]  # noqa: E731
+    names = lambda flags, precision="auto": [s.name for s in candidates(precision, "cpu", flags=flags)]  # noqa: E731
     assert names({"avx2", "amx_bf16"}) == names({"avx512_bf16"}) == ["fp32", "fp32-nchw", "bf16", "bf16-nchw"]
     assert names({"avx2", "avx512f"}) == ["fp32", "fp32-nchw"]  # emulated bf16 is never worth timing
     assert names({"amx_bf16"}, "fp32") == ["fp32"] and names(set(), "bf16") == ["bf16"]  # explicit: as asked
-    assert candidates("auto", "cpu", set())[0] == StepSetting("fp32", True)
+    assert candidates("auto", "cpu", flags=set())[0] == StepSetting("fp32", True)
     with pytest.raises(ValueError, match="precision must be one of"):
         candidates("fp16", "cpu")
     info = tmp_path / "cpuinfo"
@@ -58,7 +58,7 @@ def test_the_probe_interleaves_and_its_verdict_is_cached(tmp_path, monkeypatch):
         return run
 
     steps_for = lambda: {slow: step(slow, 0.2), fast: step(fast, 0.1)}  # noqa: E731
-    setting, record = choose([slow, fast], steps_for, "cpu", {"batch_size": 8})
+    setting, record = choose([slow, fast], steps_for, device="cpu", shape={"batch_size": 8})
     assert setting == fast and record["probed"] and record["median_ms"] == pytest.approx({"fp32": 200.0, "bf16": 100.0})
     assert calls[:4] == ["fp32", "bf16", "fp32", "bf16"]  # warm-up, then the first round
     assert calls.count("fp32") == 2  # 2x slower than bf16 in the first round: pruned after it
@@ -69,9 +69,9 @@ def test_the_probe_interleaves_and_its_verdict_is_cached(tmp_path, monkeypatch):
     assert calls.count("fp32") == calls.count("bf16") == precision.MIN_ROUNDS + 1
     assert precision.decide(timings) == slow  # bf16 is not faster: fp32 kept
     calls.clear()
-    again, record = choose([slow, fast], steps_for, "cpu", {"batch_size": 8})
+    again, record = choose([slow, fast], steps_for, device="cpu", shape={"batch_size": 8})
     assert again == fast and not record["probed"] and calls == []  # cached: no probe
-    other, record = choose([slow, fast], steps_for, "cpu", {"batch_size": 16})
+    other, record = choose([slow, fast], steps_for, device="cpu", shape={"batch_size": 16})
     assert record["probed"]  # another step shape is another verdict
     (next((tmp_path / "edgevae" / "train-probe").iterdir())).write_text("{not json")
-    assert choose([slow], steps_for, "cpu", {})[0] == slow  # one candidate: nothing to probe
+    assert choose([slow], steps_for, device="cpu", shape={})[0] == slow  # one candidate: nothing to probe

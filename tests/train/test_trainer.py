@@ -24,7 +24,7 @@ def data_dir(tmp_path, monkeypatch):
 
 @pytest.mark.heavy
 def test_training_lowers_the_loss_and_writes_the_run(tmp_path, data_dir):
-    metrics = train(TrainConfig(epochs=3, batch_size=32, data_dir=data_dir), tmp_path / "run", SMALL)
+    metrics = train(TrainConfig(epochs=3, batch_size=32, data_dir=data_dir), tmp_path / "run", model_config=SMALL)
     losses = [row["test_neg_elbo"] for row in metrics["epochs"]]
     assert losses[-1] < losses[0] - 20  # nats per image
     assert {"test_neg_elbo", "test_bce", "test_kl", "epoch"} <= metrics["final"].keys()
@@ -51,9 +51,9 @@ def test_cosine_lr_schedule_decays_to_the_floor_and_holds_it():
 @pytest.mark.heavy
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, data_dir):
     cfg = TrainConfig(epochs=3, batch_size=64, data_dir=data_dir, seed=7, kl_warmup_epochs=2, lr_decay_epochs=2.5)
-    train(cfg, tmp_path / "straight", SMALL)
-    train(TrainConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "resumed", SMALL)
-    train(cfg, tmp_path / "resumed", SMALL, resume=True)
+    train(cfg, tmp_path / "straight", model_config=SMALL)
+    train(TrainConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "resumed", model_config=SMALL)
+    train(cfg, tmp_path / "resumed", model_config=SMALL, resume=True)
     straight, _ = load_model(tmp_path / "straight" / "checkpoint.pt")
     resumed, state = load_model(tmp_path / "resumed" / "checkpoint.pt")
     assert state["epoch"] == 3 and [r["epoch"] for r in state["history"]] == [1, 2, 3]
@@ -63,15 +63,15 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, dat
 
 @pytest.mark.heavy
 def test_resume_refuses_other_settings(tmp_path, data_dir):
-    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), tmp_path / "run", SMALL)
+    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), tmp_path / "run", model_config=SMALL)
     with pytest.raises(ValueError, match="other settings"):
-        train(TrainConfig(epochs=2, batch_size=32, data_dir=data_dir), tmp_path / "run", SMALL, resume=True)
+        train(TrainConfig(epochs=2, batch_size=32, data_dir=data_dir), tmp_path / "run", model_config=SMALL, resume=True)
 
 
 @pytest.mark.heavy
 def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, data_dir, monkeypatch):
     run = tmp_path / "run"
-    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), run, SMALL)
+    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), run, model_config=SMALL)
     before = (run / "checkpoint.pt").read_bytes()
 
     def save_half_then_fail(obj, f):
@@ -80,7 +80,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, data
 
     monkeypatch.setattr(checkpoint_module.torch, "save", save_half_then_fail)
     with pytest.raises(OSError, match="disk full"):
-        train(TrainConfig(epochs=2, batch_size=64, data_dir=data_dir), run, SMALL, resume=True)
+        train(TrainConfig(epochs=2, batch_size=64, data_dir=data_dir), run, model_config=SMALL, resume=True)
     assert (run / "checkpoint.pt").read_bytes() == before
     assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
     load_model(run / "checkpoint.pt")
@@ -89,7 +89,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, data
 @pytest.mark.heavy
 def test_eval_merges_elbo_and_iwae_into_metrics(tmp_path, data_dir):
     run = tmp_path / "run"
-    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), run, SMALL)
+    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), run, model_config=SMALL)
     result = evaluate_checkpoint(run / "checkpoint.pt", data=DataOverrides(data_dir=data_dir), iwae_k=50, batch_size=16)
     assert result["iwae_nll"] < result["test_neg_elbo"]
     assert result["iwae_k"] == 50 and result["eval_images"] == 64
@@ -130,17 +130,17 @@ def test_a_run_records_its_probe_and_resume_keeps_the_choice(tmp_path, data_dir,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(precision, "native_bf16", lambda device, flags=None: True)
     monkeypatch.setattr(precision, "decide", lambda timings: list(timings)[3])  # bf16-nchw, whatever the timings
-    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), tmp_path / "run", SMALL)
+    train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir), tmp_path / "run", model_config=SMALL)
     probe = json.loads((tmp_path / "run" / "probe.json").read_text())
     assert probe["choice"] == "bf16-nchw" and set(probe["median_ms"]) == {"fp32", "fp32-nchw", "bf16", "bf16-nchw"}
     monkeypatch.setattr(precision, "decide", lambda timings: list(timings)[0])  # a new probe would now say fp32
-    metrics = train(TrainConfig(epochs=2, batch_size=64, data_dir=data_dir), tmp_path / "run", SMALL, resume=True)
+    metrics = train(TrainConfig(epochs=2, batch_size=64, data_dir=data_dir), tmp_path / "run", model_config=SMALL, resume=True)
     assert [(row["precision"], row["channels_last"]) for row in metrics["epochs"]] == [("bf16", False)] * 2
 
 
 @pytest.mark.heavy
 def test_bf16_training_keeps_fp32_weights_loss_and_optimizer_state(tmp_path, data_dir):
-    metrics = train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir, precision="bf16"), tmp_path / "run", SMALL)
+    metrics = train(TrainConfig(epochs=1, batch_size=64, data_dir=data_dir, precision="bf16"), tmp_path / "run", model_config=SMALL)
     model, state = load_model(tmp_path / "run" / "checkpoint.pt")
     assert state["precision"] == "bf16" and metrics["epochs"][0]["precision"] == "bf16"
     assert all(p.dtype == torch.float32 for p in model.parameters())

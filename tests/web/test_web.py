@@ -257,7 +257,7 @@ def test_js_batch_buckets_follow_the_manifests_selection_rule():
 console.log(JSON.stringify(payload.tables.map((t) => payload.sizes.map((n) => forBatch(t, n)))));""", {"tables": tables, "sizes": sizes})
     for table, picked in zip(tables, js):
         selected = dataclasses.replace(model.manifest, selection={"decoder": table})
-        assert picked == [variant_for(selected, "auto", n, "decoder") for n in sizes], table
+        assert picked == [variant_for(selected, "auto", batch=n, graph="decoder") for n in sizes], table
 
 
 @pytest.mark.skipif(not NODE, reason="needs node")
