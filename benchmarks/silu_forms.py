@@ -14,12 +14,9 @@ model's.
 import argparse
 import collections
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 
 FORMS = ("int8", "sigmoid-fp32", "fp32", "quickgelu")
 BATCHES = (1, 8)
@@ -88,36 +85,38 @@ def family_rows(name: str, out: Path, *, rounds: int) -> dict:
     from edgevae.export import calibrate, quality
     from edgevae.runtime.contract import manifest as contract
     from edgevae.runtime.contract.conventions import to_pixels
+    from edgevae.runtime.inference.graph_pair import GraphPair
+    from edgevae.runtime.inference.random_input import random_input
+    from edgevae.runtime.inference.sessions import SessionConfig
+    from edgevae.timing import Schedule, interleave, median, thread_clock
+    from edgevae.train.data import DataOverrides, held_out_images
 
     folder = export_family(name, out)
     model = contract.load(folder)
-    data = calibrate.data_for(model.manifest, None, "fashion-mnist")  # as any_vae.py's quantize: 256 + 256 images
-    fp32 = {g: folder / model.manifest.variants["fp32"][g].file for g in ("encoder", "decoder")}
+    data = calibrate.data_for(model.manifest, DataOverrides(data="fashion-mnist"))  # as any_vae.py's quantize
+    fp32 = GraphPair.of_variant(model, "fp32")
+    encoder, decoder = (folder / model.manifest.variants["fp32"][g].file for g in ("encoder", "decoder"))
     images = to_pixels(calibrate.training_images(data, 256, seed=0), model.conventions)
-    calibration = calibrate.posterior_latents(quality.graph_session(fp32["encoder"]), images, seed=0)
-    test = to_pixels(calibrate.test_images(data, 256), model.conventions)
-    reference = quality.graph_outputs(fp32, test, model.latent_shape, 0, model.conventions)
-    rows, paths = {}, {"fp32 reference": fp32["decoder"]}
+    calibration = calibrate.posterior_latents(fp32, images, seed=0)
+    test = to_pixels(held_out_images(calibrate.images_of(data), limit=256).numpy(), model.conventions)
+    reference = quality.graph_outputs(fp32, test, seed=0)
+    rows, paths = {}, {"fp32 reference": decoder}
     for form in FORMS:
         paths[form] = folder / f"decoder.silu-{form}.onnx"
-        build(form, fp32["decoder"], dst=paths[form], calibration=calibration)
-        measured = quality.measure(reference, {"encoder": fp32["encoder"], "decoder": paths[form]}, test_images=test, seed=model.latent_shape)
-        rows[form] = {"psnr_db": measured["decoder_psnr_db"], "ops": run_ops(paths[form], folder)}
-    sessions = {form: quality.graph_session(path, threads=1) for form, path in paths.items()}
+        build(form, decoder, dst=paths[form], calibration=calibration)
+        pair = GraphPair.of_files(model, {"encoder": encoder, "decoder": paths[form]})  # the decoder alone int8
+        rows[form] = {"psnr_db": quality.measure(reference, pair, test_images=test, seed=0)["decoder_psnr_db"],
+                      "ops": run_ops(paths[form], folder)}
+    pairs = {form: GraphPair.of_files(model, {"encoder": encoder, "decoder": path}, config=SessionConfig(threads=1))
+             for form, path in paths.items()}
+    schedule = Schedule(min_rounds=rounds, max_rounds=rounds, budget_s=0.0, segment_s=0.0, warmup_calls=0)  # one call a round
     for batch in BATCHES:
-        z = np.random.default_rng(0).standard_normal((batch, *model.latent_shape)).astype(np.float32)
-        times = {form: [] for form in sessions}
-        for session in sessions.values():
-            session.run(None, {"z": z})  # warm-up
-        for _ in range(rounds):
-            for form, session in sessions.items():
-                start = time.thread_time()
-                session.run(None, {"z": z})
-                times[form].append(time.thread_time() - start)
-        reference_s = statistics.median(times["fp32 reference"])
+        z = random_input(model, "decoder", batch)
+        times = interleave({form: pair.call("decoder", z) for form, pair in pairs.items()}, schedule, clock=thread_clock(1)[0])
+        reference_s = median(times["fp32 reference"])
         for form in FORMS:
-            rows[form][f"batch{batch}_ms"] = round(1e3 * statistics.median(times[form]), 3)
-            rows[form][f"batch{batch}_speedup"] = round(reference_s / statistics.median(times[form]), 3)
+            rows[form][f"batch{batch}_ms"] = round(1e3 * median(times[form]), 3)
+            rows[form][f"batch{batch}_speedup"] = round(reference_s / median(times[form]), 3)
         rows[f"fp32_batch{batch}_ms"] = round(1e3 * reference_s, 3)
     return rows
 
