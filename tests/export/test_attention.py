@@ -42,7 +42,8 @@ def test_int8_leaves_attention_fp32_and_quantizes_weight_matmuls(tmp_path):
 
     onnx.save(attention_graph(), tmp_path / "prepared.onnx")
     calibration = np.random.default_rng(1).standard_normal((16, 8, 4)).astype(np.float32)
-    quantize_prepared(tmp_path / "prepared.onnx", tmp_path / "int8.onnx", "decoder", calibration, Int8Settings(calibration="minmax"))
+    quantize_prepared(tmp_path / "prepared.onnx", tmp_path / "int8.onnx", graph="decoder", calibration=calibration,
+                      settings=Int8Settings(calibration="minmax"))
     model = onnx.load(tmp_path / "int8.onnx")
     producer = {out: n.op_type for n in model.graph.node for out in n.output}
     quantized = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
