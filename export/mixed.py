@@ -36,6 +36,7 @@ from edgevae.runtime.contract.manifest import GRAPH_NAMES
 from edgevae.runtime.inference.random_input import random_input
 from edgevae.timing import thread_clock
 
+from .attention import ATTENTION_FP32
 from .search_report import REPORT, REPORT_FILES, write_report
 from .silu import HEAD_SIGMOID, SILU_INT8
 from .variants import CALIBRATION_METHODS, DEFAULT_CALIBRATION, Int8Settings
@@ -275,7 +276,7 @@ def _record(graph: str, settings, prepared) -> dict | str:
             "activation_symmetric": settings.activation_symmetric, "fp32_groups": kept,
             "conv_transpose_kept": list(settings.keep_conv_transpose),
             "conv_transpose_groups": [g for g, o in prepared.origins.items() if o in settings.keep_conv_transpose],
-            "fp32_nodes": [HEAD_SIGMOID, *settings.fp32_nodes], "silu": SILU_INT8}
+            "fp32_nodes": [HEAD_SIGMOID, ATTENTION_FP32, *settings.fp32_nodes], "silu": SILU_INT8}
 
 
 def search(model, calibration: dict, *, test_images, reference: dict, config: SearchConfig, seed: int = 0,

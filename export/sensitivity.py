@@ -4,8 +4,8 @@ share of the graph's time it takes, so that export/mixed.py knows which layers a
 A *group* is one compute node (Conv, Gemm, MatMul) of the graph int8 is built from (prepare_int8's rewritten,
 pre-processed fp32 graph) together with the nodes after it, in topological order, up to the next compute node:
 its activation (LeakyRelu) and, in the rewritten decoder, the sub-pixel interleave. The nodes before the first
-compute node (the encoder's channel Pad) join the first group. An output head's Sigmoid and ConvTranspose are never
-quantized (see export/variants.py), so they belong to no group; a SiLU's Sigmoid is int8 and joins its group.
+compute node (the encoder's channel Pad) join the first group. An output head's Sigmoid, a ConvTranspose and attention's
+MatMuls of two activations and Softmax are never quantized (see export/variants.py), so they belong to no group; a SiLU's Sigmoid is int8 and joins its group.
 
 Quality is measured as in export/quality.py, against the fp32 graphs on the same images and seeded noise:
 decoder PSNR over z ~ N(0, I) samples (the manifest's figure), PSNR of the reconstructions (which an encoder
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .attention import attention_fp32_nodes
 from .silu import head_sigmoids
 from .variants import Int8Settings, prepare_int8, quantize_prepared
 
@@ -41,7 +42,7 @@ class Group:
 def node_groups(model: onnx.ModelProto) -> list[Group]:
     """The groups of model (see the module docstring), in graph order."""
     groups, pending = [], []  # pending: nodes before the first compute node
-    heads = set(head_sigmoids(model))
+    heads = set(head_sigmoids(model)) | set(attention_fp32_nodes(model))  # never int8, as ConvTranspose
     for node in model.graph.node:
         if not node.name:
             raise ValueError(f"a {node.op_type} node has no name: groups are named after nodes")

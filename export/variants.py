@@ -6,8 +6,9 @@
   INT8_REWRITES (export/rewrite.py, exact): the decoder's ConvTranspose -> Conv, since onnxruntime has no int8
   ConvTranspose; the encoder's 1-channel input padded to 4 channels, since a reduction depth of 9 runs in a slow
   int8 path. The final Sigmoid stays fp32: an int8 sigmoid rounds probabilities below 1/510 to 0, where only the
-  BCE's probability floor bounds the loss (a SiLU's Sigmoid runs int8: export/silu.py). The decoder calibrates by percentile, the encoder by MinMax
-  (DEFAULT_CALIBRATION: outliers vs clipping).
+  BCE's probability floor bounds the loss (a SiLU's Sigmoid runs int8: export/silu.py); so do attention's
+  MatMuls of two activations and the Softmax between them (export/attention.py). The decoder calibrates by
+  percentile, the encoder by MinMax (DEFAULT_CALIBRATION: outliers vs clipping).
 - int8-dynamic: Gemm/MatMul weights int8, activations quantized at run time. Convs stay fp32: dynamic int8
   Convs run as ConvInteger, several times slower than fp32 here.
 - fp16: weights and compute in fp16 with float32 I/O kept (a size win; the CPU provider computes fp32).
@@ -34,6 +35,7 @@ import onnx
 
 from edgevae.runtime.contract.manifest import GRAPH_NAMES
 
+from .attention import ATTENTION_FP32, attention_fp32_nodes
 from .calibrate import ArrayReader
 from .rewrite import DEPTH_TO_SPACE, REWRITES, TRANSPOSE, conv_transpose_as_conv
 from .silu import HEAD_SIGMOID, SILU_INT8, head_sigmoids
@@ -161,7 +163,9 @@ def quantize_prepared(prepared: Path, dst: Path, *, graph: str, calibration, set
     model = onnx.load(prepared)
     # ConvTransposes left by the rewrite (it warned, naming them) stay fp32 too: ORT has no int8 kernel for them
     # a SiLU's Sigmoid is int8 like its Mul (export/silu.py); an output head's stays fp32
-    keep_fp32 = [n.name for n in model.graph.node if n.op_type == "ConvTranspose"] + head_sigmoids(model) + list(settings.fp32_nodes)
+    # attention's Softmax and MatMuls of two activations stay fp32: faster and closer to fp32 (export/attention.py)
+    keep_fp32 = [n.name for n in model.graph.node if n.op_type == "ConvTranspose"] + head_sigmoids(model) \
+        + attention_fp32_nodes(model) + list(settings.fp32_nodes)
     input_name = model.graph.input[0].name
     if len(calibration) > settings.batch_size:  # whole batches only: ORT's histogram calibrators (percentile,
         calibration = calibration[:len(calibration) // settings.batch_size * settings.batch_size]  # entropy) stack them
@@ -254,7 +258,7 @@ def _int8_record(settings: Int8Settings, calibration_images: int) -> dict:
     return {"format": "QDQ U8S8", "calibration": {g: settings.calibration or DEFAULT_CALIBRATION[g] for g in GRAPH_NAMES},
             "percentile": settings.percentile, "per_channel": settings.per_channel,
             "weight_bits": 7 if settings.reduce_range else 8, "calibration_images": calibration_images,
-            "rewrites": {g: list(int8_rewrites(g, settings.interleave)) for g in GRAPH_NAMES}, "fp32_nodes": [HEAD_SIGMOID],
+            "rewrites": {g: list(int8_rewrites(g, settings.interleave)) for g in GRAPH_NAMES}, "fp32_nodes": [HEAD_SIGMOID, ATTENTION_FP32],
             "silu": SILU_INT8}
 
 
