@@ -12,6 +12,8 @@ of what is left (session creation included) in proportion to its batch size plus
 with the batch, and at least MIN_ROUNDS rounds, so a heavily loaded machine or a tiny budget can overrun it --
 but never past HARD_LIMIT x budget_s + HARD_SLACK_S: every call is stopped there (runtime/inference/run_guard.py), so a
 hostile or hopelessly slow graph ends tune with one line instead of running for ever.
+A batch size whose group could not end before that hard end (predicted from the graph's cost per input at
+the smaller batches) is left out with one line, and `auto` follows the largest timed batch there.
 Torch-free: the base install runs it.
 """
 
@@ -112,9 +114,14 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, *, batch_sizes=BAT
     pairs, rng = {}, np.random.default_rng(0)
     choice, timings, default = {g: {} for g in GRAPH_NAMES}, {g: {} for g in GRAPH_NAMES}, {g: {} for g in GRAPH_NAMES}
     bar = _progress(len(groups), progress)
+    per_item, untimed = {}, []  # graph -> fastest seconds per input so far; (graph, batch) left out
     for done, (graph, batch) in enumerate(groups):
         was = dataclasses.replace(before.choose(model, graph, batch=batch), provider=CPU)
         here = [*variants, *(s for v in variants if (s := static_sibling(model.manifest, v, batch=batch)))]  # fixed shapes: own batch
+        if graph in per_item and not fits(per_item[graph] * batch, calls=len(here) * len(threads) * len(providers),
+                                          left_s=hard_end - time.perf_counter()):
+            untimed.append((graph, batch))  # would be stopped at the hard end: `auto` follows the largest timed batch
+            continue
         feed = random_input(model, graph, batch)
         calls = {}
         for c in candidates(here, threads, providers=providers, was=was):
@@ -134,14 +141,27 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, *, batch_sizes=BAT
         rows = tuple(_timing(c, s) for c, s in samples.items())
         timings[graph][str(batch)] = rows
         best = choice[graph][str(batch)] = pick(rows, was)
+        per_item[graph] = min(r.median_ms for r in rows) / 1e3 / batch
         default[graph][str(batch)] = was
         if bar is not None:
             bar.set_postfix_str(f"{graph} batch {batch}: {escape(best.variant)} x{best.threads or 'default'}")
             bar.update(1)
     if bar is not None:
         bar.close()
+    if untimed:
+        print(f"tune: not timed, as they would not end within {HARD_LIMIT:g} x --budget-s + {HARD_SLACK_S:g} s here: "
+              + ", ".join(f"{g} batch {b}" for g, b in untimed) + " (auto follows the largest timed batch size; raise "
+              "--budget-s to time them)", file=sys.stderr)
     return DeviceProfile(format=FORMAT, model_key=model_key(model), **identity, choice=choice, timings=timings,
                          default=default, budget_s=float(budget_s), edgevae_version=__version__)
+
+
+def fits(seconds_per_call: float, *, calls: int, left_s: float) -> bool:
+    """Whether a group of `calls` candidates, each expected to take seconds_per_call (the graph's fastest cost per
+    input so far x the batch), can do its MIN_ROUNDS rounds in left_s: a group that cannot would only be stopped
+    at the hard end, ending the whole tune in an error (a 64x64 RGB ResNet VAE's batch 256 did so at the default
+    budget on a 2-core Xeon), so it is left out instead."""
+    return seconds_per_call * calls * MIN_ROUNDS <= left_s
 
 
 def _check_arguments(model, budget_s, batch_sizes, progress) -> tuple:

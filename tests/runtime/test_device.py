@@ -133,6 +133,24 @@ def test_tune_times_every_variant_and_thread_count_and_keeps_the_default_unless_
                 assert ms[(chosen.variant, chosen.threads)] == best
 
 
+def test_a_batch_that_cannot_end_before_the_hard_end_is_left_out_not_an_error(model_dir, monkeypatch, capfd):
+    """A big model's batch 256 would be stopped at tune's hard end and end the whole tune in an error: tune leaves such
+    a group out (predicted from the graph's cost per input at the smaller batches), says so in one line, and the
+    runtime's auto follows the largest timed batch there."""
+    from edgevae.runtime.device import tune as tuning
+    from edgevae.runtime.device.profile import Plan
+
+    assert tuning.fits(0.1, calls=2, left_s=0.61) and not tuning.fits(0.1, calls=2, left_s=0.59)  # MIN_ROUNDS = 3
+    monkeypatch.setattr(tuning, "fits", lambda seconds, *, calls, left_s: False)  # nothing past a graph's first batch
+    model = contract.load(model_dir)
+    profile = tuning.tune(model, budget_s=0.3, batch_sizes=(1, 8, 64), progress=False)
+    assert {g: set(sizes) for g, sizes in profile.choice.items()} == {"encoder": {"1"}, "decoder": {"1"}}
+    assert {g: set(sizes) for g, sizes in profile.timings.items()} == {"encoder": {"1"}, "decoder": {"1"}}
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tune: not timed") and "encoder batch 8, encoder batch 64, decoder batch 8" in err[0]
+    assert Plan("auto", "auto", profile).choose(model, "decoder", batch=64) == profile.choice["decoder"]["1"]
+
+
 def test_runtime_follows_a_matching_profile_and_explicit_values_win(tmp_path, model_dir, tuned, monkeypatch):
     import dataclasses
 
