@@ -40,7 +40,7 @@ def register(sub) -> None:
     _model_args(p)
     p.add_argument("--n", type=int, required=True, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0): same seed, same samples")
-    p.add_argument("--out", type=Path, required=True, help="FILE.png (grid) or FILE.npy (float32 [N,1,28,28])")
+    p.add_argument("--out", type=Path, required=True, help="FILE.png (grid) or FILE.npy (float32 [N,C,H,W] in [0, 1])")
     p.set_defaults(run=_sample, extra=None)
 
     p = sub.add_parser("decode", help="decode given latents (a .npy array in the model's latent convention) to a "
