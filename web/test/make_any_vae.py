@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling script, also when loaded by file path
+from make_golden import write_arrays  # noqa: E402
+
 # (tile, overlap) pairs; None: the runtime's default overlap (twice the receptive field, else tile // 4)
 TILINGS = ((4, None), (4, 1), (5, 2), (3, 0))
 
@@ -86,13 +89,8 @@ def write_model(out: Path, name: str) -> Path:
     arrays["decode_zt"] = rt.decode(arrays["zt"])
     for tile, overlap in TILINGS:
         arrays[f"tiled_{tile}_{'default' if overlap is None else overlap}"] = rt.decode_tiled(arrays["zt"], tile=tile, overlap=overlap)
-    meta = {"model": str((folder / "model").resolve()), "conventions": conventions.__dict__ | {"pixel_range": list(conventions.pixel_range)},
-            "tilings": [list(t) for t in TILINGS], "arrays": {}}
-    for key, array in arrays.items():
-        array = np.ascontiguousarray(array, dtype="<f4")
-        (folder / f"{key}.f32").write_bytes(array.tobytes())
-        meta["arrays"][key] = {"file": f"{key}.f32", "dims": list(array.shape)}
-    (folder / "golden.json").write_text(json.dumps(meta, indent=1))
+    write_arrays(folder, arrays, {"model": str((folder / "model").resolve()), "tilings": [list(t) for t in TILINGS],
+                                  "conventions": conventions.__dict__ | {"pixel_range": list(conventions.pixel_range)}})
     return folder
 
 

@@ -48,13 +48,19 @@ def write_golden(out: Path, model_dir=None) -> Path:
         arrays[f"mu_{variant}"], arrays[f"logvar_{variant}"] = rt.encode(arrays["x"])
         arrays[f"decode_{variant}_qdq"] = _unfused_decode(model, variant, z)
         arrays[f"interpolate_{variant}"] = rt.interpolate(arrays["x"][0], arrays["x"][1], steps=5)
-    meta = {"model": str(model_path.resolve()), "variants": sorted(model.manifest.variants), "arrays": {}}
+    write_arrays(out, arrays, {"model": str(model_path.resolve()), "variants": sorted(model.manifest.variants)})
+    return out
+
+
+def write_arrays(out: Path, arrays: dict, meta: dict) -> None:
+    """Each array as little-endian float32 in NAME.f32, and golden.json: meta plus {"arrays": {NAME: {file, dims}}},
+    what web/test/helpers.mjs reads."""
+    meta = {**meta, "arrays": {}}
     for name, array in arrays.items():
         array = np.ascontiguousarray(array, dtype="<f4")
         (out / f"{name}.f32").write_bytes(array.tobytes())
         meta["arrays"][name] = {"file": f"{name}.f32", "dims": list(array.shape)}
     (out / "golden.json").write_text(json.dumps(meta, indent=1))
-    return out
 
 
 if __name__ == "__main__":
