@@ -4,9 +4,7 @@ manifest) run with the manifest's io names, outputs checked, on the shipped mode
 import shutil
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from edgevae.runtime import ModelDirError, VAERuntime
 from edgevae.runtime.contract import manifest as contract
@@ -73,9 +71,12 @@ def test_an_unlisted_variant_or_a_changed_file_is_the_model_dirs_fault(shipped, 
         pair.decode(np.zeros((1, *shipped.latent_shape), np.float32))
 
 
-def _constant_decoder(shipped, value: float, batch_from_input: bool = True) -> onnx.ModelProto:
-    """A decoder with the shipped boundary whose x_hat is `value` everywhere (a fixed batch of 2 when not
-    batch_from_input): hashes can match while the graph is broken."""
+def _constant_decoder(shipped, value: float, batch_from_input: bool = True):
+    """A decoder (onnx.ModelProto) with the shipped boundary whose x_hat is `value` everywhere (a fixed batch of 2
+    when not batch_from_input): hashes can match while the graph is broken."""
+    pytest.importorskip("onnx", reason="builds a graph (onnx: the export extra; the runtime itself needs none)")
+    from onnx import TensorProto, helper
+
     c, h, w = shipped.image_shape
     nodes = [helper.make_node("Constant", [], ["v"], value=helper.make_tensor("v", TensorProto.FLOAT, [], [value]))]
     if batch_from_input:
@@ -112,6 +113,7 @@ def test_a_decoder_overflowing_on_a_huge_z_is_the_callers_fault(shipped):
 
 
 def test_a_graph_with_another_boundary_is_refused_as_it_opens(shipped, tmp_path):
+    onnx = pytest.importorskip("onnx", reason="edits a graph (onnx: the export extra; the runtime itself needs none)")
     renamed = onnx.load(shipped.path / "decoder.onnx")
     renamed.graph.input[0].name = "latent"
     for node in renamed.graph.node:
