@@ -10,6 +10,9 @@ import sys
 
 
 def main(argv: list[str]) -> None:
+    if len(argv) != 4:  # no argparse: this process is timed from its start, and coldstart.py alone starts it
+        print("usage: python -m edgevae.benchmarks.torch_sample DECODER_STATE.pt LATENT_DIM N OUT.png", file=sys.stderr)
+        sys.exit(2)
     weights, latent_dim, n, out = argv
     import torch
 
