@@ -118,13 +118,15 @@ def tune(model: ModelDir, budget_s: float = DEFAULT_BUDGET_S, *, batch_sizes=BAT
     for done, (graph, batch) in enumerate(groups):
         was = dataclasses.replace(before.choose(model, graph, batch=batch), provider=CPU)
         here = [*variants, *(s for v in variants if (s := static_sibling(model.manifest, v, batch=batch)))]  # fixed shapes: own batch
-        if graph in per_item and not fits(per_item[graph] * batch, calls=len(here) * len(threads) * len(providers),
-                                          left_s=hard_end - time.perf_counter()):
+        timed = candidates(here, threads, providers=providers, was=was)
+        if graph in per_item and not fits(per_item[graph] * batch, calls=len(timed), left_s=hard_end - time.perf_counter()):
             untimed.append((graph, batch))  # would be stopped at the hard end: `auto` follows the largest timed batch
+            if bar is not None:
+                bar.update(1)
             continue
         feed = random_input(model, graph, batch)
         calls = {}
-        for c in candidates(here, threads, providers=providers, was=was):
+        for c in timed:
             key = (c.variant, c.threads, c.provider)
             if key not in pairs:
                 config = SessionConfig(threads=c.threads, providers=tuple(dict.fromkeys((c.provider, CPU))))
