@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,23 +26,19 @@ BATCHES = ((1, 31), (64, 9))  # (batch, repeats)
 
 
 def python_ms(model_dir, threads, *, variants=VARIANTS, batches=BATCHES) -> dict:
-    """{variant: {batch: median ms of `repeats` decodes}} in the Python runtime."""
+    """{variant: {batch: median ms of `repeats` decodes}} in the Python runtime, the variants interleaved
+    (edgevae/timing.py: one untimed warm-up decode each, then one timed decode per round)."""
     from edgevae.runtime import VAERuntime
     from edgevae.runtime.inference.random_input import random_input
+    from edgevae.timing import Schedule, interleave, median
 
-    out = {}
-    for variant in variants:
-        rt = VAERuntime.load(model_dir, variant=variant, threads=threads)
-        out[variant] = {}
-        for n, reps in batches:
-            z = random_input(rt.model, "decoder", n)
-            rt.decode(z)
-            times = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                rt.decode(z)
-                times.append((time.perf_counter() - t0) * 1e3)
-            out[variant][str(n)] = statistics.median(times)
+    runtimes = {v: VAERuntime.load(model_dir, variant=v, threads=threads) for v in variants}
+    out = {v: {} for v in variants}
+    for n, reps in batches:
+        z = random_input(next(iter(runtimes.values())).model, "decoder", n)
+        schedule = Schedule(min_rounds=reps, max_rounds=reps, budget_s=0.0, segment_s=0.0, warmup_calls=0)
+        for v, seconds in interleave({v: (lambda rt=rt: rt.decode(z)) for v, rt in runtimes.items()}, schedule).items():
+            out[v][str(n)] = median(seconds) * 1e3
     return out
 
 
